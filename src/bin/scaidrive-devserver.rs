@@ -1,0 +1,121 @@
+//! `scaidrive-devserver`: runs the local ScaiDrive-compatible server.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+use scaidrive::devserver::{self, DEFAULT_MAX_FILE_SIZE, DevServerConfig, ErrorShape, Faults, Settings};
+
+/// A local server that speaks the ScaiDrive REST API (folders, files, upload sessions,
+/// external links, sync change log, rate limits) for tests, benchmarks and demos.
+///
+/// The first stdout line is the bound base URL; the next lines give the token and the id
+/// of the default share. Everything persists under --data, so a restart keeps the data.
+/// Faults can also be changed at run time through the loopback-only admin routes under
+/// /_devserver (see src/devserver/admin.rs): settings, faults, clock, stats, users,
+/// tokens, shares, members and the tenant link policy.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about)]
+struct Args {
+    /// Directory for the metadata database and content blobs (created if missing).
+    #[arg(long, default_value = "./scaidrive-devserver-data")]
+    data: PathBuf,
+    /// Address to listen on; port 0 picks a free port (printed on the first line).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Base URL used in link `url`/`short_url` fields (default: the bound address).
+    #[arg(long)]
+    public_url: Option<String>,
+    /// Static access token of the default user (repeatable). Never expires unless the
+    /// admin route expires it.
+    #[arg(long = "token", default_value = "dev-token")]
+    tokens: Vec<String>,
+    /// Name of the default share, created on first start.
+    #[arg(long, default_value = "Demo")]
+    share_name: String,
+    /// Quota of the default share in bytes, applied on first start (507 when exceeded).
+    #[arg(long)]
+    quota_bytes: Option<u64>,
+    /// Per-token rate limit in cost units per minute (documented default 1000); 0 = off.
+    #[arg(long, default_value_t = 1000)]
+    rate_limit: u64,
+    /// Per-file size cap in bytes (413 above it).
+    #[arg(long, default_value_t = DEFAULT_MAX_FILE_SIZE)]
+    max_file_size: u64,
+    /// Upload session inactivity expiry in seconds (documented: 24 h).
+    #[arg(long, default_value_t = 86_400)]
+    session_ttl: u64,
+    /// Lifetime of access tokens issued by POST /api/v1/auth/token, in seconds.
+    #[arg(long, default_value_t = 3600)]
+    access_token_ttl: u64,
+    /// Error body shape: `envelope` ({"status","error":{"code",...},"meta"}) or `detail`
+    /// ({"detail": ...}; 429 stays enveloped as documented).
+    #[arg(long, value_enum, default_value_t = ErrorShape::Envelope)]
+    error_shape: ErrorShape,
+    /// Fault: probability (0..1) that a request fails with 503 before it is applied.
+    #[arg(long, default_value_t = 0.0)]
+    fail_rate: f64,
+    /// Fault: probability that a request is applied but answered with 500.
+    #[arg(long, default_value_t = 0.0)]
+    fail_after_rate: f64,
+    /// Fault: added latency per API request, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    latency_ms: u64,
+    /// Fault: probability that the connection is dropped mid-request.
+    #[arg(long, default_value_t = 0.0)]
+    drop_rate: f64,
+    /// Log filter (RUST_LOG syntax).
+    #[arg(long, env = "RUST_LOG", default_value = "warn")]
+    log: String,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt().with_env_filter(args.log.as_str()).with_writer(std::io::stderr).init();
+    let config = DevServerConfig {
+        data_dir: args.data,
+        listen: args.listen,
+        public_url: args.public_url,
+        tokens: args.tokens.clone(),
+        share_name: args.share_name,
+        quota_bytes: args.quota_bytes,
+        settings: Settings {
+            rate_limit: args.rate_limit,
+            max_file_size: args.max_file_size,
+            session_ttl_secs: args.session_ttl,
+            access_token_ttl_secs: args.access_token_ttl,
+            error_shape: args.error_shape,
+            faults: Faults {
+                fail_rate: args.fail_rate,
+                fail_after_rate: args.fail_after_rate,
+                latency_ms: args.latency_ms,
+                drop_rate: args.drop_rate,
+                ..Faults::default()
+            },
+            clock_offset_secs: 0,
+        },
+    };
+    let server = devserver::start(config).await?;
+    println!("{}", server.url());
+    println!("token: {}", args.tokens.first().map(String::as_str).unwrap_or(""));
+    println!("share_id: {}", server.share_id());
+    let stop = server.shutdown_token();
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        stop.cancel();
+    });
+    #[cfg(unix)]
+    {
+        let stop = server.shutdown_token();
+        tokio::spawn(async move {
+            if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                term.recv().await;
+                stop.cancel();
+            }
+        });
+    }
+    server.shutdown_token().cancelled().await;
+    server.shutdown().await;
+    Ok(())
+}

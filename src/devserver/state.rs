@@ -1,0 +1,324 @@
+//! Shared server state: the metadata database, the blob store, run-time settings (faults,
+//! limits, clock offset), the rate limiter and request statistics.
+//!
+//! The database is one SQLite connection behind a mutex; every access runs on the blocking
+//! pool through [`Db::call`], so a request's reads and writes form one serialized unit and
+//! races between concurrent requests (two uploads of one name) resolve deterministically.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use rusqlite::Connection;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+use tokio::io::AsyncWriteExt;
+
+use super::error::{ApiError, ApiResult, ErrorShape};
+
+/// Fault injection knobs; all default to "no fault".
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Faults {
+    /// Probability that a request fails with 503 before it is applied.
+    pub fail_rate: f64,
+    /// Probability that a request is applied and then answered with 500 (lost response).
+    pub fail_after_rate: f64,
+    /// Answer the next N requests with 500 before applying them.
+    pub fail_next: u64,
+    /// Added latency per request, in milliseconds.
+    pub latency_ms: u64,
+    /// Answer the next N authenticated requests with 429.
+    pub force_429: u64,
+    /// `Retry-After` seconds sent with forced 429s.
+    pub retry_after_secs: u64,
+    /// Probability that the connection is dropped mid-request (before applying it).
+    pub drop_rate: f64,
+    /// Drop the connection of the next N requests mid-request.
+    pub drop_next: u64,
+    /// How many request body bytes are read before a drop (0 = drop at once).
+    pub drop_after_bytes: u64,
+    /// Only requests whose path starts with this prefix get faults ("" = all API requests).
+    pub path_prefix: String,
+}
+
+/// Settings that tests and benchmarks may change while the server runs.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Settings {
+    /// Per-token budget in cost units per 60 s window; 0 disables rate limiting.
+    pub rate_limit: u64,
+    /// Per-file size cap in bytes (413 above it).
+    pub max_file_size: u64,
+    /// Upload session inactivity expiry, seconds.
+    pub session_ttl_secs: u64,
+    /// Lifetime of access tokens issued by the token endpoint, seconds.
+    pub access_token_ttl_secs: u64,
+    pub error_shape: ErrorShape,
+    pub faults: Faults,
+    /// Seconds added to the real clock (moves expiry of links, sessions and tokens).
+    pub clock_offset_secs: i64,
+}
+
+#[derive(Clone)]
+pub struct Db(Arc<Mutex<Connection>>);
+
+impl Db {
+    pub fn open(path: &Path) -> anyhow::Result<Db> {
+        let mut conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let migrations = rusqlite_migration::Migrations::new(vec![rusqlite_migration::M::up(
+            include_str!("schema.sql"),
+        )]);
+        migrations.to_latest(&mut conn)?;
+        Ok(Db(Arc::new(Mutex::new(conn))))
+    }
+
+    /// Runs `f` with exclusive access to the connection on the blocking pool.
+    pub async fn call<T, F>(&self, f: F) -> ApiResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> ApiResult<T> + Send + 'static,
+    {
+        let db = self.0.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = db.lock().unwrap_or_else(|e| e.into_inner());
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("database task failed: {e}")))?
+    }
+
+    /// Runs `f` inside one transaction, committed only if `f` succeeds.
+    pub async fn tx<T, F>(&self, f: F) -> ApiResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>) -> ApiResult<T> + Send + 'static,
+    {
+        self.call(move |conn| {
+            let tx = conn.transaction()?;
+            let out = f(&tx)?;
+            tx.commit()?;
+            Ok(out)
+        })
+        .await
+    }
+}
+
+/// Content-addressed blob files: `blobs/<2 hex>/<sha256>`, written through `tmp/`.
+#[derive(Clone)]
+pub struct Blobs {
+    root: PathBuf,
+}
+
+impl Blobs {
+    pub fn new(data_dir: &Path) -> std::io::Result<Blobs> {
+        std::fs::create_dir_all(data_dir.join("blobs"))?;
+        std::fs::create_dir_all(data_dir.join("tmp"))?;
+        std::fs::create_dir_all(data_dir.join("sessions"))?;
+        Ok(Blobs { root: data_dir.to_path_buf() })
+    }
+
+    pub fn path(&self, sha256: &str) -> PathBuf {
+        self.root.join("blobs").join(&sha256[..2]).join(sha256)
+    }
+
+    pub fn tmp_path(&self) -> PathBuf {
+        self.root.join("tmp").join(crate::devserver::util::new_id("tmp"))
+    }
+
+    /// Directory holding the received chunks of one upload session.
+    pub fn session_dir(&self, session_id: &str) -> PathBuf {
+        self.root.join("sessions").join(session_id)
+    }
+
+    pub async fn writer(&self) -> std::io::Result<BlobWriter> {
+        let tmp = self.tmp_path();
+        let file = tokio::fs::File::create(&tmp).await?;
+        Ok(BlobWriter { blobs: self.clone(), tmp, file, hasher: Sha256::new(), size: 0 })
+    }
+}
+
+/// Streams bytes into a temporary file while hashing; `finish` moves it to its address.
+pub struct BlobWriter {
+    blobs: Blobs,
+    tmp: PathBuf,
+    file: tokio::fs::File,
+    hasher: Sha256,
+    size: u64,
+}
+
+impl BlobWriter {
+    pub async fn write(&mut self, data: &[u8]) -> std::io::Result<()> {
+        self.hasher.update(data);
+        self.size += data.len() as u64;
+        self.file.write_all(data).await
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Flushes, hashes and stores the blob; returns (sha256 hex, size).
+    pub async fn finish(mut self) -> std::io::Result<(String, u64)> {
+        self.file.flush().await?;
+        self.file.sync_all().await?;
+        let sha = hex::encode(self.hasher.finalize_reset());
+        let dest = self.blobs.path(&sha);
+        if tokio::fs::try_exists(&dest).await? {
+            tokio::fs::remove_file(&self.tmp).await?;
+        } else {
+            tokio::fs::create_dir_all(dest.parent().expect("blob path has a parent")).await?;
+            tokio::fs::rename(&self.tmp, &dest).await?;
+        }
+        Ok((sha, self.size))
+    }
+
+    pub async fn abort(self) {
+        let _ = tokio::fs::remove_file(&self.tmp).await;
+    }
+}
+
+/// Sliding-window cost accounting per access token.
+#[derive(Default)]
+pub struct RateLimiter {
+    windows: HashMap<String, VecDeque<(Instant, u64)>>,
+}
+
+pub struct RateDecision {
+    pub limit: u64,
+    pub remaining: u64,
+    /// Unix seconds at which the oldest counted request leaves the window.
+    pub reset_unix: i64,
+    /// Some(seconds to wait) when the request is refused.
+    pub retry_after: Option<u64>,
+}
+
+pub const RATE_WINDOW: Duration = Duration::from_secs(60);
+
+impl RateLimiter {
+    pub fn check(&mut self, key: &str, cost: u64, limit: u64, now: Instant, now_unix: i64) -> RateDecision {
+        let q = self.windows.entry(key.to_string()).or_default();
+        while let Some((t, _)) = q.front() {
+            if now.duration_since(*t) >= RATE_WINDOW {
+                q.pop_front();
+            } else {
+                break;
+            }
+        }
+        let used: u64 = q.iter().map(|(_, c)| c).sum();
+        let reset_in = |t: Instant| RATE_WINDOW.saturating_sub(now.duration_since(t));
+        if used + cost > limit {
+            // Wait until enough of the oldest entries leave the window.
+            let mut freed = 0;
+            let mut wait = RATE_WINDOW;
+            for (t, c) in q.iter() {
+                freed += c;
+                if used - freed + cost <= limit {
+                    wait = reset_in(*t);
+                    break;
+                }
+            }
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            let reset = q.front().map(|(t, _)| reset_in(*t)).unwrap_or_default();
+            return RateDecision {
+                limit,
+                remaining: limit.saturating_sub(used),
+                reset_unix: now_unix + reset.as_secs() as i64 + 1,
+                retry_after: Some(secs.max(1)),
+            };
+        }
+        q.push_back((now, cost));
+        let reset = q.front().map(|(t, _)| reset_in(*t)).unwrap_or(RATE_WINDOW);
+        RateDecision {
+            limit,
+            remaining: limit - used - cost,
+            reset_unix: now_unix + reset.as_secs() as i64 + 1,
+            retry_after: None,
+        }
+    }
+}
+
+/// Request counters, readable through the admin route; benchmarks and tests use them to
+/// count calls per route.
+#[derive(Default)]
+pub struct Stats {
+    pub total: AtomicU64,
+    pub rate_limited: AtomicU64,
+    pub units: AtomicU64,
+    pub by_route: Mutex<BTreeMap<String, u64>>,
+    pub by_status: Mutex<BTreeMap<u16, u64>>,
+}
+
+impl Stats {
+    pub fn record(&self, route: &str, status: u16) {
+        self.total.fetch_add(1, Ordering::Relaxed);
+        if status == 429 {
+            self.rate_limited.fetch_add(1, Ordering::Relaxed);
+        }
+        *self.by_route.lock().unwrap_or_else(|e| e.into_inner()).entry(route.to_string()).or_default() += 1;
+        *self.by_status.lock().unwrap_or_else(|e| e.into_inner()).entry(status).or_default() += 1;
+    }
+
+    pub fn snapshot(&self) -> serde_json::Value {
+        serde_json::json!({
+            "requests_total": self.total.load(Ordering::Relaxed),
+            "rate_limited_total": self.rate_limited.load(Ordering::Relaxed),
+            "units_total": self.units.load(Ordering::Relaxed),
+            "by_route": *self.by_route.lock().unwrap_or_else(|e| e.into_inner()),
+            "by_status": *self.by_status.lock().unwrap_or_else(|e| e.into_inner()),
+        })
+    }
+
+    pub fn reset(&self) {
+        self.total.store(0, Ordering::Relaxed);
+        self.rate_limited.store(0, Ordering::Relaxed);
+        self.units.store(0, Ordering::Relaxed);
+        self.by_route.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.by_status.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+}
+
+pub struct Inner {
+    pub db: Db,
+    pub blobs: Blobs,
+    pub settings: RwLock<Settings>,
+    pub limiter: Mutex<RateLimiter>,
+    pub stats: Stats,
+    /// Base of public link URLs, e.g. `http://127.0.0.1:8080`.
+    pub public_url: String,
+}
+
+#[derive(Clone)]
+pub struct AppState(pub Arc<Inner>);
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn settings(&self) -> Settings {
+        self.settings.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn update_settings(&self, f: impl FnOnce(&mut Settings)) {
+        f(&mut self.settings.write().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    /// The server's clock: real time plus the test offset.
+    pub fn now(&self) -> OffsetDateTime {
+        let offset = self.settings.read().unwrap_or_else(|e| e.into_inner()).clock_offset_secs;
+        OffsetDateTime::now_utc() + time::Duration::seconds(offset)
+    }
+
+    pub fn now_unix(&self) -> i64 {
+        self.now().unix_timestamp()
+    }
+}

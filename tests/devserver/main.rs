@@ -1,0 +1,12 @@
+//! API conformance tests for `scaidrive-devserver`, written from the ScaiDrive docs
+//! (`scaidrive-api.md` and the seed pages). Every test starts a real server on
+//! 127.0.0.1:0 and talks to it with reqwest over a real socket.
+
+mod harness;
+
+mod auth_limits;
+mod files;
+mod folders;
+mod links;
+mod sync;
+mod uploads;
