@@ -4,5 +4,8 @@
 //!
 //! - [`devserver`]: the local ScaiDrive-compatible server used by tests, benchmarks and
 //!   `scaidrived --demo`.
+//! - [`store`]: the daemon state (SQLite, one owning thread, group commit): entries,
+//!   intent journal, upload sessions, failures.
 
 pub mod devserver;
+pub mod store;
