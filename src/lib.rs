@@ -6,6 +6,8 @@
 //!   `scaidrived --demo`.
 //! - [`store`]: the daemon state (SQLite, one owning thread, group commit): entries,
 //!   intent journal, upload sessions, failures.
+//! - [`plan`]: disk ↔ store comparison → remote ops, in an executable order.
 
 pub mod devserver;
+pub mod plan;
 pub mod store;
