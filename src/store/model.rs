@@ -277,7 +277,7 @@ impl Store {
     }
 
     pub async fn mirrors(&self) -> Result<Vec<MirrorRecord>, StoreError> {
-        self.call(|c| all_mirrors(c)).await
+        self.call(all_mirrors).await
     }
 
     pub async fn set_base_folder(
