@@ -6,8 +6,10 @@
 //!   `scaidrived --demo`.
 //! - [`store`]: the daemon state (SQLite, one owning thread, group commit): entries,
 //!   intent journal, upload sessions, failures.
+//! - [`config`]: layered TOML/env configuration, validation, token sources.
 //! - [`plan`]: disk ↔ store comparison → remote ops, in an executable order.
 
+pub mod config;
 pub mod devserver;
 pub mod plan;
 pub mod store;
