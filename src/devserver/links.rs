@@ -34,7 +34,10 @@ use super::util::{self, new_id, random_token, sha256_hex};
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/external/links", post(create).get(list))
-        .route("/api/v1/external/links/{link_id}", get(get_link).patch(patch).delete(revoke))
+        .route(
+            "/api/v1/external/links/{link_id}",
+            get(get_link).patch(patch).delete(revoke),
+        )
         .route("/api/v1/external/links/{link_id}/sessions", get(sessions))
 }
 
@@ -125,8 +128,9 @@ const LINK_COLS: &str = "id, tenant_id, share_id, resource_type, resource_id, li
 impl Link {
     fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Link> {
         let options: String = r.get(9)?;
-        let options = serde_json::from_str(&options)
-            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(9, rusqlite::types::Type::Text, Box::new(e)))?;
+        let options = serde_json::from_str(&options).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(9, rusqlite::types::Type::Text, Box::new(e))
+        })?;
         Ok(Link {
             id: r.get(0)?,
             tenant_id: r.get(1)?,
@@ -184,10 +188,18 @@ struct Policy {
 }
 
 fn tenant_policy(conn: &Connection, tenant_id: &str) -> ApiResult<Policy> {
-    let raw: Option<String> =
-        conn.query_row("SELECT settings FROM tenants WHERE id = ?1", [tenant_id], |r| r.get(0)).optional()?;
-    let Some(raw) = raw else { return Ok(Policy::default()) };
-    let v: Value = serde_json::from_str(&raw).map_err(|e| ApiError::internal(format!("tenant settings: {e}")))?;
+    let raw: Option<String> = conn
+        .query_row(
+            "SELECT settings FROM tenants WHERE id = ?1",
+            [tenant_id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(raw) = raw else {
+        return Ok(Policy::default());
+    };
+    let v: Value = serde_json::from_str(&raw)
+        .map_err(|e| ApiError::internal(format!("tenant settings: {e}")))?;
     Ok(Policy {
         links_disabled: v["links_disabled"].as_bool().unwrap_or(false),
         require_link_password: v["require_link_password"].as_bool().unwrap_or(false),
@@ -196,23 +208,34 @@ fn tenant_policy(conn: &Connection, tenant_id: &str) -> ApiResult<Policy> {
 }
 
 fn share_live(conn: &Connection, share_id: &str) -> ApiResult<bool> {
-    let deleted: Option<bool> =
-        conn.query_row("SELECT is_deleted FROM shares WHERE id = ?1", [share_id], |r| r.get(0)).optional()?;
+    let deleted: Option<bool> = conn
+        .query_row(
+            "SELECT is_deleted FROM shares WHERE id = ?1",
+            [share_id],
+            |r| r.get(0),
+        )
+        .optional()?;
     Ok(deleted == Some(false))
 }
 
 /// The live node `id` of `kind` in the link's share, if there is one. A node that moved to
 /// another share counts as gone: the link was granted on its old share.
 fn live_node(conn: &Connection, link: &Link, id: &str, kind: &str) -> ApiResult<Option<Node>> {
-    Ok(model::get_node(conn, id)?
-        .filter(|n| n.kind == kind && n.tenant_id == link.tenant_id && n.share_id == link.share_id && !n.is_deleted()))
+    Ok(model::get_node(conn, id)?.filter(|n| {
+        n.kind == kind
+            && n.tenant_id == link.tenant_id
+            && n.share_id == link.share_id
+            && !n.is_deleted()
+    }))
 }
 
 fn resource_live(conn: &Connection, link: &Link) -> ApiResult<bool> {
     if !share_live(conn, &link.share_id)? {
         return Ok(false);
     }
-    if link.resource_type != "share" && live_node(conn, link, &link.resource_id, &link.resource_type)?.is_none() {
+    if link.resource_type != "share"
+        && live_node(conn, link, &link.resource_id, &link.resource_type)?.is_none()
+    {
         return Ok(false);
     }
     if let Some(folder) = &link.options.upload_folder_id
@@ -227,7 +250,11 @@ fn health(conn: &Connection, link: &Link, now_unix: i64) -> ApiResult<Health> {
     if link.revoked {
         return Ok(Health::Revoked);
     }
-    let expired = link.expires_at.as_deref().and_then(util::parse_iso).is_some_and(|t| t.unix_timestamp() <= now_unix);
+    let expired = link
+        .expires_at
+        .as_deref()
+        .and_then(util::parse_iso)
+        .is_some_and(|t| t.unix_timestamp() <= now_unix);
     if expired {
         return Ok(Health::Expired);
     }
@@ -238,7 +265,9 @@ fn health(conn: &Connection, link: &Link, now_unix: i64) -> ApiResult<Health> {
         return Ok(Health::ResourceGone);
     }
     let o = &link.options;
-    if o.max_downloads.is_some_and(|m| link.download_count >= m) || o.max_views.is_some_and(|m| link.view_count >= m) {
+    if o.max_downloads.is_some_and(|m| link.download_count >= m)
+        || o.max_views.is_some_and(|m| link.view_count >= m)
+    {
         return Ok(Health::Exhausted);
     }
     Ok(Health::Active)
@@ -286,7 +315,10 @@ fn link_json(conn: &Connection, public_url: &str, link: &Link, now_unix: i64) ->
 
 fn hash_password(password: &str) -> String {
     let salt = random_token(16);
-    format!("sha256${salt}${}", sha256_hex(format!("{salt}:{password}").as_bytes()))
+    format!(
+        "sha256${salt}${}",
+        sha256_hex(format!("{salt}:{password}").as_bytes())
+    )
 }
 
 fn verify_password(stored: &str, password: &str) -> bool {
@@ -295,7 +327,12 @@ fn verify_password(stored: &str, password: &str) -> bool {
         (Some("sha256"), Some(salt), Some(digest)) => {
             let got = sha256_hex(format!("{salt}:{password}").as_bytes());
             // Constant time, so response timing does not leak how much of a guess matched.
-            got.len() == digest.len() && got.bytes().zip(digest.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+            got.len() == digest.len()
+                && got
+                    .bytes()
+                    .zip(digest.bytes())
+                    .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                    == 0
         }
         _ => false,
     }
@@ -310,7 +347,9 @@ fn parse_cidr(s: &str) -> Option<(IpAddr, u8)> {
     let ip: IpAddr = addr.parse().ok()?;
     let max = if ip.is_ipv4() { 32 } else { 128 };
     let len = match len {
-        Some(l) if !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()) => l.parse::<u8>().ok()?,
+        Some(l) if !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()) => {
+            l.parse::<u8>().ok()?
+        }
         Some(_) => return None,
         None => max,
     };
@@ -318,14 +357,24 @@ fn parse_cidr(s: &str) -> Option<(IpAddr, u8)> {
 }
 
 fn ip_in_cidr(ip: IpAddr, cidr: &str) -> bool {
-    let Some((net, len)) = parse_cidr(cidr) else { return false };
+    let Some((net, len)) = parse_cidr(cidr) else {
+        return false;
+    };
     match (ip.to_canonical(), net.to_canonical()) {
         (IpAddr::V4(a), IpAddr::V4(b)) => {
-            let mask = if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len)) };
+            let mask = if len == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(len))
+            };
             u32::from(a) & mask == u32::from(b) & mask
         }
         (IpAddr::V6(a), IpAddr::V6(b)) => {
-            let mask = if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len)) };
+            let mask = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(len))
+            };
             u128::from(a) & mask == u128::from(b) & mask
         }
         _ => false,
@@ -344,30 +393,57 @@ fn validation_with_code(code: &'static str, field: &str, msg: impl Into<String>)
 
 /// Checks the options that do not need the database, for the given link type.
 fn check_options(o: &Options, link_type: &str) -> ApiResult<()> {
-    for (field, v) in [("max_downloads", o.max_downloads), ("max_views", o.max_views), ("max_file_size", o.max_file_size)]
-    {
+    for (field, v) in [
+        ("max_downloads", o.max_downloads),
+        ("max_views", o.max_views),
+        ("max_file_size", o.max_file_size),
+    ] {
         if v.is_some_and(|n| n < 1) {
             return Err(invalid(field, format!("{field} must be at least 1")));
         }
     }
     for ip in o.allowed_ips.iter().flatten() {
         if parse_cidr(ip).is_none() {
-            return Err(invalid("allowed_ips", format!("{ip:?} is not an IP address or CIDR range")));
+            return Err(invalid(
+                "allowed_ips",
+                format!("{ip:?} is not an IP address or CIDR range"),
+            ));
         }
     }
-    let bad_email = |e: &String| !e.contains('@') || e.starts_with('@') || e.ends_with('@') || e.contains(char::is_whitespace);
+    let bad_email = |e: &String| {
+        !e.contains('@')
+            || e.starts_with('@')
+            || e.ends_with('@')
+            || e.contains(char::is_whitespace)
+    };
     if let Some(e) = o.allowed_emails.iter().flatten().find(|e| bad_email(e)) {
-        return Err(invalid("allowed_emails", format!("{e:?} is not an email address")));
+        return Err(invalid(
+            "allowed_emails",
+            format!("{e:?} is not an email address"),
+        ));
     }
     if let Some(e) = o.notification_email.as_ref().filter(|e| bad_email(e)) {
-        return Err(invalid("notification_email", format!("{e:?} is not an email address")));
+        return Err(invalid(
+            "notification_email",
+            format!("{e:?} is not an email address"),
+        ));
     }
-    if o.allowed_extensions.iter().flatten().any(|e| e.trim_start_matches('.').is_empty()) {
-        return Err(invalid("allowed_extensions", "extensions must not be empty"));
+    if o.allowed_extensions
+        .iter()
+        .flatten()
+        .any(|e| e.trim_start_matches('.').is_empty())
+    {
+        return Err(invalid(
+            "allowed_extensions",
+            "extensions must not be empty",
+        ));
     }
     if link_type == "UPLOAD" {
         if o.upload_folder_id.is_none() {
-            return Err(invalid("upload_folder_id", "upload_folder_id is required for UPLOAD links"));
+            return Err(invalid(
+                "upload_folder_id",
+                "upload_folder_id is required for UPLOAD links",
+            ));
         }
     } else {
         for (field, set) in [
@@ -376,7 +452,10 @@ fn check_options(o: &Options, link_type: &str) -> ApiResult<()> {
             ("allowed_extensions", o.allowed_extensions.is_some()),
         ] {
             if set {
-                return Err(invalid(field, format!("{field} only applies to UPLOAD links")));
+                return Err(invalid(
+                    field,
+                    format!("{field} only applies to UPLOAD links"),
+                ));
             }
         }
     }
@@ -385,34 +464,56 @@ fn check_options(o: &Options, link_type: &str) -> ApiResult<()> {
 
 /// Checks that an UPLOAD link's folder lives in the linked folder's subtree.
 fn check_upload_folder(conn: &Connection, link: &Link) -> ApiResult<()> {
-    let Some(folder_id) = &link.options.upload_folder_id else { return Ok(()) };
+    let Some(folder_id) = &link.options.upload_folder_id else {
+        return Ok(());
+    };
     let node = model::get_node(conn, folder_id)?
         .filter(|n| n.tenant_id == link.tenant_id && n.share_id == link.share_id)
-        .ok_or_else(|| ApiError::not_found(format!("folder {folder_id} in share {}", link.share_id)))?;
+        .ok_or_else(|| {
+            ApiError::not_found(format!("folder {folder_id} in share {}", link.share_id))
+        })?;
     if node.kind != "folder" {
-        return Err(invalid("upload_folder_id", format!("{folder_id} is not a folder")));
+        return Err(invalid(
+            "upload_folder_id",
+            format!("{folder_id} is not a folder"),
+        ));
     }
     if node.is_deleted() {
         return Err(ApiError::deleted(format!("folder {folder_id}")));
     }
     if !model::is_within(conn, &node.id, &link.resource_id)? {
-        return Err(invalid("upload_folder_id", "upload_folder_id must be the linked folder or lie inside it"));
+        return Err(invalid(
+            "upload_folder_id",
+            "upload_folder_id must be the linked folder or lie inside it",
+        ));
     }
     Ok(())
 }
 
 /// The absolute expiry from `expires_in_days` or `expires_at` (at most one may be given).
-fn resolve_expiry(days: Option<i64>, at: Option<&str>, now: OffsetDateTime) -> ApiResult<Option<OffsetDateTime>> {
+fn resolve_expiry(
+    days: Option<i64>,
+    at: Option<&str>,
+    now: OffsetDateTime,
+) -> ApiResult<Option<OffsetDateTime>> {
     match (days, at) {
-        (Some(_), Some(_)) => Err(invalid("expires_at", "give either expires_in_days or expires_at, not both")),
+        (Some(_), Some(_)) => Err(invalid(
+            "expires_at",
+            "give either expires_in_days or expires_at, not both",
+        )),
         (Some(d), None) => {
             if !(1..=MAX_EXPIRY_DAYS).contains(&d) {
-                return Err(invalid("expires_in_days", format!("expires_in_days must be between 1 and {MAX_EXPIRY_DAYS}")));
+                return Err(invalid(
+                    "expires_in_days",
+                    format!("expires_in_days must be between 1 and {MAX_EXPIRY_DAYS}"),
+                ));
             }
             Ok(Some(now + time::Duration::days(d)))
         }
         (None, Some(s)) => {
-            let t = util::parse_iso(s).ok_or_else(|| invalid("expires_at", format!("{s:?} is not an ISO-8601 timestamp")))?;
+            let t = util::parse_iso(s).ok_or_else(|| {
+                invalid("expires_at", format!("{s:?} is not an ISO-8601 timestamp"))
+            })?;
             if t <= now {
                 return Err(invalid("expires_at", "expires_at must be in the future"));
             }
@@ -422,8 +523,14 @@ fn resolve_expiry(days: Option<i64>, at: Option<&str>, now: OffsetDateTime) -> A
     }
 }
 
-fn check_expiry_policy(policy: &Policy, expiry: Option<OffsetDateTime>, now: OffsetDateTime) -> ApiResult<()> {
-    let Some(max_days) = policy.max_link_expiry_days else { return Ok(()) };
+fn check_expiry_policy(
+    policy: &Policy,
+    expiry: Option<OffsetDateTime>,
+    now: OffsetDateTime,
+) -> ApiResult<()> {
+    let Some(max_days) = policy.max_link_expiry_days else {
+        return Ok(());
+    };
     let Some(expiry) = expiry else {
         return Err(validation_with_code(
             "LINK_EXPIRY_REQUIRED",
@@ -442,7 +549,11 @@ fn check_expiry_policy(policy: &Policy, expiry: Option<OffsetDateTime>, now: Off
 }
 
 fn sharing_disabled() -> ApiError {
-    ApiError::new(StatusCode::FORBIDDEN, "EXTERNAL_SHARING_DISABLED", "external sharing is disabled for this tenant")
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "EXTERNAL_SHARING_DISABLED",
+        "external sharing is disabled for this tenant",
+    )
 }
 
 #[derive(Deserialize)]
@@ -479,16 +590,28 @@ async fn create(
     Json(b): Json<CreateBody>,
 ) -> ApiResult<impl IntoResponse> {
     if !RESOURCE_TYPES.contains(&b.resource_type.as_str()) {
-        return Err(invalid("resource_type", "resource_type must be one of file, folder, share"));
+        return Err(invalid(
+            "resource_type",
+            "resource_type must be one of file, folder, share",
+        ));
     }
     if !LINK_TYPES.contains(&b.link_type.as_str()) {
-        return Err(invalid("link_type", "link_type must be one of VIEW, DOWNLOAD, UPLOAD"));
+        return Err(invalid(
+            "link_type",
+            "link_type must be one of VIEW, DOWNLOAD, UPLOAD",
+        ));
     }
     if b.link_type == "UPLOAD" && b.resource_type != "folder" {
-        return Err(invalid("resource_type", "UPLOAD links must target a folder"));
+        return Err(invalid(
+            "resource_type",
+            "UPLOAD links must target a folder",
+        ));
     }
     if b.resource_type == "share" && b.resource_id != b.share_id {
-        return Err(invalid("resource_id", "for resource_type share, resource_id must be the share id"));
+        return Err(invalid(
+            "resource_id",
+            "for resource_type share, resource_id must be the share id",
+        ));
     }
     if b.password.as_deref() == Some("") {
         return Err(invalid("password", "password must not be empty"));
@@ -504,7 +627,9 @@ async fn create(
         require_email: b.require_email.unwrap_or(defaults.require_email),
         custom_name: b.custom_name,
         custom_message: b.custom_message,
-        show_download_button: b.show_download_button.unwrap_or(defaults.show_download_button),
+        show_download_button: b
+            .show_download_button
+            .unwrap_or(defaults.show_download_button),
         allow_preview: b.allow_preview.unwrap_or(defaults.allow_preview),
         notify_on_access: b.notify_on_access.unwrap_or(defaults.notify_on_access),
         notify_on_download: b.notify_on_download.unwrap_or(defaults.notify_on_download),
@@ -601,14 +726,23 @@ async fn list(
 ) -> ApiResult<Json<Value>> {
     let limit = q.limit.unwrap_or(50);
     if !(1..=100).contains(&limit) {
-        return Err(ApiError::validation(&["query", "limit"], "limit must be between 1 and 100"));
+        return Err(ApiError::validation(
+            &["query", "limit"],
+            "limit must be between 1 and 100",
+        ));
     }
     let offset = q.offset.unwrap_or(0);
     if offset < 0 {
-        return Err(ApiError::validation(&["query", "offset"], "offset must not be negative"));
+        return Err(ApiError::validation(
+            &["query", "offset"],
+            "offset must not be negative",
+        ));
     }
     if let Some(s) = q.status.as_deref().filter(|s| !STATUSES.contains(s)) {
-        return Err(ApiError::validation(&["query", "status"], format!("unknown status {s:?}")));
+        return Err(ApiError::validation(
+            &["query", "status"],
+            format!("unknown status {s:?}"),
+        ));
     }
     let now = state.now_unix();
     let public_url = state.public_url.clone();
@@ -641,10 +775,14 @@ async fn list(
 
 /// A link the caller may manage (its creator or a tenant admin); 404 otherwise.
 fn load_managed(conn: &Connection, caller: &Caller, id: &str) -> ApiResult<Link> {
-    conn.query_row(&format!("SELECT {LINK_COLS} FROM links WHERE id = ?1"), [id], Link::from_row)
-        .optional()?
-        .filter(|l| l.visible_to(caller))
-        .ok_or_else(|| ApiError::not_found(format!("link {id}")))
+    conn.query_row(
+        &format!("SELECT {LINK_COLS} FROM links WHERE id = ?1"),
+        [id],
+        Link::from_row,
+    )
+    .optional()?
+    .filter(|l| l.visible_to(caller))
+    .ok_or_else(|| ApiError::not_found(format!("link {id}")))
 }
 
 async fn get_link(
@@ -746,17 +884,29 @@ async fn patch(
         ("link_type", b.link_type.is_some()),
     ] {
         if sent {
-            return Err(invalid(field, format!("{field} cannot be changed; create a new link instead")));
+            return Err(invalid(
+                field,
+                format!("{field} cannot be changed; create a new link instead"),
+            ));
         }
     }
     if matches!(&b.password, Some(Some(p)) if p.is_empty()) {
-        return Err(invalid("password", "password must not be empty (send null to remove it)"));
+        return Err(invalid(
+            "password",
+            "password must not be empty (send null to remove it)",
+        ));
     }
     if matches!(b.expires_in_days, Some(None)) {
-        return Err(invalid("expires_in_days", "expires_in_days must not be null (send expires_at: null to remove the expiry)"));
+        return Err(invalid(
+            "expires_in_days",
+            "expires_in_days must not be null (send expires_at: null to remove the expiry)",
+        ));
     }
     if b.expires_in_days.is_some() && b.expires_at.is_some() {
-        return Err(invalid("expires_at", "give either expires_in_days or expires_at, not both"));
+        return Err(invalid(
+            "expires_at",
+            "give either expires_in_days or expires_at, not both",
+        ));
     }
     let now = state.now();
     let now_unix = now.unix_timestamp();
@@ -784,11 +934,27 @@ async fn patch(
             set_required(&mut o.require_email, b.require_email, "require_email")?;
             set_nullable(&mut o.custom_name, b.custom_name);
             set_nullable(&mut o.custom_message, b.custom_message);
-            set_required(&mut o.show_download_button, b.show_download_button, "show_download_button")?;
+            set_required(
+                &mut o.show_download_button,
+                b.show_download_button,
+                "show_download_button",
+            )?;
             set_required(&mut o.allow_preview, b.allow_preview, "allow_preview")?;
-            set_required(&mut o.notify_on_access, b.notify_on_access, "notify_on_access")?;
-            set_required(&mut o.notify_on_download, b.notify_on_download, "notify_on_download")?;
-            set_required(&mut o.notify_on_upload, b.notify_on_upload, "notify_on_upload")?;
+            set_required(
+                &mut o.notify_on_access,
+                b.notify_on_access,
+                "notify_on_access",
+            )?;
+            set_required(
+                &mut o.notify_on_download,
+                b.notify_on_download,
+                "notify_on_download",
+            )?;
+            set_required(
+                &mut o.notify_on_upload,
+                b.notify_on_upload,
+                "notify_on_upload",
+            )?;
             set_nullable(&mut o.notification_email, b.notification_email);
             set_nullable(&mut o.upload_folder_id, b.upload_folder_id.clone());
             set_nullable(&mut o.max_file_size, b.max_file_size);
@@ -814,7 +980,8 @@ async fn patch(
                 check_expiry_policy(&policy, expiry, now)?;
                 link.expires_at = expiry.map(util::iso);
             }
-            let options = serde_json::to_string(&link.options).map_err(|e| ApiError::internal(e.to_string()))?;
+            let options = serde_json::to_string(&link.options)
+                .map_err(|e| ApiError::internal(e.to_string()))?;
             tx.execute(
                 "UPDATE links SET password_hash = ?2, options = ?3, expires_at = ?4 WHERE id = ?1",
                 params![link.id, link.password_hash, options, link.expires_at],
@@ -854,7 +1021,13 @@ fn ensure_sessions_table(conn: &Connection) -> ApiResult<()> {
     Ok(())
 }
 
-fn log_session(conn: &Connection, link: &Link, at: &str, access: &Access, action: &str) -> ApiResult<()> {
+fn log_session(
+    conn: &Connection,
+    link: &Link,
+    at: &str,
+    access: &Access,
+    action: &str,
+) -> ApiResult<()> {
     ensure_sessions_table(conn)?;
     conn.execute(
         "INSERT INTO link_sessions (link_id, accessed_at, ip, action, email) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -901,9 +1074,13 @@ fn find_link(conn: &Connection, key: &Key) -> ApiResult<Link> {
         Key::Token(t) => ("token", t),
         Key::Code(c) => ("short_code", c),
     };
-    conn.query_row(&format!("SELECT {LINK_COLS} FROM links WHERE {col} = ?1"), [value], Link::from_row)
-        .optional()?
-        .ok_or_else(|| ApiError::not_found("link"))
+    conn.query_row(
+        &format!("SELECT {LINK_COLS} FROM links WHERE {col} = ?1"),
+        [value],
+        Link::from_row,
+    )
+    .optional()?
+    .ok_or_else(|| ApiError::not_found("link"))
 }
 
 #[derive(Deserialize)]
@@ -922,7 +1099,11 @@ struct Access {
 }
 
 fn access(headers: &HeaderMap, peer: Option<Extension<Peer>>, q: &PublicQuery) -> Access {
-    let header = |name: &str| headers.get(name).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    };
     Access {
         ip: peer.map(|Extension(Peer(addr))| addr.ip()),
         password: header("x-link-password").or_else(|| q.password.clone()),
@@ -938,34 +1119,63 @@ fn admit(conn: &Connection, link: &Link, now_unix: i64, access: &Access) -> ApiR
         Health::Active => {}
         Health::Revoked => return gone("LINK_REVOKED", "this link has been revoked"),
         Health::Expired => return gone("LINK_EXPIRED", "this link has expired"),
-        Health::Exhausted => return gone("LINK_EXHAUSTED", "this link has reached its download or view limit"),
-        Health::ResourceGone => return gone("RESOURCE_DELETED", "the linked item no longer exists"),
+        Health::Exhausted => {
+            return gone(
+                "LINK_EXHAUSTED",
+                "this link has reached its download or view limit",
+            );
+        }
+        Health::ResourceGone => {
+            return gone("RESOURCE_DELETED", "the linked item no longer exists");
+        }
         Health::SharingDisabled => return Err(sharing_disabled()),
     }
     let o = &link.options;
     if let Some(ranges) = &o.allowed_ips {
-        let allowed = access.ip.is_some_and(|ip| ranges.iter().any(|r| ip_in_cidr(ip, r)));
+        let allowed = access
+            .ip
+            .is_some_and(|ip| ranges.iter().any(|r| ip_in_cidr(ip, r)));
         if !allowed {
-            return Err(ApiError::new(StatusCode::FORBIDDEN, "LINK_IP_NOT_ALLOWED", "your address may not use this link"));
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "LINK_IP_NOT_ALLOWED",
+                "your address may not use this link",
+            ));
         }
     }
     if o.require_email || o.allowed_emails.is_some() {
         let Some(email) = access.email.as_deref().filter(|e| !e.is_empty()) else {
-            return Err(ApiError::new(StatusCode::UNAUTHORIZED, "LINK_EMAIL_REQUIRED", "this link requires your email address"));
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "LINK_EMAIL_REQUIRED",
+                "this link requires your email address",
+            ));
         };
         if let Some(list) = &o.allowed_emails
             && !list.iter().any(|a| a.eq_ignore_ascii_case(email))
         {
-            return Err(ApiError::new(StatusCode::FORBIDDEN, "LINK_EMAIL_NOT_ALLOWED", "this email may not use this link"));
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "LINK_EMAIL_NOT_ALLOWED",
+                "this email may not use this link",
+            ));
         }
     }
     if let Some(stored) = &link.password_hash {
         match access.password.as_deref() {
             None | Some("") => {
-                return Err(ApiError::new(StatusCode::UNAUTHORIZED, "LINK_PASSWORD_REQUIRED", "this link requires a password"));
+                return Err(ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "LINK_PASSWORD_REQUIRED",
+                    "this link requires a password",
+                ));
             }
             Some(p) if !verify_password(stored, p) => {
-                return Err(ApiError::new(StatusCode::UNAUTHORIZED, "LINK_PASSWORD_INVALID", "wrong password"));
+                return Err(ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "LINK_PASSWORD_INVALID",
+                    "wrong password",
+                ));
             }
             Some(_) => {}
         }
@@ -991,26 +1201,53 @@ fn file_meta(n: &Node) -> Value {
 /// Every live item under a folder or share link, with paths relative to the linked root.
 fn listing(conn: &Connection, link: &Link) -> ApiResult<Value> {
     let (root, nodes, prefix) = if link.resource_type == "share" {
-        let name: String = conn.query_row("SELECT name FROM shares WHERE id = ?1", [&link.share_id], |r| r.get(0))?;
+        let name: String = conn.query_row(
+            "SELECT name FROM shares WHERE id = ?1",
+            [&link.share_id],
+            |r| r.get(0),
+        )?;
         let mut stmt = conn.prepare(&format!(
             "SELECT {} FROM nodes WHERE share_id = ?1 AND deleted_at IS NULL",
             model::NODE_COLS
         ))?;
-        let nodes = stmt.query_map([&link.share_id], Node::from_row)?.collect::<Result<Vec<_>, _>>()?;
-        (json!({ "id": link.share_id, "name": name, "type": "share" }), nodes, String::new())
+        let nodes = stmt
+            .query_map([&link.share_id], Node::from_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        (
+            json!({ "id": link.share_id, "name": name, "type": "share" }),
+            nodes,
+            String::new(),
+        )
     } else {
         let folder = live_node(conn, link, &link.resource_id, "folder")?
             .ok_or_else(|| ApiError::deleted(format!("folder {}", link.resource_id)))?;
-        let nodes = model::descendants(conn, &folder.id)?.into_iter().filter(|n| !n.is_deleted()).collect();
+        let nodes = model::descendants(conn, &folder.id)?
+            .into_iter()
+            .filter(|n| !n.is_deleted())
+            .collect();
         let prefix = model::node_path(conn, &folder)?;
-        (json!({ "id": folder.id, "name": folder.name, "type": "folder" }), nodes, prefix)
+        (
+            json!({ "id": folder.id, "name": folder.name, "type": "folder" }),
+            nodes,
+            prefix,
+        )
     };
     let mut items = Vec::with_capacity(nodes.len());
     for n in &nodes {
         let path = model::node_path(conn, n)?;
-        let rel = path.strip_prefix(prefix.as_str()).unwrap_or(&path).to_string();
-        let size = if n.kind == "file" { json!(n.size) } else { Value::Null };
-        items.push((rel.clone(), json!({ "id": n.id, "name": n.name, "type": n.kind, "path": rel, "size": size })));
+        let rel = path
+            .strip_prefix(prefix.as_str())
+            .unwrap_or(&path)
+            .to_string();
+        let size = if n.kind == "file" {
+            json!(n.size)
+        } else {
+            Value::Null
+        };
+        items.push((
+            rel.clone(),
+            json!({ "id": n.id, "name": n.name, "type": n.kind, "path": rel, "size": size }),
+        ));
     }
     items.sort_by(|a, b| a.0.cmp(&b.0));
     let mut out = root;
@@ -1097,17 +1334,25 @@ async fn download_by_code(
 fn target_file(conn: &Connection, link: &Link, file_id: Option<&str>) -> ApiResult<Node> {
     if link.resource_type == "file" {
         if file_id.is_some_and(|f| f != link.resource_id) {
-            return Err(ApiError::not_found(format!("file {} in this link", file_id.unwrap_or_default())));
+            return Err(ApiError::not_found(format!(
+                "file {} in this link",
+                file_id.unwrap_or_default()
+            )));
         }
         return live_node(conn, link, &link.resource_id, "file")?
             .ok_or_else(|| ApiError::deleted(format!("file {}", link.resource_id)));
     }
     let Some(file_id) = file_id else {
-        return Err(ApiError::validation(&["query", "file_id"], "file_id is required for folder and share links"));
+        return Err(ApiError::validation(
+            &["query", "file_id"],
+            "file_id is required for folder and share links",
+        ));
     };
     let node = live_node(conn, link, file_id, "file")?;
     let inside = match &node {
-        Some(n) if link.resource_type == "folder" => model::is_within(conn, &n.id, &link.resource_id)?,
+        Some(n) if link.resource_type == "folder" => {
+            model::is_within(conn, &n.id, &link.resource_id)?
+        }
         Some(_) => true,
         None => false,
     };
@@ -1120,7 +1365,13 @@ fn target_file(conn: &Connection, link: &Link, file_id: Option<&str>) -> ApiResu
 fn content_disposition(name: &str) -> String {
     let ascii: String = name
         .chars()
-        .map(|c| if c.is_ascii() && !c.is_ascii_control() && c != '"' && c != '\\' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii() && !c.is_ascii_control() && c != '"' && c != '\\' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     let mut encoded = String::new();
     for b in name.bytes() {
@@ -1133,7 +1384,12 @@ fn content_disposition(name: &str) -> String {
     format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
 }
 
-async fn download(state: AppState, key: Key, access: Access, file_id: Option<String>) -> ApiResult<Response> {
+async fn download(
+    state: AppState,
+    key: Key,
+    access: Access,
+    file_id: Option<String>,
+) -> ApiResult<Response> {
     let now = state.now_unix();
     let now_iso = model::now_iso(&state);
     let file = state
@@ -1144,25 +1400,48 @@ async fn download(state: AppState, key: Key, access: Access, file_id: Option<Str
             match link.link_type.as_str() {
                 "DOWNLOAD" => {}
                 "VIEW" => {
-                    return Err(ApiError::new(StatusCode::FORBIDDEN, "LINK_VIEW_ONLY", "this link allows viewing only"));
+                    return Err(ApiError::new(
+                        StatusCode::FORBIDDEN,
+                        "LINK_VIEW_ONLY",
+                        "this link allows viewing only",
+                    ));
                 }
                 _ => {
-                    return Err(ApiError::new(StatusCode::FORBIDDEN, "LINK_UPLOAD_ONLY", "this link only accepts uploads"));
+                    return Err(ApiError::new(
+                        StatusCode::FORBIDDEN,
+                        "LINK_UPLOAD_ONLY",
+                        "this link only accepts uploads",
+                    ));
                 }
             }
             let file = target_file(tx, &link, file_id.as_deref())?;
-            tx.execute("UPDATE links SET download_count = download_count + 1 WHERE id = ?1", [&link.id])?;
+            tx.execute(
+                "UPDATE links SET download_count = download_count + 1 WHERE id = ?1",
+                [&link.id],
+            )?;
             log_session(tx, &link, &now_iso, &access, "download")?;
             Ok(file)
         })
         .await?;
-    let sha = file.sha256.as_deref().ok_or_else(|| ApiError::internal(format!("file {} has no content", file.id)))?;
+    let sha = file
+        .sha256
+        .as_deref()
+        .ok_or_else(|| ApiError::internal(format!("file {} has no content", file.id)))?;
     let content = tokio::fs::File::open(state.blobs.path(sha)).await?;
     let mut resp = Body::from_stream(tokio_util::io::ReaderStream::new(content)).into_response();
     let h = resp.headers_mut();
-    let mime = file.mime_type.as_deref().unwrap_or("application/octet-stream");
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_str(mime).unwrap_or(HeaderValue::from_static("application/octet-stream")));
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(file.size.max(0) as u64));
+    let mime = file
+        .mime_type
+        .as_deref()
+        .unwrap_or("application/octet-stream");
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(mime).unwrap_or(HeaderValue::from_static("application/octet-stream")),
+    );
+    h.insert(
+        header::CONTENT_LENGTH,
+        HeaderValue::from(file.size.max(0) as u64),
+    );
     if let Ok(v) = HeaderValue::from_str(&content_disposition(&file.name)) {
         h.insert(header::CONTENT_DISPOSITION, v);
     }
@@ -1177,7 +1456,13 @@ async fn upload_by_token(
     headers: HeaderMap,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> ApiResult<Response> {
-    upload(state, Key::Token(token), access(&headers, peer, &q), multipart).await
+    upload(
+        state,
+        Key::Token(token),
+        access(&headers, peer, &q),
+        multipart,
+    )
+    .await
 }
 
 async fn upload_by_code(
@@ -1188,22 +1473,40 @@ async fn upload_by_code(
     headers: HeaderMap,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> ApiResult<Response> {
-    upload(state, Key::Code(code), access(&headers, peer, &q), multipart).await
+    upload(
+        state,
+        Key::Code(code),
+        access(&headers, peer, &q),
+        multipart,
+    )
+    .await
 }
 
 fn check_extension(link: &Link, name: &str) -> ApiResult<()> {
-    let Some(allowed) = &link.options.allowed_extensions else { return Ok(()) };
+    let Some(allowed) = &link.options.allowed_extensions else {
+        return Ok(());
+    };
     let ext = name.rsplit_once('.').map(|(_, e)| e).unwrap_or("");
-    if allowed.iter().any(|a| a.trim_start_matches('.').eq_ignore_ascii_case(ext) && !ext.is_empty()) {
+    if allowed
+        .iter()
+        .any(|a| a.trim_start_matches('.').eq_ignore_ascii_case(ext) && !ext.is_empty())
+    {
         return Ok(());
     }
-    let mut e = ApiError::validation(&["body", "file"], format!("files of type {ext:?} are not accepted by this link"));
+    let mut e = ApiError::validation(
+        &["body", "file"],
+        format!("files of type {ext:?} are not accepted by this link"),
+    );
     e.code = "EXTENSION_NOT_ALLOWED";
     Err(e)
 }
 
 fn too_large(cap: u64) -> ApiError {
-    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", format!("file is larger than {cap} bytes"))
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "PAYLOAD_TOO_LARGE",
+        format!("file is larger than {cap} bytes"),
+    )
 }
 
 async fn upload(
@@ -1221,15 +1524,24 @@ async fn upload(
             let link = find_link(conn, &k)?;
             admit(conn, &link, now, &a)?;
             if link.link_type != "UPLOAD" {
-                return Err(ApiError::new(StatusCode::FORBIDDEN, "LINK_NOT_UPLOAD", "this link does not accept uploads"));
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "LINK_NOT_UPLOAD",
+                    "this link does not accept uploads",
+                ));
             }
             Ok(link)
         })
         .await?;
     let mut form = multipart.map_err(|e| ApiError::validation(&["body"], e.body_text()))?;
-    let bad_form = |e: axum::extract::multipart::MultipartError| ApiError::bad_request("INVALID_REQUEST", e.body_text());
+    let bad_form = |e: axum::extract::multipart::MultipartError| {
+        ApiError::bad_request("INVALID_REQUEST", e.body_text())
+    };
     let tenant_cap = state.settings().max_file_size;
-    let cap = link.options.max_file_size.map_or(tenant_cap, |m| (m.max(0) as u64).min(tenant_cap));
+    let cap = link
+        .options
+        .max_file_size
+        .map_or(tenant_cap, |m| (m.max(0) as u64).min(tenant_cap));
     let mut name_field: Option<String> = None;
     let mut content: Option<(String, u64, Option<String>)> = None;
     while let Some(mut field) = form.next_field().await.map_err(bad_form)? {
@@ -1238,7 +1550,10 @@ async fn upload(
             Some("name") => name_field = Some(field.text().await.map_err(bad_form)?),
             Some("file") => {
                 if content.is_some() {
-                    return Err(ApiError::validation(&["body", "file"], "exactly one file part is allowed"));
+                    return Err(ApiError::validation(
+                        &["body", "file"],
+                        "exactly one file part is allowed",
+                    ));
                 }
                 let part_name = field.file_name().map(str::to_string);
                 if let Some(n) = name_field.as_deref().or(part_name.as_deref()) {
@@ -1269,16 +1584,25 @@ async fn upload(
             }
             other => {
                 let other = other.unwrap_or_default().to_string();
-                return Err(ApiError::validation(&["body", &other], format!("unexpected form field {other:?}")));
+                return Err(ApiError::validation(
+                    &["body", &other],
+                    format!("unexpected form field {other:?}"),
+                ));
             }
         }
     }
     let Some((sha, size, part_name)) = content else {
-        return Err(ApiError::validation(&["body", "file"], "a file part is required"));
+        return Err(ApiError::validation(
+            &["body", "file"],
+            "a file part is required",
+        ));
     };
-    let name = name_field
-        .or(part_name)
-        .ok_or_else(|| ApiError::validation(&["body", "name"], "the file needs a name (a name field or a part filename)"))?;
+    let name = name_field.or(part_name).ok_or_else(|| {
+        ApiError::validation(
+            &["body", "name"],
+            "the file needs a name (a name field or a part filename)",
+        )
+    })?;
     util::check_name(&name)?;
     check_extension(&link, &name)?;
     let now_iso = model::now_iso(&state);
@@ -1294,14 +1618,25 @@ async fn upload(
                 .ok_or_else(|| ApiError::deleted(format!("folder {folder_id}")))?;
             // The upload is the link creator's act: their permissions, their change entry.
             let creator: Option<(String, bool)> = tx
-                .query_row("SELECT tenant_id, is_admin FROM users WHERE id = ?1", [&link.created_by], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })
+                .query_row(
+                    "SELECT tenant_id, is_admin FROM users WHERE id = ?1",
+                    [&link.created_by],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
                 .optional()?;
             let Some((tenant_id, is_admin)) = creator else {
-                return Err(ApiError::new(StatusCode::GONE, "LINK_REVOKED", "the link's creator no longer exists"));
+                return Err(ApiError::new(
+                    StatusCode::GONE,
+                    "LINK_REVOKED",
+                    "the link's creator no longer exists",
+                ));
             };
-            let acting = Caller { user_id: link.created_by.clone(), tenant_id, is_admin, scopes: Vec::new() };
+            let acting = Caller {
+                user_id: link.created_by.clone(),
+                tenant_id,
+                is_admin,
+                scopes: Vec::new(),
+            };
             model::require(tx, &acting, &link.share_id, CREATE)?;
             model::ensure_free(tx, &link.share_id, &folder.id, &name)?;
             model::check_quota(tx, &link.share_id, size as i64)?;
@@ -1340,7 +1675,14 @@ mod tests {
         let v6: IpAddr = "2001:db8::1".parse().unwrap();
         assert!(ip_in_cidr(v6, "2001:db8::/32"));
         assert!(!ip_in_cidr(v6, "10.0.0.0/8"));
-        for bad in ["10.0.0.0/33", "10.0.0/8", "x", "10.0.0.0/", "10.0.0.0/+8", "::/129"] {
+        for bad in [
+            "10.0.0.0/33",
+            "10.0.0/8",
+            "x",
+            "10.0.0.0/",
+            "10.0.0.0/+8",
+            "::/129",
+        ] {
             assert!(parse_cidr(bad).is_none(), "{bad} should be rejected");
         }
     }
@@ -1358,7 +1700,10 @@ mod tests {
 
     #[test]
     fn disposition_escapes() {
-        assert_eq!(content_disposition("a b.txt"), "attachment; filename=\"a b.txt\"; filename*=UTF-8''a%20b.txt");
+        assert_eq!(
+            content_disposition("a b.txt"),
+            "attachment; filename=\"a b.txt\"; filename*=UTF-8''a%20b.txt"
+        );
         assert!(content_disposition("q\"é.txt").starts_with("attachment; filename=\"q__.txt\""));
     }
 }

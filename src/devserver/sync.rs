@@ -25,7 +25,10 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/sync/changes", get(changes))
         .route("/api/v1/sync/status", get(status))
         .route("/api/v1/sync/cursor", axum::routing::post(set_cursor))
-        .route("/api/v1/sync/devices", get(list_devices).post(register_device))
+        .route(
+            "/api/v1/sync/devices",
+            get(list_devices).post(register_device),
+        )
         .route("/api/v1/sync/conflicts", get(conflicts))
 }
 
@@ -34,7 +37,11 @@ const MAX_LIMIT: i64 = 5000;
 
 /// The newest change position of the tenant (0 when its log is empty).
 fn head(conn: &Connection, tenant_id: &str) -> ApiResult<i64> {
-    Ok(conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM changes WHERE tenant_id = ?1", [tenant_id], |r| r.get(0))?)
+    Ok(conn.query_row(
+        "SELECT COALESCE(MAX(seq), 0) FROM changes WHERE tenant_id = ?1",
+        [tenant_id],
+        |r| r.get(0),
+    )?)
 }
 
 fn change_json(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, Value)> {
@@ -69,7 +76,12 @@ fn parse_cursor(raw: &str) -> ApiResult<i64> {
         .parse::<i64>()
         .ok()
         .filter(|c| *c >= 0)
-        .ok_or_else(|| ApiError::bad_request("INVALID_CURSOR", format!("cursor {raw:?} is not a valid cursor")))
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "INVALID_CURSOR",
+                format!("cursor {raw:?} is not a valid cursor"),
+            )
+        })
 }
 
 #[derive(Deserialize)]
@@ -86,7 +98,10 @@ async fn changes(
 ) -> ApiResult<Json<Value>> {
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::validation(&["query", "limit"], format!("limit must be between 1 and {MAX_LIMIT}")));
+        return Err(ApiError::validation(
+            &["query", "limit"],
+            format!("limit must be between 1 and {MAX_LIMIT}"),
+        ));
     }
     let cursor = q.cursor.as_deref().map(parse_cursor).transpose()?;
     state
@@ -144,7 +159,10 @@ async fn status(
     Query(q): Query<StatusQuery>,
 ) -> ApiResult<Json<Value>> {
     if q.device_id.is_empty() {
-        return Err(ApiError::validation(&["query", "device_id"], "device_id must not be empty"));
+        return Err(ApiError::validation(
+            &["query", "device_id"],
+            "device_id must not be empty",
+        ));
     }
     let now = model::now_iso(&state);
     state
@@ -195,10 +213,16 @@ async fn set_cursor(
     Query(q): Query<CursorQuery>,
 ) -> ApiResult<Json<Value>> {
     if q.device_id.is_empty() {
-        return Err(ApiError::validation(&["query", "device_id"], "device_id must not be empty"));
+        return Err(ApiError::validation(
+            &["query", "device_id"],
+            "device_id must not be empty",
+        ));
     }
     if q.position < 0 {
-        return Err(ApiError::validation(&["query", "position"], "position must not be negative"));
+        return Err(ApiError::validation(
+            &["query", "position"],
+            "position must not be negative",
+        ));
     }
     let now = model::now_iso(&state);
     state
@@ -236,9 +260,13 @@ fn device_json(r: &rusqlite::Row<'_>) -> rusqlite::Result<Value> {
     }))
 }
 
-const DEVICE_COLS: &str = "device_id, device_name, platform, client_version, created_at, last_seen_at";
+const DEVICE_COLS: &str =
+    "device_id, device_name, platform, client_version, created_at, last_seen_at";
 
-async fn list_devices(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> ApiResult<Json<Value>> {
+async fn list_devices(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> ApiResult<Json<Value>> {
     state
         .db
         .call(move |conn| {
@@ -266,7 +294,10 @@ async fn register_device(
     Json(b): Json<DeviceBody>,
 ) -> ApiResult<impl IntoResponse> {
     if b.device_id.trim().is_empty() {
-        return Err(ApiError::validation(&["body", "device_id"], "device_id must not be empty"));
+        return Err(ApiError::validation(
+            &["body", "device_id"],
+            "device_id must not be empty",
+        ));
     }
     let now = model::now_iso(&state);
     state
@@ -318,7 +349,10 @@ async fn conflicts(
     Query(q): Query<ConflictsQuery>,
 ) -> ApiResult<Json<Value>> {
     if q.device_id.is_empty() {
-        return Err(ApiError::validation(&["query", "device_id"], "device_id must not be empty"));
+        return Err(ApiError::validation(
+            &["query", "device_id"],
+            "device_id must not be empty",
+        ));
     }
     state
         .db
