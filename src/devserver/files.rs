@@ -48,6 +48,46 @@ const MAX_TEXT_FIELD: usize = 4096;
 const WRITE_BATCH: usize = 1 << 20;
 /// Read size when streaming a blob out.
 const READ_CHUNK: usize = 256 * 1024;
+/// How much of a refused request body is still read (and discarded), and for how long.
+const DISCARD_BYTES: u64 = 300 << 20;
+const DISCARD_TIME: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Reads and drops what is left of a refused request body in the background. Answering
+/// before the client has finished sending makes the socket close with unread data, which
+/// resets the connection and loses the response; reading on for a bounded while lets the
+/// client see the documented error instead. Nothing read here is stored.
+pub(crate) fn discard_stream(mut stream: axum::body::BodyDataStream) {
+    tokio::spawn(async move {
+        let mut left = DISCARD_BYTES;
+        let _ = tokio::time::timeout(DISCARD_TIME, async {
+            while let Some(Ok(b)) = futures_util::StreamExt::next(&mut stream).await {
+                left = left.saturating_sub(b.len() as u64);
+                if left == 0 {
+                    break;
+                }
+            }
+        })
+        .await;
+    });
+}
+
+/// [`discard_stream`] for a multipart body that was only partly read.
+fn discard_multipart(mut mp: Multipart) {
+    tokio::spawn(async move {
+        let mut left = DISCARD_BYTES;
+        let _ = tokio::time::timeout(DISCARD_TIME, async {
+            while let Ok(Some(mut field)) = mp.next_field().await {
+                while let Ok(Some(b)) = field.chunk().await {
+                    left = left.saturating_sub(b.len() as u64);
+                    if left == 0 {
+                        return;
+                    }
+                }
+            }
+        })
+        .await;
+    });
+}
 
 pub(crate) fn content_length(headers: &HeaderMap) -> Option<u64> {
     headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
@@ -160,6 +200,7 @@ async fn upload(
 ) -> ApiResult<Response> {
     let max = state.settings().max_file_size;
     if content_length(req.headers()).is_some_and(|len| len > max.saturating_add(FORM_OVERHEAD)) {
+        discard_stream(req.into_body().into_data_stream());
         return Err(too_large(max));
     }
     let mut mp = Multipart::from_request(req, &state)
@@ -168,6 +209,7 @@ async fn upload(
     let mut form = UploadForm::default();
     if let Err(e) = read_form(&state, &mut mp, &mut form, max).await {
         form.abort().await;
+        discard_multipart(mp);
         return Err(e);
     }
     let Some(share_id) = form.share_id.take() else {

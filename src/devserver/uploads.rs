@@ -8,7 +8,7 @@
 
 use std::path::{Path as FsPath, PathBuf};
 
-use axum::body::Body;
+use axum::body::{Body, BodyDataStream};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::error::{ApiError, ApiResult, Json, Path};
-use super::files::content_length;
+use super::files::{content_length, discard_stream};
 use super::model::{self, CREATE, Caller, Node, READ, WRITE};
 use super::state::AppState;
 use super::util::{check_name, iso_unix, mime_for, new_id};
@@ -394,12 +394,16 @@ async fn status(
 
 /// Streams a chunk body into `path`, refusing more than `expected` bytes; returns its
 /// SHA-256 when `hash` is set.
-async fn receive_chunk(body: Body, path: &FsPath, expected: u64, hash: bool) -> ApiResult<Option<String>> {
+async fn receive_chunk(
+    stream: &mut BodyDataStream,
+    path: &FsPath,
+    expected: u64,
+    hash: bool,
+) -> ApiResult<Option<String>> {
     let file = tokio::fs::File::create(path).await?;
     let mut out = tokio::io::BufWriter::with_capacity(IO_BUF, file);
     let mut hasher = hash.then(Sha256::new);
     let mut size = 0u64;
-    let mut stream = body.into_data_stream();
     while let Some(data) = stream.next().await {
         let data = data.map_err(|e| invalid_chunk(format!("reading the chunk body failed: {e}")))?;
         size += data.len() as u64;
@@ -420,13 +424,22 @@ async fn receive_chunk(body: Body, path: &FsPath, expected: u64, hash: bool) -> 
     Ok(hasher.map(|h| hex::encode(h.finalize())))
 }
 
-async fn put_chunk(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    Path((sid, index)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Body,
-) -> ApiResult<Json<Value>> {
+/// Where an accepted chunk goes: the session's directory, its length and its temp file.
+struct ChunkPlan {
+    dir: PathBuf,
+    tmp: PathBuf,
+    expected: u64,
+}
+
+/// Everything a chunk PUT checks before it reads the body.
+async fn plan_chunk(
+    state: &AppState,
+    caller: &Caller,
+    sid: &str,
+    index: &str,
+    headers: &HeaderMap,
+    clock: Clock,
+) -> ApiResult<(u64, Option<String>, ChunkPlan)> {
     let idx = match index.parse::<u64>() {
         Ok(i) if index.bytes().all(|b| b.is_ascii_digit()) => i,
         _ => return Err(invalid_chunk(format!("chunk index {index:?} is not a non-negative integer"))),
@@ -440,16 +453,11 @@ async fn put_chunk(
             }
         },
     };
-    let clock = Clock::of(&state);
-    // Judge the session and the index before reading any of the body.
-    let (c2, s2) = (caller.clone(), sid.clone());
-    let r = state
-        .db
-        .tx(move |tx| load_session(tx, &c2, &s2, clock))
-        .await;
-    let session = settle(&state, &sid, r).await?;
+    let (c2, s2) = (caller.clone(), sid.to_string());
+    let r = state.db.tx(move |tx| load_session(tx, &c2, &s2, clock)).await;
+    let session = settle(state, sid, r).await?;
     if session.status == "completed" {
-        return Err(completed_error(&sid));
+        return Err(completed_error(sid));
     }
     if idx >= session.total_chunks {
         return Err(invalid_chunk(format!(
@@ -458,18 +466,38 @@ async fn put_chunk(
         )));
     }
     let expected = session.chunk_len(idx);
-    if let Some(len) = content_length(&headers)
+    if let Some(len) = content_length(headers)
         && len != expected
     {
         return Err(invalid_chunk(format!("chunk {idx} must be exactly {expected} bytes, got {len}")));
     }
-
-    let dir = session_dir(&state, &sid);
+    let dir = session_dir(state, sid);
     tokio::fs::create_dir_all(&dir).await?;
     let tmp = dir.join(format!(".{idx}.{}.part", new_id("tmp")));
-    let digest = match receive_chunk(body, &tmp, expected, want_sha.is_some()).await {
+    Ok((idx, want_sha, ChunkPlan { dir, tmp, expected }))
+}
+
+async fn put_chunk(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((sid, index)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<Value>> {
+    let clock = Clock::of(&state);
+    let mut stream = body.into_data_stream();
+    let (idx, want_sha, plan) = match plan_chunk(&state, &caller, &sid, &index, &headers, clock).await {
+        Ok(p) => p,
+        Err(e) => {
+            discard_stream(stream);
+            return Err(e);
+        }
+    };
+    let ChunkPlan { dir, tmp, expected } = plan;
+    let digest = match receive_chunk(&mut stream, &tmp, expected, want_sha.is_some()).await {
         Ok(d) => d,
         Err(e) => {
+            discard_stream(stream);
             let _ = tokio::fs::remove_file(&tmp).await;
             return Err(e);
         }

@@ -192,6 +192,8 @@ async fn chunked_upload_end_to_end() {
     put_chunk(&h, &sid, "0", chunk(0)).await.expect_err(409, "UPLOAD_SESSION_COMPLETED");
     assert_eq!(changes(&h, &fid).await.len(), 1, "re-complete creates nothing");
     assert_eq!(tmp_files(&h), 0);
+    let stats = h.stats().await;
+    assert_eq!(stats["by_route"]["PUT /api/v1/uploads/{session_id}/chunks/{index}"], 12, "{stats}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -336,7 +338,8 @@ async fn replace_file_id_adds_a_version() {
         .expect_err(403, "AUTHZ_PERMISSION_DENIED");
 
     // Only the growth of a replaced file counts against the quota.
-    let used = v1.len() + v2.len();
+    // Only current sizes count: v1 is history now.
+    let used = v2.len();
     h.admin(Method::PATCH, &format!("/shares/{}", h.share), json!({ "quota_bytes": used + 5 })).await;
     h.post("/uploads", replace(id.clone(), h.share.clone(), v2.len() + 5)).await.expect(201);
     h.post("/uploads", replace(id.clone(), h.share.clone(), v2.len() + 6)).await.expect_err(507, "QUOTA_EXCEEDED");
