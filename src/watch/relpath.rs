@@ -11,7 +11,8 @@ use std::path::{Component, Path, PathBuf};
 ///
 /// Ordering is component-wise, so a directory sorts directly before its own subtree
 /// (`a`, `a/b`, `a-b`), which is the order the planner needs for parent-first work.
-#[derive(Clone, PartialEq, Eq, Hash, Default)]
+#[derive(Clone, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct RelPath(String);
 
 /// Why a string or path is not a valid [`RelPath`].
@@ -219,6 +220,12 @@ impl TryFrom<&str> for RelPath {
     }
 }
 
+impl From<RelPath> for String {
+    fn from(p: RelPath) -> String {
+        p.0
+    }
+}
+
 impl TryFrom<String> for RelPath {
     type Error = RelPathError;
     fn try_from(s: String) -> Result<Self, Self::Error> {
@@ -318,6 +325,15 @@ mod tests {
             Err(RelPathError::OutsideRoot { .. })
         ));
         assert_eq!(rp("x/y").to_path(root), PathBuf::from("/srv/mirror/x/y"));
+    }
+
+    #[test]
+    fn serde_round_trip_validates() {
+        let p = rp("a/b.txt");
+        let json = serde_json::to_string(&p).unwrap();
+        assert_eq!(json, "\"a/b.txt\"");
+        assert_eq!(serde_json::from_str::<RelPath>(&json).unwrap(), p);
+        assert!(serde_json::from_str::<RelPath>("\"../etc/passwd\"").is_err());
     }
 
     #[test]

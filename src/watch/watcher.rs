@@ -110,6 +110,7 @@ pub struct Watcher {
     _backend: RecommendedWatcher,
     rx: mpsc::Receiver<WatchEvent>,
     rescan_needed: Arc<AtomicBool>,
+    watch_limit: Arc<AtomicBool>,
     rules: Arc<RwLock<Arc<IgnoreRules>>>,
     root: PathBuf,
 }
@@ -145,6 +146,7 @@ impl Watcher {
         }
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let rescan_needed = Arc::new(AtomicBool::new(false));
+        let watch_limit = Arc::new(AtomicBool::new(false));
         let rules = Arc::new(RwLock::new(Arc::new(rules)));
         let mut bridge = Bridge {
             mapper: Mapper {
@@ -155,6 +157,7 @@ impl Watcher {
             },
             tx,
             rescan_needed: rescan_needed.clone(),
+            watch_limit: watch_limit.clone(),
         };
         // Never follow symlinks: a link to /home would otherwise put watches (and events,
         // and so reads) outside the root.
@@ -169,6 +172,7 @@ impl Watcher {
             _backend: backend,
             rx,
             rescan_needed,
+            watch_limit,
             rules,
             root: canon,
         })
@@ -198,6 +202,14 @@ impl Watcher {
         self.rescan_needed.load(Ordering::Acquire)
     }
 
+    /// Sticky: the watch limit was hit after start, so directories created since may be
+    /// unwatched. Also sent as `Rescan { reason: WatchLimit }`, but that event can be folded
+    /// into a `ChannelFull` rescan; this flag cannot be lost. The engine then scans
+    /// periodically for as long as this watcher lives.
+    pub fn watch_limit_reached(&self) -> bool {
+        self.watch_limit.load(Ordering::Acquire)
+    }
+
     /// Swaps in new rules (after `.scaidriveignore` or the config changed). Events already
     /// queued were filtered with the old rules; the caller rescans anyway after a rule change.
     pub fn set_rules(&self, rules: IgnoreRules) {
@@ -214,15 +226,24 @@ impl Watcher {
     }
 }
 
-/// Runs on the backend's thread. It must never block: only `try_send`.
+/// Runs on the backend's own thread (never a tokio worker). Sending is only ever `try_send`.
+/// Mapping happens here too, including an lstat for the events that do not say whether a
+/// path is a directory: filtering ignored churn (editor swap files, build output) at the
+/// source keeps it out of the bounded channel, so it cannot cause overflow rescans.
 struct Bridge {
     mapper: Mapper,
     tx: mpsc::Sender<WatchEvent>,
     rescan_needed: Arc<AtomicBool>,
+    watch_limit: Arc<AtomicBool>,
 }
 
 impl Bridge {
     fn handle(&mut self, res: notify::Result<Event>) {
+        if let Err(e) = &res
+            && matches!(e.kind, notify::ErrorKind::MaxFilesWatch)
+        {
+            self.watch_limit.store(true, Ordering::Release);
+        }
         // Once a rescan is owed, every event until the engine picks it up is covered by that
         // rescan (it starts later), so sending them would only fill the channel again.
         if self.rescan_needed.load(Ordering::Acquire) {
@@ -668,6 +689,35 @@ mod tests {
             )),
             vec![WatchEvent::Changed(rp("old/g.txt"))]
         );
+    }
+
+    #[test]
+    fn bridge_never_blocks_and_turns_overflow_into_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let (tx, mut rx) = mpsc::channel(1);
+        let mut bridge = Bridge {
+            mapper: mapper(root),
+            tx,
+            rescan_needed: Arc::new(AtomicBool::new(false)),
+            watch_limit: Arc::new(AtomicBool::new(false)),
+        };
+        let create = |name: &str| ev(EventKind::Create(CreateKind::File), &[&root.join(name)]);
+        bridge.handle(create("a"));
+        assert!(!bridge.rescan_needed.load(Ordering::Acquire));
+        bridge.handle(create("b")); // channel full: flag, no wait
+        assert!(bridge.rescan_needed.load(Ordering::Acquire));
+        bridge.handle(create("c")); // covered by the owed rescan
+        bridge.handle(Err(notify::Error::new(notify::ErrorKind::MaxFilesWatch)));
+        assert!(
+            bridge.watch_limit.load(Ordering::Acquire),
+            "limit must stick"
+        );
+        assert_eq!(rx.try_recv().ok(), Some(WatchEvent::Changed(rp("a"))));
+        assert!(rx.try_recv().is_err(), "b and c are left to the rescan");
+        drop(rx);
+        bridge.rescan_needed.store(false, Ordering::Release);
+        bridge.handle(create("d")); // receiver gone: no panic, nothing to do
     }
 
     #[test]
