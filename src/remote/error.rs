@@ -258,6 +258,11 @@ impl Error {
         self.d.details.as_ref()?.get("existing_id")?.as_str()
     }
 
+    /// `error.details.existing_type` (`file` or `folder`) on a name conflict, if given.
+    pub fn existing_type(&self) -> Option<&str> {
+        self.d.details.as_ref()?.get("existing_type")?.as_str()
+    }
+
     fn render(&self) -> String {
         let mut out = String::new();
         if let (Some(m), Some(p)) = (&self.d.method, &self.d.path) {

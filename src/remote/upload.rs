@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use reqwest::{Method, StatusCode};
 use sha2::{Digest, Sha256};
 
@@ -437,21 +438,38 @@ impl Client {
         indices: &[u64],
         parallel: usize,
     ) -> Result<(), Error> {
-        let mut puts = futures_util::stream::iter(indices.iter().map(|&i| async move {
-            let (offset, len) = plan.range(i).ok_or_else(|| {
-                Error::decode_unplaced(format!(
-                    "server asked for chunk {i} of {}",
-                    plan.total_chunks
-                ))
-            })?;
-            self.put_chunk(session_id, i, path, offset, len).await
-        }))
-        .buffer_unordered(parallel.max(1));
-        while let Some(r) = puts.next().await {
-            // Dropping the stream cancels the other PUTs; a later resume re-sends them.
-            r?;
+        // A hand-rolled window over FuturesUnordered rather than `buffer_unordered` over
+        // closures: closure-made futures that borrow trip rustc's higher-ranked `Send`
+        // check, and callers spawn uploads onto the runtime.
+        let mut pending = indices.iter().copied();
+        let mut in_flight = FuturesUnordered::new();
+        loop {
+            while in_flight.len() < parallel.max(1) {
+                let Some(i) = pending.next() else { break };
+                in_flight.push(self.put_planned_chunk(session_id, plan, path, i));
+            }
+            match in_flight.next().await {
+                // Returning drops the other PUTs; a later resume re-sends them.
+                Some(r) => r?,
+                None => return Ok(()),
+            }
         }
-        Ok(())
+    }
+
+    async fn put_planned_chunk(
+        &self,
+        session_id: &str,
+        plan: &ChunkPlan,
+        path: &Path,
+        index: u64,
+    ) -> Result<(), Error> {
+        let (offset, len) = plan.range(index).ok_or_else(|| {
+            Error::decode_unplaced(format!(
+                "server asked for chunk {index} of {}",
+                plan.total_chunks
+            ))
+        })?;
+        self.put_chunk(session_id, index, path, offset, len).await
     }
 
     /// Stores the content of `path` as a new version of `existing` (a session with
@@ -487,6 +505,9 @@ impl Client {
             Err(e) if e.is_name_conflict() => e,
             Err(e) => return Err(e),
         };
+        if conflict.existing_type().is_some_and(|t| t != "file") {
+            return Err(conflict); // a folder holds the name; never touch it
+        }
         let existing_id = match conflict.existing_id() {
             Some(id) => Some(id.to_string()),
             None => self
@@ -532,6 +553,9 @@ impl Client {
             Err(e) if e.is_name_conflict() => e,
             Err(e) => return Err(e),
         };
+        if conflict.existing_type().is_some_and(|t| t != "folder") {
+            return Err(conflict); // a file holds the name
+        }
         // The server may name the sibling; trust it only if it is the folder we mean.
         if let Some(id) = conflict.existing_id()
             && let Ok(f) = self.folder(id).await
@@ -561,6 +585,23 @@ impl Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Compile-time check: the daemon spawns these futures onto the runtime.
+    #[allow(dead_code)]
+    fn client_futures_are_spawnable(c: Client, d: Destination, p: PathBuf, f: RemoteFile) {
+        fn spawnable<F: std::future::Future + Send + 'static>(_: F) {}
+        let (c2, d2, p2) = (c.clone(), d.clone(), p.clone());
+        spawnable(async move { c2.upload_file(&d2, &p2, None).await });
+        let (c2, d2, p2) = (c.clone(), d.clone(), p.clone());
+        spawnable(async move { c2.upload_or_adopt(&d2, &p2, Some("x")).await });
+        let (c2, p2) = (c.clone(), p.clone());
+        spawnable(async move { c2.replace_content(&f, &p2, None).await });
+        let c2 = c.clone();
+        spawnable(async move { c2.create_folder_or_adopt("s", None, "n").await });
+        let (c2, p2) = (c.clone(), p.clone());
+        spawnable(async move { c2.upload_resumable(&ResumableUpload::new(d, p2)).await });
+        spawnable(async move { c.download_to("fil_1", &p).await });
+    }
 
     #[test]
     fn invalid_names_are_rejected_locally() {

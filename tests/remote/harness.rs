@@ -161,3 +161,31 @@ pub fn api_total(stats: &Value) -> u64 {
 pub fn with_status(stats: &Value, status: u16) -> u64 {
     stats["by_status"][status.to_string()].as_u64().unwrap_or(0)
 }
+
+impl Env {
+    /// Writes `data` to a file in the test's temp dir and returns its path.
+    pub fn write(&self, name: &str, data: &[u8]) -> std::path::PathBuf {
+        let p = self.dir.path().join("local").join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, data).unwrap();
+        p
+    }
+
+    /// Moves the server clock forward.
+    pub async fn advance_clock(&self, secs: i64) {
+        self.admin(Method::POST, "/clock", json!({ "advance_secs": secs }))
+            .await;
+    }
+}
+
+pub fn random_bytes(n: usize) -> Vec<u8> {
+    use rand::RngCore;
+    let mut v = vec![0u8; n];
+    rand::rng().fill_bytes(&mut v);
+    v
+}
+
+pub fn sha_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(data))
+}

@@ -8,3 +8,4 @@ mod harness;
 mod auth;
 mod basics;
 mod faults;
+mod files;
