@@ -9,3 +9,5 @@ mod auth;
 mod basics;
 mod faults;
 mod files;
+mod links_sync;
+mod memory;
