@@ -30,10 +30,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::MirrorConfig;
 use crate::plan::{self, DiskItem, Op};
-use crate::queue::{Debouncer, Settled};
+use crate::remote::ItemKind;
+use crate::queue::{Queue, QueueConfig, Settled};
 use crate::store::{self, Effect, Entry, EntryKind, Store};
 use crate::upload::{Counters, MirrorTarget, Outcome, Uploader};
-use crate::watch::{self, IgnoreRules, Kind, LocalEntry, RelPath, ScanError, ScanItem, WatchError, WatchEvent, Watcher};
+use crate::watch::{self as local, IgnoreRules, Kind, LocalEntry, RelPath, ScanError, ScanItem, WatchError, Watcher};
 
 pub use status::{MirrorCmd, MirrorHandle, MirrorState, MirrorStatus, SkippedItem};
 
@@ -94,7 +95,7 @@ impl Engine {
     fn new(cfg: MirrorConfig, deps: MirrorDeps, status_tx: watch::Sender<MirrorStatus>) -> Engine {
         let name = cfg.display_name();
         Engine {
-            ignore: Arc::new(IgnoreRules::default()),
+            ignore: Arc::new(IgnoreRules::new(&[]).expect("built-in ignore rules compile")),
             cfg,
             name,
             deps,
@@ -143,9 +144,12 @@ impl Engine {
         self.set_state(MirrorState::Starting, None);
         self.start().await?;
 
-        let (ev_tx, mut ev_rx) = mpsc::channel::<WatchEvent>(4096);
         let mut poll_every = None;
-        let _watcher = match Watcher::new(&self.root(), self.ignore.clone(), ev_tx) {
+        let (root, rules) = (self.root(), (*self.ignore).clone());
+        let started = tokio::task::spawn_blocking(move || Watcher::new(&root, rules, local::DEFAULT_CHANNEL_CAPACITY))
+            .await
+            .map_err(|e| format!("watcher task: {e}"))?;
+        let mut watcher = match started {
             Ok(w) => Some(w),
             Err(e @ WatchError::WatchLimit { .. }) => {
                 tracing::error!(mirror = %self.name, "{e}; falling back to a full scan every 60 s");
@@ -154,8 +158,11 @@ impl Engine {
             }
             Err(e) => return Err(format!("cannot watch {}: {e}", self.cfg.path.display())),
         };
-        let quiet = Duration::from_millis(self.cfg.quiet_period_ms);
-        let mut queue = Debouncer::new(quiet, Duration::from_secs(self.cfg.max_delay_secs), 100_000);
+        let mut queue = Queue::new(QueueConfig {
+            quiet: Duration::from_millis(self.cfg.quiet_period_ms),
+            max_delay: Duration::from_secs(self.cfg.max_delay_secs.max(1)),
+            ..QueueConfig::default()
+        });
         let rescan_every = poll_every.unwrap_or(Duration::from_secs(self.cfg.rescan_interval_secs.max(60)));
         let jitter = |d: Duration| d.mul_f64(rand::rng().random_range(0.9..1.1));
         let mut next_rescan = Instant::now() + jitter(rescan_every);
@@ -181,12 +188,17 @@ impl Engine {
                     Some(cmd) => self.command(cmd).await,
                     None => break,
                 },
-                ev = ev_rx.recv() => {
-                    let Some(ev) = ev else { continue };
+                ev = async { match watcher.as_mut() { Some(w) => w.recv().await, None => std::future::pending().await } } => {
+                    let Some(ev) = ev else {
+                        // The backend is gone (root removed): the next batch notices.
+                        watcher = None;
+                        self.needs_full_pass = true;
+                        continue;
+                    };
                     let now = Instant::now();
                     queue.push(ev, now);
                     // Drain whatever else is queued so a burst costs one wake-up.
-                    while let Ok(ev) = ev_rx.try_recv() {
+                    while let Some(ev) = watcher.as_mut().and_then(|w| w.try_recv()) {
                         queue.push(ev, now);
                     }
                 }
@@ -263,9 +275,12 @@ impl Engine {
             .ensure_mirror(&self.name, &root, &self.cfg.share_id, &self.cfg.remote_path)
             .await
             .map_err(|e| e.to_string())?;
-        self.ignore = Arc::new(
-            IgnoreRules::new(&self.cfg.path, &self.cfg.exclude).map_err(|e| format!("ignore rules: {e}"))?,
-        );
+        let (root, globs) = (self.cfg.path.clone(), self.cfg.exclude.clone());
+        let rules = tokio::task::spawn_blocking(move || IgnoreRules::load(&root, &globs))
+            .await
+            .map_err(|e| format!("ignore rules: {e}"))?
+            .map_err(|e| format!("ignore rules: {e}"))?;
+        self.ignore = Arc::new(rules);
         let base = match rec.base_folder_id.clone() {
             Some(id) => if id.is_empty() { None } else { Some(id) },
             None => {
@@ -324,28 +339,27 @@ impl Engine {
         for intent in intents {
             let mut effects = Vec::new();
             let abs = t.root.join(&intent.path);
-            let local = watch::stat_path(&t.root, &RelPath::new(&intent.path).unwrap_or_default()).ok().flatten();
+            let local = RelPath::new(intent.path.clone()).ok().and_then(|r| local::stat_path(&t.root, &r).ok().flatten());
             match intent.op.as_str() {
                 "mkdir" | "upload" => {
                     let parent = intent.detail["parent_id"].as_str().map(str::to_string);
                     let name = intent.detail["name"].as_str().unwrap_or_default().to_string();
-                    let want_file = intent.op == "upload";
-                    if let (Some(local), Ok(children)) = (local, client.children(&t.share_id, parent.as_deref()).await) {
-                        let kind = if want_file { crate::remote::ItemKind::File } else { crate::remote::ItemKind::Folder };
-                        if let Some(item) = children.find(&name, kind) {
-                            let item = disk_item(&intent.path, &local);
-                            if want_file {
-                                let sha = intent.detail["sha256"].as_str().unwrap_or_default().to_string();
-                                let id = children.find(&name, kind).map(|i| i.id.clone()).unwrap_or_default();
-                                if let Ok(f) = client.file(&id).await
-                                    && f.checksum_sha256.as_deref() == Some(sha.as_str())
-                                    && plan::hash_file(&abs).ok().as_deref() == Some(sha.as_str())
-                                {
-                                    effects.push(Effect::Upsert(entry_of(&item, &f.id, Some(sha), Some(f.version))));
-                                }
-                            } else {
-                                let id = children.find(&name, kind).map(|i| i.id.clone()).unwrap_or_default();
-                                effects.push(Effect::Upsert(entry_of(&item, &id, None, None)));
+                    let kind = if intent.op == "upload" { ItemKind::File } else { ItemKind::Folder };
+                    let found = match (&local, client.children(&t.share_id, parent.as_deref()).await) {
+                        (Some(_), Ok(children)) => children.find(&name, kind).map(|i| i.id.clone()),
+                        _ => None,
+                    };
+                    if let (Some(local), Some(id)) = (&local, found) {
+                        let item = disk_item(&intent.path, local);
+                        if kind == ItemKind::Folder {
+                            effects.push(Effect::Upsert(entry_of(&item, &id, None, None)));
+                        } else {
+                            let sha = intent.detail["sha256"].as_str().unwrap_or_default().to_string();
+                            if let Ok(f) = client.file(&id).await
+                                && f.checksum_sha256.as_deref() == Some(sha.as_str())
+                                && plan::hash_file(&abs).ok().as_deref() == Some(sha.as_str())
+                            {
+                                effects.push(Effect::Upsert(entry_of(&item, &f.id, Some(sha), Some(f.version as i64))));
                             }
                         }
                     }
@@ -358,7 +372,7 @@ impl Engine {
                         && plan::hash_file(&abs).ok().as_deref() == Some(sha)
                     {
                         let item = disk_item(&intent.path, &local);
-                        effects.push(Effect::Upsert(entry_of(&item, &f.id, Some(sha.to_string()), Some(f.version))));
+                        effects.push(Effect::Upsert(entry_of(&item, &f.id, Some(sha.to_string()), Some(f.version as i64))));
                     }
                 }
                 // Moves and deletes are planned again from the disk; repeating them is
@@ -379,15 +393,11 @@ impl Engine {
         self.set_state(MirrorState::Scanning, None);
         let root = t.root.clone();
         let ignore = self.ignore.clone();
-        let scanned = tokio::task::spawn_blocking(move || watch::scan(&root, &ignore)).await;
+        let scanned = tokio::task::spawn_blocking(move || local::scan(&root, &ignore)).await;
         let items = match scanned {
             Ok(Ok(items)) => items,
             Ok(Err(e @ ScanError::RootUnavailable { .. })) => {
                 self.pause(format!("{e}; nothing is deleted remotely while the root is unavailable")).await;
-                return;
-            }
-            Ok(Err(e)) => {
-                self.pause(format!("scan failed: {e}")).await;
                 return;
             }
             Err(e) => {
@@ -418,7 +428,12 @@ impl Engine {
             .await;
             return;
         }
-        let known = self.known.clone();
+        // What could not be looked at is unknown, not deleted: keep its known subtree out
+        // of the comparison.
+        let mut known = self.known.clone();
+        for item in &self.skipped {
+            known.retain(|k, _| !plan::is_within(k, &item.path));
+        }
         self.plan_and_execute(known, disk, Vec::new(), false, stop).await;
         if self.paused.is_none() {
             let _ = self.deps.store.set_first_pass_done(t.mirror).await;
@@ -438,7 +453,7 @@ impl Engine {
         let mut renames = Vec::new();
         for s in settled {
             match s {
-                Settled::Path(p) => {
+                Settled::Changed(p) | Settled::Removed(p) => {
                     paths.insert(p.as_str().to_string());
                 }
                 Settled::Renamed { from, to } => {
@@ -480,7 +495,7 @@ impl Engine {
         if due.is_empty() || self.paused.is_some() {
             return;
         }
-        let settled = due.into_iter().filter_map(|p| RelPath::new(&p).ok()).map(Settled::Path).collect();
+        let settled = due.into_iter().filter_map(|p| RelPath::new(&p).ok()).map(Settled::Changed).collect();
         self.batch(settled, stop).await;
     }
 
@@ -638,7 +653,7 @@ fn build_scope(
         if ignore.is_ignored(&rel, false) {
             continue;
         }
-        let local = watch::stat_path(root, &rel).ok().flatten();
+        let local = local::stat_path(root, &rel).ok().flatten();
         let k = known_all.get(p);
         match (&local, k) {
             (None, Some(_)) => add_known_tree(&mut known, p),
@@ -657,7 +672,7 @@ fn build_scope(
         let mut anc = plan::parent(p).to_string();
         while !anc.is_empty() && !known_all.contains_key(&anc) {
             if let Ok(r) = RelPath::new(&anc)
-                && let Ok(Some(a)) = watch::stat_path(root, &r)
+                && let Ok(Some(a)) = local::stat_path(root, &r)
             {
                 disk.insert(anc.clone(), disk_item(&anc, &a));
             }
@@ -666,7 +681,7 @@ fn build_scope(
         if l.kind == Kind::Dir && !known_all.get(p).is_some_and(|e| e.kind == EntryKind::Dir) {
             // A new directory: everything inside is new too (no events come for the
             // contents of a directory moved in from outside the root).
-            if let Ok(items) = watch::scan(&root.join(p), ignore) {
+            if let Ok(items) = local::scan(&root.join(p), ignore) {
                 for item in items {
                     if let ScanItem::Entry(e) = item {
                         let full = format!("{p}/{}", e.path.as_str());

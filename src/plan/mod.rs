@@ -82,6 +82,23 @@ pub struct Plan {
     pub deleted_entries: usize,
 }
 
+/// SHA-256 (lowercase hex) of a local file, read in 256 KiB blocks. Blocking.
+pub fn hash_file(path: &std::path::Path) -> std::io::Result<String> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
 /// `parent("a/b/c") == "a/b"`, `parent("a") == ""`.
 pub fn parent(path: &str) -> &str {
     path.rsplit_once('/').map(|(p, _)| p).unwrap_or("")

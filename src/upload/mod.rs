@@ -381,7 +381,7 @@ impl OpCtx {
         let stable = same_as(item, stat_now(&abs));
         let remote_sha = file.checksum_sha256.clone().or(Some(sha));
         let effects = vec![
-            Effect::Upsert(entry_for(path, item, &file.id, remote_sha, Some(file.version))),
+            Effect::Upsert(entry_for(path, item, &file.id, remote_sha, Some(file.version as i64))),
             Effect::ClearFailure(path.into()),
             Effect::DeleteSession(path.into()),
         ];

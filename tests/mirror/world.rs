@@ -20,6 +20,7 @@ pub const TOKEN: &str = "test-token";
 /// Remote base folder of the mirror (created by the daemon).
 pub const BASE: &str = "backup/m";
 
+#[allow(dead_code)] // the server is kept alive for the test's duration
 pub struct World {
     pub dir: tempfile::TempDir,
     pub server: Option<RunningServer>,
