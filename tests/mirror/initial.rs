@@ -29,12 +29,13 @@ async fn first_pass_mirrors_a_nested_tree_with_one_request_per_item() {
     let d = w.start().await;
     let s = d.settled().await;
     assert!(s.in_sync(), "{s:?}");
+    // Counted before the test walks the remote tree itself.
+    let stats = w.stats().await;
+    let count = |route: &str| stats["by_route"][route].as_u64().unwrap_or(0);
+    assert_eq!(count("POST /api/v1/files"), files, "one upload request per file: {stats}");
+    assert_eq!(count("POST /api/v1/folders") as usize, dirs.len() + 2, "one create per folder plus the two base folders");
+    assert_eq!(stats["requests_total"].as_u64().unwrap(), files + dirs.len() as u64 + 2, "nothing else: {stats}");
     w.assert_mirrored().await;
-    let uploads = w.count("POST /api/v1/files").await;
-    let mkdirs = w.count("POST /api/v1/folders").await;
-    assert_eq!(uploads, files, "one upload request per file");
-    assert_eq!(mkdirs as usize, dirs.len() + 2, "one create per folder plus the two base folders");
-    assert_eq!(w.count("GET /api/v1/folders/{folder_id}/children").await, 0, "no listings on the happy path");
     let report = d.stop().await;
     assert!(report.all_in_sync());
 
