@@ -18,14 +18,22 @@ use crate::remote::{Client, ClientConfig, ItemKind, LinkOptions, NewLink, TokenP
 fn random(len: usize) -> String {
     const A: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
     let mut rng = rand::rng();
-    (0..len).map(|_| A[rng.random_range(0..A.len())] as char).collect()
+    (0..len)
+        .map(|_| A[rng.random_range(0..A.len())] as char)
+        .collect()
 }
 
 fn write_sample(dir: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir.join("photos/2026"))?;
     std::fs::create_dir_all(dir.join("docs"))?;
-    std::fs::write(dir.join("README.txt"), "This folder is mirrored by scaidrived --demo.\nEdit, add or delete files here and watch them reach the server.\n")?;
-    std::fs::write(dir.join("docs/notes.md"), "# Notes\n\n- local is the source of truth\n- renames are moves, not re-uploads\n")?;
+    std::fs::write(
+        dir.join("README.txt"),
+        "This folder is mirrored by scaidrived --demo.\nEdit, add or delete files here and watch them reach the server.\n",
+    )?;
+    std::fs::write(
+        dir.join("docs/notes.md"),
+        "# Notes\n\n- local is the source of truth\n- renames are moves, not re-uploads\n",
+    )?;
     let mut rng = rand::rng();
     for i in 1..=3 {
         let bytes: Vec<u8> = (0..20_000).map(|_| rng.random()).collect();
@@ -35,19 +43,23 @@ fn write_sample(dir: &Path) -> std::io::Result<()> {
 }
 
 /// Runs the demo until Ctrl-C.
-pub async fn run(dir: Option<PathBuf>, state_dir: Option<PathBuf>, env: &Env) -> Result<(), DaemonError> {
+pub async fn run(
+    dir: Option<PathBuf>,
+    state_dir: Option<PathBuf>,
+    env: &Env,
+) -> Result<(), DaemonError> {
     let base = match state_dir {
         Some(d) => d,
         None => Config::default().state_dir(env)?.join("demo"),
     };
-    let other = |e: std::io::Error, what: &Path| DaemonError::Other(format!("{}: {e}", what.display()));
+    let other =
+        |e: std::io::Error, what: &Path| DaemonError::Other(format!("{}: {e}", what.display()));
     let root = match dir {
         Some(d) => {
             if !d.is_dir() {
-                return Err(DaemonError::Config(crate::config::ConfigError::Check(format!(
-                    "--demo {}: not a directory",
-                    d.display()
-                ))));
+                return Err(DaemonError::Config(crate::config::ConfigError::Check(
+                    format!("--demo {}: not a directory", d.display()),
+                )));
             }
             d
         }
@@ -60,18 +72,30 @@ pub async fn run(dir: Option<PathBuf>, state_dir: Option<PathBuf>, env: &Env) ->
         }
     };
     let root = std::fs::canonicalize(&root).map_err(|e| other(e, &root))?;
-    let folder_name = root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "mirror".into());
+    let folder_name = root
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "mirror".into());
 
     let token = format!("demo-{}", random(24));
     let mut sc = DevServerConfig::for_tests(base.join("devserver"));
     sc.tokens = vec![token.clone()];
     sc.share_name = "Demo".into();
-    let server = devserver::start(sc).await.map_err(|e| DaemonError::Other(format!("local server: {e}")))?;
-    println!("Local ScaiDrive server: {} (share {})", server.url(), server.share_id());
+    let server = devserver::start(sc)
+        .await
+        .map_err(|e| DaemonError::Other(format!("local server: {e}")))?;
+    println!(
+        "Local ScaiDrive server: {} (share {})",
+        server.url(),
+        server.share_id()
+    );
     println!("Mirroring {} → /{folder_name} …", root.display());
 
     let mut config = Config {
-        remote: RemoteSection { url: Some(server.url().to_string()), ..RemoteSection::default() },
+        remote: RemoteSection {
+            url: Some(server.url().to_string()),
+            ..RemoteSection::default()
+        },
         ..Config::default()
     };
     config.daemon.state_dir = Some(base.join("state"));
@@ -105,7 +129,9 @@ pub async fn run(dir: Option<PathBuf>, state_dir: Option<PathBuf>, env: &Env) ->
     {
         let stop = shutdown.clone();
         tokio::spawn(async move {
-            if let Ok(mut t) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            if let Ok(mut t) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            {
                 t.recv().await;
                 stop.cancel();
             }
@@ -113,16 +139,25 @@ pub async fn run(dir: Option<PathBuf>, state_dir: Option<PathBuf>, env: &Env) ->
     }
     let (url, share_id) = (server.url().to_string(), server.share_id().to_string());
     let on_started = move |handles: &[crate::mirror::MirrorHandle]| {
-        let Some(h) = handles.first().cloned() else { return };
+        let Some(h) = handles.first().cloned() else {
+            return;
+        };
         tokio::spawn(async move {
             let s = h.wait_settled().await;
             if s.state != MirrorState::Idle {
-                println!("The first pass did not finish: {} ({})", s.state, s.reason.unwrap_or_default());
+                println!(
+                    "The first pass did not finish: {} ({})",
+                    s.state,
+                    s.reason.unwrap_or_default()
+                );
                 return;
             }
             match share_link(&url, &token, &share_id, &folder_name).await {
                 Ok((link, password)) => {
-                    println!("First pass done: {} files, {} bytes uploaded.", s.files_done, s.bytes_done);
+                    println!(
+                        "First pass done: {} files, {} bytes uploaded.",
+                        s.files_done, s.bytes_done
+                    );
                     println!();
                     println!("Share link: {link}");
                     println!("Password:   {password}");
@@ -134,17 +169,32 @@ pub async fn run(dir: Option<PathBuf>, state_dir: Option<PathBuf>, env: &Env) ->
             }
         });
     };
-    let opts = RunOptions { on_started: Some(Box::new(on_started)), ..RunOptions::default() };
+    let opts = RunOptions {
+        on_started: Some(Box::new(on_started)),
+        ..RunOptions::default()
+    };
     let result = daemon::run(config, &denv, opts, shutdown).await;
     server.shutdown().await;
     result.map(|_| ())
 }
 
 /// Creates a password-protected DOWNLOAD link for the mirrored folder.
-async fn share_link(url: &str, token: &str, share_id: &str, folder: &str) -> Result<(String, String), String> {
-    let client = Client::new(ClientConfig::new(url, TokenPair::bearer(token))).map_err(|e| e.to_string())?;
-    let root = client.children(share_id, None).await.map_err(|e| e.to_string())?;
-    let id = root.find(folder, ItemKind::Folder).map(|i| i.id.clone()).ok_or("the mirrored folder is not on the server")?;
+async fn share_link(
+    url: &str,
+    token: &str,
+    share_id: &str,
+    folder: &str,
+) -> Result<(String, String), String> {
+    let client =
+        Client::new(ClientConfig::new(url, TokenPair::bearer(token))).map_err(|e| e.to_string())?;
+    let root = client
+        .children(share_id, None)
+        .await
+        .map_err(|e| e.to_string())?;
+    let id = root
+        .find(folder, ItemKind::Folder)
+        .map(|i| i.id.clone())
+        .ok_or("the mirrored folder is not on the server")?;
     let password = random(12);
     let link = NewLink {
         resource_type: "folder".into(),
@@ -159,5 +209,8 @@ async fn share_link(url: &str, token: &str, share_id: &str, folder: &str) -> Res
         },
     };
     let created = client.create_link(&link).await.map_err(|e| e.to_string())?;
-    Ok((created.url.ok_or("the server returned no link url")?, password))
+    Ok((
+        created.url.ok_or("the server returned no link url")?,
+        password,
+    ))
 }

@@ -80,7 +80,10 @@ enum ConfigCmd {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("scaidrivectl: {e}");
@@ -91,7 +94,11 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("scaidrivectl: {e}");
-            ExitCode::from(if matches!(e, CtlError::NotRunning(_)) { 5 } else { 1 })
+            ExitCode::from(if matches!(e, CtlError::NotRunning(_)) {
+                5
+            } else {
+                1
+            })
         }
     }
 }
@@ -101,8 +108,11 @@ fn socket_path(args: &Args) -> Result<PathBuf, CtlError> {
         return Ok(s.clone());
     }
     let env = process_env();
-    let cfg = Config::load(args.config.as_deref(), &env, None).map_err(|e| CtlError::Io(PathBuf::from("config"), e.to_string()))?;
-    let dir = cfg.runtime_dir(&env).map_err(|e| CtlError::Io(PathBuf::from("runtime dir"), e.to_string()))?;
+    let cfg = Config::load(args.config.as_deref(), &env, None)
+        .map_err(|e| CtlError::Io(PathBuf::from("config"), e.to_string()))?;
+    let dir = cfg
+        .runtime_dir(&env)
+        .map_err(|e| CtlError::Io(PathBuf::from("runtime dir"), e.to_string()))?;
     Ok(dir.join("scaidrived.sock"))
 }
 
@@ -114,14 +124,30 @@ fn target(mirror: &Option<String>) -> String {
 }
 
 async fn run(args: Args) -> Result<u8, CtlError> {
-    if let Cmd::Config { cmd: ConfigCmd::Check { file } } = &args.cmd {
+    if let Cmd::Config {
+        cmd: ConfigCmd::Check { file },
+    } = &args.cmd
+    {
         return Ok(config_check(file.as_ref().or(args.config.as_ref())));
     }
     let socket = socket_path(&args)?;
     match &args.cmd {
-        Cmd::Status { mirror, json, watch } => loop {
-            match call(&socket, "GET", &format!("/v1/status{}", target(mirror)), None).await {
-                Ok(v) if *json => println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default()),
+        Cmd::Status {
+            mirror,
+            json,
+            watch,
+        } => loop {
+            match call(
+                &socket,
+                "GET",
+                &format!("/v1/status{}", target(mirror)),
+                None,
+            )
+            .await
+            {
+                Ok(v) if *json => {
+                    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default())
+                }
                 Ok(v) => {
                     if *watch && std::io::stdout().is_terminal() {
                         print!("\x1b[2J\x1b[H");
@@ -129,7 +155,10 @@ async fn run(args: Args) -> Result<u8, CtlError> {
                     print_status(&v);
                 }
                 Err(CtlError::NotRunning(p)) => {
-                    println!("scaidrived is not running (no control socket at {}).", p.display());
+                    println!(
+                        "scaidrived is not running (no control socket at {}).",
+                        p.display()
+                    );
                     offline_status(&args);
                     return Ok(5);
                 }
@@ -142,13 +171,27 @@ async fn run(args: Args) -> Result<u8, CtlError> {
         },
         Cmd::Wait { timeout } => wait(&socket, timeout.map(Duration::from_secs)).await,
         Cmd::Pause { mirror } => action(&socket, "pause", json!({ "mirror": mirror })).await,
-        Cmd::Resume { mirror, allow_deletes } => {
-            action(&socket, "resume", json!({ "mirror": mirror, "allow_deletes": allow_deletes })).await
+        Cmd::Resume {
+            mirror,
+            allow_deletes,
+        } => {
+            action(
+                &socket,
+                "resume",
+                json!({ "mirror": mirror, "allow_deletes": allow_deletes }),
+            )
+            .await
         }
         Cmd::Rescan { mirror } => action(&socket, "rescan", json!({ "mirror": mirror })).await,
         Cmd::Retry { mirror } => action(&socket, "retry", json!({ "mirror": mirror })).await,
         Cmd::Failures { mirror, json } => {
-            let v = call(&socket, "GET", &format!("/v1/failures{}", target(mirror)), None).await?;
+            let v = call(
+                &socket,
+                "GET",
+                &format!("/v1/failures{}", target(mirror)),
+                None,
+            )
+            .await?;
             if *json {
                 println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
                 return Ok(0);
@@ -163,7 +206,11 @@ async fn run(args: Args) -> Result<u8, CtlError> {
                         f["path"].as_str().unwrap_or(""),
                         f["reason"].as_str().unwrap_or(""),
                         f["attempts"],
-                        if f["permanent"].as_bool() == Some(true) { ", needs a change or `retry`" } else { "" }
+                        if f["permanent"].as_bool() == Some(true) {
+                            ", needs a change or `retry`"
+                        } else {
+                            ""
+                        }
                     );
                 }
             }
@@ -182,8 +229,20 @@ async fn run(args: Args) -> Result<u8, CtlError> {
 
 async fn action(socket: &Path, what: &str, body: Value) -> Result<u8, CtlError> {
     let v = call(socket, "POST", &format!("/v1/{what}"), Some(&body)).await?;
-    let names: Vec<&str> = v["mirrors"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-    println!("{what}: {}", if names.is_empty() { "no mirror".to_string() } else { names.join(", ") });
+    let names: Vec<&str> = v["mirrors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    println!(
+        "{what}: {}",
+        if names.is_empty() {
+            "no mirror".to_string()
+        } else {
+            names.join(", ")
+        }
+    );
     Ok(0)
 }
 
@@ -193,13 +252,28 @@ async fn wait(socket: &Path, timeout: Option<Duration>) -> Result<u8, CtlError> 
         let v = call(socket, "GET", "/v1/status", None).await?;
         let mirrors = v["mirrors"].as_array().cloned().unwrap_or_default();
         let state = |m: &Value| m["state"].as_str().unwrap_or("").to_string();
-        if let Some(m) = mirrors.iter().find(|m| matches!(state(m).as_str(), "paused" | "needs_credentials" | "error")) {
-            eprintln!("{}: {} ({})", m["name"].as_str().unwrap_or(""), state(m), m["reason"].as_str().unwrap_or(""));
+        if let Some(m) = mirrors
+            .iter()
+            .find(|m| matches!(state(m).as_str(), "paused" | "needs_credentials" | "error"))
+        {
+            eprintln!(
+                "{}: {} ({})",
+                m["name"].as_str().unwrap_or(""),
+                state(m),
+                m["reason"].as_str().unwrap_or("")
+            );
             return Ok(3);
         }
         if mirrors.iter().all(|m| m["in_sync"].as_bool() == Some(true)) {
-            if let Some(m) = mirrors.iter().find(|m| m["failures"].as_u64().unwrap_or(0) > 0) {
-                eprintln!("{}: idle with {} failed item(s); see `scaidrivectl failures`", m["name"].as_str().unwrap_or(""), m["failures"]);
+            if let Some(m) = mirrors
+                .iter()
+                .find(|m| m["failures"].as_u64().unwrap_or(0) > 0)
+            {
+                eprintln!(
+                    "{}: idle with {} failed item(s); see `scaidrivectl failures`",
+                    m["name"].as_str().unwrap_or(""),
+                    m["failures"]
+                );
                 return Ok(4);
             }
             return Ok(0);
@@ -220,12 +294,19 @@ fn human_bytes(n: u64) -> String {
         v /= 1024.0;
         u += 1;
     }
-    if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
 }
 
 fn ago(t: Option<i64>) -> String {
     let Some(t) = t else { return "never".into() };
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(t);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(t);
     let s = (now - t).max(0);
     match s {
         0..=59 => format!("{s}s ago"),
@@ -236,10 +317,19 @@ fn ago(t: Option<i64>) -> String {
 
 fn print_status(v: &Value) {
     let d = &v["daemon"];
-    println!("scaidrived {} (pid {}), state {}", d["version"].as_str().unwrap_or("?"), d["pid"], d["state_dir"].as_str().unwrap_or("?"));
+    println!(
+        "scaidrived {} (pid {}), state {}",
+        d["version"].as_str().unwrap_or("?"),
+        d["pid"],
+        d["state_dir"].as_str().unwrap_or("?")
+    );
     for m in v["mirrors"].as_array().into_iter().flatten() {
         let state = m["state"].as_str().unwrap_or("?");
-        let sync = if m["in_sync"].as_bool() == Some(true) { "in sync" } else { "" };
+        let sync = if m["in_sync"].as_bool() == Some(true) {
+            "in sync"
+        } else {
+            ""
+        };
         println!(
             "{:<12} {:<10} {:<8} {} files ({}) uploaded, {} queued, {} in flight, {} failed, last sync {}",
             m["name"].as_str().unwrap_or(""),
@@ -264,7 +354,10 @@ fn print_status(v: &Value) {
         }
         let skipped = m["skipped"].as_array().map(Vec::len).unwrap_or(0);
         if skipped > 0 {
-            println!("{:<12} {skipped} item(s) skipped (symlinks, unreadable or unmirrorable names)", "");
+            println!(
+                "{:<12} {skipped} item(s) skipped (symlinks, unreadable or unmirrorable names)",
+                ""
+            );
         }
     }
 }
@@ -272,7 +365,9 @@ fn print_status(v: &Value) {
 /// What the state database says while the daemon is down (read-only).
 fn offline_status(args: &Args) {
     let env = process_env();
-    let Ok(cfg) = Config::load(args.config.as_deref(), &env, None) else { return };
+    let Ok(cfg) = Config::load(args.config.as_deref(), &env, None) else {
+        return;
+    };
     let Ok(dir) = cfg.state_dir(&env) else { return };
     let db = dir.join("state.db");
     let conn = match scaidrive::store::open_read_only(&db) {
@@ -287,17 +382,33 @@ fn offline_status(args: &Args) {
         }
     };
     println!("Last known state ({}):", db.display());
-    let Ok(mirrors) = scaidrive::store::all_mirrors(&conn) else { return };
+    let Ok(mirrors) = scaidrive::store::all_mirrors(&conn) else {
+        return;
+    };
     for m in mirrors {
-        let entries: i64 = conn.query_row("SELECT COUNT(*) FROM entries WHERE mirror_id = ?1", [m.id], |r| r.get(0)).unwrap_or(0);
-        let failures = scaidrive::store::failures(&conn, m.id).map(|f| f.len()).unwrap_or(0);
+        let entries: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM entries WHERE mirror_id = ?1",
+                [m.id],
+                |r| r.get(0),
+            )
+            .unwrap_or(0);
+        let failures = scaidrive::store::failures(&conn, m.id)
+            .map(|f| f.len())
+            .unwrap_or(0);
         println!(
             "{:<12} {} items mirrored, {} failed{}{}",
             m.name,
             entries,
             failures,
-            if m.first_pass_done { "" } else { ", first pass not finished" },
-            m.paused_reason.map(|r| format!(", paused: {r}")).unwrap_or_default()
+            if m.first_pass_done {
+                ""
+            } else {
+                ", first pass not finished"
+            },
+            m.paused_reason
+                .map(|r| format!(", paused: {r}"))
+                .unwrap_or_default()
         );
     }
 }
@@ -310,7 +421,11 @@ fn config_check(file: Option<&PathBuf>) -> u8 {
     });
     match result {
         Ok((c, state)) => {
-            println!("ok: {} mirror(s); state directory {}", c.mirrors.len(), state.display());
+            println!(
+                "ok: {} mirror(s); state directory {}",
+                c.mirrors.len(),
+                state.display()
+            );
             0
         }
         Err(e) => {

@@ -42,7 +42,10 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("scaidrived: cannot start the runtime: {e}");
@@ -62,11 +65,21 @@ async fn real_main(args: Args) -> Result<u8, DaemonError> {
     let env = process_env();
     if let Some(dir) = args.demo.clone() {
         process::init_logging("warn,scaidrive=info", false);
-        let dir = if dir.as_os_str().is_empty() { None } else { Some(dir) };
-        return scaidrive::demo::run(dir, args.state_dir.clone(), &env).await.map(|()| 0);
+        let dir = if dir.as_os_str().is_empty() {
+            None
+        } else {
+            Some(dir)
+        };
+        return scaidrive::demo::run(dir, args.state_dir.clone(), &env)
+            .await
+            .map(|()| 0);
     }
     let load = {
-        let (file, folder, state_dir) = (args.config.clone(), args.folder.clone(), args.state_dir.clone());
+        let (file, folder, state_dir) = (
+            args.config.clone(),
+            args.folder.clone(),
+            args.state_dir.clone(),
+        );
         let env = env.clone();
         move || -> Result<Config, scaidrive::config::ConfigError> {
             let mut c = Config::load(file.as_deref(), &env, folder.as_deref())?;
@@ -78,13 +91,21 @@ async fn real_main(args: Args) -> Result<u8, DaemonError> {
     };
     let mut config = load()?;
     if let Some(f) = &args.log_format {
-        config.daemon.log_format = if f == "json" { LogFormat::Json } else { LogFormat::Human };
+        config.daemon.log_format = if f == "json" {
+            LogFormat::Json
+        } else {
+            LogFormat::Human
+        };
     }
-    process::init_logging(&config.daemon.log_level, config.daemon.log_format == LogFormat::Json);
+    process::init_logging(
+        &config.daemon.log_level,
+        config.daemon.log_format == LogFormat::Json,
+    );
 
     let shutdown = CancellationToken::new();
     let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(4);
-    let mut signals = process::signals().map_err(|e| DaemonError::Other(format!("cannot install signal handlers: {e}")))?;
+    let mut signals = process::signals()
+        .map_err(|e| DaemonError::Other(format!("cannot install signal handlers: {e}")))?;
     let stop = shutdown.clone();
     tokio::spawn(async move {
         while let Some(sig) = signals.recv().await {
@@ -111,12 +132,19 @@ async fn real_main(args: Args) -> Result<u8, DaemonError> {
             println!(
                 "{}: {} — {} files uploaded ({} bytes), {} failed, {} skipped{}",
                 m.name,
-                if m.in_sync() && m.failures == 0 { "in sync" } else { "NOT in sync" },
+                if m.in_sync() && m.failures == 0 {
+                    "in sync"
+                } else {
+                    "NOT in sync"
+                },
                 m.files_done,
                 m.bytes_done,
                 m.failures,
                 m.skipped.len(),
-                m.reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default()
+                m.reason
+                    .as_ref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default()
             );
         }
         return Ok(if report.all_in_sync() { 0 } else { 2 });

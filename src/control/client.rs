@@ -19,16 +19,28 @@ pub enum CtlError {
 }
 
 /// Sends one request; returns the JSON body of a success response.
-pub async fn call(socket: &Path, method: &str, path: &str, body: Option<&Value>) -> Result<Value, CtlError> {
+pub async fn call(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> Result<Value, CtlError> {
     let io = |e: &dyn std::fmt::Display| CtlError::Io(socket.to_path_buf(), e.to_string());
     let stream = match tokio::net::UnixStream::connect(socket).await {
         Ok(s) => s,
-        Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused) => {
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) =>
+        {
             return Err(CtlError::NotRunning(socket.to_path_buf()));
         }
         Err(e) => return Err(io(&e)),
     };
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| io(&e))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| io(&e))?;
     tokio::spawn(conn);
     let bytes = body.map(|b| b.to_string()).unwrap_or_default();
     let req = hyper::Request::builder()
@@ -40,11 +52,20 @@ pub async fn call(socket: &Path, method: &str, path: &str, body: Option<&Value>)
         .map_err(|e| io(&e))?;
     let resp = sender.send_request(req).await.map_err(|e| io(&e))?;
     let status = resp.status().as_u16();
-    let raw = resp.into_body().collect().await.map_err(|e| io(&e))?.to_bytes();
+    let raw = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| io(&e))?
+        .to_bytes();
     let text = String::from_utf8_lossy(&raw).to_string();
     let json: Value = serde_json::from_str(&text).unwrap_or(Value::String(text.clone()));
     if status >= 400 {
-        let message = json.get("error").and_then(Value::as_str).map(str::to_string).unwrap_or(text);
+        let message = json
+            .get("error")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or(text);
         return Err(CtlError::Daemon { status, message });
     }
     Ok(json)

@@ -57,19 +57,30 @@ pub struct StatusResponse {
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
     #[error("control socket {path}: {source}")]
-    Bind { path: PathBuf, source: std::io::Error },
+    Bind {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("control socket {0} is in use by a running daemon")]
     InUse(PathBuf),
 }
 
 /// Binds the socket (replacing a stale one) with mode 0600.
 pub async fn bind(path: &Path) -> Result<UnixListener, ControlError> {
-    let err = |source| ControlError::Bind { path: path.to_path_buf(), source };
+    let err = |source| ControlError::Bind {
+        path: path.to_path_buf(),
+        source,
+    };
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(err)?;
     }
     if path.exists() {
-        match tokio::time::timeout(Duration::from_secs(1), tokio::net::UnixStream::connect(path)).await {
+        match tokio::time::timeout(
+            Duration::from_secs(1),
+            tokio::net::UnixStream::connect(path),
+        )
+        .await
+        {
             Ok(Ok(_)) => return Err(ControlError::InUse(path.to_path_buf())),
             // Nobody accepts: a dead daemon's socket.
             _ => std::fs::remove_file(path).map_err(err)?,
@@ -82,7 +93,12 @@ pub async fn bind(path: &Path) -> Result<UnixListener, ControlError> {
 }
 
 /// Serves the control API until `shutdown`, then removes the socket file.
-pub async fn serve(listener: UnixListener, path: PathBuf, state: ControlState, shutdown: CancellationToken) {
+pub async fn serve(
+    listener: UnixListener,
+    path: PathBuf,
+    state: ControlState,
+    shutdown: CancellationToken,
+) {
     use std::os::unix::fs::MetadataExt;
     let owner = std::fs::metadata(&path).map(|m| m.uid()).ok();
     let app = router(state);
@@ -108,10 +124,13 @@ pub async fn serve(listener: UnixListener, path: PathBuf, state: ControlState, s
         }
         let app = app.clone();
         tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                app.clone().oneshot(req.map(axum::body::Body::new))
-            });
-            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+            let svc =
+                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    app.clone().oneshot(req.map(axum::body::Body::new))
+                });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
         });
     }
     let _ = std::fs::remove_file(&path);
@@ -131,7 +150,11 @@ pub fn router(state: ControlState) -> Router {
 }
 
 fn error(status: StatusCode, message: String) -> Response {
-    (status, Json(json!({ "protocol": PROTOCOL, "error": message }))).into_response()
+    (
+        status,
+        Json(json!({ "protocol": PROTOCOL, "error": message })),
+    )
+        .into_response()
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -143,7 +166,10 @@ pub struct Target {
     pub allow_deletes: bool,
 }
 
-fn select(state: &ControlState, mirror: &Option<String>) -> Result<Vec<MirrorHandle>, Response> {
+fn select(
+    state: &ControlState,
+    mirror: &Option<String>,
+) -> Result<Vec<MirrorHandle>, Box<Response>> {
     let all = state.mirrors.borrow().clone();
     match mirror {
         None => Ok(all.iter().cloned().collect()),
@@ -151,7 +177,10 @@ fn select(state: &ControlState, mirror: &Option<String>) -> Result<Vec<MirrorHan
             Some(m) => Ok(vec![m.clone()]),
             None => {
                 let names: Vec<&str> = all.iter().map(|m| m.name.as_str()).collect();
-                Err(error(StatusCode::NOT_FOUND, format!("no mirror named {name:?} (mirrors: {})", names.join(", "))))
+                Err(Box::new(error(
+                    StatusCode::NOT_FOUND,
+                    format!("no mirror named {name:?} (mirrors: {})", names.join(", ")),
+                )))
             }
         },
     }
@@ -166,7 +195,7 @@ pub fn status_json(s: &MirrorStatus) -> Value {
 async fn status(State(state): State<ControlState>, Query(t): Query<Target>) -> Response {
     let mirrors = match select(&state, &t.mirror) {
         Ok(m) => m,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let body = StatusResponse {
         protocol: PROTOCOL,
@@ -179,7 +208,7 @@ async fn status(State(state): State<ControlState>, Query(t): Query<Target>) -> R
 async fn failures(State(state): State<ControlState>, Query(t): Query<Target>) -> Response {
     let mirrors = match select(&state, &t.mirror) {
         Ok(m) => m,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let mut out = Vec::new();
     for m in mirrors {
@@ -189,10 +218,15 @@ async fn failures(State(state): State<ControlState>, Query(t): Query<Target>) ->
     Json(json!({ "protocol": PROTOCOL, "mirrors": out })).into_response()
 }
 
-async fn each(state: &ControlState, t: &Target, what: &str, make: impl Fn(tokio::sync::oneshot::Sender<()>) -> MirrorCmd) -> Response {
+async fn each(
+    state: &ControlState,
+    t: &Target,
+    what: &str,
+    make: impl Fn(tokio::sync::oneshot::Sender<()>) -> MirrorCmd,
+) -> Response {
     let mirrors = match select(state, &t.mirror) {
         Ok(m) => m,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let mut done = Vec::new();
     for m in mirrors {
@@ -209,7 +243,11 @@ async fn pause(State(state): State<ControlState>, Json(t): Json<Target>) -> Resp
 
 async fn resume(State(state): State<ControlState>, Json(t): Json<Target>) -> Response {
     let allow = t.allow_deletes;
-    each(&state, &t, "resume", move |reply| MirrorCmd::Resume { allow_deletes: allow, reply }).await
+    each(&state, &t, "resume", move |reply| MirrorCmd::Resume {
+        allow_deletes: allow,
+        reply,
+    })
+    .await
 }
 
 async fn rescan(State(state): State<ControlState>, Json(t): Json<Target>) -> Response {
@@ -225,22 +263,63 @@ async fn metrics(State(state): State<ControlState>) -> Response {
     let mirrors = state.mirrors.borrow().clone();
     let mut out = String::new();
     let metric = |out: &mut String, name: &str, help: &str, kind: &str| {
-        out.push_str(&format!("# HELP scaidrive_{name} {help}\n# TYPE scaidrive_{name} {kind}\n"));
+        out.push_str(&format!(
+            "# HELP scaidrive_{name} {help}\n# TYPE scaidrive_{name} {kind}\n"
+        ));
     };
-    let series: [(&str, &str, &str, fn(&MirrorStatus) -> f64); 7] = [
-        ("files_uploaded_total", "Files uploaded since start.", "counter", |s| s.files_done as f64),
-        ("bytes_uploaded_total", "Bytes uploaded since start.", "counter", |s| s.bytes_done as f64),
-        ("queue_depth", "Paths waiting to settle or be executed.", "gauge", |s| s.queue_depth as f64),
-        ("in_flight", "Operations in flight.", "gauge", |s| s.in_flight as f64),
-        ("entries", "Items known to be mirrored.", "gauge", |s| s.entries as f64),
-        ("failures", "Items that failed and wait for a retry.", "gauge", |s| s.failures as f64),
-        ("in_sync", "1 when the mirror is idle and in sync.", "gauge", |s| f64::from(u8::from(s.in_sync()))),
+    type Series = (
+        &'static str,
+        &'static str,
+        &'static str,
+        fn(&MirrorStatus) -> f64,
+    );
+    let series: [Series; 7] = [
+        (
+            "files_uploaded_total",
+            "Files uploaded since start.",
+            "counter",
+            |s| s.files_done as f64,
+        ),
+        (
+            "bytes_uploaded_total",
+            "Bytes uploaded since start.",
+            "counter",
+            |s| s.bytes_done as f64,
+        ),
+        (
+            "queue_depth",
+            "Paths waiting to settle or be executed.",
+            "gauge",
+            |s| s.queue_depth as f64,
+        ),
+        ("in_flight", "Operations in flight.", "gauge", |s| {
+            s.in_flight as f64
+        }),
+        ("entries", "Items known to be mirrored.", "gauge", |s| {
+            s.entries as f64
+        }),
+        (
+            "failures",
+            "Items that failed and wait for a retry.",
+            "gauge",
+            |s| s.failures as f64,
+        ),
+        (
+            "in_sync",
+            "1 when the mirror is idle and in sync.",
+            "gauge",
+            |s| f64::from(u8::from(s.in_sync())),
+        ),
     ];
     for (name, help, kind, f) in series {
         metric(&mut out, name, help, kind);
         for m in mirrors.iter() {
             let s = m.status();
-            out.push_str(&format!("scaidrive_{name}{{mirror=\"{}\"}} {}\n", s.name.replace('"', "'"), f(&s)));
+            out.push_str(&format!(
+                "scaidrive_{name}{{mirror=\"{}\"}} {}\n",
+                s.name.replace('"', "'"),
+                f(&s)
+            ));
         }
     }
     ([("content-type", "text/plain; version=0.0.4")], out).into_response()

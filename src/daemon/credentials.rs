@@ -39,7 +39,11 @@ fn path_in(state_dir: &Path) -> PathBuf {
 
 /// The token pair to start with, and the configured refresh token (which the sink needs
 /// to mark the pairs it stores).
-pub fn load(cfg: &Config, env: &Env, state_dir: &Path) -> Result<(TokenPair, Option<String>), DaemonError> {
+pub fn load(
+    cfg: &Config,
+    env: &Env,
+    state_dir: &Path,
+) -> Result<(TokenPair, Option<String>), DaemonError> {
     let access = config::load_token(cfg, env)?.ok_or_else(|| {
         DaemonError::Credentials(
             "no access token: set SCAIDRIVE_TOKEN, remote.token_file, or systemd LoadCredential=token:…".into(),
@@ -47,7 +51,10 @@ pub fn load(cfg: &Config, env: &Env, state_dir: &Path) -> Result<(TokenPair, Opt
     })?;
     let refresh = match &cfg.remote.refresh_token_file {
         Some(p) => Some(config::read_secret_file(p, true)?),
-        None => env.get("SCAIDRIVE_REFRESH_TOKEN").map(|t| t.trim().to_string()).filter(|t| !t.is_empty()),
+        None => env
+            .get("SCAIDRIVE_REFRESH_TOKEN")
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty()),
     };
     if let Some(configured) = &refresh
         && let Ok(text) = std::fs::read_to_string(path_in(state_dir))
@@ -61,7 +68,11 @@ pub fn load(cfg: &Config, env: &Env, state_dir: &Path) -> Result<(TokenPair, Opt
         };
         return Ok((pair, refresh));
     }
-    let pair = TokenPair { access_token: Secret::new(access), refresh_token: refresh.clone().map(Secret::new), expires_in: None };
+    let pair = TokenPair {
+        access_token: Secret::new(access),
+        refresh_token: refresh.clone().map(Secret::new),
+        expires_in: None,
+    };
     Ok((pair, refresh))
 }
 
@@ -73,7 +84,10 @@ pub struct FileTokenSink {
 
 impl FileTokenSink {
     pub fn new(state_dir: &Path, configured_refresh: Option<&str>) -> FileTokenSink {
-        FileTokenSink { path: path_in(state_dir), derived_from: configured_refresh.map(fingerprint) }
+        FileTokenSink {
+            path: path_in(state_dir),
+            derived_from: configured_refresh.map(fingerprint),
+        }
     }
 
     fn write(&self, pair: &TokenPair) -> std::io::Result<()> {
@@ -85,8 +99,17 @@ impl FileTokenSink {
             derived_from: self.derived_from.clone(),
         };
         let tmp = self.path.with_extension("json.tmp");
-        let mut f = std::fs::OpenOptions::new().create(true).truncate(true).write(true).mode(0o600).open(&tmp)?;
-        f.write_all(serde_json::to_string(&stored).map_err(std::io::Error::other)?.as_bytes())?;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(
+            serde_json::to_string(&stored)
+                .map_err(std::io::Error::other)?
+                .as_bytes(),
+        )?;
         f.sync_all()?;
         std::fs::rename(&tmp, &self.path)?;
         if let Some(dir) = self.path.parent() {
@@ -98,7 +121,9 @@ impl FileTokenSink {
 
 impl TokenSink for FileTokenSink {
     fn persist<'a>(&'a self, pair: &'a TokenPair) -> PersistFuture<'a> {
-        let result = self.write(pair).map_err(|e| format!("saving rotated tokens to {}: {e}", self.path.display()));
+        let result = self
+            .write(pair)
+            .map_err(|e| format!("saving rotated tokens to {}: {e}", self.path.display()));
         Box::pin(async move { result })
     }
 }
@@ -120,7 +145,11 @@ mod tests {
         FileTokenSink::new(dir.path(), Some("refresh-1"))
             .write(&TokenPair::with_refresh("access-2", "refresh-2"))
             .unwrap();
-        let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(dir.path().join("credentials.json")).unwrap().permissions());
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(dir.path().join("credentials.json"))
+                .unwrap()
+                .permissions(),
+        );
         assert_eq!(mode & 0o777, 0o600);
         let (again, _) = load(&cfg, &env, dir.path()).unwrap();
         assert_eq!(again.access_token.expose(), "access-2");
@@ -128,8 +157,15 @@ mod tests {
 
         env.insert("SCAIDRIVE_REFRESH_TOKEN".into(), "refresh-new".into());
         let (fresh, _) = load(&cfg, &env, dir.path()).unwrap();
-        assert_eq!(fresh.refresh_token.as_ref().unwrap().expose(), "refresh-new");
-        assert_eq!(format!("{fresh:?}").matches("***").count(), 2, "Debug hides both tokens");
+        assert_eq!(
+            fresh.refresh_token.as_ref().unwrap().expose(),
+            "refresh-new"
+        );
+        assert_eq!(
+            format!("{fresh:?}").matches("***").count(),
+            2,
+            "Debug hides both tokens"
+        );
     }
 
     #[test]

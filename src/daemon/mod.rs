@@ -59,7 +59,11 @@ impl DaemonError {
     }
 }
 
+/// Called once the mirrors run, with their handles.
+pub type OnStarted = Box<dyn FnOnce(&[MirrorHandle]) + Send>;
+
 /// How the daemon was asked to run.
+#[derive(Default)]
 pub struct RunOptions {
     /// One full pass, wait until every mirror is idle, then stop (`--once`).
     pub once: bool,
@@ -68,13 +72,7 @@ pub struct RunOptions {
     /// HUP notifications.
     pub reload_rx: Option<mpsc::Receiver<()>>,
     /// Receives the mirror handles once they run (tests and the demo use it).
-    pub on_started: Option<Box<dyn FnOnce(&[MirrorHandle]) + Send>>,
-}
-
-impl Default for RunOptions {
-    fn default() -> Self {
-        RunOptions { once: false, reload: None, reload_rx: None, on_started: None }
-    }
+    pub on_started: Option<OnStarted>,
 }
 
 /// What `run` reports when it ends.
@@ -98,7 +96,12 @@ struct RunningMirror {
 
 /// Runs the daemon until `shutdown` is cancelled (or, with `once`, until every mirror
 /// has finished its first pass).
-pub async fn run(config: Config, env: &Env, mut opts: RunOptions, shutdown: CancellationToken) -> Result<RunReport, DaemonError> {
+pub async fn run(
+    config: Config,
+    env: &Env,
+    mut opts: RunOptions,
+    shutdown: CancellationToken,
+) -> Result<RunReport, DaemonError> {
     let notifier = Notifier::from_env();
     let state_dir = config.state_dir(env)?;
     config.validate(&state_dir)?;
@@ -108,7 +111,10 @@ pub async fn run(config: Config, env: &Env, mut opts: RunOptions, shutdown: Canc
     let (tokens, configured_refresh) = credentials::load(&config, env, &state_dir)?;
     let client = build_client(&config, tokens, &state_dir, configured_refresh.as_deref())?;
     let uploader = Uploader::new(client, store.clone(), config.daemon.upload_concurrency);
-    let deps = MirrorDeps { store: store.clone(), uploader };
+    let deps = MirrorDeps {
+        store: store.clone(),
+        uploader,
+    };
 
     let mut running: HashMap<String, RunningMirror> = HashMap::new();
     for m in &config.mirrors {
@@ -131,7 +137,10 @@ pub async fn run(config: Config, env: &Env, mut opts: RunOptions, shutdown: Canc
     let control_task = tokio::spawn(control::serve(
         listener,
         socket.clone(),
-        ControlState { info: Arc::new(info), mirrors: mirrors_rx },
+        ControlState {
+            info: Arc::new(info),
+            mirrors: mirrors_rx,
+        },
         control_stop.clone(),
     ));
     tracing::info!(
@@ -146,7 +155,11 @@ pub async fn run(config: Config, env: &Env, mut opts: RunOptions, shutdown: Canc
         f(&handles(&running));
     }
 
-    let mut status_tick = tokio::time::interval(notifier.watchdog_interval().unwrap_or(Duration::from_secs(5)));
+    let mut status_tick = tokio::time::interval(
+        notifier
+            .watchdog_interval()
+            .unwrap_or(Duration::from_secs(5)),
+    );
     let mut reload_rx = opts.reload_rx.take();
     let once_done = CancellationToken::new();
     if opts.once {
@@ -191,7 +204,9 @@ pub async fn run(config: Config, env: &Env, mut opts: RunOptions, shutdown: Canc
     }
 
     notifier.stopping();
-    let report = RunReport { mirrors: handles(&running).iter().map(|h| h.status()).collect() };
+    let report = RunReport {
+        mirrors: handles(&running).iter().map(|h| h.status()).collect(),
+    };
     // Drain: mirrors stop starting work and finish (or checkpoint) what runs.
     let drain = Duration::from_secs(config.daemon.drain_timeout_secs);
     for m in running.values() {
@@ -208,17 +223,41 @@ pub async fn run(config: Config, env: &Env, mut opts: RunOptions, shutdown: Canc
     Ok(report)
 }
 
-fn start_mirror(running: &mut HashMap<String, RunningMirror>, cfg: MirrorConfig, deps: &MirrorDeps, shutdown: &CancellationToken) {
+fn start_mirror(
+    running: &mut HashMap<String, RunningMirror>,
+    cfg: MirrorConfig,
+    deps: &MirrorDeps,
+    shutdown: &CancellationToken,
+) {
     let stop = shutdown.child_token();
     let (handle, task) = mirror::spawn(cfg.clone(), deps.clone(), stop.clone());
-    running.insert(handle.name.clone(), RunningMirror { config: cfg, handle, stop, task });
+    running.insert(
+        handle.name.clone(),
+        RunningMirror {
+            config: cfg,
+            handle,
+            stop,
+            task,
+        },
+    );
 }
 
-async fn apply_reload(running: &mut HashMap<String, RunningMirror>, new: &Config, deps: &MirrorDeps, shutdown: &CancellationToken) {
-    let wanted: HashMap<String, MirrorConfig> = new.mirrors.iter().map(|m| (m.display_name(), m.clone())).collect();
+async fn apply_reload(
+    running: &mut HashMap<String, RunningMirror>,
+    new: &Config,
+    deps: &MirrorDeps,
+    shutdown: &CancellationToken,
+) {
+    let wanted: HashMap<String, MirrorConfig> = new
+        .mirrors
+        .iter()
+        .map(|m| (m.display_name(), m.clone()))
+        .collect();
     let names: Vec<String> = running.keys().cloned().collect();
     for name in names {
-        let keep = wanted.get(&name).is_some_and(|c| running.get(&name).is_some_and(|r| r.config == *c));
+        let keep = wanted
+            .get(&name)
+            .is_some_and(|c| running.get(&name).is_some_and(|r| r.config == *c));
         if !keep && let Some(m) = running.remove(&name) {
             m.stop.cancel();
             let _ = tokio::time::timeout(Duration::from_secs(30), m.task).await;
@@ -249,7 +288,10 @@ pub fn status_line(handles: &[MirrorHandle]) -> String {
                     line.push_str(&format!(" ({r})"));
                 }
             } else {
-                line.push_str(&format!(", {} files uploaded, {} queued, {} failed", s.files_done, s.queue_depth, s.failures));
+                line.push_str(&format!(
+                    ", {} files uploaded, {} queued, {} failed",
+                    s.files_done, s.queue_depth, s.failures
+                ));
             }
             line
         })
@@ -263,7 +305,11 @@ fn build_client(
     state_dir: &Path,
     configured_refresh: Option<&str>,
 ) -> Result<Client, DaemonError> {
-    let url = config.remote.url.clone().ok_or_else(|| ConfigError::Check("remote.url is not set".into()))?;
+    let url = config
+        .remote
+        .url
+        .clone()
+        .ok_or_else(|| ConfigError::Check("remote.url is not set".into()))?;
     let mut cc = ClientConfig::new(url, tokens);
     cc.request_timeout = Duration::from_secs(config.remote.timeout_secs);
     cc.upload = UploadConfig {
@@ -272,24 +318,35 @@ fn build_client(
         parallel_chunks: config.remote.parallel_chunks,
         ..UploadConfig::default()
     };
-    cc.token_sink = Some(Arc::new(credentials::FileTokenSink::new(state_dir, configured_refresh)));
+    cc.token_sink = Some(Arc::new(credentials::FileTokenSink::new(
+        state_dir,
+        configured_refresh,
+    )));
     Client::new(cc).map_err(|e| DaemonError::Other(format!("cannot build the HTTP client: {e}")))
 }
 
 fn create_private_dir(dir: &Path) -> Result<(), DaemonError> {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::create_dir_all(dir).map_err(|e| DaemonError::Other(format!("cannot create {}: {e}", dir.display())))?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| DaemonError::Other(format!("cannot create {}: {e}", dir.display())))?;
     // Best effort: a systemd-managed directory already has the mode it should have.
     let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
     Ok(())
 }
 
 fn unix_now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 /// Loads the configuration the way `scaidrived` does (file, environment, `--folder`).
-pub fn load_config(file: Option<&Path>, env: &Env, folder: Option<&Path>) -> Result<Config, ConfigError> {
+pub fn load_config(
+    file: Option<&Path>,
+    env: &Env,
+    folder: Option<&Path>,
+) -> Result<Config, ConfigError> {
     Config::load(file, env, folder)
 }
 

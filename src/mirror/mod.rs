@@ -30,11 +30,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::MirrorConfig;
 use crate::plan::{self, DiskItem, Op};
-use crate::remote::ItemKind;
 use crate::queue::{Queue, QueueConfig, Settled};
+use crate::remote::ItemKind;
 use crate::store::{self, Effect, Entry, EntryKind, Store};
 use crate::upload::{Counters, MirrorTarget, Outcome, Uploader};
-use crate::watch::{self as local, IgnoreRules, Kind, LocalEntry, RelPath, ScanError, ScanItem, WatchError, Watcher};
+use crate::watch::{
+    self as local, IgnoreRules, Kind, LocalEntry, RelPath, ScanError, ScanItem, WatchError, Watcher,
+};
 
 pub use status::{MirrorCmd, MirrorHandle, MirrorState, MirrorStatus, SkippedItem};
 
@@ -52,16 +54,27 @@ pub fn failure_backoff(attempts: u32) -> i64 {
 }
 
 fn unix_now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 /// Starts the mirror task; it runs until `shutdown` is cancelled.
-pub fn spawn(cfg: MirrorConfig, deps: MirrorDeps, shutdown: CancellationToken) -> (MirrorHandle, tokio::task::JoinHandle<()>) {
+pub fn spawn(
+    cfg: MirrorConfig,
+    deps: MirrorDeps,
+    shutdown: CancellationToken,
+) -> (MirrorHandle, tokio::task::JoinHandle<()>) {
     let name = cfg.display_name();
     let (cmd_tx, cmd_rx) = mpsc::channel(16);
     let initial = MirrorStatus::new(&name, &cfg);
     let (status_tx, status_rx) = watch::channel(initial);
-    let handle = MirrorHandle { name: name.clone(), cmd: cmd_tx, status: status_rx };
+    let handle = MirrorHandle {
+        name: name.clone(),
+        cmd: cmd_tx,
+        status: status_rx,
+    };
     let task = tokio::spawn(async move {
         let mut engine = Engine::new(cfg, deps, status_tx);
         if let Err(e) = engine.run(cmd_rx, shutdown).await {
@@ -140,15 +153,21 @@ impl Engine {
         self.status_tx.send_modify(|s| s.queue_depth = depth);
     }
 
-    async fn run(&mut self, mut cmd_rx: mpsc::Receiver<MirrorCmd>, shutdown: CancellationToken) -> Result<(), String> {
+    async fn run(
+        &mut self,
+        mut cmd_rx: mpsc::Receiver<MirrorCmd>,
+        shutdown: CancellationToken,
+    ) -> Result<(), String> {
         self.set_state(MirrorState::Starting, None);
         self.start().await?;
 
         let mut poll_every = None;
         let (root, rules) = (self.root(), (*self.ignore).clone());
-        let started = tokio::task::spawn_blocking(move || Watcher::new(&root, rules, local::DEFAULT_CHANNEL_CAPACITY))
-            .await
-            .map_err(|e| format!("watcher task: {e}"))?;
+        let started = tokio::task::spawn_blocking(move || {
+            Watcher::new(&root, rules, local::DEFAULT_CHANNEL_CAPACITY)
+        })
+        .await
+        .map_err(|e| format!("watcher task: {e}"))?;
         let mut watcher = match started {
             Ok(w) => Some(w),
             Err(e @ WatchError::WatchLimit { .. }) => {
@@ -163,7 +182,8 @@ impl Engine {
             max_delay: Duration::from_secs(self.cfg.max_delay_secs.max(1)),
             ..QueueConfig::default()
         });
-        let rescan_every = poll_every.unwrap_or(Duration::from_secs(self.cfg.rescan_interval_secs.max(60)));
+        let rescan_every =
+            poll_every.unwrap_or(Duration::from_secs(self.cfg.rescan_interval_secs.max(60)));
         let jitter = |d: Duration| d.mul_f64(rand::rng().random_range(0.9..1.1));
         let mut next_rescan = Instant::now() + jitter(rescan_every);
         let mut next_retry = Instant::now() + Duration::from_secs(30);
@@ -236,7 +256,10 @@ impl Engine {
                 self.set_state(MirrorState::Paused, self.paused.clone());
                 let _ = reply.send(());
             }
-            MirrorCmd::Resume { allow_deletes, reply } => {
+            MirrorCmd::Resume {
+                allow_deletes,
+                reply,
+            } => {
                 self.paused = None;
                 self.allow_deletes = allow_deletes;
                 self.needs_full_pass = true;
@@ -282,10 +305,19 @@ impl Engine {
             .map_err(|e| format!("ignore rules: {e}"))?;
         self.ignore = Arc::new(rules);
         let base = match rec.base_folder_id.clone() {
-            Some(id) => if id.is_empty() { None } else { Some(id) },
+            Some(id) => {
+                if id.is_empty() {
+                    None
+                } else {
+                    Some(id)
+                }
+            }
             None => {
                 let id = self.ensure_base_folder().await?;
-                store.set_base_folder(rec.id, id.as_deref().unwrap_or("")).await.map_err(|e| e.to_string())?;
+                store
+                    .set_base_folder(rec.id, id.as_deref().unwrap_or(""))
+                    .await
+                    .map_err(|e| e.to_string())?;
                 id
             }
         };
@@ -300,7 +332,13 @@ impl Engine {
             base_folder_id: base,
             delete_mode: self.cfg.delete,
         }));
-        self.known = store.entries(rec.id).await.map_err(|e| e.to_string())?.into_iter().map(|e| (e.path.clone(), e)).collect();
+        self.known = store
+            .entries(rec.id)
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|e| (e.path.clone(), e))
+            .collect();
         let now = unix_now();
         for f in store.failures(rec.id).await.map_err(|e| e.to_string())? {
             if f.next_retry_at > now {
@@ -329,7 +367,9 @@ impl Engine {
     /// item exists with our content is adopted without sending the bytes again; anything
     /// else is left to the planner, whose create-or-adopt calls cannot duplicate.
     async fn resolve_intents(&mut self) -> Result<(), String> {
-        let Some(t) = self.target.clone() else { return Ok(()) };
+        let Some(t) = self.target.clone() else {
+            return Ok(());
+        };
         let store = self.deps.store.clone();
         let client = self.deps.uploader.client().clone();
         let intents = store.intents(t.mirror).await.map_err(|e| e.to_string())?;
@@ -339,13 +379,25 @@ impl Engine {
         for intent in intents {
             let mut effects = Vec::new();
             let abs = t.root.join(&intent.path);
-            let local = RelPath::new(intent.path.clone()).ok().and_then(|r| local::stat_path(&t.root, &r).ok().flatten());
+            let local = RelPath::new(intent.path.clone())
+                .ok()
+                .and_then(|r| local::stat_path(&t.root, &r).ok().flatten());
             match intent.op.as_str() {
                 "mkdir" | "upload" => {
                     let parent = intent.detail["parent_id"].as_str().map(str::to_string);
-                    let name = intent.detail["name"].as_str().unwrap_or_default().to_string();
-                    let kind = if intent.op == "upload" { ItemKind::File } else { ItemKind::Folder };
-                    let found = match (&local, client.children(&t.share_id, parent.as_deref()).await) {
+                    let name = intent.detail["name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string();
+                    let kind = if intent.op == "upload" {
+                        ItemKind::File
+                    } else {
+                        ItemKind::Folder
+                    };
+                    let found = match (
+                        &local,
+                        client.children(&t.share_id, parent.as_deref()).await,
+                    ) {
                         (Some(_), Ok(children)) => children.find(&name, kind).map(|i| i.id.clone()),
                         _ => None,
                     };
@@ -354,25 +406,40 @@ impl Engine {
                         if kind == ItemKind::Folder {
                             effects.push(Effect::Upsert(entry_of(&item, &id, None, None)));
                         } else {
-                            let sha = intent.detail["sha256"].as_str().unwrap_or_default().to_string();
+                            let sha = intent.detail["sha256"]
+                                .as_str()
+                                .unwrap_or_default()
+                                .to_string();
                             if let Ok(f) = client.file(&id).await
                                 && f.checksum_sha256.as_deref() == Some(sha.as_str())
                                 && plan::hash_file(&abs).ok().as_deref() == Some(sha.as_str())
                             {
-                                effects.push(Effect::Upsert(entry_of(&item, &f.id, Some(sha), Some(f.version as i64))));
+                                effects.push(Effect::Upsert(entry_of(
+                                    &item,
+                                    &f.id,
+                                    Some(sha),
+                                    Some(f.version as i64),
+                                )));
                             }
                         }
                     }
                 }
                 "replace" => {
-                    let id = intent.detail["replace_file_id"].as_str().unwrap_or_default();
+                    let id = intent.detail["replace_file_id"]
+                        .as_str()
+                        .unwrap_or_default();
                     let sha = intent.detail["sha256"].as_str().unwrap_or_default();
                     if let (Some(local), Ok(f)) = (local, client.file(id).await)
                         && f.checksum_sha256.as_deref() == Some(sha)
                         && plan::hash_file(&abs).ok().as_deref() == Some(sha)
                     {
                         let item = disk_item(&intent.path, &local);
-                        effects.push(Effect::Upsert(entry_of(&item, &f.id, Some(sha.to_string()), Some(f.version as i64))));
+                        effects.push(Effect::Upsert(entry_of(
+                            &item,
+                            &f.id,
+                            Some(sha.to_string()),
+                            Some(f.version as i64),
+                        )));
                     }
                 }
                 // Moves and deletes are planned again from the disk; repeating them is
@@ -382,7 +449,10 @@ impl Engine {
             for e in &effects {
                 store::apply_to_map(&mut self.known, e);
             }
-            store.commit(t.mirror, intent.id, effects).await.map_err(|e| e.to_string())?;
+            store
+                .commit(t.mirror, intent.id, effects)
+                .await
+                .map_err(|e| e.to_string())?;
         }
         Ok(())
     }
@@ -397,7 +467,10 @@ impl Engine {
         let items = match scanned {
             Ok(Ok(items)) => items,
             Ok(Err(e @ ScanError::RootUnavailable { .. })) => {
-                self.pause(format!("{e}; nothing is deleted remotely while the root is unavailable")).await;
+                self.pause(format!(
+                    "{e}; nothing is deleted remotely while the root is unavailable"
+                ))
+                .await;
                 return;
             }
             Err(e) => {
@@ -415,7 +488,10 @@ impl Engine {
                 }
                 ScanItem::Skipped { path, reason } => {
                     tracing::warn!(mirror = %self.name, "skipped {path}: {reason}");
-                    self.skipped.push(SkippedItem { path, reason: reason.to_string() });
+                    self.skipped.push(SkippedItem {
+                        path,
+                        reason: reason.to_string(),
+                    });
                 }
             }
         }
@@ -434,7 +510,8 @@ impl Engine {
         for item in &self.skipped {
             known.retain(|k, _| !plan::is_within(k, &item.path));
         }
-        self.plan_and_execute(known, disk, Vec::new(), false, stop).await;
+        self.plan_and_execute(known, disk, Vec::new(), false, stop)
+            .await;
         if self.paused.is_none() {
             let _ = self.deps.store.set_first_pass_done(t.mirror).await;
             self.status_tx.send_modify(|s| s.first_pass_done = true);
@@ -444,9 +521,15 @@ impl Engine {
     /// Plans and executes one batch of settled paths.
     async fn batch(&mut self, settled: Vec<Settled>, stop: &CancellationToken) {
         let Some(t) = self.target.clone() else { return };
-        if std::fs::metadata(&t.root).map(|m| !m.is_dir()).unwrap_or(true) {
-            self.pause(format!("root {} vanished or is not a directory; nothing is deleted remotely", t.root.display()))
-                .await;
+        if std::fs::metadata(&t.root)
+            .map(|m| !m.is_dir())
+            .unwrap_or(true)
+        {
+            self.pause(format!(
+                "root {} vanished or is not a directory; nothing is deleted remotely",
+                t.root.display()
+            ))
+            .await;
             return;
         }
         let mut paths: BTreeSet<String> = BTreeSet::new();
@@ -475,15 +558,22 @@ impl Engine {
         let root = t.root.clone();
         let ignore = self.ignore.clone();
         let known_all = self.known.clone();
-        let scope = tokio::task::spawn_blocking(move || build_scope(&root, &ignore, &known_all, &paths)).await;
+        let scope =
+            tokio::task::spawn_blocking(move || build_scope(&root, &ignore, &known_all, &paths))
+                .await;
         let Ok((known, disk)) = scope else { return };
-        self.plan_and_execute(known, disk, renames, true, stop).await;
+        self.plan_and_execute(known, disk, renames, true, stop)
+            .await;
     }
 
     async fn pause(&mut self, reason: String) {
         tracing::warn!(mirror = %self.name, "paused: {reason}");
         if let Some(t) = &self.target {
-            let _ = self.deps.store.set_paused(t.mirror, Some(reason.clone())).await;
+            let _ = self
+                .deps
+                .store
+                .set_paused(t.mirror, Some(reason.clone()))
+                .await;
         }
         self.paused = Some(reason.clone());
         self.set_state(MirrorState::Paused, Some(reason));
@@ -491,11 +581,20 @@ impl Engine {
 
     async fn retry_due(&mut self, stop: &CancellationToken) {
         let now = unix_now();
-        let due: Vec<String> = self.failed.iter().filter(|(_, at)| **at <= now).map(|(p, _)| p.clone()).collect();
+        let due: Vec<String> = self
+            .failed
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(p, _)| p.clone())
+            .collect();
         if due.is_empty() || self.paused.is_some() {
             return;
         }
-        let settled = due.into_iter().filter_map(|p| RelPath::new(&p).ok()).map(Settled::Changed).collect();
+        let settled = due
+            .into_iter()
+            .filter_map(|p| RelPath::new(&p).ok())
+            .map(Settled::Changed)
+            .collect();
         self.batch(settled, stop).await;
     }
 
@@ -511,13 +610,20 @@ impl Engine {
         let root = t.root.clone();
         let known_count = self.known.len();
         let planned = tokio::task::spawn_blocking(move || {
-            plan::plan(&known, &disk, &renames, &mut |rel| plan::hash_file(&root.join(rel)))
+            plan::plan(&known, &disk, &renames, &mut |rel| {
+                plan::hash_file(&root.join(rel))
+            })
         })
         .await;
         let Ok(planned) = planned else { return };
         for (path, reason) in &planned.failures {
-            let _ = self.deps.store.record_failure(t.mirror, path, reason, false, failure_backoff).await;
-            self.failed.insert(path.clone(), unix_now() + failure_backoff(1));
+            let _ = self
+                .deps
+                .store
+                .record_failure(t.mirror, path, reason, false, failure_backoff)
+                .await;
+            self.failed
+                .insert(path.clone(), unix_now() + failure_backoff(1));
         }
         // Mass-delete guard: count AND share of what is mirrored.
         let limit_pct = (known_count * usize::from(self.cfg.mass_delete_percent)) / 100;
@@ -558,16 +664,36 @@ impl Engine {
             ops.push(op);
         }
         // A path that is no longer a pending delete (it came back or moved) is settled.
-        let planned_deletes: BTreeSet<String> =
-            ops.iter().filter_map(|o| if let Op::Delete { path, .. } = o { Some(path.clone()) } else { None }).collect();
-        self.pending_deletes.retain(|p, _| self.known.contains_key(p) && !planned_deletes.contains(p));
+        let planned_deletes: BTreeSet<String> = ops
+            .iter()
+            .filter_map(|o| {
+                if let Op::Delete { path, .. } = o {
+                    Some(path.clone())
+                } else {
+                    None
+                }
+            })
+            .collect();
+        self.pending_deletes
+            .retain(|p, _| self.known.contains_key(p) && !planned_deletes.contains(p));
         if ops.is_empty() {
-            self.set_state(if self.paused.is_some() { MirrorState::Paused } else { MirrorState::Idle }, self.paused.clone());
+            self.set_state(
+                if self.paused.is_some() {
+                    MirrorState::Paused
+                } else {
+                    MirrorState::Idle
+                },
+                self.paused.clone(),
+            );
             return;
         }
         self.set_state(MirrorState::Syncing, None);
         self.status_tx.send_modify(|s| s.queue_depth = ops.len());
-        let results = self.deps.uploader.run_batch(&t, &self.counters, &self.known, ops, stop).await;
+        let results = self
+            .deps
+            .uploader
+            .run_batch(&t, &self.counters, &self.known, ops, stop)
+            .await;
         let mut requeue = false;
         for r in results {
             match r.outcome {
@@ -585,7 +711,12 @@ impl Engine {
                 }
                 Outcome::Failed { reason, permanent } => {
                     tracing::warn!(mirror = %self.name, path = r.op.path(), "failed: {reason}");
-                    if let Ok(f) = self.deps.store.record_failure(t.mirror, r.op.path(), &reason, permanent, failure_backoff).await {
+                    if let Ok(f) = self
+                        .deps
+                        .store
+                        .record_failure(t.mirror, r.op.path(), &reason, permanent, failure_backoff)
+                        .await
+                    {
                         self.failed.insert(f.path, f.next_retry_at);
                     }
                 }
@@ -600,14 +731,25 @@ impl Engine {
             // Something changed under us; the watcher reports it too, but a pass makes sure.
             self.needs_full_pass = true;
         }
-        self.set_state(if self.paused.is_some() { MirrorState::Paused } else { MirrorState::Idle }, self.paused.clone());
+        self.set_state(
+            if self.paused.is_some() {
+                MirrorState::Paused
+            } else {
+                MirrorState::Idle
+            },
+            self.paused.clone(),
+        );
     }
 }
 
 fn disk_item(path: &str, e: &LocalEntry) -> DiskItem {
     DiskItem {
         path: path.to_string(),
-        kind: if e.kind == Kind::Dir { EntryKind::Dir } else { EntryKind::File },
+        kind: if e.kind == Kind::Dir {
+            EntryKind::Dir
+        } else {
+            EntryKind::File
+        },
         size: e.size,
         mtime_ns: e.mtime_ns,
         inode: e.inode,
@@ -657,7 +799,9 @@ fn build_scope(
         let k = known_all.get(p);
         match (&local, k) {
             (None, Some(_)) => add_known_tree(&mut known, p),
-            (Some(l), Some(e)) if (l.kind == Kind::Dir) != (e.kind == EntryKind::Dir) => add_known_tree(&mut known, p),
+            (Some(l), Some(e)) if (l.kind == Kind::Dir) != (e.kind == EntryKind::Dir) => {
+                add_known_tree(&mut known, p)
+            }
             (_, Some(e)) => {
                 known.insert(p.clone(), e.clone());
             }

@@ -87,14 +87,20 @@ impl MirrorStatus {
 
     /// Idle with nothing queued and the first pass done: the remote equals the disk.
     pub fn in_sync(&self) -> bool {
-        self.state == MirrorState::Idle && self.queue_depth == 0 && self.in_flight == 0 && self.first_pass_done
+        self.state == MirrorState::Idle
+            && self.queue_depth == 0
+            && self.in_flight == 0
+            && self.first_pass_done
     }
 }
 
 #[derive(Debug)]
 pub enum MirrorCmd {
     Pause(oneshot::Sender<()>),
-    Resume { allow_deletes: bool, reply: oneshot::Sender<()> },
+    Resume {
+        allow_deletes: bool,
+        reply: oneshot::Sender<()>,
+    },
     Rescan(oneshot::Sender<()>),
     Retry(oneshot::Sender<()>),
     Failures(oneshot::Sender<Vec<Failure>>),
@@ -126,7 +132,12 @@ impl MirrorHandle {
         loop {
             {
                 let s = rx.borrow_and_update();
-                if s.in_sync() || matches!(s.state, MirrorState::Paused | MirrorState::NeedsCredentials | MirrorState::Error) {
+                if s.in_sync()
+                    || matches!(
+                        s.state,
+                        MirrorState::Paused | MirrorState::NeedsCredentials | MirrorState::Error
+                    )
+                {
                     return s.clone();
                 }
             }

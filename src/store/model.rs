@@ -618,6 +618,49 @@ pub fn failures(c: &Connection, mirror: MirrorId) -> Result<Vec<Failure>, StoreE
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
+/// Applies an effect to an in-memory copy of a mirror's entries, exactly as
+/// [`apply_effect`] does to the table, so the engine's view and the store agree.
+pub fn apply_to_map(map: &mut std::collections::BTreeMap<String, Entry>, effect: &Effect) {
+    let within = |p: &str, root: &str| {
+        p == root || (p.starts_with(root) && p.as_bytes().get(root.len()) == Some(&b'/'))
+    };
+    match effect {
+        Effect::Upsert(e) => {
+            map.insert(e.path.clone(), e.clone());
+        }
+        Effect::Remove(p) => {
+            map.remove(p);
+        }
+        Effect::RemoveTree(p) => {
+            let doomed: Vec<String> = map
+                .range(p.clone()..)
+                .map(|(k, _)| k.clone())
+                .take_while(|k| k.starts_with(p.as_str()))
+                .filter(|k| within(k, p))
+                .collect();
+            for k in doomed {
+                map.remove(&k);
+            }
+        }
+        Effect::MoveTree { from, to } => {
+            apply_to_map(map, &Effect::RemoveTree(to.clone()));
+            let moved: Vec<String> = map
+                .range(from.clone()..)
+                .map(|(k, _)| k.clone())
+                .take_while(|k| k.starts_with(from.as_str()))
+                .filter(|k| within(k, from))
+                .collect();
+            for k in moved {
+                if let Some(mut e) = map.remove(&k) {
+                    e.path = format!("{to}{}", &k[from.len()..]);
+                    map.insert(e.path.clone(), e);
+                }
+            }
+        }
+        Effect::ClearFailure(_) | Effect::DeleteSession(_) => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -773,48 +816,5 @@ mod tests {
             .await
             .unwrap();
         assert!(s.failures(m).await.unwrap().is_empty());
-    }
-}
-
-/// Applies an effect to an in-memory copy of a mirror's entries, exactly as
-/// [`apply_effect`] does to the table, so the engine's view and the store agree.
-pub fn apply_to_map(map: &mut std::collections::BTreeMap<String, Entry>, effect: &Effect) {
-    let within = |p: &str, root: &str| {
-        p == root || (p.starts_with(root) && p.as_bytes().get(root.len()) == Some(&b'/'))
-    };
-    match effect {
-        Effect::Upsert(e) => {
-            map.insert(e.path.clone(), e.clone());
-        }
-        Effect::Remove(p) => {
-            map.remove(p);
-        }
-        Effect::RemoveTree(p) => {
-            let doomed: Vec<String> = map
-                .range(p.clone()..)
-                .map(|(k, _)| k.clone())
-                .take_while(|k| k.starts_with(p.as_str()))
-                .filter(|k| within(k, p))
-                .collect();
-            for k in doomed {
-                map.remove(&k);
-            }
-        }
-        Effect::MoveTree { from, to } => {
-            apply_to_map(map, &Effect::RemoveTree(to.clone()));
-            let moved: Vec<String> = map
-                .range(from.clone()..)
-                .map(|(k, _)| k.clone())
-                .take_while(|k| k.starts_with(from.as_str()))
-                .filter(|k| within(k, from))
-                .collect();
-            for k in moved {
-                if let Some(mut e) = map.remove(&k) {
-                    e.path = format!("{to}{}", &k[from.len()..]);
-                    map.insert(e.path.clone(), e);
-                }
-            }
-        }
-        Effect::ClearFailure(_) | Effect::DeleteSession(_) => {}
     }
 }

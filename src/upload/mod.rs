@@ -80,7 +80,11 @@ pub struct Uploader {
 
 impl Uploader {
     pub fn new(client: Client, store: Store, concurrency: usize) -> Uploader {
-        Uploader { client, store, permits: Arc::new(Semaphore::new(concurrency.max(1))) }
+        Uploader {
+            client,
+            store,
+            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+        }
     }
 
     pub fn client(&self) -> &Client {
@@ -114,8 +118,11 @@ impl Uploader {
                 && let Some(next) = pending.peek()
             {
                 let exclusive = matches!(next, Op::Move { .. } | Op::Delete { .. });
-                let blocked =
-                    if exclusive { !running.is_empty() } else { creating.contains(parent(next.path())) };
+                let blocked = if exclusive {
+                    !running.is_empty()
+                } else {
+                    creating.contains(parent(next.path()))
+                };
                 if !blocked {
                     let op = pending.next().expect("peeked");
                     let par = parent(op.path()).to_string();
@@ -158,7 +165,9 @@ impl Uploader {
                     continue;
                 }
             }
-            let Some(joined) = running.join_next().await else { break };
+            let Some(joined) = running.join_next().await else {
+                break;
+            };
             let result = match joined {
                 Ok(r) => r,
                 Err(e) => {
@@ -183,7 +192,9 @@ impl Uploader {
 }
 
 fn apply_to_dirs(dirs: &mut BTreeMap<String, String>, effect: &Effect) {
-    let within = |p: &str, root: &str| p == root || (p.starts_with(root) && p.as_bytes().get(root.len()) == Some(&b'/'));
+    let within = |p: &str, root: &str| {
+        p == root || (p.starts_with(root) && p.as_bytes().get(root.len()) == Some(&b'/'))
+    };
     match effect {
         Effect::Upsert(e) if e.kind == EntryKind::Dir => {
             dirs.insert(e.path.clone(), e.remote_id.clone());
@@ -197,8 +208,11 @@ fn apply_to_dirs(dirs: &mut BTreeMap<String, String>, effect: &Effect) {
         Effect::RemoveTree(p) => dirs.retain(|k, _| !within(k, p)),
         Effect::MoveTree { from, to } => {
             dirs.retain(|k, _| !within(k, to));
-            let moved: Vec<(String, String)> =
-                dirs.iter().filter(|(k, _)| within(k, from)).map(|(k, v)| (k.clone(), v.clone())).collect();
+            let moved: Vec<(String, String)> = dirs
+                .iter()
+                .filter(|(k, _)| within(k, from))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
             for (k, v) in moved {
                 dirs.remove(&k);
                 dirs.insert(format!("{to}{}", &k[from.len()..]), v);
@@ -226,14 +240,24 @@ fn stat_now(abs: &Path) -> Option<(u64, i64, u64)> {
     if !md.is_file() {
         return None;
     }
-    Some((md.len(), md.mtime() * 1_000_000_000 + md.mtime_nsec(), md.ino()))
+    Some((
+        md.len(),
+        md.mtime() * 1_000_000_000 + md.mtime_nsec(),
+        md.ino(),
+    ))
 }
 
 fn same_as(item: &DiskItem, now: Option<(u64, i64, u64)>) -> bool {
     now == Some((item.size, item.mtime_ns, item.inode))
 }
 
-fn entry_for(path: &str, item: &DiskItem, remote_id: &str, sha: Option<String>, version: Option<i64>) -> Entry {
+fn entry_for(
+    path: &str,
+    item: &DiskItem,
+    remote_id: &str,
+    sha: Option<String>,
+    version: Option<i64>,
+) -> Entry {
     Entry {
         path: path.to_string(),
         kind: item.kind,
@@ -248,27 +272,54 @@ fn entry_for(path: &str, item: &DiskItem, remote_id: &str, sha: Option<String>, 
 
 impl OpCtx {
     fn fail(&self, e: &crate::remote::Error) -> Outcome {
-        self.counters.requests_failed.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .requests_failed
+            .fetch_add(1, Ordering::Relaxed);
         if e.kind() == ErrorKind::CredentialsNeeded {
             return Outcome::CredentialsNeeded(e.to_string());
         }
-        Outcome::Failed { reason: e.to_string(), permanent: !e.is_transient() && e.kind() != ErrorKind::Integrity }
+        Outcome::Failed {
+            reason: e.to_string(),
+            permanent: !e.is_transient() && e.kind() != ErrorKind::Integrity,
+        }
     }
 
     fn store_failed(&self, e: crate::store::StoreError) -> Outcome {
-        Outcome::Failed { reason: e.to_string(), permanent: false }
+        Outcome::Failed {
+            reason: e.to_string(),
+            permanent: false,
+        }
     }
 
     async fn execute(&self, op: &Op, parent_id: Option<String>) -> Outcome {
         match op {
             Op::Mkdir { path, item } => self.mkdir(path, item, parent_id).await,
             Op::Upload { path, item } => self.upload(path, item, parent_id, None).await,
-            Op::Replace { path, remote_id, item } => self.upload(path, item, parent_id, Some(remote_id)).await,
+            Op::Replace {
+                path,
+                remote_id,
+                item,
+            } => self.upload(path, item, parent_id, Some(remote_id)).await,
             Op::Refresh { path, item, sha256 } => {
-                let Some(existing) = self.store.entry(self.target.mirror, path).await.ok().flatten() else {
-                    return Outcome::Failed { reason: format!("{path}: no longer known"), permanent: false };
+                let Some(existing) = self
+                    .store
+                    .entry(self.target.mirror, path)
+                    .await
+                    .ok()
+                    .flatten()
+                else {
+                    return Outcome::Failed {
+                        reason: format!("{path}: no longer known"),
+                        permanent: false,
+                    };
                 };
-                let mut e = entry_for(path, item, &existing.remote_id, sha256.clone().or(existing.sha256), existing.remote_version);
+                let mut e = entry_for(
+                    path,
+                    item,
+                    &existing.remote_id,
+                    sha256.clone().or(existing.sha256),
+                    existing.remote_version,
+                );
                 e.kind = existing.kind;
                 let effects = vec![Effect::Upsert(e)];
                 match self.store.apply(self.target.mirror, effects.clone()).await {
@@ -276,23 +327,48 @@ impl OpCtx {
                     Err(e) => self.store_failed(e),
                 }
             }
-            Op::Move { from, to, remote_id, kind, .. } => self.move_item(from, to, remote_id, *kind, parent_id).await,
-            Op::Delete { path, remote_id, kind } => self.delete(path, remote_id, *kind).await,
+            Op::Move {
+                from,
+                to,
+                remote_id,
+                kind,
+                ..
+            } => self.move_item(from, to, remote_id, *kind, parent_id).await,
+            Op::Delete {
+                path,
+                remote_id,
+                kind,
+            } => self.delete(path, remote_id, *kind).await,
         }
     }
 
     async fn mkdir(&self, path: &str, item: &DiskItem, parent_id: Option<String>) -> Outcome {
         let m = self.target.mirror;
         let name = name_of(path);
-        let intent = match self.store.begin(m, "mkdir", path, json!({ "parent_id": parent_id, "name": name })).await {
+        let intent = match self
+            .store
+            .begin(
+                m,
+                "mkdir",
+                path,
+                json!({ "parent_id": parent_id, "name": name }),
+            )
+            .await
+        {
             Ok(i) => i,
             Err(e) => return self.store_failed(e),
         };
-        match self.client.create_folder_or_adopt(&self.target.share_id, parent_id.as_deref(), name).await {
+        match self
+            .client
+            .create_folder_or_adopt(&self.target.share_id, parent_id.as_deref(), name)
+            .await
+        {
             Ok(placed) => {
                 let folder = placed.into_inner();
-                let effects =
-                    vec![Effect::Upsert(entry_for(path, item, &folder.id, None, None)), Effect::ClearFailure(path.into())];
+                let effects = vec![
+                    Effect::Upsert(entry_for(path, item, &folder.id, None, None)),
+                    Effect::ClearFailure(path.into()),
+                ];
                 match self.store.commit(m, intent, effects.clone()).await {
                     Ok(()) => Outcome::Done(effects),
                     Err(e) => self.store_failed(e),
@@ -306,7 +382,13 @@ impl OpCtx {
     }
 
     /// Uploads a new file (`replace` = None) or a new version of `replace`.
-    async fn upload(&self, path: &str, item: &DiskItem, parent_id: Option<String>, replace: Option<&String>) -> Outcome {
+    async fn upload(
+        &self,
+        path: &str,
+        item: &DiskItem,
+        parent_id: Option<String>,
+        replace: Option<&String>,
+    ) -> Outcome {
         let m = self.target.mirror;
         let abs = self.target.root.join(path);
         // The file must still be what was planned (stable since the quiet period).
@@ -317,14 +399,22 @@ impl OpCtx {
             Ok(s) => s,
             Err(e) => return self.fail(&e),
         };
-        let op = if replace.is_some() { "replace" } else { "upload" };
+        let op = if replace.is_some() {
+            "replace"
+        } else {
+            "upload"
+        };
         let detail = json!({ "parent_id": parent_id, "name": name_of(path), "sha256": sha, "size": item.size,
                              "replace_file_id": replace });
         let intent = match self.store.begin(m, op, path, detail).await {
             Ok(i) => i,
             Err(e) => return self.store_failed(e),
         };
-        let dest = Destination::new(self.target.share_id.clone(), parent_id.as_deref(), name_of(path));
+        let dest = Destination::new(
+            self.target.share_id.clone(),
+            parent_id.as_deref(),
+            name_of(path),
+        );
         let large = item.size >= self.client.upload_config().session_threshold;
         let result = if replace.is_some() || large {
             let mut up = ResumableUpload::new(dest.clone(), abs.clone());
@@ -340,7 +430,12 @@ impl OpCtx {
                 up.resume_session_id = Some(s.session_id);
             }
             let store = self.store.clone();
-            let (p, it, h, rep) = (path.to_string(), item.clone(), sha.clone(), replace.cloned());
+            let (p, it, h, rep) = (
+                path.to_string(),
+                item.clone(),
+                sha.clone(),
+                replace.cloned(),
+            );
             up.on_session = Some(Arc::new(move |s: &crate::remote::UploadSession| {
                 // Remembered so a restart resumes this session instead of starting over.
                 let rec = UploadSessionRecord {
@@ -363,13 +458,18 @@ impl OpCtx {
                 });
             }));
             match self.client.upload_resumable(&up).await {
-                Err(e) if e.is_name_conflict() && replace.is_none() => {
-                    self.client.upload_or_adopt(&dest, &abs, Some(&sha)).await.map(Placed::into_inner)
-                }
+                Err(e) if e.is_name_conflict() && replace.is_none() => self
+                    .client
+                    .upload_or_adopt(&dest, &abs, Some(&sha))
+                    .await
+                    .map(Placed::into_inner),
                 other => other,
             }
         } else {
-            self.client.upload_or_adopt(&dest, &abs, Some(&sha)).await.map(Placed::into_inner)
+            self.client
+                .upload_or_adopt(&dest, &abs, Some(&sha))
+                .await
+                .map(Placed::into_inner)
         };
         let file = match result {
             Ok(f) => f,
@@ -381,7 +481,13 @@ impl OpCtx {
         let stable = same_as(item, stat_now(&abs));
         let remote_sha = file.checksum_sha256.clone().or(Some(sha));
         let effects = vec![
-            Effect::Upsert(entry_for(path, item, &file.id, remote_sha, Some(file.version as i64))),
+            Effect::Upsert(entry_for(
+                path,
+                item,
+                &file.id,
+                remote_sha,
+                Some(file.version as i64),
+            )),
             Effect::ClearFailure(path.into()),
             Effect::DeleteSession(path.into()),
         ];
@@ -389,8 +495,14 @@ impl OpCtx {
             return self.store_failed(e);
         }
         self.counters.files_done.fetch_add(1, Ordering::Relaxed);
-        self.counters.bytes_done.fetch_add(item.size, Ordering::Relaxed);
-        if stable { Outcome::Done(effects) } else { Outcome::Changed(effects) }
+        self.counters
+            .bytes_done
+            .fetch_add(item.size, Ordering::Relaxed);
+        if stable {
+            Outcome::Done(effects)
+        } else {
+            Outcome::Changed(effects)
+        }
     }
 
     /// `target_parent` is the remote id of the destination folder (`None` = share root).
@@ -405,7 +517,16 @@ impl OpCtx {
         let m = self.target.mirror;
         let (from_parent, to_parent) = (parent(from), parent(to));
         let (from_name, to_name) = (name_of(from), name_of(to));
-        let intent = match self.store.begin(m, "move", to, json!({ "from": from, "remote_id": remote_id })).await {
+        let intent = match self
+            .store
+            .begin(
+                m,
+                "move",
+                to,
+                json!({ "from": from, "remote_id": remote_id }),
+            )
+            .await
+        {
             Ok(i) => i,
             Err(e) => return self.store_failed(e),
         };
@@ -413,27 +534,48 @@ impl OpCtx {
         let mut result = Ok(());
         if from_name != to_name {
             result = if is_dir {
-                self.client.rename_folder(remote_id, to_name).await.map(|_| ())
+                self.client
+                    .rename_folder(remote_id, to_name)
+                    .await
+                    .map(|_| ())
             } else {
-                self.client.rename_file(remote_id, to_name).await.map(|_| ())
+                self.client
+                    .rename_file(remote_id, to_name)
+                    .await
+                    .map(|_| ())
             };
         }
         if result.is_ok() && from_parent != to_parent {
             result = if is_dir {
-                self.client.move_folder(remote_id, target_parent.as_deref()).await.map(|_| ())
+                self.client
+                    .move_folder(remote_id, target_parent.as_deref())
+                    .await
+                    .map(|_| ())
             } else {
-                self.client.move_file(remote_id, target_parent.as_deref()).await.map(|_| ())
+                self.client
+                    .move_file(remote_id, target_parent.as_deref())
+                    .await
+                    .map(|_| ())
             };
         }
         match result {
             Ok(()) => {
-                let effects = vec![Effect::MoveTree { from: from.into(), to: to.into() }, Effect::ClearFailure(to.into())];
+                let effects = vec![
+                    Effect::MoveTree {
+                        from: from.into(),
+                        to: to.into(),
+                    },
+                    Effect::ClearFailure(to.into()),
+                ];
                 match self.store.commit(m, intent, effects.clone()).await {
                     Ok(()) => Outcome::Done(effects),
                     Err(e) => self.store_failed(e),
                 }
             }
-            Err(e) if e.status().is_some_and(|s| s.as_u16() == 404 || s.as_u16() == 410) => {
+            Err(e)
+                if e.status()
+                    .is_some_and(|s| s.as_u16() == 404 || s.as_u16() == 410) =>
+            {
                 // The remote item is gone (deleted remotely): forget it; the next pass
                 // uploads the local item afresh.
                 let effects = vec![Effect::RemoveTree(from.into())];
@@ -449,14 +591,21 @@ impl OpCtx {
 
     async fn delete(&self, path: &str, remote_id: &str, kind: EntryKind) -> Outcome {
         let m = self.target.mirror;
-        let effects = vec![Effect::RemoveTree(path.into()), Effect::ClearFailure(path.into())];
+        let effects = vec![
+            Effect::RemoveTree(path.into()),
+            Effect::ClearFailure(path.into()),
+        ];
         if self.target.delete_mode == DeleteMode::Keep {
             return match self.store.apply(m, effects.clone()).await {
                 Ok(()) => Outcome::Done(effects),
                 Err(e) => self.store_failed(e),
             };
         }
-        let intent = match self.store.begin(m, "delete", path, json!({ "remote_id": remote_id })).await {
+        let intent = match self
+            .store
+            .begin(m, "delete", path, json!({ "remote_id": remote_id }))
+            .await
+        {
             Ok(i) => i,
             Err(e) => return self.store_failed(e),
         };
@@ -467,7 +616,11 @@ impl OpCtx {
         };
         match r {
             // Already deleted or gone: the remote is where we want it.
-            Err(e) if !e.status().is_some_and(|s| s.as_u16() == 404 || s.as_u16() == 410) => {
+            Err(e)
+                if !e
+                    .status()
+                    .is_some_and(|s| s.as_u16() == 404 || s.as_u16() == 410) =>
+            {
                 let _ = self.store.commit(m, intent, vec![]).await;
                 self.fail(&e)
             }

@@ -12,15 +12,26 @@ async fn edits_become_new_versions_of_the_same_file() {
     w.write("doc.txt", b"version two, longer");
     d.settled().await;
     w.assert_mirrored().await;
-    assert_eq!(w.remote_id("doc.txt").await.unwrap(), id, "same remote file");
+    assert_eq!(
+        w.remote_id("doc.txt").await.unwrap(),
+        id,
+        "same remote file"
+    );
     assert_eq!(w.versions("doc.txt").await.len(), 2);
 
     // A touch (same bytes, new mtime) costs no upload.
     w.reset_stats().await;
-    let f = std::fs::File::options().append(true).open(w.root.join("doc.txt")).unwrap();
-    f.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(5)).unwrap();
+    let f = std::fs::File::options()
+        .append(true)
+        .open(w.root.join("doc.txt"))
+        .unwrap();
+    f.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(5))
+        .unwrap();
     d.settled().await;
-    assert_eq!(w.count("POST /api/v1/uploads").await + w.count("POST /api/v1/files").await, 0);
+    assert_eq!(
+        w.count("POST /api/v1/uploads").await + w.count("POST /api/v1/files").await,
+        0
+    );
     assert_eq!(w.versions("doc.txt").await.len(), 2);
     d.stop().await;
 }
@@ -36,7 +47,11 @@ async fn editor_atomic_save_replaces_content() {
     std::fs::rename(w.root.join("report.txt.tmp"), w.root.join("report.txt")).unwrap();
     d.settled().await;
     w.assert_mirrored().await;
-    assert_eq!(w.versions("report.txt").await.len(), 2, "a new version, not a new file");
+    assert_eq!(
+        w.versions("report.txt").await.len(),
+        2,
+        "a new version, not a new file"
+    );
     d.stop().await;
 }
 
@@ -63,7 +78,10 @@ async fn renaming_a_directory_of_1000_files_is_one_call() {
     std::fs::rename(w.root.join("renamed"), w.root.join("parent/renamed")).unwrap();
     d.settled().await;
     let s = w.stats().await;
-    assert_eq!(s["by_route"]["POST /api/v1/folders/{folder_id}/move"], 1, "{s}");
+    assert_eq!(
+        s["by_route"]["POST /api/v1/folders/{folder_id}/move"], 1,
+        "{s}"
+    );
     assert_eq!(s["requests_total"], 1, "only the move: {s}");
     w.assert_mirrored().await;
     d.stop().await;
@@ -80,7 +98,11 @@ async fn file_rename_and_move_keep_the_remote_file() {
     std::fs::rename(w.root.join("a/one.txt"), w.root.join("b/uno.txt")).unwrap();
     d.settled().await;
     w.assert_mirrored().await;
-    assert_eq!(w.remote_id("b/uno.txt").await.unwrap(), id, "moved, not re-uploaded");
+    assert_eq!(
+        w.remote_id("b/uno.txt").await.unwrap(),
+        id,
+        "moved, not re-uploaded"
+    );
     d.stop().await;
 }
 
@@ -107,7 +129,10 @@ async fn deletes_go_to_the_trash_or_are_kept() {
     d.settled().await;
     std::fs::remove_file(w.root.join("kept.txt")).unwrap();
     d.settled().await;
-    assert!(w.remote_id("kept.txt").await.is_some(), "keep mode leaves the remote file");
+    assert!(
+        w.remote_id("kept.txt").await.is_some(),
+        "keep mode leaves the remote file"
+    );
     d.stop().await;
 }
 
@@ -137,7 +162,8 @@ async fn a_file_appended_to_while_uploading_ends_equal() {
         use std::io::Write;
         let mut f = std::fs::File::create(&path).unwrap();
         for i in 0..40 {
-            f.write_all(&vec![b'a' + (i % 26) as u8; 64 * 1024]).unwrap();
+            f.write_all(&vec![b'a' + (i % 26) as u8; 64 * 1024])
+                .unwrap();
             f.sync_all().unwrap();
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
@@ -168,8 +194,14 @@ async fn changes_made_while_stopped_are_picked_up_and_renames_are_moves() {
     let d = w.start().await;
     d.settled().await;
     let s = w.stats().await;
-    assert_eq!(s["by_route"]["PATCH /api/v1/folders/{folder_id}"], 1, "the offline rename is one rename: {s}");
-    assert_eq!(s["by_route"]["POST /api/v1/files"], 1, "only new.txt is uploaded as a new file: {s}");
+    assert_eq!(
+        s["by_route"]["PATCH /api/v1/folders/{folder_id}"], 1,
+        "the offline rename is one rename: {s}"
+    );
+    assert_eq!(
+        s["by_route"]["POST /api/v1/files"], 1,
+        "only new.txt is uploaded as a new file: {s}"
+    );
     w.assert_mirrored().await;
     d.stop().await;
 }

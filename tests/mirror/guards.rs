@@ -20,10 +20,21 @@ async fn bad_items_are_reported_and_never_block_good_ones() {
     let s = d.settled().await;
     assert_eq!(s.failures, 1, "{s:?}");
     let skipped: Vec<&str> = s.skipped.iter().map(|i| i.reason.as_str()).collect();
-    assert_eq!(s.skipped.len(), 2, "symlink and non-UTF-8 name reported: {skipped:?}");
+    assert_eq!(
+        s.skipped.len(),
+        2,
+        "symlink and non-UTF-8 name reported: {skipped:?}"
+    );
     assert!(w.remote_id("good.txt").await.is_some());
-    assert!(w.remote_id("link-out").await.is_none(), "symlinks are not followed");
-    let failures = d.handle.ask(scaidrive::mirror::MirrorCmd::Failures).await.unwrap();
+    assert!(
+        w.remote_id("link-out").await.is_none(),
+        "symlinks are not followed"
+    );
+    let failures = d
+        .handle
+        .ask(scaidrive::mirror::MirrorCmd::Failures)
+        .await
+        .unwrap();
     assert_eq!(failures[0].path, "trailing space ");
     assert!(failures[0].reason.contains("name"), "{:?}", failures[0]);
     assert!(failures[0].permanent);
@@ -40,7 +51,10 @@ async fn vanished_root_pauses_without_deleting() {
     std::fs::rename(&w.root, &moved).unwrap();
     let s = d.until("paused", |s| s.state == MirrorState::Paused).await;
     assert!(s.reason.unwrap_or_default().contains("root"));
-    assert!(w.remote_id("keep/me.txt").await.is_some(), "nothing deleted remotely");
+    assert!(
+        w.remote_id("keep/me.txt").await.is_some(),
+        "nothing deleted remotely"
+    );
     d.stop().await;
 }
 
@@ -58,10 +72,19 @@ async fn mass_delete_pauses_until_allowed() {
     }
     d.handle.ask(scaidrive::mirror::MirrorCmd::Rescan).await;
     let s = d.until("paused", |s| s.state == MirrorState::Paused).await;
-    assert!(s.reason.as_deref().unwrap_or("").contains("allow-deletes"), "{s:?}");
-    assert!(w.remote_id("f00.txt").await.is_some(), "nothing deleted while paused");
+    assert!(
+        s.reason.as_deref().unwrap_or("").contains("allow-deletes"),
+        "{s:?}"
+    );
+    assert!(
+        w.remote_id("f00.txt").await.is_some(),
+        "nothing deleted while paused"
+    );
     d.handle
-        .ask(|reply| scaidrive::mirror::MirrorCmd::Resume { allow_deletes: true, reply })
+        .ask(|reply| scaidrive::mirror::MirrorCmd::Resume {
+            allow_deletes: true,
+            reply,
+        })
         .await;
     d.until("idle", |s| s.in_sync()).await;
     w.assert_mirrored().await;
@@ -72,9 +95,13 @@ async fn mass_delete_pauses_until_allowed() {
 async fn server_faults_during_a_bulk_run_lose_and_duplicate_nothing() {
     let w = World::new().await;
     for i in 0..300 {
-        w.write(&format!("d{}/f{i:03}.txt", i % 7), format!("payload {i}").as_bytes());
+        w.write(
+            &format!("d{}/f{i:03}.txt", i % 7),
+            format!("payload {i}").as_bytes(),
+        );
     }
-    w.faults(json!({ "fail_rate": 0.1, "fail_after_rate": 0.05 })).await;
+    w.faults(json!({ "fail_rate": 0.1, "fail_after_rate": 0.05 }))
+        .await;
     let d = w.start().await;
     let s = d.settled().await;
     w.faults(json!({})).await;

@@ -32,9 +32,21 @@ async fn first_pass_mirrors_a_nested_tree_with_one_request_per_item() {
     // Counted before the test walks the remote tree itself.
     let stats = w.stats().await;
     let count = |route: &str| stats["by_route"][route].as_u64().unwrap_or(0);
-    assert_eq!(count("POST /api/v1/files"), files, "one upload request per file: {stats}");
-    assert_eq!(count("POST /api/v1/folders") as usize, dirs.len() + 2, "one create per folder plus the two base folders");
-    assert_eq!(stats["requests_total"].as_u64().unwrap(), files + dirs.len() as u64 + 2, "nothing else: {stats}");
+    assert_eq!(
+        count("POST /api/v1/files"),
+        files,
+        "one upload request per file: {stats}"
+    );
+    assert_eq!(
+        count("POST /api/v1/folders") as usize,
+        dirs.len() + 2,
+        "one create per folder plus the two base folders"
+    );
+    assert_eq!(
+        stats["requests_total"].as_u64().unwrap(),
+        files + dirs.len() as u64 + 2,
+        "nothing else: {stats}"
+    );
     w.assert_mirrored().await;
     let report = d.stop().await;
     assert!(report.all_in_sync());
@@ -44,6 +56,9 @@ async fn first_pass_mirrors_a_nested_tree_with_one_request_per_item() {
     let d = w.start().await;
     d.settled().await;
     let stats = w.stats().await;
-    assert_eq!(stats["requests_total"], 0, "restart with nothing changed made requests: {stats}");
+    assert_eq!(
+        stats["requests_total"], 0,
+        "restart with nothing changed made requests: {stats}"
+    );
     d.stop().await;
 }

@@ -77,7 +77,9 @@ impl Daemon {
 impl World {
     pub async fn new() -> World {
         let dir = tempfile::tempdir().expect("tempdir");
-        let server = devserver::start(DevServerConfig::for_tests(dir.path().join("server"))).await.expect("devserver");
+        let server = devserver::start(DevServerConfig::for_tests(dir.path().join("server")))
+            .await
+            .expect("devserver");
         let root = dir.path().join("root");
         std::fs::create_dir_all(&root).unwrap();
         World {
@@ -113,7 +115,10 @@ impl World {
 
     pub fn config_with(&self, m: MirrorConfig) -> Config {
         let mut c = Config {
-            remote: RemoteSection { url: Some(self.url.clone()), ..RemoteSection::default() },
+            remote: RemoteSection {
+                url: Some(self.url.clone()),
+                ..RemoteSection::default()
+            },
             ..Config::default()
         };
         c.daemon.state_dir = Some(self.state_dir());
@@ -164,7 +169,13 @@ impl World {
     }
 
     pub async fn admin(&self, method: Method, path: &str, body: Value) -> Value {
-        let r = self.http.request(method, format!("{}/_devserver{path}", self.url)).json(&body).send().await.unwrap();
+        let r = self
+            .http
+            .request(method, format!("{}/_devserver{path}", self.url))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         assert!(r.status().is_success(), "admin {path}: {}", r.status());
         r.json().await.unwrap_or(Value::Null)
     }
@@ -178,7 +189,13 @@ impl World {
     }
 
     pub async fn api(&self, path: &str) -> Value {
-        let r = self.http.get(format!("{}/api/v1{path}", self.url)).bearer_auth(TOKEN).send().await.unwrap();
+        let r = self
+            .http
+            .get(format!("{}/api/v1{path}", self.url))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
         assert!(r.status().is_success(), "GET {path}: {}", r.status());
         r.json().await.unwrap()
     }
@@ -189,18 +206,34 @@ impl World {
         let mut out = BTreeMap::new();
         let mut folder = "root".to_string();
         for seg in BASE.split('/') {
-            let list = self.api(&format!("/folders/{folder}/children?share_id={}", self.share)).await;
-            let Some(f) = list["items"].as_array().unwrap().iter().find(|i| i["name"] == seg && i["type"] == "folder") else {
+            let list = self
+                .api(&format!(
+                    "/folders/{folder}/children?share_id={}",
+                    self.share
+                ))
+                .await;
+            let Some(f) = list["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|i| i["name"] == seg && i["type"] == "folder")
+            else {
                 return out;
             };
             folder = f["id"].as_str().unwrap().to_string();
         }
         let mut stack = vec![(folder, String::new())];
         while let Some((id, prefix)) = stack.pop() {
-            let list = self.api(&format!("/folders/{id}/children?share_id={}", self.share)).await;
+            let list = self
+                .api(&format!("/folders/{id}/children?share_id={}", self.share))
+                .await;
             for item in list["items"].as_array().unwrap() {
                 let name = item["name"].as_str().unwrap();
-                let path = if prefix.is_empty() { name.to_string() } else { format!("{prefix}/{name}") };
+                let path = if prefix.is_empty() {
+                    name.to_string()
+                } else {
+                    format!("{prefix}/{name}")
+                };
                 let iid = item["id"].as_str().unwrap().to_string();
                 if item["type"] == "folder" {
                     out.insert(path.clone(), None);
@@ -220,9 +253,18 @@ impl World {
             for e in std::fs::read_dir(dir).unwrap() {
                 let e = e.unwrap();
                 let ft = e.file_type().unwrap();
-                let rel = e.path().strip_prefix(base).unwrap().to_string_lossy().into_owned();
+                let rel = e
+                    .path()
+                    .strip_prefix(base)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
                 let name = e.file_name().to_string_lossy().into_owned();
-                if ft.is_symlink() || name.ends_with(".skipme") || name.ends_with(".swp") || name.ends_with('~') {
+                if ft.is_symlink()
+                    || name.ends_with(".skipme")
+                    || name.ends_with(".swp")
+                    || name.ends_with('~')
+                {
                     continue;
                 }
                 if ft.is_dir() {
@@ -244,8 +286,16 @@ impl World {
         let remote = self.remote_tree().await;
         let local = self.local_tree();
         if remote != local {
-            let only_local: Vec<_> = local.iter().filter(|(k, v)| remote.get(*k) != Some(v)).map(|(k, _)| k).collect();
-            let only_remote: Vec<_> = remote.iter().filter(|(k, v)| local.get(*k) != Some(v)).map(|(k, _)| k).collect();
+            let only_local: Vec<_> = local
+                .iter()
+                .filter(|(k, v)| remote.get(*k) != Some(v))
+                .map(|(k, _)| k)
+                .collect();
+            let only_remote: Vec<_> = remote
+                .iter()
+                .filter(|(k, v)| local.get(*k) != Some(v))
+                .map(|(k, _)| k)
+                .collect();
             panic!(
                 "remote tree differs from local\n  missing or different remotely: {only_local:?}\n  extra or different remotely: {only_remote:?}\n  ({} local, {} remote)",
                 local.len(),
@@ -265,8 +315,14 @@ impl World {
 
     /// Versions of the remote file at `rel`.
     pub async fn versions(&self, rel: &str) -> Vec<Value> {
-        let id = self.remote_id(rel).await.unwrap_or_else(|| panic!("{rel} not on the remote"));
-        self.api(&format!("/files/{id}/versions")).await["versions"].as_array().unwrap().clone()
+        let id = self
+            .remote_id(rel)
+            .await
+            .unwrap_or_else(|| panic!("{rel} not on the remote"));
+        self.api(&format!("/files/{id}/versions")).await["versions"]
+            .as_array()
+            .unwrap()
+            .clone()
     }
 
     pub async fn remote_id(&self, rel: &str) -> Option<String> {
@@ -274,8 +330,18 @@ impl World {
         let full = format!("{BASE}/{rel}");
         let segs: Vec<&str> = full.split('/').collect();
         for (i, seg) in segs.iter().enumerate() {
-            let list = self.api(&format!("/folders/{folder}/children?share_id={}", self.share)).await;
-            let item = list["items"].as_array().unwrap().iter().find(|it| it["name"] == *seg)?.clone();
+            let list = self
+                .api(&format!(
+                    "/folders/{folder}/children?share_id={}",
+                    self.share
+                ))
+                .await;
+            let item = list["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|it| it["name"] == *seg)?
+                .clone();
             if i + 1 == segs.len() {
                 return item["id"].as_str().map(str::to_string);
             }
@@ -287,7 +353,12 @@ impl World {
     /// Items in the remote trash under the base folder's direct children.
     pub async fn trashed(&self) -> Vec<String> {
         let base = self.remote_id_of_base().await;
-        let list = self.api(&format!("/folders/{base}/children?share_id={}&include_deleted=true", self.share)).await;
+        let list = self
+            .api(&format!(
+                "/folders/{base}/children?share_id={}&include_deleted=true",
+                self.share
+            ))
+            .await;
         list["items"]
             .as_array()
             .unwrap()
@@ -300,8 +371,18 @@ impl World {
     async fn remote_id_of_base(&self) -> String {
         let mut folder = "root".to_string();
         for seg in BASE.split('/') {
-            let list = self.api(&format!("/folders/{folder}/children?share_id={}", self.share)).await;
-            folder = list["items"].as_array().unwrap().iter().find(|i| i["name"] == seg).unwrap()["id"]
+            let list = self
+                .api(&format!(
+                    "/folders/{folder}/children?share_id={}",
+                    self.share
+                ))
+                .await;
+            folder = list["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|i| i["name"] == seg)
+                .unwrap()["id"]
                 .as_str()
                 .unwrap()
                 .to_string();
