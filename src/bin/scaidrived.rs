@@ -30,8 +30,8 @@ struct Args {
     once: bool,
     /// Start the bundled local ScaiDrive server, mirror DIR (a sample folder if omitted),
     /// print a password-protected share link after the first pass, keep mirroring.
-    #[arg(long, value_name = "DIR", num_args = 0..=1, default_missing_value = "")]
-    demo: Option<PathBuf>,
+    #[arg(long, value_name = "DIR", num_args = 0..=1)]
+    demo: Option<Option<PathBuf>>,
     /// State directory (overrides daemon.state_dir and $STATE_DIRECTORY).
     #[arg(long)]
     state_dir: Option<PathBuf>,
@@ -65,11 +65,6 @@ async fn real_main(args: Args) -> Result<u8, DaemonError> {
     let env = process_env();
     if let Some(dir) = args.demo.clone() {
         process::init_logging("warn,scaidrive=info", false);
-        let dir = if dir.as_os_str().is_empty() {
-            None
-        } else {
-            Some(dir)
-        };
         return scaidrive::demo::run(dir, args.state_dir.clone(), &env)
             .await
             .map(|()| 0);
