@@ -1,11 +1,34 @@
 //! scaidrive: mirror local folders to ScaiDrive shares.
 //!
-//! Architecture map (see `DESIGN.md` in the shared docs):
+//! Architecture map, in pipeline order (see `DESIGN.md` in the shared docs):
 //!
+//! - [`watch`]: the input side of a mirror: [`watch::RelPath`], ignore rules, the full scan,
+//!   and the notify watcher bridged into a bounded tokio channel (overflow → rescan).
+//! - [`queue`]: debounce and coalescing of watch hints (quiet period, max delay, rename
+//!   pairing, parent-first / creates-before-deletes order); pure, clock injected.
+//! - [`plan`]: disk ↔ store comparison → remote ops, in an executable order.
+//! - [`upload`]: executes ops with bounded concurrency, parents first, under the crash rule.
+//! - [`remote`]: the ScaiDrive client: auth and refresh, retries, pacing, streaming and
+//!   resumable uploads, conflict helpers.
+//! - [`store`]: the daemon state (SQLite, one owning thread, group commit): entries,
+//!   intent journal, upload sessions, failures.
+//! - [`mirror`]: one task per mirror tying the stages together; status and commands.
+//! - [`daemon`]: the process: config, instance lock, signals, systemd notify, logging,
+//!   wiring of mirrors and the control socket; [`demo`] is `scaidrived --demo`.
+//! - [`control`]: the control API on a Unix socket and its client (`scaidrivectl`).
+//! - [`config`]: layered TOML/env configuration, validation, token sources.
 //! - [`devserver`]: the local ScaiDrive-compatible server used by tests, benchmarks and
-//!   `scaidrived --demo`.
-//! - [`remote`]: the ScaiDrive API client: auth and token refresh, retries, rate-limit
-//!   pacing, streamed and resumable uploads, conflict helpers.
+//!   the demo.
 
+pub mod config;
+pub mod control;
+pub mod daemon;
+pub mod demo;
 pub mod devserver;
+pub mod mirror;
+pub mod plan;
+pub mod queue;
 pub mod remote;
+pub mod store;
+pub mod upload;
+pub mod watch;

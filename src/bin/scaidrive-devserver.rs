@@ -4,7 +4,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Parser;
-use scaidrive::devserver::{self, DEFAULT_MAX_FILE_SIZE, DevServerConfig, ErrorShape, Faults, Settings};
+use scaidrive::devserver::{
+    self, DEFAULT_MAX_FILE_SIZE, DevServerConfig, ErrorShape, Faults, Settings,
+};
 
 /// A local server that speaks the ScaiDrive REST API (folders, files, upload sessions,
 /// external links, sync change log, rate limits) for tests, benchmarks and demos.
@@ -72,7 +74,10 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    tracing_subscriber::fmt().with_env_filter(args.log.as_str()).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(args.log.as_str())
+        .with_writer(std::io::stderr)
+        .init();
     let config = DevServerConfig {
         data_dir: args.data,
         listen: args.listen,
@@ -98,7 +103,10 @@ async fn main() -> anyhow::Result<()> {
     };
     let server = devserver::start(config).await?;
     println!("{}", server.url());
-    println!("token: {}", args.tokens.first().map(String::as_str).unwrap_or(""));
+    println!(
+        "token: {}",
+        args.tokens.first().map(String::as_str).unwrap_or("")
+    );
     println!("share_id: {}", server.share_id());
     let stop = server.shutdown_token();
     tokio::spawn(async move {
@@ -109,7 +117,9 @@ async fn main() -> anyhow::Result<()> {
     {
         let stop = server.shutdown_token();
         tokio::spawn(async move {
-            if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            if let Ok(mut term) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            {
                 term.recv().await;
                 stop.cancel();
             }

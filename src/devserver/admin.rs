@@ -17,12 +17,12 @@
 //! | `POST /_devserver/members` | `{"share_id","user_id","role"}` | add or change a member |
 //! | `PATCH /_devserver/tenant` | `{"links_disabled","require_link_password","max_link_expiry_days"}` | link policy |
 
+use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
-use axum::Router;
 use rusqlite::params;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -35,7 +35,10 @@ use super::{Peer, auth};
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/_devserver/info", get(info))
-        .route("/_devserver/settings", get(get_settings).patch(patch_settings))
+        .route(
+            "/_devserver/settings",
+            get(get_settings).patch(patch_settings),
+        )
         .route("/_devserver/faults", post(set_faults))
         .route("/_devserver/clock", post(clock))
         .route("/_devserver/stats", get(stats))
@@ -51,7 +54,10 @@ pub fn routes() -> Router<AppState> {
 }
 
 async fn loopback_only(req: Request, next: Next) -> Response {
-    let ok = req.extensions().get::<Peer>().is_some_and(|p| p.0.ip().is_loopback());
+    let ok = req
+        .extensions()
+        .get::<Peer>()
+        .is_some_and(|p| p.0.ip().is_loopback());
     if !ok {
         return ApiError::denied("admin routes are loopback-only").into_response();
     }
@@ -59,7 +65,9 @@ async fn loopback_only(req: Request, next: Next) -> Response {
 }
 
 fn fixture(conn: &rusqlite::Connection) -> ApiResult<Value> {
-    let v: String = conn.query_row("SELECT value FROM kv WHERE key = 'fixture'", [], |r| r.get(0))?;
+    let v: String = conn.query_row("SELECT value FROM kv WHERE key = 'fixture'", [], |r| {
+        r.get(0)
+    })?;
     serde_json::from_str(&v).map_err(|e| ApiError::internal(e.to_string()))
 }
 
@@ -89,7 +97,10 @@ struct SettingsPatch {
     faults: Option<Faults>,
 }
 
-async fn patch_settings(State(state): State<AppState>, Json(p): Json<SettingsPatch>) -> Json<Value> {
+async fn patch_settings(
+    State(state): State<AppState>,
+    Json(p): Json<SettingsPatch>,
+) -> Json<Value> {
     state.update_settings(|s| {
         if let Some(v) = p.rate_limit {
             s.rate_limit = v;
@@ -147,7 +158,10 @@ struct UserBody {
     suspended: bool,
 }
 
-async fn create_user(State(state): State<AppState>, Json(b): Json<UserBody>) -> ApiResult<impl IntoResponse> {
+async fn create_user(
+    State(state): State<AppState>,
+    Json(b): Json<UserBody>,
+) -> ApiResult<impl IntoResponse> {
     state
         .db
         .tx(move |tx| {
@@ -174,7 +188,10 @@ struct TokenBody {
     refresh: bool,
 }
 
-async fn create_token(State(state): State<AppState>, Json(b): Json<TokenBody>) -> ApiResult<impl IntoResponse> {
+async fn create_token(
+    State(state): State<AppState>,
+    Json(b): Json<TokenBody>,
+) -> ApiResult<impl IntoResponse> {
     let now = state.now_unix();
     state
         .db
@@ -198,7 +215,10 @@ struct ExpireBody {
     user_id: Option<String>,
 }
 
-async fn expire_tokens(State(state): State<AppState>, body: axum::body::Bytes) -> ApiResult<Json<Value>> {
+async fn expire_tokens(
+    State(state): State<AppState>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<Value>> {
     let b: ExpireBody = if body.is_empty() {
         ExpireBody::default()
     } else {
@@ -213,7 +233,10 @@ async fn expire_tokens(State(state): State<AppState>, body: axum::body::Bytes) -
                     "UPDATE tokens SET expires_at = ?1 WHERE kind = 'access' AND user_id = ?2",
                     params![now, u],
                 )?,
-                None => conn.execute("UPDATE tokens SET expires_at = ?1 WHERE kind = 'access'", [now])?,
+                None => conn.execute(
+                    "UPDATE tokens SET expires_at = ?1 WHERE kind = 'access'",
+                    [now],
+                )?,
             };
             Ok(Json(json!({ "expired": n })))
         })
@@ -227,7 +250,10 @@ struct ShareBody {
     quota_bytes: Option<i64>,
 }
 
-async fn create_share(State(state): State<AppState>, Json(b): Json<ShareBody>) -> ApiResult<impl IntoResponse> {
+async fn create_share(
+    State(state): State<AppState>,
+    Json(b): Json<ShareBody>,
+) -> ApiResult<impl IntoResponse> {
     let now = iso(state.now());
     state
         .db
@@ -260,10 +286,13 @@ async fn patch_share(
     state
         .db
         .call(move |conn| {
-            if let Some(q) = b.quota_bytes {
-                if conn.execute("UPDATE shares SET quota_bytes = ?2 WHERE id = ?1", params![id, q])? == 0 {
-                    return Err(ApiError::not_found(format!("share {id}")));
-                }
+            if let Some(q) = b.quota_bytes
+                && conn.execute(
+                    "UPDATE shares SET quota_bytes = ?2 WHERE id = ?1",
+                    params![id, q],
+                )? == 0
+            {
+                return Err(ApiError::not_found(format!("share {id}")));
             }
             Ok(Json(super::users::share_json(conn, &id)?))
         })
@@ -277,9 +306,18 @@ struct MemberBody {
     role: String,
 }
 
-async fn set_member(State(state): State<AppState>, Json(b): Json<MemberBody>) -> ApiResult<Json<Value>> {
-    if !matches!(b.role.as_str(), "owner" | "admin" | "contributor" | "reader") {
-        return Err(ApiError::validation(&["body", "role"], "role must be owner, admin, contributor or reader"));
+async fn set_member(
+    State(state): State<AppState>,
+    Json(b): Json<MemberBody>,
+) -> ApiResult<Json<Value>> {
+    if !matches!(
+        b.role.as_str(),
+        "owner" | "admin" | "contributor" | "reader"
+    ) {
+        return Err(ApiError::validation(
+            &["body", "role"],
+            "role must be owner, admin, contributor or reader",
+        ));
     }
     state
         .db
@@ -289,17 +327,25 @@ async fn set_member(State(state): State<AppState>, Json(b): Json<MemberBody>) ->
                  ON CONFLICT (share_id, user_id) DO UPDATE SET role = excluded.role",
                 params![b.share_id, b.user_id, b.role],
             )?;
-            Ok(Json(json!({ "share_id": b.share_id, "user_id": b.user_id, "role": b.role })))
+            Ok(Json(
+                json!({ "share_id": b.share_id, "user_id": b.user_id, "role": b.role }),
+            ))
         })
         .await
 }
 
-async fn patch_tenant(State(state): State<AppState>, Json(patch): Json<Value>) -> ApiResult<Json<Value>> {
+async fn patch_tenant(
+    State(state): State<AppState>,
+    Json(patch): Json<Value>,
+) -> ApiResult<Json<Value>> {
     let Value::Object(patch) = patch else {
         return Err(ApiError::validation(&["body"], "expected an object"));
     };
     for k in patch.keys() {
-        if !matches!(k.as_str(), "links_disabled" | "require_link_password" | "max_link_expiry_days") {
+        if !matches!(
+            k.as_str(),
+            "links_disabled" | "require_link_password" | "max_link_expiry_days"
+        ) {
             return Err(ApiError::validation(&["body", k], "unknown tenant setting"));
         }
     }
@@ -308,12 +354,19 @@ async fn patch_tenant(State(state): State<AppState>, Json(patch): Json<Value>) -
         .call(move |conn| {
             let f = fixture(conn)?;
             let tenant = f["tenant"].as_str().unwrap_or_default().to_string();
-            let cur: String = conn.query_row("SELECT settings FROM tenants WHERE id = ?1", [&tenant], |r| r.get(0))?;
+            let cur: String = conn.query_row(
+                "SELECT settings FROM tenants WHERE id = ?1",
+                [&tenant],
+                |r| r.get(0),
+            )?;
             let mut cur: Value = serde_json::from_str(&cur).unwrap_or(json!({}));
             for (k, v) in patch {
                 cur[k] = v;
             }
-            conn.execute("UPDATE tenants SET settings = ?2 WHERE id = ?1", params![tenant, cur.to_string()])?;
+            conn.execute(
+                "UPDATE tenants SET settings = ?2 WHERE id = ?1",
+                params![tenant, cur.to_string()],
+            )?;
             Ok(Json(cur))
         })
         .await

@@ -24,7 +24,9 @@ use super::util::{random_token, sha256_hex};
 /// Documented cost units: metadata GET 1, list 2, write 2, upload/download/chunk 5.
 pub fn cost_of(method: &Method, path: &str) -> u64 {
     let p = path.trim_start_matches("/api/v1");
-    let is_transfer = (method == Method::PUT && p.starts_with("/uploads/") && p.contains("/chunks/"))
+    let is_transfer = (method == Method::PUT
+        && p.starts_with("/uploads/")
+        && p.contains("/chunks/"))
         || (method == Method::POST && p == "/files")
         || (method == Method::GET && (p.ends_with("/content") || p.starts_with("/sync/download/")));
     if is_transfer {
@@ -52,11 +54,18 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> ApiResult<(C
     let token = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or_else(|| {
-            ApiError::new(StatusCode::UNAUTHORIZED, "AUTH_TOKEN_INVALID", "missing bearer token")
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "AUTH_TOKEN_INVALID",
+                "missing bearer token",
+            )
         })?;
     let hash = sha256_hex(token.as_bytes());
     let now = state.now_unix();
@@ -103,21 +112,37 @@ pub async fn require_auth(State(state): State<AppState>, mut req: Request, next:
     };
     let cost = cost_of(req.method(), req.uri().path());
     let settings = state.settings();
-    let limit = if settings.rate_limit == 0 { u64::MAX / 4 } else { settings.rate_limit };
+    let limit = if settings.rate_limit == 0 {
+        u64::MAX / 4
+    } else {
+        settings.rate_limit
+    };
     let decision = {
         let mut limiter = state.limiter.lock().unwrap_or_else(|e| e.into_inner());
         limiter.check(&token_hash, cost, limit, Instant::now(), state.now_unix())
     };
     let shown_limit = if settings.rate_limit == 0 { 0 } else { limit };
     if let Some(wait) = decision.retry_after {
-        let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", "rate limit exceeded");
+        let mut e = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "RATE_LIMITED",
+            "rate limit exceeded",
+        );
         e.retry_after = Some(wait);
         e.details = Some(json!({ "dimension": "token", "limit": limit, "window_seconds": 60 }));
         let mut resp = e.into_response();
-        set_rate_headers(&mut resp, shown_limit, decision.remaining, decision.reset_unix);
+        set_rate_headers(
+            &mut resp,
+            shown_limit,
+            decision.remaining,
+            decision.reset_unix,
+        );
         return resp;
     }
-    state.stats.units.fetch_add(cost, std::sync::atomic::Ordering::Relaxed);
+    state
+        .stats
+        .units
+        .fetch_add(cost, std::sync::atomic::Ordering::Relaxed);
     req.extensions_mut().insert(caller);
     let mut resp = next.run(req).await;
     if settings.rate_limit > 0 {
@@ -166,17 +191,31 @@ pub fn issue_tokens(
     Ok((access, refresh))
 }
 
-async fn token(State(state): State<AppState>, form: Result<Form<TokenForm>, axum::extract::rejection::FormRejection>) -> ApiResult<impl IntoResponse> {
+async fn token(
+    State(state): State<AppState>,
+    form: Result<Form<TokenForm>, axum::extract::rejection::FormRejection>,
+) -> ApiResult<impl IntoResponse> {
     let Form(form) = form.map_err(|e| ApiError::validation(&["body"], e.body_text()))?;
-    let invalid = |msg: &str| ApiError::new(StatusCode::UNAUTHORIZED, "AUTH_TOKEN_INVALID", msg.to_string());
+    let invalid = |msg: &str| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "AUTH_TOKEN_INVALID",
+            msg.to_string(),
+        )
+    };
     if form.grant_type != "refresh_token" {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "AUTH_TOKEN_INVALID",
-            format!("unsupported grant_type {:?} on this server", form.grant_type),
+            format!(
+                "unsupported grant_type {:?} on this server",
+                form.grant_type
+            ),
         ));
     }
-    let rt = form.refresh_token.ok_or_else(|| ApiError::validation(&["body", "refresh_token"], "field required"))?;
+    let rt = form
+        .refresh_token
+        .ok_or_else(|| ApiError::validation(&["body", "refresh_token"], "field required"))?;
     let hash = sha256_hex(rt.as_bytes());
     let now = state.now_unix();
     let ttl = state.settings().access_token_ttl_secs as i64;
@@ -190,7 +229,9 @@ async fn token(State(state): State<AppState>, form: Result<Form<TokenForm>, axum
                     |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                 )
                 .optional()?;
-            let Some((user, scopes, used)) = row else { return Err(invalid("unknown refresh token")) };
+            let Some((user, scopes, used)) = row else {
+                return Err(invalid("unknown refresh token"));
+            };
             if used {
                 return Err(invalid("refresh token already used"));
             }

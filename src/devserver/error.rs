@@ -11,7 +11,9 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 /// Which documented error body shape the server emits.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum ErrorShape {
     /// `{"status":"error","error":{"code","message",...},"meta":{"request_id"}}` (the seed's).
@@ -34,13 +36,27 @@ pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into(), details: None, retry_after: None }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            details: None,
+            retry_after: None,
+        }
     }
     pub fn not_found(what: impl std::fmt::Display) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "NOT_FOUND", format!("{what} not found"))
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            format!("{what} not found"),
+        )
     }
     pub fn deleted(what: impl std::fmt::Display) -> Self {
-        Self::new(StatusCode::GONE, "RESOURCE_DELETED", format!("{what} is deleted"))
+        Self::new(
+            StatusCode::GONE,
+            "RESOURCE_DELETED",
+            format!("{what} is deleted"),
+        )
     }
     pub fn conflict(message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, "NAME_CONFLICT", message)
@@ -57,7 +73,11 @@ impl ApiError {
     /// A 422 for one failing field, in FastAPI's shape.
     pub fn validation(loc: &[&str], msg: impl Into<String>) -> Self {
         let msg = msg.into();
-        let mut e = Self::new(StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR", msg.clone());
+        let mut e = Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_ERROR",
+            msg.clone(),
+        );
         e.details = Some(json!([{ "loc": loc, "msg": msg, "type": "value_error" }]));
         e
     }
@@ -68,7 +88,8 @@ impl ApiError {
 
     /// The JSON body for this error in `shape`.
     pub fn body(&self, shape: ErrorShape, request_id: &str) -> Value {
-        let detail_shape = shape == ErrorShape::Detail && self.status != StatusCode::TOO_MANY_REQUESTS;
+        let detail_shape =
+            shape == ErrorShape::Detail && self.status != StatusCode::TOO_MANY_REQUESTS;
         if detail_shape {
             if self.status == StatusCode::UNPROCESSABLE_ENTITY
                 && let Some(items @ Value::Array(_)) = &self.details
@@ -90,7 +111,13 @@ impl ApiError {
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.message)
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.code,
+            self.message
+        )
     }
 }
 

@@ -29,12 +29,18 @@ use super::util::{check_name, mime_for};
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/files", post(upload))
-        .route("/api/v1/files/{file_id}", get(get_file).patch(patch).delete(delete))
+        .route(
+            "/api/v1/files/{file_id}",
+            get(get_file).patch(patch).delete(delete),
+        )
         .route("/api/v1/files/{file_id}/content", get(content))
         .route("/api/v1/files/{file_id}/move", post(move_file))
         .route("/api/v1/files/{file_id}/copy", post(copy))
         .route("/api/v1/files/{file_id}/versions", get(versions))
-        .route("/api/v1/files/{file_id}/versions/{version}/restore", post(restore_version))
+        .route(
+            "/api/v1/files/{file_id}/versions/{version}/restore",
+            post(restore_version),
+        )
         .route("/api/v1/sync/download/{file_id}", get(sync_download))
 }
 
@@ -90,7 +96,13 @@ fn discard_multipart(mut mp: Multipart) {
 }
 
 pub(crate) fn content_length(headers: &HeaderMap) -> Option<u64> {
-    headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 fn too_large(max: u64) -> ApiError {
@@ -104,7 +116,10 @@ fn too_large(max: u64) -> ApiError {
 
 fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
     // Starlette answers an unparseable multipart body with 400, not a schema 422.
-    ApiError::bad_request("INVALID_REQUEST", format!("error parsing the multipart body: {}", e.body_text()))
+    ApiError::bad_request(
+        "INVALID_REQUEST",
+        format!("error parsing the multipart body: {}", e.body_text()),
+    )
 }
 
 /// What the multipart body carried. The file part is already streamed into `file`.
@@ -126,30 +141,48 @@ impl UploadForm {
     }
 }
 
-async fn read_text(field: &mut axum::extract::multipart::Field<'_>, key: &str) -> ApiResult<String> {
+async fn read_text(
+    field: &mut axum::extract::multipart::Field<'_>,
+    key: &str,
+) -> ApiResult<String> {
     let mut buf = Vec::new();
     while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
         buf.extend_from_slice(&chunk);
         if buf.len() > MAX_TEXT_FIELD {
-            return Err(ApiError::validation(&["body", key], format!("{key} is longer than {MAX_TEXT_FIELD} bytes")));
+            return Err(ApiError::validation(
+                &["body", key],
+                format!("{key} is longer than {MAX_TEXT_FIELD} bytes"),
+            ));
         }
     }
-    String::from_utf8(buf).map_err(|_| ApiError::validation(&["body", key], format!("{key} is not valid UTF-8")))
+    String::from_utf8(buf)
+        .map_err(|_| ApiError::validation(&["body", key], format!("{key} is not valid UTF-8")))
 }
 
 /// Reads every part; the file part goes to a blob writer stored in `form` as soon as it
 /// exists, so the caller can abort it whatever fails later.
-async fn read_form(state: &AppState, mp: &mut Multipart, form: &mut UploadForm, max: u64) -> ApiResult<()> {
+async fn read_form(
+    state: &AppState,
+    mp: &mut Multipart,
+    form: &mut UploadForm,
+    max: u64,
+) -> ApiResult<()> {
     while let Some(mut field) = mp.next_field().await.map_err(multipart_error)? {
         let key = field.name().unwrap_or_default().to_string();
         match key.as_str() {
             "file" => {
                 if form.file_seen {
-                    return Err(ApiError::validation(&["body", "file"], "more than one file part"));
+                    return Err(ApiError::validation(
+                        &["body", "file"],
+                        "more than one file part",
+                    ));
                 }
                 form.file_seen = true;
                 let Some(filename) = field.file_name().map(str::to_string) else {
-                    return Err(ApiError::validation(&["body", "file"], "file must be a file part with a filename"));
+                    return Err(ApiError::validation(
+                        &["body", "file"],
+                        "file must be a file part with a filename",
+                    ));
                 };
                 form.part_filename = Some(filename);
                 let writer = form.file.insert(state.blobs.writer().await?);
@@ -214,21 +247,35 @@ async fn upload(
     }
     let Some(share_id) = form.share_id.take() else {
         form.abort().await;
-        return Err(ApiError::validation(&["body", "share_id"], "field required"));
+        return Err(ApiError::validation(
+            &["body", "share_id"],
+            "field required",
+        ));
     };
     let Some(writer) = form.file.take() else {
         return Err(ApiError::validation(&["body", "file"], "field required"));
     };
-    let name = form.name.take().or(form.part_filename.take()).unwrap_or_default();
+    let name = form
+        .name
+        .take()
+        .or(form.part_filename.take())
+        .unwrap_or_default();
     let folder_id = form.folder_id.take();
     let size = writer.size() as i64;
 
     // Validate while the bytes are still a temp file, so a refused upload leaves nothing.
     let pre = {
-        let (caller, share_id, folder_id, name) = (caller.clone(), share_id.clone(), folder_id.clone(), name.clone());
+        let (caller, share_id, folder_id, name) = (
+            caller.clone(),
+            share_id.clone(),
+            folder_id.clone(),
+            name.clone(),
+        );
         state
             .db
-            .call(move |conn| check_new_file(conn, &caller, &share_id, folder_id.as_deref(), &name, size))
+            .call(move |conn| {
+                check_new_file(conn, &caller, &share_id, folder_id.as_deref(), &name, size)
+            })
             .await
     };
     if let Err(e) = pre {
@@ -243,9 +290,25 @@ async fn upload(
     state
         .db
         .tx(move |tx| {
-            let parent = check_new_file(tx, &caller, &share_id, folder_id.as_deref(), &name, size as i64)?;
-            let node =
-                model::insert_file(tx, &caller, &share_id, &parent, &name, &sha, size as i64, mime_for(&name), &now)?;
+            let parent = check_new_file(
+                tx,
+                &caller,
+                &share_id,
+                folder_id.as_deref(),
+                &name,
+                size as i64,
+            )?;
+            let node = model::insert_file(
+                tx,
+                &caller,
+                &share_id,
+                &parent,
+                &name,
+                &sha,
+                size as i64,
+                mime_for(&name),
+                &now,
+            )?;
             Ok((StatusCode::CREATED, Json(model::file_json(tx, &node)?)).into_response())
         })
         .await
@@ -276,7 +339,12 @@ pub struct BlobRef {
 /// The blob of `file` at `version` (current when `None`); unknown version → 404.
 pub fn blob_of(conn: &Connection, file: &Node, version: Option<i64>) -> ApiResult<BlobRef> {
     let (sha, size) = match version {
-        None => (file.sha256.clone().ok_or_else(|| ApiError::internal("file without content"))?, file.size),
+        None => (
+            file.sha256
+                .clone()
+                .ok_or_else(|| ApiError::internal("file without content"))?,
+            file.size,
+        ),
         Some(v) => conn
             .query_row(
                 "SELECT sha256, size FROM versions WHERE file_id = ?1 AND version_number = ?2",
@@ -290,7 +358,10 @@ pub fn blob_of(conn: &Connection, file: &Node, version: Option<i64>) -> ApiResul
         sha256: sha,
         size: size.max(0) as u64,
         name: file.name.clone(),
-        mime_type: file.mime_type.clone().unwrap_or_else(|| "application/octet-stream".into()),
+        mime_type: file
+            .mime_type
+            .clone()
+            .unwrap_or_else(|| "application/octet-stream".into()),
     })
 }
 
@@ -314,20 +385,28 @@ fn digits(s: &str) -> Option<u64> {
 /// served; several ranges, other units and malformed values get the whole body, as RFC
 /// 9110 allows a server to ignore a Range it does not support.
 pub fn parse_range(value: &str, total: u64) -> Want {
-    let Some(spec) = value.trim().strip_prefix("bytes=") else { return Want::Full };
+    let Some(spec) = value.trim().strip_prefix("bytes=") else {
+        return Want::Full;
+    };
     if spec.contains(',') {
         return Want::Full;
     }
-    let Some((a, b)) = spec.trim().split_once('-') else { return Want::Full };
+    let Some((a, b)) = spec.trim().split_once('-') else {
+        return Want::Full;
+    };
     let (a, b) = (a.trim(), b.trim());
     if a.is_empty() {
-        let Some(n) = digits(b) else { return Want::Full };
+        let Some(n) = digits(b) else {
+            return Want::Full;
+        };
         if n == 0 || total == 0 {
             return Want::Unsatisfiable;
         }
         return Want::Part(total - n.min(total), total - 1);
     }
-    let Some(start) = digits(a) else { return Want::Full };
+    let Some(start) = digits(a) else {
+        return Want::Full;
+    };
     let end = if b.is_empty() {
         None
     } else {
@@ -407,13 +486,17 @@ pub async fn serve_blob(state: &AppState, blob: BlobRef, want: Want) -> ApiResul
     if start > 0 {
         file.seek(SeekFrom::Start(start)).await?;
     }
-    let mut resp = Response::new(Body::from_stream(ReaderStream::with_capacity(file.take(len), READ_CHUNK)));
+    let mut resp = Response::new(Body::from_stream(ReaderStream::with_capacity(
+        file.take(len),
+        READ_CHUNK,
+    )));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     h.insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_str(&blob.mime_type).unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream")),
+        HeaderValue::from_str(&blob.mime_type)
+            .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream")),
     );
     h.insert(header::CONTENT_DISPOSITION, content_disposition(&blob.name));
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
@@ -468,7 +551,10 @@ async fn sync_download(
     if let (Some(a), Some(b)) = (q.range_start, q.range_end)
         && b < a
     {
-        return Err(ApiError::validation(&["query", "range_end"], "range_end must not be less than range_start"));
+        return Err(ApiError::validation(
+            &["query", "range_end"],
+            "range_end must not be less than range_start",
+        ));
     }
     let version = q.version;
     let blob = state
@@ -604,7 +690,10 @@ fn destination(
         Some(f) if !f.is_empty() && f != "root" => {
             let folder = model::load_node(conn, caller, f, "folder", READ, false)?;
             if share_id.is_some_and(|s| s != folder.share_id) {
-                return Err(ApiError::not_found(format!("folder {f} in share {}", share_id.unwrap_or_default())));
+                return Err(ApiError::not_found(format!(
+                    "folder {f} in share {}",
+                    share_id.unwrap_or_default()
+                )));
             }
             Ok((folder.share_id, Some(folder.id)))
         }
@@ -638,8 +727,13 @@ async fn move_file(
         .tx(move |tx| {
             let node = model::load_node(tx, &caller, &id, "file", DELETE, false)?;
             let folder = body.target_folder_id.clone().flatten();
-            let (share, folder) =
-                destination(tx, &caller, folder.as_deref(), body.target_share_id.as_deref(), &node.share_id)?;
+            let (share, folder) = destination(
+                tx,
+                &caller,
+                folder.as_deref(),
+                body.target_share_id.as_deref(),
+                &node.share_id,
+            )?;
             if share != node.share_id {
                 // The bytes land in another share's quota.
                 model::require(tx, &caller, &share, CREATE)?;
@@ -685,13 +779,18 @@ async fn copy(
             )?;
             let name = body.name.clone().unwrap_or_else(|| src.name.clone());
             let parent = check_new_file(tx, &caller, &share, folder.as_deref(), &name, src.size)?;
-            let sha = src.sha256.clone().ok_or_else(|| ApiError::internal("file without content"))?;
+            let sha = src
+                .sha256
+                .clone()
+                .ok_or_else(|| ApiError::internal("file without content"))?;
             let mime = match (&src.mime_type, name == src.name) {
                 (Some(m), true) => m.clone(),
                 _ => mime_for(&name).to_string(),
             };
             // Content-addressed: the copy refers to the same blob, no bytes move.
-            let node = model::insert_file(tx, &caller, &share, &parent, &name, &sha, src.size, &mime, &now)?;
+            let node = model::insert_file(
+                tx, &caller, &share, &parent, &name, &sha, src.size, &mime, &now,
+            )?;
             Ok((StatusCode::CREATED, Json(model::file_json(tx, &node)?)).into_response())
         })
         .await
@@ -751,7 +850,9 @@ async fn restore_version(
 /// Renders a JSON object with `id` and then `extra` first: the docs show the version
 /// restore response beginning `{id, restore...`, and serde_json's maps sort their keys.
 fn id_first(obj: Value, extra_key: &str, extra: Value) -> Response {
-    let Value::Object(map) = obj else { return Json(obj).into_response() };
+    let Value::Object(map) = obj else {
+        return Json(obj).into_response();
+    };
     let mut parts = vec![
         format!("\"id\":{}", map.get("id").cloned().unwrap_or(Value::Null)),
         format!("{}:{extra}", Value::String(extra_key.to_string())),
@@ -760,7 +861,10 @@ fn id_first(obj: Value, extra_key: &str, extra: Value) -> Response {
         parts.push(format!("{}:{v}", Value::String(k.clone())));
     }
     let mut resp = Response::new(Body::from(format!("{{{}}}", parts.join(","))));
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     resp
 }
 
@@ -786,8 +890,14 @@ mod tests {
 
     #[test]
     fn disposition() {
-        assert_eq!(content_disposition("a b.pdf").to_str().ok(), Some("attachment; filename=\"a b.pdf\""));
-        assert_eq!(content_disposition("q\"\\.txt").to_str().ok(), Some("attachment; filename=\"q\\\"\\\\.txt\""));
+        assert_eq!(
+            content_disposition("a b.pdf").to_str().ok(),
+            Some("attachment; filename=\"a b.pdf\"")
+        );
+        assert_eq!(
+            content_disposition("q\"\\.txt").to_str().ok(),
+            Some("attachment; filename=\"q\\\"\\\\.txt\"")
+        );
         assert_eq!(
             content_disposition("ü 1.txt").as_bytes(),
             b"attachment; filename=\"_ 1.txt\"; filename*=UTF-8''%C3%BC%201.txt"

@@ -18,7 +18,10 @@ use super::util::{check_name, new_id};
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/folders", post(create))
-        .route("/api/v1/folders/{folder_id}", get(get_folder).patch(patch).delete(delete))
+        .route(
+            "/api/v1/folders/{folder_id}",
+            get(get_folder).patch(patch).delete(delete),
+        )
         .route("/api/v1/folders/{folder_id}/children", get(children))
         .route("/api/v1/folders/{folder_id}/move", post(move_folder))
 }
@@ -62,12 +65,19 @@ async fn children(
             } else {
                 let n = model::load_node(conn, &caller, &id, "folder", READ, q.include_deleted)?;
                 if n.share_id != q.share_id {
-                    return Err(ApiError::not_found(format!("folder {id} in share {}", q.share_id)));
+                    return Err(ApiError::not_found(format!(
+                        "folder {id} in share {}",
+                        q.share_id
+                    )));
                 }
                 let p = model::node_path(conn, &n)?;
                 (n.id, p)
             };
-            let deleted_filter = if q.include_deleted { "" } else { "AND deleted_at IS NULL" };
+            let deleted_filter = if q.include_deleted {
+                ""
+            } else {
+                "AND deleted_at IS NULL"
+            };
             let mut stmt = conn.prepare(&format!(
                 "SELECT {} FROM nodes WHERE share_id = ?1 AND parent_id = ?2 {deleted_filter} \
                  ORDER BY kind DESC, name",
@@ -95,7 +105,9 @@ async fn children(
                     item
                 })
                 .collect();
-            Ok(Json(json!({ "items": items, "path": path, "total": total })))
+            Ok(Json(
+                json!({ "items": items, "path": path, "total": total }),
+            ))
         })
         .await
 }
@@ -170,16 +182,34 @@ async fn patch(
 
 /// Renames a folder and records `renamed` for it and for every live descendant (the
 /// documented change-log behaviour).
-fn rename_tree(conn: &Connection, caller: &Caller, node: &Node, name: &str, now: &str) -> ApiResult<()> {
+fn rename_tree(
+    conn: &Connection,
+    caller: &Caller,
+    node: &Node,
+    name: &str,
+    now: &str,
+) -> ApiResult<()> {
     let old_path = model::node_path(conn, node)?;
     conn.execute(
         "UPDATE nodes SET name = ?2, modified_by = ?3, modified_at = ?4 WHERE id = ?1",
         params![node.id, name, caller.user_id, now],
     )?;
-    let renamed = model::get_node(conn, &node.id)?.ok_or_else(|| ApiError::internal("folder vanished"))?;
+    let renamed =
+        model::get_node(conn, &node.id)?.ok_or_else(|| ApiError::internal("folder vanished"))?;
     let new_path = model::node_path(conn, &renamed)?;
-    model::record_node_change(conn, &renamed, "renamed", &caller.user_id, now, Some(&old_path), None)?;
-    for d in model::descendants(conn, &node.id)?.iter().filter(|d| !d.is_deleted()) {
+    model::record_node_change(
+        conn,
+        &renamed,
+        "renamed",
+        &caller.user_id,
+        now,
+        Some(&old_path),
+        None,
+    )?;
+    for d in model::descendants(conn, &node.id)?
+        .iter()
+        .filter(|d| !d.is_deleted())
+    {
         let d_new = model::node_path(conn, d)?;
         let d_old = format!("{old_path}{}", &d_new[new_path.len()..]);
         model::record_node_change(conn, d, "renamed", &caller.user_id, now, Some(&d_old), None)?;
@@ -195,11 +225,15 @@ fn restore_tree(conn: &Connection, caller: &Caller, node: &Node, now: &str) -> A
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "PARENT_DELETED",
-            format!("folder {} was deleted with its parent; restore the parent", node.id),
+            format!(
+                "folder {} was deleted with its parent; restore the parent",
+                node.id
+            ),
         ));
     }
     if !node.parent_id.is_empty() {
-        let parent = model::get_node(conn, &node.parent_id)?.ok_or_else(|| ApiError::not_found(&node.parent_id))?;
+        let parent = model::get_node(conn, &node.parent_id)?
+            .ok_or_else(|| ApiError::not_found(&node.parent_id))?;
         if parent.is_deleted() {
             return Err(ApiError::deleted(format!("parent folder {}", parent.id)));
         }
@@ -209,7 +243,8 @@ fn restore_tree(conn: &Connection, caller: &Caller, node: &Node, now: &str) -> A
         "UPDATE nodes SET deleted_at = NULL, deleted_root = NULL WHERE deleted_root = ?1",
         [&node.id],
     )?;
-    let restored = model::get_node(conn, &node.id)?.ok_or_else(|| ApiError::internal("folder vanished"))?;
+    let restored =
+        model::get_node(conn, &node.id)?.ok_or_else(|| ApiError::internal("folder vanished"))?;
     model::record_node_change(conn, &restored, "created", &caller.user_id, now, None, None)?;
     Ok(())
 }
@@ -239,10 +274,19 @@ async fn delete(
 
 /// Soft- or permanently deletes a file or folder (recursively). Runs inside the caller's
 /// transaction, so a failure leaves nothing half-deleted.
-pub fn delete_node(conn: &Connection, caller: &Caller, node: &Node, permanent: bool, now: &str) -> ApiResult<()> {
+pub fn delete_node(
+    conn: &Connection,
+    caller: &Caller,
+    node: &Node,
+    permanent: bool,
+    now: &str,
+) -> ApiResult<()> {
     let path = model::node_path(conn, node)?;
-    let subtree: Vec<Node> =
-        if node.kind == "folder" { model::descendants(conn, &node.id)? } else { Vec::new() };
+    let subtree: Vec<Node> = if node.kind == "folder" {
+        model::descendants(conn, &node.id)?
+    } else {
+        Vec::new()
+    };
     if permanent {
         for n in subtree.iter().chain(std::iter::once(node)) {
             conn.execute("DELETE FROM nodes WHERE id = ?1", [&n.id])?;
@@ -293,16 +337,29 @@ async fn move_folder(
     Json(body): Json<MoveBody>,
 ) -> ApiResult<Json<Value>> {
     if body.target_parent_id.is_none() && body.target_share_id.is_none() {
-        return Err(ApiError::validation(&["body", "target_parent_id"], "target_parent_id or target_share_id is required"));
+        return Err(ApiError::validation(
+            &["body", "target_parent_id"],
+            "target_parent_id or target_share_id is required",
+        ));
     }
     let now = model::now_iso(&state);
     state
         .db
         .tx(move |tx| {
             let node = model::load_node(tx, &caller, &id, "folder", DELETE, false)?;
-            let target_share = body.target_share_id.clone().unwrap_or_else(|| node.share_id.clone());
+            let target_share = body
+                .target_share_id
+                .clone()
+                .unwrap_or_else(|| node.share_id.clone());
             let parent_arg = body.target_parent_id.clone().flatten();
-            let moved = move_node(tx, &caller, &node, &target_share, parent_arg.as_deref(), &now)?;
+            let moved = move_node(
+                tx,
+                &caller,
+                &node,
+                &target_share,
+                parent_arg.as_deref(),
+                &now,
+            )?;
             Ok(Json(model::folder_json(tx, &moved)?))
         })
         .await
@@ -323,7 +380,10 @@ pub fn move_node(
     if node.kind == "folder" && !parent.is_empty() && model::is_within(conn, &parent, &node.id)? {
         return Err(ApiError::bad_request(
             "INVALID_MOVE",
-            format!("cannot move folder {} into itself or its own subtree", node.id),
+            format!(
+                "cannot move folder {} into itself or its own subtree",
+                node.id
+            ),
         ));
     }
     if parent == node.parent_id && target_share == node.share_id {
@@ -338,7 +398,10 @@ pub fn move_node(
     if target_share != node.share_id {
         if node.kind == "folder" {
             for d in model::descendants(conn, &node.id)? {
-                conn.execute("UPDATE nodes SET share_id = ?2 WHERE id = ?1", params![d.id, target_share])?;
+                conn.execute(
+                    "UPDATE nodes SET share_id = ?2 WHERE id = ?1",
+                    params![d.id, target_share],
+                )?;
             }
         }
         // Clients syncing the source share learn that the subtree left it.
@@ -359,7 +422,16 @@ pub fn move_node(
             },
         )?;
     }
-    let moved = model::get_node(conn, &node.id)?.ok_or_else(|| ApiError::internal("moved item vanished"))?;
-    model::record_node_change(conn, &moved, "moved", &caller.user_id, now, Some(&old_path), None)?;
+    let moved = model::get_node(conn, &node.id)?
+        .ok_or_else(|| ApiError::internal("moved item vanished"))?;
+    model::record_node_change(
+        conn,
+        &moved,
+        "moved",
+        &caller.user_id,
+        now,
+        Some(&old_path),
+        None,
+    )?;
     Ok(moved)
 }

@@ -8,7 +8,7 @@
 //! resource still lives, and the download/view caps. Passwords are kept only as salted
 //! SHA-256 (`sha256$<salt>$<hex>`) and never leave the server. Options that have no column
 //! of their own live in the `options` JSON column. Recipient accesses are logged in
-//! `link_sessions`, a table this module creates on first use (it is not in `schema.sql`).
+//! `link_sessions`.
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
@@ -1006,21 +1006,6 @@ async fn revoke(
         .await
 }
 
-fn ensure_sessions_table(conn: &Connection) -> ApiResult<()> {
-    conn.execute_batch(
-        "CREATE TABLE IF NOT EXISTS link_sessions (
-            seq INTEGER PRIMARY KEY AUTOINCREMENT,
-            link_id TEXT NOT NULL,
-            accessed_at TEXT NOT NULL,
-            ip TEXT,
-            action TEXT NOT NULL,
-            email TEXT
-        );
-        CREATE INDEX IF NOT EXISTS link_sessions_link ON link_sessions(link_id, seq);",
-    )?;
-    Ok(())
-}
-
 fn log_session(
     conn: &Connection,
     link: &Link,
@@ -1028,7 +1013,6 @@ fn log_session(
     access: &Access,
     action: &str,
 ) -> ApiResult<()> {
-    ensure_sessions_table(conn)?;
     conn.execute(
         "INSERT INTO link_sessions (link_id, accessed_at, ip, action, email) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![link.id, at, access.ip.map(|ip| ip.to_canonical().to_string()), action, access.email],
@@ -1045,8 +1029,7 @@ async fn sessions(
         .db
         .call(move |conn| {
             let link = load_managed(conn, &caller, &id)?;
-            ensure_sessions_table(conn)?;
-            let mut stmt = conn
+                    let mut stmt = conn
                 .prepare("SELECT accessed_at, ip, action, email FROM link_sessions WHERE link_id = ?1 ORDER BY seq")?;
             let rows = stmt
                 .query_map([&link.id], |r| {

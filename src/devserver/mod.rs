@@ -27,12 +27,12 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use axum::Router;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::Router;
 use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
 use rand::Rng;
@@ -186,8 +186,12 @@ async fn bootstrap(db: &Db, config: &DevServerConfig) -> anyhow::Result<(String,
 pub async fn start(config: DevServerConfig) -> anyhow::Result<RunningServer> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| anyhow::anyhow!("creating data dir {}: {e}", config.data_dir.display()))?;
-    let db = Db::open(&config.data_dir.join("devserver.db"))
-        .map_err(|e| anyhow::anyhow!("opening {}: {e}", config.data_dir.join("devserver.db").display()))?;
+    let db = Db::open(&config.data_dir.join("devserver.db")).map_err(|e| {
+        anyhow::anyhow!(
+            "opening {}: {e}",
+            config.data_dir.join("devserver.db").display()
+        )
+    })?;
     let blobs = Blobs::new(&config.data_dir)?;
     let listener = TcpListener::bind(config.listen)
         .await
@@ -206,8 +210,23 @@ pub async fn start(config: DevServerConfig) -> anyhow::Result<RunningServer> {
     let app = router(state.clone());
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
-    tracker.spawn(accept_loop(listener, app, shutdown.clone(), tracker.clone()));
-    Ok(RunningServer { info: ServerInfo { url, share_id, user_id, tenant_id }, state, shutdown, tracker })
+    tracker.spawn(accept_loop(
+        listener,
+        app,
+        shutdown.clone(),
+        tracker.clone(),
+    ));
+    Ok(RunningServer {
+        info: ServerInfo {
+            url,
+            share_id,
+            user_id,
+            tenant_id,
+        },
+        state,
+        shutdown,
+        tracker,
+    })
 }
 
 /// Cancels the connection it belongs to: used by the drop-connection fault.
@@ -218,7 +237,12 @@ pub struct ConnKill(CancellationToken);
 #[derive(Clone, Copy)]
 pub struct Peer(pub SocketAddr);
 
-async fn accept_loop(listener: TcpListener, app: Router, shutdown: CancellationToken, tracker: TaskTracker) {
+async fn accept_loop(
+    listener: TcpListener,
+    app: Router,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
     loop {
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -237,11 +261,13 @@ async fn accept_loop(listener: TcpListener, app: Router, shutdown: CancellationT
         tracker.spawn(async move {
             let kill = CancellationToken::new();
             let k = kill.clone();
-            let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(ConnKill(k.clone()));
-                req.extensions_mut().insert(Peer(peer));
-                app.clone().oneshot(req.map(Body::new))
-            });
+            let svc = hyper::service::service_fn(
+                move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(ConnKill(k.clone()));
+                    req.extensions_mut().insert(Peer(peer));
+                    app.clone().oneshot(req.map(Body::new))
+                },
+            );
             let conn = hyper::server::conn::http1::Builder::new()
                 .keep_alive(true)
                 .serve_connection(TokioIo::new(stream), svc);
@@ -266,7 +292,10 @@ async fn tag_route(req: Request, next: Next) -> Response {
     let tag = format!(
         "{} {}",
         req.method(),
-        req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string()).unwrap_or_default()
+        req.extensions()
+            .get::<MatchedPath>()
+            .map(|m| m.as_str().to_string())
+            .unwrap_or_default()
     );
     let mut resp = next.run(req).await;
     resp.extensions_mut().insert(RouteTag(tag));
@@ -281,7 +310,10 @@ pub fn router(state: AppState) -> Router {
         .merge(uploads::routes())
         .merge(links::routes())
         .merge(sync::routes())
-        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_auth));
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_auth,
+        ));
     let public = Router::new()
         .merge(users::public_routes())
         .merge(auth::routes())
@@ -316,11 +348,19 @@ async fn finalize(State(state): State<AppState>, req: Request, next: Next) -> Re
     if let Some(err) = resp.extensions_mut().remove::<ApiError>() {
         let body = err.body(settings.error_shape, &request_id);
         *resp.body_mut() = Body::from(body.to_string());
-        resp.headers_mut().insert("content-type", HeaderValue::from_static("application/json"));
+        resp.headers_mut()
+            .insert("content-type", HeaderValue::from_static("application/json"));
         resp.headers_mut().remove("content-length");
     }
-    let route = resp.extensions().get::<RouteTag>().map(|t| t.0.clone()).unwrap_or_else(|| "unmatched".into());
-    state.stats.record(&route, resp.status().as_u16());
+    // Admin traffic is the test's own bookkeeping, not API use.
+    if !path.starts_with("/_devserver") {
+        let route = resp
+            .extensions()
+            .get::<RouteTag>()
+            .map(|t| t.0.clone())
+            .unwrap_or_else(|| "unmatched".into());
+        state.stats.record(&route, resp.status().as_u16());
+    }
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         resp.headers_mut().insert("x-request-id", v);
     }
@@ -346,37 +386,51 @@ async fn apply_faults(state: &AppState, req: Request, next: Next) -> Response {
         tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
     }
     if take_one(state, |f| &mut f.force_429) {
-        let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", "rate limit exceeded (injected)");
+        let mut e = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "RATE_LIMITED",
+            "rate limit exceeded (injected)",
+        );
         let wait = faults.retry_after_secs.max(1);
         e.retry_after = Some(wait);
-        e.details = Some(serde_json::json!({ "dimension": "token", "limit": state.settings().rate_limit, "window_seconds": 60 }));
+        e.details = Some(
+            serde_json::json!({ "dimension": "token", "limit": state.settings().rate_limit, "window_seconds": 60 }),
+        );
         let mut resp = e.into_response();
-        resp.headers_mut().insert("x-ratelimit-remaining", HeaderValue::from(0));
+        resp.headers_mut()
+            .insert("x-ratelimit-remaining", HeaderValue::from(0));
         return resp;
     }
     let (roll_fail, roll_drop, roll_after) = {
         let mut rng = rand::rng();
-        (rng.random::<f64>(), rng.random::<f64>(), rng.random::<f64>())
+        (
+            rng.random::<f64>(),
+            rng.random::<f64>(),
+            rng.random::<f64>(),
+        )
     };
     if take_one(state, |f| &mut f.fail_next) || roll_fail < faults.fail_rate {
-        return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE", "injected fault")
-            .into_response();
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "SERVICE_UNAVAILABLE",
+            "injected fault",
+        )
+        .into_response();
     }
-    if take_one(state, |f| &mut f.drop_next) || roll_drop < faults.drop_rate {
-        if let Some(kill) = req.extensions().get::<ConnKill>().cloned() {
-            // Read part of the body so the client is mid-upload, then cut the connection.
-            let mut body = req.into_body().into_data_stream();
-            let mut read = 0u64;
-            while read < faults.drop_after_bytes {
-                match futures_util::StreamExt::next(&mut body).await {
-                    Some(Ok(chunk)) => read += chunk.len() as u64,
-                    _ => break,
-                }
+    let drop = take_one(state, |f| &mut f.drop_next) || roll_drop < faults.drop_rate;
+    if drop && let Some(kill) = req.extensions().get::<ConnKill>().cloned() {
+        // Read part of the body so the client is mid-upload, then cut the connection.
+        let mut body = req.into_body().into_data_stream();
+        let mut read = 0u64;
+        while read < faults.drop_after_bytes {
+            match futures_util::StreamExt::next(&mut body).await {
+                Some(Ok(chunk)) => read += chunk.len() as u64,
+                _ => break,
             }
-            kill.0.cancel();
-            std::future::pending::<()>().await;
-            unreachable!("the connection task drops this future");
         }
+        kill.0.cancel();
+        std::future::pending::<()>().await;
+        unreachable!("the connection task drops this future");
     }
     let resp = next.run(req).await;
     if roll_after < faults.fail_after_rate {

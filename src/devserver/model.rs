@@ -23,7 +23,10 @@ impl Caller {
     pub fn may_write(&self) -> bool {
         self.scopes.is_empty()
             || self.scopes.iter().any(|s| {
-                matches!(s.as_str(), "files:write" | "tenant:admin" | "partner:admin" | "admin:*" | "*")
+                matches!(
+                    s.as_str(),
+                    "files:write" | "tenant:admin" | "partner:admin" | "admin:*" | "*"
+                )
             })
     }
 }
@@ -58,11 +61,15 @@ fn perm_name(p: u8) -> &'static str {
 /// The caller's role on a share; `None` if the share is invisible to them.
 pub fn share_role(conn: &Connection, caller: &Caller, share_id: &str) -> ApiResult<Option<String>> {
     let share: Option<(String, bool)> = conn
-        .query_row("SELECT tenant_id, is_deleted FROM shares WHERE id = ?1", [share_id], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
+        .query_row(
+            "SELECT tenant_id, is_deleted FROM shares WHERE id = ?1",
+            [share_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .optional()?;
-    let Some((tenant, deleted)) = share else { return Ok(None) };
+    let Some((tenant, deleted)) = share else {
+        return Ok(None);
+    };
     if tenant != caller.tenant_id || deleted {
         return Ok(None);
     }
@@ -155,13 +162,21 @@ impl Node {
     }
 
     pub fn parent_json(&self) -> Value {
-        if self.parent_id.is_empty() { Value::Null } else { json!(self.parent_id) }
+        if self.parent_id.is_empty() {
+            Value::Null
+        } else {
+            json!(self.parent_id)
+        }
     }
 }
 
 pub fn get_node(conn: &Connection, id: &str) -> ApiResult<Option<Node>> {
     Ok(conn
-        .query_row(&format!("SELECT {NODE_COLS} FROM nodes WHERE id = ?1"), [id], Node::from_row)
+        .query_row(
+            &format!("SELECT {NODE_COLS} FROM nodes WHERE id = ?1"),
+            [id],
+            Node::from_row,
+        )
         .optional()?)
 }
 
@@ -204,7 +219,9 @@ pub fn resolve_parent(
         Some(fid) => {
             let folder = load_node(conn, caller, fid, "folder", READ, false)?;
             if folder.share_id != share_id {
-                return Err(ApiError::not_found(format!("folder {fid} in share {share_id}")));
+                return Err(ApiError::not_found(format!(
+                    "folder {fid} in share {share_id}"
+                )));
             }
             Ok(folder.id)
         }
@@ -212,7 +229,12 @@ pub fn resolve_parent(
 }
 
 /// The live (not soft-deleted) child of `parent_id` named `name`, if any.
-pub fn live_child(conn: &Connection, share_id: &str, parent_id: &str, name: &str) -> ApiResult<Option<Node>> {
+pub fn live_child(
+    conn: &Connection,
+    share_id: &str,
+    parent_id: &str,
+    name: &str,
+) -> ApiResult<Option<Node>> {
     Ok(conn
         .query_row(
             &format!(
@@ -226,9 +248,16 @@ pub fn live_child(conn: &Connection, share_id: &str, parent_id: &str, name: &str
 }
 
 /// 409 `NAME_CONFLICT` if a live sibling already has `name`.
-pub fn ensure_free(conn: &Connection, share_id: &str, parent_id: &str, name: &str) -> ApiResult<()> {
+pub fn ensure_free(
+    conn: &Connection,
+    share_id: &str,
+    parent_id: &str,
+    name: &str,
+) -> ApiResult<()> {
     if let Some(existing) = live_child(conn, share_id, parent_id, name)? {
-        let mut e = ApiError::conflict(format!("an item named {name:?} already exists in this folder"));
+        let mut e = ApiError::conflict(format!(
+            "an item named {name:?} already exists in this folder"
+        ));
         e.details = Some(json!({ "existing_id": existing.id, "existing_type": existing.kind }));
         return Err(e);
     }
@@ -241,10 +270,11 @@ pub fn node_path(conn: &Connection, node: &Node) -> ApiResult<String> {
     let mut parent = node.parent_id.clone();
     let mut guard = 0;
     while !parent.is_empty() {
-        let (name, next): (String, String) =
-            conn.query_row("SELECT name, parent_id FROM nodes WHERE id = ?1", [&parent], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })?;
+        let (name, next): (String, String) = conn.query_row(
+            "SELECT name, parent_id FROM nodes WHERE id = ?1",
+            [&parent],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
         parts.push(name);
         parent = next;
         guard += 1;
@@ -261,7 +291,8 @@ pub fn folder_path(conn: &Connection, parent_id: &str) -> ApiResult<String> {
     if parent_id.is_empty() {
         return Ok("/".into());
     }
-    let node = get_node(conn, parent_id)?.ok_or_else(|| ApiError::not_found(format!("folder {parent_id}")))?;
+    let node = get_node(conn, parent_id)?
+        .ok_or_else(|| ApiError::not_found(format!("folder {parent_id}")))?;
     node_path(conn, &node)
 }
 
@@ -272,7 +303,9 @@ pub fn is_within(conn: &Connection, candidate: &str, ancestor: &str) -> ApiResul
         if cur == ancestor {
             return Ok(true);
         }
-        cur = conn.query_row("SELECT parent_id FROM nodes WHERE id = ?1", [&cur], |r| r.get(0))?;
+        cur = conn.query_row("SELECT parent_id FROM nodes WHERE id = ?1", [&cur], |r| {
+            r.get(0)
+        })?;
     }
     Ok(false)
 }
@@ -284,7 +317,9 @@ pub fn descendants(conn: &Connection, folder_id: &str) -> ApiResult<Vec<Node>> {
          UNION ALL SELECT n.id FROM nodes n JOIN sub ON n.parent_id = sub.id) \
          SELECT {NODE_COLS} FROM nodes WHERE id IN (SELECT id FROM sub)"
     ))?;
-    let rows = stmt.query_map([folder_id], Node::from_row)?.collect::<Result<Vec<_>, _>>()?;
+    let rows = stmt
+        .query_map([folder_id], Node::from_row)?
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(rows)
 }
 
@@ -327,7 +362,11 @@ pub fn file_json(conn: &Connection, n: &Node) -> ApiResult<Value> {
 }
 
 pub fn node_json(conn: &Connection, n: &Node) -> ApiResult<Value> {
-    if n.kind == "file" { file_json(conn, n) } else { folder_json(conn, n) }
+    if n.kind == "file" {
+        file_json(conn, n)
+    } else {
+        folder_json(conn, n)
+    }
 }
 
 /// One entry in the change log.
@@ -378,7 +417,11 @@ pub fn record_node_change(
     old_path: Option<&str>,
     version_id: Option<&str>,
 ) -> ApiResult<i64> {
-    let new_path = if change_type == "deleted" { None } else { Some(node_path(conn, node)?) };
+    let new_path = if change_type == "deleted" {
+        None
+    } else {
+        Some(node_path(conn, node)?)
+    };
     let metadata = if node.kind == "file" {
         json!({ "size": node.size, "mime_type": node.mime_type, "checksum_sha256": node.sha256,
                 "version": node.version, "name": node.name, "parent_id": node.parent_json() })
@@ -414,15 +457,20 @@ pub fn share_used_bytes(conn: &Connection, share_id: &str) -> ApiResult<i64> {
 
 /// 507 `QUOTA_EXCEEDED` if adding `incoming` bytes would exceed the share's quota.
 pub fn check_quota(conn: &Connection, share_id: &str, incoming: i64) -> ApiResult<()> {
-    let quota: Option<i64> =
-        conn.query_row("SELECT quota_bytes FROM shares WHERE id = ?1", [share_id], |r| r.get(0))?;
+    let quota: Option<i64> = conn.query_row(
+        "SELECT quota_bytes FROM shares WHERE id = ?1",
+        [share_id],
+        |r| r.get(0),
+    )?;
     if let Some(q) = quota {
         let used = share_used_bytes(conn, share_id)?;
         if used + incoming > q {
             return Err(ApiError::new(
                 axum::http::StatusCode::INSUFFICIENT_STORAGE,
                 "QUOTA_EXCEEDED",
-                format!("share quota exceeded: {used} of {q} bytes used, {incoming} more requested"),
+                format!(
+                    "share quota exceeded: {used} of {q} bytes used, {incoming} more requested"
+                ),
             )
             .with_details(json!({ "level": "share", "limit_bytes": q, "used_bytes": used })));
         }
@@ -449,7 +497,18 @@ pub fn insert_file(
         "INSERT INTO nodes (id, tenant_id, share_id, parent_id, name, kind, owner_id, created_by, \
          created_at, modified_by, modified_at, size, sha256, version, mime_type) \
          VALUES (?1, ?2, ?3, ?4, ?5, 'file', ?6, ?6, ?7, ?6, ?7, ?8, ?9, 1, ?10)",
-        params![id, caller.tenant_id, share_id, parent_id, name, caller.user_id, now, size, sha256, mime],
+        params![
+            id,
+            caller.tenant_id,
+            share_id,
+            parent_id,
+            name,
+            caller.user_id,
+            now,
+            size,
+            sha256,
+            mime
+        ],
     )?;
     let ver = new_id("ver");
     conn.execute(
@@ -458,7 +517,15 @@ pub fn insert_file(
         params![ver, id, size, sha256, caller.user_id, now],
     )?;
     let node = get_node(conn, &id)?.ok_or_else(|| ApiError::internal("inserted file vanished"))?;
-    record_node_change(conn, &node, "created", &caller.user_id, now, None, Some(&ver))?;
+    record_node_change(
+        conn,
+        &node,
+        "created",
+        &caller.user_id,
+        now,
+        None,
+        Some(&ver),
+    )?;
     Ok(node)
 }
 
@@ -485,7 +552,15 @@ pub fn add_version(
     )?;
     let node = get_node(conn, &file.id)?.ok_or_else(|| ApiError::internal("file vanished"))?;
     let path = node_path(conn, &node)?;
-    record_node_change(conn, &node, "updated", &caller.user_id, now, Some(&path), Some(&ver))?;
+    record_node_change(
+        conn,
+        &node,
+        "updated",
+        &caller.user_id,
+        now,
+        Some(&path),
+        Some(&ver),
+    )?;
     Ok(node)
 }
 

@@ -129,6 +129,17 @@ CREATE TABLE links (
     expires_at TEXT
 );
 
+-- Recipient accesses of external links (the link's access log).
+CREATE TABLE link_sessions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    link_id TEXT NOT NULL,
+    accessed_at TEXT NOT NULL,
+    ip TEXT,
+    action TEXT NOT NULL,
+    email TEXT
+);
+CREATE INDEX link_sessions_link ON link_sessions(link_id, seq);
+
 -- One row per mutation; seq is the cursor position.
 CREATE TABLE changes (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,

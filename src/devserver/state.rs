@@ -120,7 +120,9 @@ impl Blobs {
         std::fs::create_dir_all(data_dir.join("blobs"))?;
         std::fs::create_dir_all(data_dir.join("tmp"))?;
         std::fs::create_dir_all(data_dir.join("sessions"))?;
-        Ok(Blobs { root: data_dir.to_path_buf() })
+        Ok(Blobs {
+            root: data_dir.to_path_buf(),
+        })
     }
 
     pub fn path(&self, sha256: &str) -> PathBuf {
@@ -128,7 +130,9 @@ impl Blobs {
     }
 
     pub fn tmp_path(&self) -> PathBuf {
-        self.root.join("tmp").join(crate::devserver::util::new_id("tmp"))
+        self.root
+            .join("tmp")
+            .join(crate::devserver::util::new_id("tmp"))
     }
 
     /// Directory holding the received chunks of one upload session.
@@ -139,7 +143,13 @@ impl Blobs {
     pub async fn writer(&self) -> std::io::Result<BlobWriter> {
         let tmp = self.tmp_path();
         let file = tokio::fs::File::create(&tmp).await?;
-        Ok(BlobWriter { blobs: self.clone(), tmp, file, hasher: Sha256::new(), size: 0 })
+        Ok(BlobWriter {
+            blobs: self.clone(),
+            tmp,
+            file,
+            hasher: Sha256::new(),
+            size: 0,
+        })
     }
 }
 
@@ -201,7 +211,14 @@ pub struct RateDecision {
 pub const RATE_WINDOW: Duration = Duration::from_secs(60);
 
 impl RateLimiter {
-    pub fn check(&mut self, key: &str, cost: u64, limit: u64, now: Instant, now_unix: i64) -> RateDecision {
+    pub fn check(
+        &mut self,
+        key: &str,
+        cost: u64,
+        limit: u64,
+        now: Instant,
+        now_unix: i64,
+    ) -> RateDecision {
         let q = self.windows.entry(key.to_string()).or_default();
         while let Some((t, _)) = q.front() {
             if now.duration_since(*t) >= RATE_WINDOW {
@@ -260,8 +277,18 @@ impl Stats {
         if status == 429 {
             self.rate_limited.fetch_add(1, Ordering::Relaxed);
         }
-        *self.by_route.lock().unwrap_or_else(|e| e.into_inner()).entry(route.to_string()).or_default() += 1;
-        *self.by_status.lock().unwrap_or_else(|e| e.into_inner()).entry(status).or_default() += 1;
+        *self
+            .by_route
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(route.to_string())
+            .or_default() += 1;
+        *self
+            .by_status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(status)
+            .or_default() += 1;
     }
 
     pub fn snapshot(&self) -> serde_json::Value {
@@ -278,8 +305,14 @@ impl Stats {
         self.total.store(0, Ordering::Relaxed);
         self.rate_limited.store(0, Ordering::Relaxed);
         self.units.store(0, Ordering::Relaxed);
-        self.by_route.lock().unwrap_or_else(|e| e.into_inner()).clear();
-        self.by_status.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.by_route
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        self.by_status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 }
 
@@ -305,7 +338,10 @@ impl std::ops::Deref for AppState {
 
 impl AppState {
     pub fn settings(&self) -> Settings {
-        self.settings.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.settings
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn update_settings(&self, f: impl FnOnce(&mut Settings)) {
@@ -314,7 +350,11 @@ impl AppState {
 
     /// The server's clock: real time plus the test offset.
     pub fn now(&self) -> OffsetDateTime {
-        let offset = self.settings.read().unwrap_or_else(|e| e.into_inner()).clock_offset_secs;
+        let offset = self
+            .settings
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clock_offset_secs;
         OffsetDateTime::now_utc() + time::Duration::seconds(offset)
     }
 

@@ -31,7 +31,10 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/uploads", post(create))
         .route("/api/v1/uploads/{session_id}", get(status).delete(abort))
-        .route("/api/v1/uploads/{session_id}/chunks/{index}", put(put_chunk))
+        .route(
+            "/api/v1/uploads/{session_id}/chunks/{index}",
+            put(put_chunk),
+        )
         .route("/api/v1/uploads/{session_id}/complete", post(complete))
 }
 
@@ -90,7 +93,11 @@ impl Session {
 
     /// Exact length chunk `idx` must have: `chunk_size`, except the last (the remainder).
     fn chunk_len(&self, idx: u64) -> u64 {
-        if idx + 1 == self.total_chunks { self.file_size - self.chunk_size * (self.total_chunks - 1) } else { self.chunk_size }
+        if idx + 1 == self.total_chunks {
+            self.file_size - self.chunk_size * (self.total_chunks - 1)
+        } else {
+            self.chunk_size
+        }
     }
 }
 
@@ -103,7 +110,10 @@ struct Clock {
 
 impl Clock {
     fn of(state: &AppState) -> Clock {
-        Clock { now: state.now_unix(), ttl: i64::try_from(state.settings().session_ttl_secs).unwrap_or(i64::MAX) }
+        Clock {
+            now: state.now_unix(),
+            ttl: i64::try_from(state.settings().session_ttl_secs).unwrap_or(i64::MAX),
+        }
     }
     fn expires_at(&self, last_activity: i64) -> String {
         iso_unix(last_activity.saturating_add(self.ttl))
@@ -118,7 +128,11 @@ enum Step<T> {
 }
 
 fn expired_error(sid: &str) -> ApiError {
-    ApiError::new(StatusCode::GONE, "UPLOAD_SESSION_EXPIRED", format!("upload session {sid} has expired"))
+    ApiError::new(
+        StatusCode::GONE,
+        "UPLOAD_SESSION_EXPIRED",
+        format!("upload session {sid} has expired"),
+    )
 }
 
 fn completed_error(sid: &str) -> ApiError {
@@ -148,9 +162,18 @@ fn is_sha256_hex(s: &str) -> bool {
 
 /// Loads the caller's session; marks it expired (and reports so) once its last activity is
 /// `ttl` old. Other users' sessions do not exist for the caller.
-fn load_session(conn: &Connection, caller: &Caller, sid: &str, clock: Clock) -> ApiResult<Step<Session>> {
+fn load_session(
+    conn: &Connection,
+    caller: &Caller,
+    sid: &str,
+    clock: Clock,
+) -> ApiResult<Step<Session>> {
     let s = conn
-        .query_row(&format!("SELECT {SESSION_COLS} FROM upload_sessions WHERE id = ?1"), [sid], Session::from_row)
+        .query_row(
+            &format!("SELECT {SESSION_COLS} FROM upload_sessions WHERE id = ?1"),
+            [sid],
+            Session::from_row,
+        )
         .optional()?
         .filter(|s| s.user_id == caller.user_id && s.tenant_id == caller.tenant_id)
         .ok_or_else(|| ApiError::not_found(format!("upload session {sid}")))?;
@@ -158,7 +181,10 @@ fn load_session(conn: &Connection, caller: &Caller, sid: &str, clock: Clock) -> 
         return Ok(Step::Expired);
     }
     if clock.now >= s.last_activity.saturating_add(clock.ttl) {
-        conn.execute("UPDATE upload_sessions SET status = 'expired' WHERE id = ?1", [sid])?;
+        conn.execute(
+            "UPDATE upload_sessions SET status = 'expired' WHERE id = ?1",
+            [sid],
+        )?;
         return Ok(Step::Expired);
     }
     Ok(Step::Done(s))
@@ -203,7 +229,7 @@ struct CreateBody {
 /// The file a finished upload is written to.
 enum Target {
     New { parent: String },
-    Replace(Node),
+    Replace(Box<Node>),
 }
 
 /// Permission, location, name and quota checks for an upload of `size` bytes; run when the
@@ -223,7 +249,9 @@ fn check_target(
         Some(fid) => {
             let file = model::load_node(conn, caller, fid, "file", READ, true)?;
             if file.share_id != share_id {
-                return Err(ApiError::not_found(format!("file {fid} in share {share_id}")));
+                return Err(ApiError::not_found(format!(
+                    "file {fid} in share {share_id}"
+                )));
             }
             if file.is_deleted() {
                 return Err(ApiError::deleted(format!("file {fid}")));
@@ -231,7 +259,7 @@ fn check_target(
             model::require(conn, caller, share_id, WRITE)?;
             // Replacing frees the old current size: only growth needs room.
             model::check_quota(conn, share_id, (size - file.size).max(0))?;
-            Ok(Target::Replace(file))
+            Ok(Target::Replace(Box::new(file)))
         }
         None => {
             model::require(conn, caller, share_id, CREATE)?;
@@ -262,7 +290,10 @@ async fn create(
         None => None,
         Some(c) if is_sha256_hex(c) => Some(c.to_ascii_lowercase()),
         Some(_) => {
-            return Err(ApiError::validation(&["body", "checksum_sha256"], "checksum_sha256 must be 64 hex digits"));
+            return Err(ApiError::validation(
+                &["body", "checksum_sha256"],
+                "checksum_sha256 must be 64 hex digits",
+            ));
         }
     };
     let max = state.settings().max_file_size;
@@ -270,7 +301,10 @@ async fn create(
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "PAYLOAD_TOO_LARGE",
-            format!("file_size {} is larger than the per-file limit of {max} bytes", body.file_size),
+            format!(
+                "file_size {} is larger than the per-file limit of {max} bytes",
+                body.file_size
+            ),
         )
         .with_details(json!({ "max_file_size": max })));
     }
@@ -342,9 +376,15 @@ async fn create(
 
 /// Received chunk indexes with their sizes, ascending.
 fn received(conn: &Connection, sid: &str) -> ApiResult<Vec<(u64, u64)>> {
-    let mut stmt = conn.prepare("SELECT idx, size FROM session_chunks WHERE session_id = ?1 ORDER BY idx")?;
+    let mut stmt =
+        conn.prepare("SELECT idx, size FROM session_chunks WHERE session_id = ?1 ORDER BY idx")?;
     let rows = stmt
-        .query_map([sid], |r| Ok((r.get::<_, i64>(0)?.max(0) as u64, r.get::<_, i64>(1)?.max(0) as u64)))?
+        .query_map([sid], |r| {
+            Ok((
+                r.get::<_, i64>(0)?.max(0) as u64,
+                r.get::<_, i64>(1)?.max(0) as u64,
+            ))
+        })?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(rows)
 }
@@ -372,7 +412,9 @@ async fn status(
     let r = state
         .db
         .tx(move |tx| {
-            let Step::Done(s) = load_session(tx, &caller, &s2, clock)? else { return Ok(Step::Expired) };
+            let Step::Done(s) = load_session(tx, &caller, &s2, clock)? else {
+                return Ok(Step::Expired);
+            };
             let got = received(tx, &s.id)?;
             Ok(Step::Done(json!({
                 "session_id": s.id,
@@ -405,10 +447,13 @@ async fn receive_chunk(
     let mut hasher = hash.then(Sha256::new);
     let mut size = 0u64;
     while let Some(data) = stream.next().await {
-        let data = data.map_err(|e| invalid_chunk(format!("reading the chunk body failed: {e}")))?;
+        let data =
+            data.map_err(|e| invalid_chunk(format!("reading the chunk body failed: {e}")))?;
         size += data.len() as u64;
         if size > expected {
-            return Err(invalid_chunk(format!("chunk is longer than its expected {expected} bytes")));
+            return Err(invalid_chunk(format!(
+                "chunk is longer than its expected {expected} bytes"
+            )));
         }
         if let Some(h) = hasher.as_mut() {
             h.update(&data);
@@ -416,7 +461,9 @@ async fn receive_chunk(
         out.write_all(&data).await?;
     }
     if size != expected {
-        return Err(invalid_chunk(format!("chunk has {size} bytes, expected exactly {expected}")));
+        return Err(invalid_chunk(format!(
+            "chunk has {size} bytes, expected exactly {expected}"
+        )));
     }
     // No fsync: chunks only need to survive a restart of the process, which the page
     // cache gives; the assembled blob is synced when the session completes.
@@ -442,19 +489,29 @@ async fn plan_chunk(
 ) -> ApiResult<(u64, Option<String>, ChunkPlan)> {
     let idx = match index.parse::<u64>() {
         Ok(i) if index.bytes().all(|b| b.is_ascii_digit()) => i,
-        _ => return Err(invalid_chunk(format!("chunk index {index:?} is not a non-negative integer"))),
+        _ => {
+            return Err(invalid_chunk(format!(
+                "chunk index {index:?} is not a non-negative integer"
+            )));
+        }
     };
     let want_sha = match headers.get("x-chunk-sha256") {
         None => None,
         Some(v) => match v.to_str().ok().map(str::trim).filter(|s| is_sha256_hex(s)) {
             Some(s) => Some(s.to_ascii_lowercase()),
             None => {
-                return Err(ApiError::validation(&["header", "x-chunk-sha256"], "X-Chunk-SHA256 must be 64 hex digits"));
+                return Err(ApiError::validation(
+                    &["header", "x-chunk-sha256"],
+                    "X-Chunk-SHA256 must be 64 hex digits",
+                ));
             }
         },
     };
     let (c2, s2) = (caller.clone(), sid.to_string());
-    let r = state.db.tx(move |tx| load_session(tx, &c2, &s2, clock)).await;
+    let r = state
+        .db
+        .tx(move |tx| load_session(tx, &c2, &s2, clock))
+        .await;
     let session = settle(state, sid, r).await?;
     if session.status == "completed" {
         return Err(completed_error(sid));
@@ -469,7 +526,9 @@ async fn plan_chunk(
     if let Some(len) = content_length(headers)
         && len != expected
     {
-        return Err(invalid_chunk(format!("chunk {idx} must be exactly {expected} bytes, got {len}")));
+        return Err(invalid_chunk(format!(
+            "chunk {idx} must be exactly {expected} bytes, got {len}"
+        )));
     }
     let dir = session_dir(state, sid);
     tokio::fs::create_dir_all(&dir).await?;
@@ -486,13 +545,14 @@ async fn put_chunk(
 ) -> ApiResult<Json<Value>> {
     let clock = Clock::of(&state);
     let mut stream = body.into_data_stream();
-    let (idx, want_sha, plan) = match plan_chunk(&state, &caller, &sid, &index, &headers, clock).await {
-        Ok(p) => p,
-        Err(e) => {
-            discard_stream(stream);
-            return Err(e);
-        }
-    };
+    let (idx, want_sha, plan) =
+        match plan_chunk(&state, &caller, &sid, &index, &headers, clock).await {
+            Ok(p) => p,
+            Err(e) => {
+                discard_stream(stream);
+                return Err(e);
+            }
+        };
     let ChunkPlan { dir, tmp, expected } = plan;
     let digest = match receive_chunk(&mut stream, &tmp, expected, want_sha.is_some()).await {
         Ok(d) => d,
@@ -542,7 +602,10 @@ async fn put_chunk(
 
 /// `{"file_id", "file"}` for a completed session.
 fn completed_json(conn: &Connection, caller: &Caller, s: &Session) -> ApiResult<Value> {
-    let fid = s.file_id.clone().ok_or_else(|| ApiError::internal("completed session without a file"))?;
+    let fid = s
+        .file_id
+        .clone()
+        .ok_or_else(|| ApiError::internal("completed session without a file"))?;
     let file = model::load_node(conn, caller, &fid, "file", READ, true)?;
     Ok(json!({ "file_id": fid, "file": model::file_json(conn, &file)? }))
 }
@@ -550,7 +613,7 @@ fn completed_json(conn: &Connection, caller: &Caller, s: &Session) -> ApiResult<
 /// What the first look at a session tells `complete` to do.
 enum Plan {
     AlreadyDone(Value),
-    Assemble(Session),
+    Assemble(Box<Session>),
 }
 
 async fn complete(
@@ -565,7 +628,9 @@ async fn complete(
     let r = state
         .db
         .tx(move |tx| {
-            let Step::Done(s) = load_session(tx, &c2, &s2, clock)? else { return Ok(Step::Expired) };
+            let Step::Done(s) = load_session(tx, &c2, &s2, clock)? else {
+                return Ok(Step::Expired);
+            };
             if s.status == "completed" {
                 return Ok(Step::Done(Plan::AlreadyDone(completed_json(tx, &c2, &s)?)));
             }
@@ -579,8 +644,16 @@ async fn complete(
                 .with_details(json!({ "missing_chunks": absent })));
             }
             let folder = Some(s.folder_id.as_str()).filter(|f| !f.is_empty());
-            check_target(tx, &c2, &s.share_id, folder, &s.file_name, s.replace_file_id.as_deref(), s.file_size)?;
-            Ok(Step::Done(Plan::Assemble(s)))
+            check_target(
+                tx,
+                &c2,
+                &s.share_id,
+                folder,
+                &s.file_name,
+                s.replace_file_id.as_deref(),
+                s.file_size,
+            )?;
+            Ok(Step::Done(Plan::Assemble(Box::new(s))))
         })
         .await;
     let session = match settle(&state, &sid, r).await? {
@@ -611,14 +684,36 @@ async fn complete(
                 _ => return Err(expired_error(&s2)),
             }
             let folder = Some(s.folder_id.as_str()).filter(|f| !f.is_empty());
-            let target =
-                check_target(tx, &caller, &s.share_id, folder, &s.file_name, s.replace_file_id.as_deref(), size)?;
+            let target = check_target(
+                tx,
+                &caller,
+                &s.share_id,
+                folder,
+                &s.file_name,
+                s.replace_file_id.as_deref(),
+                size,
+            )?;
             let node = match target {
                 Target::New { parent } => {
-                    let mime = s.mime_type.clone().unwrap_or_else(|| mime_for(&s.file_name).to_string());
-                    model::insert_file(tx, &caller, &s.share_id, &parent, &s.file_name, &sha, size as i64, &mime, &now)?
+                    let mime = s
+                        .mime_type
+                        .clone()
+                        .unwrap_or_else(|| mime_for(&s.file_name).to_string());
+                    model::insert_file(
+                        tx,
+                        &caller,
+                        &s.share_id,
+                        &parent,
+                        &s.file_name,
+                        &sha,
+                        size as i64,
+                        &mime,
+                        &now,
+                    )?
                 }
-                Target::Replace(file) => model::add_version(tx, &caller, &file, &sha, size as i64, &now)?,
+                Target::Replace(file) => {
+                    model::add_version(tx, &caller, &file, &sha, size as i64, &now)?
+                }
             };
             tx.execute(
                 "UPDATE upload_sessions SET status = 'completed', file_id = ?2 WHERE id = ?1",
@@ -643,7 +738,10 @@ async fn assemble(state: &AppState, s: &Session) -> ApiResult<(String, u64)> {
         let mut f = match tokio::fs::File::open(dir.join(i.to_string())).await {
             Ok(f) => f,
             Err(e) => {
-                copied = Err(ApiError::internal(format!("chunk {i} of session {} unreadable: {e}", s.id)));
+                copied = Err(ApiError::internal(format!(
+                    "chunk {i} of session {} unreadable: {e}",
+                    s.id
+                )));
                 break;
             }
         };
@@ -696,7 +794,9 @@ async fn abort(
     let r = state
         .db
         .tx(move |tx| {
-            let Step::Done(s) = load_session(tx, &caller, &s2, clock)? else { return Ok(Step::Expired) };
+            let Step::Done(s) = load_session(tx, &caller, &s2, clock)? else {
+                return Ok(Step::Expired);
+            };
             tx.execute("DELETE FROM session_chunks WHERE session_id = ?1", [&s.id])?;
             tx.execute("DELETE FROM upload_sessions WHERE id = ?1", [&s.id])?;
             Ok(Step::Done(()))

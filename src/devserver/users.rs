@@ -12,7 +12,9 @@ use super::model::{self, Caller, READ};
 use super::state::AppState;
 
 pub fn public_routes() -> Router<AppState> {
-    Router::new().route("/api/v1/health", get(health)).route("/api/v1/ready", get(ready))
+    Router::new()
+        .route("/api/v1/health", get(health))
+        .route("/api/v1/ready", get(ready))
 }
 
 pub fn routes() -> Router<AppState> {
@@ -28,11 +30,19 @@ async fn health() -> Json<Value> {
 }
 
 async fn ready(State(state): State<AppState>) -> ApiResult<Json<Value>> {
-    state.db.call(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?)).await?;
-    Ok(Json(json!({ "status": "ready", "checks": { "database": true, "storage": true } })))
+    state
+        .db
+        .call(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
+        .await?;
+    Ok(Json(
+        json!({ "status": "ready", "checks": { "database": true, "storage": true } }),
+    ))
 }
 
-async fn me(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> ApiResult<Json<Value>> {
+async fn me(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> ApiResult<Json<Value>> {
     state
         .db
         .call(move |conn| {
@@ -69,10 +79,16 @@ impl Page {
     fn limit(&self) -> ApiResult<i64> {
         let l = self.limit.unwrap_or(50);
         if !(1..=100).contains(&l) {
-            return Err(ApiError::validation(&["query", "limit"], "limit must be between 1 and 100"));
+            return Err(ApiError::validation(
+                &["query", "limit"],
+                "limit must be between 1 and 100",
+            ));
         }
         if self.offset < 0 {
-            return Err(ApiError::validation(&["query", "offset"], "offset must be >= 0"));
+            return Err(ApiError::validation(
+                &["query", "offset"],
+                "offset must be >= 0",
+            ));
         }
         Ok(l)
     }
@@ -119,7 +135,10 @@ async fn my_shares(
         .await
 }
 
-async fn my_quota(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> ApiResult<Json<Value>> {
+async fn my_quota(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> ApiResult<Json<Value>> {
     state
         .db
         .call(move |conn| {
@@ -128,8 +147,10 @@ async fn my_quota(State(state): State<AppState>, Extension(caller): Extension<Ca
                 [&caller.user_id],
                 |r| r.get(0),
             )?;
-            Ok(Json(json!({ "user_id": caller.user_id, "used_bytes": used, "quota_bytes": Value::Null,
-                            "percent_used": 0.0 })))
+            Ok(Json(
+                json!({ "user_id": caller.user_id, "used_bytes": used, "quota_bytes": Value::Null,
+                            "percent_used": 0.0 }),
+            ))
         })
         .await
 }

@@ -27,7 +27,9 @@ pub fn new_id(prefix: &str) -> String {
 pub fn random_token(len: usize) -> String {
     const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
     let mut rng = rand::rng();
-    (0..len).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
+    (0..len)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
 }
 
 pub fn sha256_hex(data: &[u8]) -> String {
@@ -36,7 +38,10 @@ pub fn sha256_hex(data: &[u8]) -> String {
 
 /// ISO-8601 UTC with `Z`, second precision, as the docs show (`2026-04-23T10:15:00Z`).
 pub fn iso(t: OffsetDateTime) -> String {
-    let t = t.to_offset(time::UtcOffset::UTC).replace_nanosecond(0).unwrap_or(t);
+    let t = t
+        .to_offset(time::UtcOffset::UTC)
+        .replace_nanosecond(0)
+        .unwrap_or(t);
     t.format(&Rfc3339).unwrap_or_default()
 }
 
@@ -52,7 +57,10 @@ pub fn parse_iso(s: &str) -> Option<OffsetDateTime> {
 /// not `.`/`..`, at most 255 bytes. Violations are 400 `INVALID_PATH`.
 pub fn check_name(name: &str) -> Result<(), ApiError> {
     let bad = |why: &str| {
-        Err(ApiError::bad_request("INVALID_PATH", format!("invalid name {name:?}: {why}")))
+        Err(ApiError::bad_request(
+            "INVALID_PATH",
+            format!("invalid name {name:?}: {why}"),
+        ))
     };
     if name.is_empty() {
         return bad("empty");
@@ -77,7 +85,10 @@ pub fn check_name(name: &str) -> Result<(), ApiError> {
 
 /// MIME type from the extension, as the server derives it.
 pub fn mime_for(name: &str) -> &'static str {
-    let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
+    let ext = name
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
     match ext.as_str() {
         "txt" | "log" | "md" => "text/plain",
         "html" | "htm" => "text/html",
@@ -129,10 +140,27 @@ mod tests {
 
     #[test]
     fn name_rules() {
-        for bad in ["", ".", "..", "a/b", "a\0b", " a", "a ", "\ta", &"x".repeat(256)] {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a/b",
+            "a\0b",
+            " a",
+            "a ",
+            "\ta",
+            &"x".repeat(256),
+        ] {
             assert!(check_name(bad).is_err(), "{bad:?} should be rejected");
         }
-        for good in ["a", "a b", "report (1).pdf", "ünïcødé", "a\\b", &"x".repeat(255)] {
+        for good in [
+            "a",
+            "a b",
+            "report (1).pdf",
+            "ünïcødé",
+            "a\\b",
+            &"x".repeat(255),
+        ] {
             assert!(check_name(good).is_ok(), "{good:?} should be accepted");
         }
     }
@@ -140,6 +168,9 @@ mod tests {
     #[test]
     fn iso_has_z_and_seconds() {
         assert_eq!(iso_unix(0), "1970-01-01T00:00:00Z");
-        assert_eq!(parse_iso("2026-04-23T10:15:00Z").map(|t| t.unix_timestamp()), Some(1776939300));
+        assert_eq!(
+            parse_iso("2026-04-23T10:15:00Z").map(|t| t.unix_timestamp()),
+            Some(1776939300)
+        );
     }
 }

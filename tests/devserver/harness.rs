@@ -2,6 +2,9 @@
 //! talks to it over a real socket. Helpers return [`Resp`] with the status, headers and
 //! parsed JSON so tests can assert on the documented wire format.
 
+// Shared by every test module; each uses a different subset.
+#![allow(dead_code)]
+
 use reqwest::Method;
 use scaidrive::devserver::{self, DevServerConfig, RunningServer};
 use serde_json::{Value, json};
@@ -27,25 +30,51 @@ pub struct Resp {
 
 impl Resp {
     pub fn header(&self, name: &str) -> Option<String> {
-        self.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
     }
     /// `error.code` of an enveloped error body.
     pub fn code(&self) -> &str {
         self.json["error"]["code"].as_str().unwrap_or("")
     }
     pub fn id(&self) -> String {
-        self.json["id"].as_str().unwrap_or_else(|| panic!("no id in {self:?}")).to_string()
+        self.json["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no id in {self:?}"))
+            .to_string()
     }
     #[track_caller]
     pub fn expect(self, status: u16) -> Resp {
-        assert_eq!(self.status, status, "unexpected status; body: {}", String::from_utf8_lossy(&self.bytes));
+        assert_eq!(
+            self.status,
+            status,
+            "unexpected status; body: {}",
+            String::from_utf8_lossy(&self.bytes)
+        );
         self
     }
     #[track_caller]
     pub fn expect_err(self, status: u16, code: &str) -> Resp {
-        assert_eq!(self.status, status, "unexpected status; body: {}", String::from_utf8_lossy(&self.bytes));
-        assert_eq!(self.code(), code, "unexpected code; body: {}", String::from_utf8_lossy(&self.bytes));
-        assert!(self.json["meta"]["request_id"].as_str().is_some_and(|r| r.starts_with("req_")), "no request id");
+        assert_eq!(
+            self.status,
+            status,
+            "unexpected status; body: {}",
+            String::from_utf8_lossy(&self.bytes)
+        );
+        assert_eq!(
+            self.code(),
+            code,
+            "unexpected code; body: {}",
+            String::from_utf8_lossy(&self.bytes)
+        );
+        assert!(
+            self.json["meta"]["request_id"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("req_")),
+            "no request id"
+        );
         self
     }
 }
@@ -62,7 +91,14 @@ impl Harness {
         let server = devserver::start(config).await.expect("devserver starts");
         let url = server.url().to_string();
         let share = server.share_id().to_string();
-        Harness { dir, server: Some(server), http: reqwest::Client::new(), url, share, token: TOKEN.into() }
+        Harness {
+            dir,
+            server: Some(server),
+            http: reqwest::Client::new(),
+            url,
+            share,
+            token: TOKEN.into(),
+        }
     }
 
     /// Stops the server and starts a new one on the same data directory.
@@ -73,7 +109,11 @@ impl Harness {
         let config = DevServerConfig::for_tests(self.dir.path().join("data"));
         let server = devserver::start(config).await.expect("devserver restarts");
         self.url = server.url().to_string();
-        assert_eq!(server.share_id(), self.share, "fixture share survives a restart");
+        assert_eq!(
+            server.share_id(),
+            self.share,
+            "fixture share survives a restart"
+        );
         self.server = Some(server);
     }
 
@@ -87,11 +127,18 @@ impl Harness {
         let headers = resp.headers().clone();
         let bytes = resp.bytes().await.expect("body read").to_vec();
         let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Resp { status, headers, bytes, json }
+        Resp {
+            status,
+            headers,
+            bytes,
+            json,
+        }
     }
 
     pub fn req(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
-        self.http.request(method, self.api(path)).bearer_auth(&self.token)
+        self.http
+            .request(method, self.api(path))
+            .bearer_auth(&self.token)
     }
 
     pub async fn get(&self, path: &str) -> Resp {
@@ -109,42 +156,71 @@ impl Harness {
 
     /// Calls an admin route (`/_devserver/...`) and returns its JSON.
     pub async fn admin(&self, method: Method, path: &str, body: Value) -> Value {
-        let rb = self.http.request(method, format!("{}/_devserver{}", self.url, path)).json(&body);
+        let rb = self
+            .http
+            .request(method, format!("{}/_devserver{}", self.url, path))
+            .json(&body);
         let r = self.send(rb).await;
-        assert!(r.status < 300, "admin {path} failed: {} {}", r.status, String::from_utf8_lossy(&r.bytes));
+        assert!(
+            r.status < 300,
+            "admin {path} failed: {} {}",
+            r.status,
+            String::from_utf8_lossy(&r.bytes)
+        );
         r.json
     }
 
     /// Creates a folder (parent None = share root) and returns its id.
     pub async fn mkdir(&self, parent: Option<&str>, name: &str) -> String {
-        self.post("/folders", json!({ "share_id": self.share, "name": name, "parent_id": parent }))
-            .await
-            .expect(201)
-            .id()
+        self.post(
+            "/folders",
+            json!({ "share_id": self.share, "name": name, "parent_id": parent }),
+        )
+        .await
+        .expect(201)
+        .id()
     }
 
     /// Multipart upload with an explicit `name` field; returns the raw response.
     pub async fn upload(&self, folder: Option<&str>, name: &str, data: Vec<u8>) -> Resp {
-        let mut form = reqwest::multipart::Form::new().text("share_id", self.share.clone()).text("name", name.to_string());
+        let mut form = reqwest::multipart::Form::new()
+            .text("share_id", self.share.clone())
+            .text("name", name.to_string());
         if let Some(f) = folder {
             form = form.text("folder_id", f.to_string());
         }
-        form = form.part("file", reqwest::multipart::Part::bytes(data).file_name(name.to_string()));
-        self.send(self.req(Method::POST, "/files").multipart(form)).await
+        form = form.part(
+            "file",
+            reqwest::multipart::Part::bytes(data).file_name(name.to_string()),
+        );
+        self.send(self.req(Method::POST, "/files").multipart(form))
+            .await
     }
 
     /// Creates a user with `role` on the default share and returns (user id, token).
     pub async fn user_with_role(&self, role: &str) -> (String, String) {
-        let user = self.admin(Method::POST, "/users", json!({ "name": role })).await;
+        let user = self
+            .admin(Method::POST, "/users", json!({ "name": role }))
+            .await;
         let uid = user["id"].as_str().unwrap().to_string();
-        self.admin(Method::POST, "/members", json!({ "share_id": self.share, "user_id": uid, "role": role })).await;
-        let tok = self.admin(Method::POST, "/tokens", json!({ "user_id": uid })).await;
+        self.admin(
+            Method::POST,
+            "/members",
+            json!({ "share_id": self.share, "user_id": uid, "role": role }),
+        )
+        .await;
+        let tok = self
+            .admin(Method::POST, "/tokens", json!({ "user_id": uid }))
+            .await;
         (uid, tok["access_token"].as_str().unwrap().to_string())
     }
 
     /// The same harness speaking with another token.
     pub fn as_token(&self, token: &str) -> HarnessView<'_> {
-        HarnessView { h: self, token: token.to_string() }
+        HarnessView {
+            h: self,
+            token: token.to_string(),
+        }
     }
 
     /// Request counts by route from the admin stats.
@@ -161,7 +237,10 @@ pub struct HarnessView<'a> {
 
 impl HarnessView<'_> {
     pub fn req(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
-        self.h.http.request(method, self.h.api(path)).bearer_auth(&self.token)
+        self.h
+            .http
+            .request(method, self.h.api(path))
+            .bearer_auth(&self.token)
     }
     pub async fn get(&self, path: &str) -> Resp {
         self.h.send(self.req(Method::GET, path)).await

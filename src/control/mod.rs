@@ -1,0 +1,326 @@
+//! The control API: HTTP/JSON on a Unix socket in the runtime directory, answered by the
+//! daemon and used by `scaidrivectl` (or `curl --unix-socket`).
+//!
+//! The socket is created with mode 0600 and every connection's peer uid must equal the
+//! socket owner's, so only the user running the daemon can steer it. A socket file left
+//! by a dead daemon is detected (nothing accepts on it) and replaced. Every response
+//! carries `"protocol": PROTOCOL` so a newer `scaidrivectl` can tell what it talks to.
+
+pub mod client;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use hyper_util::rt::TokioIo;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::net::UnixListener;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+use crate::mirror::{MirrorCmd, MirrorHandle, MirrorStatus};
+
+/// Version of the control protocol (bumped on incompatible changes to routes or JSON).
+pub const PROTOCOL: u32 = 1;
+
+/// Facts about the running daemon shown by `status`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DaemonInfo {
+    pub version: String,
+    pub pid: u32,
+    pub started_at: i64,
+    pub state_dir: String,
+    pub socket: String,
+}
+
+#[derive(Clone)]
+pub struct ControlState {
+    pub info: Arc<DaemonInfo>,
+    /// The current mirrors (replaced on configuration reload).
+    pub mirrors: watch::Receiver<Arc<Vec<MirrorHandle>>>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct StatusResponse {
+    pub protocol: u32,
+    pub daemon: DaemonInfo,
+    pub mirrors: Vec<Value>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("control socket {path}: {source}")]
+    Bind {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("control socket {0} is in use by a running daemon")]
+    InUse(PathBuf),
+}
+
+/// Binds the socket (replacing a stale one) with mode 0600.
+pub async fn bind(path: &Path) -> Result<UnixListener, ControlError> {
+    let err = |source| ControlError::Bind {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(err)?;
+    }
+    if path.exists() {
+        match tokio::time::timeout(
+            Duration::from_secs(1),
+            tokio::net::UnixStream::connect(path),
+        )
+        .await
+        {
+            Ok(Ok(_)) => return Err(ControlError::InUse(path.to_path_buf())),
+            // Nobody accepts: a dead daemon's socket.
+            _ => std::fs::remove_file(path).map_err(err)?,
+        }
+    }
+    let listener = UnixListener::bind(path).map_err(err)?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
+    Ok(listener)
+}
+
+/// Serves the control API until `shutdown`, then removes the socket file.
+pub async fn serve(
+    listener: UnixListener,
+    path: PathBuf,
+    state: ControlState,
+    shutdown: CancellationToken,
+) {
+    use std::os::unix::fs::MetadataExt;
+    let owner = std::fs::metadata(&path).map(|m| m.uid()).ok();
+    let app = router(state);
+    loop {
+        let stream = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    tracing::warn!("control socket accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => break,
+        };
+        let peer_ok = match (stream.peer_cred(), owner) {
+            (Ok(cred), Some(uid)) => cred.uid() == uid,
+            _ => false,
+        };
+        if !peer_ok {
+            tracing::warn!("control socket: refused a connection from another user");
+            continue;
+        }
+        let app = app.clone();
+        tokio::spawn(async move {
+            let svc =
+                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    app.clone().oneshot(req.map(axum::body::Body::new))
+                });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+    let _ = std::fs::remove_file(&path);
+}
+
+pub fn router(state: ControlState) -> Router {
+    Router::new()
+        .route("/v1/status", get(status))
+        .route("/v1/failures", get(failures))
+        .route("/v1/pause", post(pause))
+        .route("/v1/resume", post(resume))
+        .route("/v1/rescan", post(rescan))
+        .route("/v1/retry", post(retry))
+        .route("/metrics", get(metrics))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such control route".into()) })
+        .with_state(state)
+}
+
+fn error(status: StatusCode, message: String) -> Response {
+    (
+        status,
+        Json(json!({ "protocol": PROTOCOL, "error": message })),
+    )
+        .into_response()
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+pub struct Target {
+    /// A mirror name; absent = every mirror.
+    #[serde(default)]
+    pub mirror: Option<String>,
+    #[serde(default)]
+    pub allow_deletes: bool,
+}
+
+fn select(
+    state: &ControlState,
+    mirror: &Option<String>,
+) -> Result<Vec<MirrorHandle>, Box<Response>> {
+    let all = state.mirrors.borrow().clone();
+    match mirror {
+        None => Ok(all.iter().cloned().collect()),
+        Some(name) => match all.iter().find(|m| &m.name == name) {
+            Some(m) => Ok(vec![m.clone()]),
+            None => {
+                let names: Vec<&str> = all.iter().map(|m| m.name.as_str()).collect();
+                Err(Box::new(error(
+                    StatusCode::NOT_FOUND,
+                    format!("no mirror named {name:?} (mirrors: {})", names.join(", ")),
+                )))
+            }
+        },
+    }
+}
+
+pub fn status_json(s: &MirrorStatus) -> Value {
+    let mut v = serde_json::to_value(s).unwrap_or_default();
+    v["in_sync"] = json!(s.in_sync());
+    v
+}
+
+async fn status(State(state): State<ControlState>, Query(t): Query<Target>) -> Response {
+    let mirrors = match select(&state, &t.mirror) {
+        Ok(m) => m,
+        Err(r) => return *r,
+    };
+    let body = StatusResponse {
+        protocol: PROTOCOL,
+        daemon: (*state.info).clone(),
+        mirrors: mirrors.iter().map(|m| status_json(&m.status())).collect(),
+    };
+    Json(body).into_response()
+}
+
+async fn failures(State(state): State<ControlState>, Query(t): Query<Target>) -> Response {
+    let mirrors = match select(&state, &t.mirror) {
+        Ok(m) => m,
+        Err(r) => return *r,
+    };
+    let mut out = Vec::new();
+    for m in mirrors {
+        let list = m.ask(MirrorCmd::Failures).await.unwrap_or_default();
+        out.push(json!({ "mirror": m.name, "failures": list }));
+    }
+    Json(json!({ "protocol": PROTOCOL, "mirrors": out })).into_response()
+}
+
+async fn each(
+    state: &ControlState,
+    t: &Target,
+    what: &str,
+    make: impl Fn(tokio::sync::oneshot::Sender<()>) -> MirrorCmd,
+) -> Response {
+    let mirrors = match select(state, &t.mirror) {
+        Ok(m) => m,
+        Err(r) => return *r,
+    };
+    let mut done = Vec::new();
+    for m in mirrors {
+        if m.ask(&make).await.is_some() {
+            done.push(m.name.clone());
+        }
+    }
+    Json(json!({ "protocol": PROTOCOL, "action": what, "mirrors": done })).into_response()
+}
+
+async fn pause(State(state): State<ControlState>, Json(t): Json<Target>) -> Response {
+    each(&state, &t, "pause", MirrorCmd::Pause).await
+}
+
+async fn resume(State(state): State<ControlState>, Json(t): Json<Target>) -> Response {
+    let allow = t.allow_deletes;
+    each(&state, &t, "resume", move |reply| MirrorCmd::Resume {
+        allow_deletes: allow,
+        reply,
+    })
+    .await
+}
+
+async fn rescan(State(state): State<ControlState>, Json(t): Json<Target>) -> Response {
+    each(&state, &t, "rescan", MirrorCmd::Rescan).await
+}
+
+async fn retry(State(state): State<ControlState>, Json(t): Json<Target>) -> Response {
+    each(&state, &t, "retry", MirrorCmd::Retry).await
+}
+
+/// Prometheus text exposition of the mirrors' counters.
+async fn metrics(State(state): State<ControlState>) -> Response {
+    let mirrors = state.mirrors.borrow().clone();
+    let mut out = String::new();
+    let metric = |out: &mut String, name: &str, help: &str, kind: &str| {
+        out.push_str(&format!(
+            "# HELP scaidrive_{name} {help}\n# TYPE scaidrive_{name} {kind}\n"
+        ));
+    };
+    type Series = (
+        &'static str,
+        &'static str,
+        &'static str,
+        fn(&MirrorStatus) -> f64,
+    );
+    let series: [Series; 7] = [
+        (
+            "files_uploaded_total",
+            "Files uploaded since start.",
+            "counter",
+            |s| s.files_done as f64,
+        ),
+        (
+            "bytes_uploaded_total",
+            "Bytes uploaded since start.",
+            "counter",
+            |s| s.bytes_done as f64,
+        ),
+        (
+            "queue_depth",
+            "Paths waiting to settle or be executed.",
+            "gauge",
+            |s| s.queue_depth as f64,
+        ),
+        ("in_flight", "Operations in flight.", "gauge", |s| {
+            s.in_flight as f64
+        }),
+        ("entries", "Items known to be mirrored.", "gauge", |s| {
+            s.entries as f64
+        }),
+        (
+            "failures",
+            "Items that failed and wait for a retry.",
+            "gauge",
+            |s| s.failures as f64,
+        ),
+        (
+            "in_sync",
+            "1 when the mirror is idle and in sync.",
+            "gauge",
+            |s| f64::from(u8::from(s.in_sync())),
+        ),
+    ];
+    for (name, help, kind, f) in series {
+        metric(&mut out, name, help, kind);
+        for m in mirrors.iter() {
+            let s = m.status();
+            out.push_str(&format!(
+                "scaidrive_{name}{{mirror=\"{}\"}} {}\n",
+                s.name.replace('"', "'"),
+                f(&s)
+            ));
+        }
+    }
+    ([("content-type", "text/plain; version=0.0.4")], out).into_response()
+}

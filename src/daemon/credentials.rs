@@ -1,0 +1,178 @@
+//! Where the daemon's tokens come from and where rotated ones go.
+//!
+//! The access token comes from `$CREDENTIALS_DIRECTORY/token`, `remote.token_file` or
+//! `SCAIDRIVE_TOKEN`; an optional refresh token from `remote.refresh_token_file` or
+//! `SCAIDRIVE_REFRESH_TOKEN`. Refresh tokens are single-use, so after a refresh the
+//! configured one is spent: the new pair is written atomically (temp file + rename, mode
+//! 0600) to `<state_dir>/credentials.json` and used on the next start, as long as the
+//! configured refresh token is still the one the pair descends from. A newly provisioned
+//! token therefore always wins over a stale rotated pair.
+//!
+//! DESIGN.md §3 puts rotated tokens in the state database; they live in this private
+//! file instead, so the database never holds a secret (the project rule) and can be
+//! copied for diagnosis without leaking credentials.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::DaemonError;
+use crate::config::{self, Config, Env};
+use crate::remote::{PersistFuture, Secret, TokenPair, TokenSink};
+
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    access_token: String,
+    refresh_token: Option<String>,
+    /// SHA-256 of the configured refresh token this pair descends from.
+    derived_from: Option<String>,
+}
+
+fn fingerprint(token: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+fn path_in(state_dir: &Path) -> PathBuf {
+    state_dir.join("credentials.json")
+}
+
+/// The token pair to start with, and the configured refresh token (which the sink needs
+/// to mark the pairs it stores).
+pub fn load(
+    cfg: &Config,
+    env: &Env,
+    state_dir: &Path,
+) -> Result<(TokenPair, Option<String>), DaemonError> {
+    let access = config::load_token(cfg, env)?.ok_or_else(|| {
+        DaemonError::Credentials(
+            "no access token: set SCAIDRIVE_TOKEN, remote.token_file, or systemd LoadCredential=token:…".into(),
+        )
+    })?;
+    let refresh = match &cfg.remote.refresh_token_file {
+        Some(p) => Some(config::read_secret_file(p, true)?),
+        None => env
+            .get("SCAIDRIVE_REFRESH_TOKEN")
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty()),
+    };
+    if let Some(configured) = &refresh
+        && let Ok(text) = std::fs::read_to_string(path_in(state_dir))
+        && let Ok(stored) = serde_json::from_str::<Stored>(&text)
+        && stored.derived_from.as_deref() == Some(fingerprint(configured).as_str())
+    {
+        let pair = TokenPair {
+            access_token: Secret::new(stored.access_token),
+            refresh_token: stored.refresh_token.map(Secret::new),
+            expires_in: None,
+        };
+        return Ok((pair, refresh));
+    }
+    let pair = TokenPair {
+        access_token: Secret::new(access),
+        refresh_token: refresh.clone().map(Secret::new),
+        expires_in: None,
+    };
+    Ok((pair, refresh))
+}
+
+/// Persists refreshed pairs to `<state_dir>/credentials.json`.
+pub struct FileTokenSink {
+    path: PathBuf,
+    derived_from: Option<String>,
+}
+
+impl FileTokenSink {
+    pub fn new(state_dir: &Path, configured_refresh: Option<&str>) -> FileTokenSink {
+        FileTokenSink {
+            path: path_in(state_dir),
+            derived_from: configured_refresh.map(fingerprint),
+        }
+    }
+
+    fn write(&self, pair: &TokenPair) -> std::io::Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let stored = Stored {
+            access_token: pair.access_token.expose().to_string(),
+            refresh_token: pair.refresh_token.as_ref().map(|s| s.expose().to_string()),
+            derived_from: self.derived_from.clone(),
+        };
+        let tmp = self.path.with_extension("json.tmp");
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(
+            serde_json::to_string(&stored)
+                .map_err(std::io::Error::other)?
+                .as_bytes(),
+        )?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &self.path)?;
+        if let Some(dir) = self.path.parent() {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    }
+}
+
+impl TokenSink for FileTokenSink {
+    fn persist<'a>(&'a self, pair: &'a TokenPair) -> PersistFuture<'a> {
+        let result = self
+            .write(pair)
+            .map_err(|e| format!("saving rotated tokens to {}: {e}", self.path.display()));
+        Box::pin(async move { result })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotated_pair_is_used_until_a_new_token_is_provisioned() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut env = Env::new();
+        env.insert("SCAIDRIVE_TOKEN".into(), "access-1".into());
+        env.insert("SCAIDRIVE_REFRESH_TOKEN".into(), "refresh-1".into());
+        let cfg = Config::default();
+        let (first, _) = load(&cfg, &env, dir.path()).unwrap();
+        assert_eq!(first.refresh_token.as_ref().unwrap().expose(), "refresh-1");
+
+        FileTokenSink::new(dir.path(), Some("refresh-1"))
+            .write(&TokenPair::with_refresh("access-2", "refresh-2"))
+            .unwrap();
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(dir.path().join("credentials.json"))
+                .unwrap()
+                .permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600);
+        let (again, _) = load(&cfg, &env, dir.path()).unwrap();
+        assert_eq!(again.access_token.expose(), "access-2");
+        assert_eq!(again.refresh_token.as_ref().unwrap().expose(), "refresh-2");
+
+        env.insert("SCAIDRIVE_REFRESH_TOKEN".into(), "refresh-new".into());
+        let (fresh, _) = load(&cfg, &env, dir.path()).unwrap();
+        assert_eq!(
+            fresh.refresh_token.as_ref().unwrap().expose(),
+            "refresh-new"
+        );
+        assert_eq!(
+            format!("{fresh:?}").matches("***").count(),
+            2,
+            "Debug hides both tokens"
+        );
+    }
+
+    #[test]
+    fn missing_token_is_a_credentials_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = load(&Config::default(), &Env::new(), dir.path()).unwrap_err();
+        assert_eq!(e.exit_code(), super::super::EXIT_CONFIG);
+        assert!(e.to_string().contains("SCAIDRIVE_TOKEN"));
+    }
+}

@@ -1,0 +1,852 @@
+//! The mirror engine: one task per configured mirror that keeps the remote folder equal
+//! to the local root (DESIGN.md §1–2).
+//!
+//! Start-up: register the mirror in the store, find or create the remote base folder,
+//! load what the store knows, resolve intents left open by a crash (looking at the
+//! remote, never guessing), then run a full pass. Afterwards watcher hints are debounced
+//! into batches of settled paths; each batch is planned over just those paths (plus their
+//! new subtrees and vanished known subtrees) by the same planner the full pass uses, and
+//! executed by the uploader. A periodic jittered rescan and any lost-events signal run a
+//! full pass again. A vanished, unreadable or suddenly empty root, and a pass that would
+//! delete more than the configured threshold, pause the mirror with the reason until
+//! `resume --allow-deletes`; nothing is deleted remotely on a guess.
+//!
+//! A delete seen through the watcher waits one grace period before it is executed, and
+//! every batch planned in that period considers the waiting entries, so a move whose two
+//! halves settle in different batches is still one remote move, not a delete plus a
+//! re-upload.
+
+pub mod status;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::MirrorConfig;
+use crate::plan::{self, DiskItem, Op};
+use crate::queue::{Queue, QueueConfig, Settled};
+use crate::remote::ItemKind;
+use crate::store::{self, Effect, Entry, EntryKind, Store};
+use crate::upload::{Counters, MirrorTarget, Outcome, Uploader};
+use crate::watch::{
+    self as local, IgnoreRules, Kind, LocalEntry, RelPath, ScanError, ScanItem, WatchError, Watcher,
+};
+
+pub use status::{MirrorCmd, MirrorHandle, MirrorState, MirrorStatus, SkippedItem};
+
+/// What a mirror task needs from the daemon.
+#[derive(Clone)]
+pub struct MirrorDeps {
+    pub store: Store,
+    pub uploader: Uploader,
+}
+
+/// Delay before a failed item is tried again: 30 s doubling to 1 h; permanent failures
+/// wait an hour (or a change of the item, or `scaidrivectl retry`).
+pub fn failure_backoff(attempts: u32) -> i64 {
+    (30i64 << attempts.saturating_sub(1).min(7)).min(3600)
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Starts the mirror task; it runs until `shutdown` is cancelled.
+pub fn spawn(
+    cfg: MirrorConfig,
+    deps: MirrorDeps,
+    shutdown: CancellationToken,
+) -> (MirrorHandle, tokio::task::JoinHandle<()>) {
+    let name = cfg.display_name();
+    let (cmd_tx, cmd_rx) = mpsc::channel(16);
+    let initial = MirrorStatus::new(&name, &cfg);
+    let (status_tx, status_rx) = watch::channel(initial);
+    let handle = MirrorHandle {
+        name: name.clone(),
+        cmd: cmd_tx,
+        status: status_rx,
+    };
+    let task = tokio::spawn(async move {
+        let mut engine = Engine::new(cfg, deps, status_tx);
+        if let Err(e) = engine.run(cmd_rx, shutdown).await {
+            tracing::error!(mirror = %name, "mirror stopped: {e}");
+            engine.set_state(MirrorState::Error, Some(e));
+        }
+    });
+    (handle, task)
+}
+
+struct Engine {
+    cfg: MirrorConfig,
+    name: String,
+    deps: MirrorDeps,
+    target: Option<Arc<MirrorTarget>>,
+    counters: Arc<Counters>,
+    known: BTreeMap<String, Entry>,
+    ignore: Arc<IgnoreRules>,
+    status_tx: watch::Sender<MirrorStatus>,
+    paused: Option<String>,
+    allow_deletes: bool,
+    /// Vanished known paths waiting out the grace period, with their deadline.
+    pending_deletes: BTreeMap<String, Instant>,
+    /// Paths whose failure is not yet due, with the unix time it becomes due.
+    failed: HashMap<String, i64>,
+    skipped: Vec<SkippedItem>,
+    needs_full_pass: bool,
+}
+
+impl Engine {
+    fn new(cfg: MirrorConfig, deps: MirrorDeps, status_tx: watch::Sender<MirrorStatus>) -> Engine {
+        let name = cfg.display_name();
+        Engine {
+            ignore: Arc::new(IgnoreRules::new(&[]).expect("built-in ignore rules compile")),
+            cfg,
+            name,
+            deps,
+            target: None,
+            counters: Arc::new(Counters::default()),
+            known: BTreeMap::new(),
+            status_tx,
+            paused: None,
+            allow_deletes: false,
+            pending_deletes: BTreeMap::new(),
+            failed: HashMap::new(),
+            skipped: Vec::new(),
+            needs_full_pass: true,
+        }
+    }
+
+    fn root(&self) -> PathBuf {
+        self.cfg.path.clone()
+    }
+
+    fn set_state(&self, state: MirrorState, reason: Option<String>) {
+        let known = self.known.len();
+        let failures = self.failed.len();
+        let skipped = self.skipped.clone();
+        let c = self.counters.clone();
+        self.status_tx.send_modify(|s| {
+            s.state = state;
+            s.reason = reason;
+            s.entries = known;
+            s.failures = failures;
+            s.skipped = skipped;
+            s.files_done = c.files_done.load(std::sync::atomic::Ordering::Relaxed);
+            s.bytes_done = c.bytes_done.load(std::sync::atomic::Ordering::Relaxed);
+            s.in_flight = c.in_flight.load(std::sync::atomic::Ordering::Relaxed);
+            if state == MirrorState::Idle {
+                s.last_sync_at = Some(unix_now());
+            }
+        });
+    }
+
+    fn set_queue(&self, depth: usize) {
+        self.status_tx.send_modify(|s| s.queue_depth = depth);
+    }
+
+    async fn run(
+        &mut self,
+        mut cmd_rx: mpsc::Receiver<MirrorCmd>,
+        shutdown: CancellationToken,
+    ) -> Result<(), String> {
+        self.set_state(MirrorState::Starting, None);
+        self.start().await?;
+
+        let mut poll_every = None;
+        let (root, rules) = (self.root(), (*self.ignore).clone());
+        let started = tokio::task::spawn_blocking(move || {
+            Watcher::new(&root, rules, local::DEFAULT_CHANNEL_CAPACITY)
+        })
+        .await
+        .map_err(|e| format!("watcher task: {e}"))?;
+        let mut watcher = match started {
+            Ok(w) => Some(w),
+            Err(e @ WatchError::WatchLimit { .. }) => {
+                tracing::error!(mirror = %self.name, "{e}; falling back to a full scan every 60 s");
+                poll_every = Some(Duration::from_secs(60));
+                None
+            }
+            Err(e) => return Err(format!("cannot watch {}: {e}", self.cfg.path.display())),
+        };
+        let mut queue = Queue::new(QueueConfig {
+            quiet: Duration::from_millis(self.cfg.quiet_period_ms),
+            max_delay: Duration::from_secs(self.cfg.max_delay_secs.max(1)),
+            ..QueueConfig::default()
+        });
+        let rescan_every =
+            poll_every.unwrap_or(Duration::from_secs(self.cfg.rescan_interval_secs.max(60)));
+        let jitter = |d: Duration| d.mul_f64(rand::rng().random_range(0.9..1.1));
+        let mut next_rescan = Instant::now() + jitter(rescan_every);
+        let mut next_retry = Instant::now() + Duration::from_secs(30);
+
+        loop {
+            if self.needs_full_pass && self.paused.is_none() {
+                self.needs_full_pass = false;
+                self.full_pass(&shutdown).await;
+                next_rescan = Instant::now() + jitter(rescan_every);
+            }
+            let mut deadline = next_rescan.min(next_retry);
+            if let Some(d) = queue.next_deadline() {
+                deadline = deadline.min(d);
+            }
+            if let Some(d) = self.pending_deletes.values().min() {
+                deadline = deadline.min(*d);
+            }
+            self.set_queue(queue.len() + self.pending_deletes.len());
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                cmd = cmd_rx.recv() => match cmd {
+                    Some(cmd) => self.command(cmd).await,
+                    None => break,
+                },
+                ev = async { match watcher.as_mut() { Some(w) => w.recv().await, None => std::future::pending().await } } => {
+                    let Some(ev) = ev else {
+                        // The backend is gone (root removed): the next batch notices.
+                        watcher = None;
+                        self.needs_full_pass = true;
+                        continue;
+                    };
+                    let now = Instant::now();
+                    queue.push(ev, now);
+                    // Drain whatever else is queued so a burst costs one wake-up.
+                    while let Some(ev) = watcher.as_mut().and_then(|w| w.try_recv()) {
+                        queue.push(ev, now);
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    let now = Instant::now();
+                    if now >= next_rescan {
+                        self.needs_full_pass = true;
+                        continue;
+                    }
+                    if now >= next_retry {
+                        next_retry = now + Duration::from_secs(30);
+                        self.retry_due(&shutdown).await;
+                    }
+                    let settled = queue.drain_ready(now);
+                    let due_deletes = self.pending_deletes.values().any(|d| *d <= now);
+                    if settled.is_empty() && !due_deletes {
+                        continue;
+                    }
+                    if self.paused.is_some() {
+                        // Events while paused are re-examined by the pass after resume.
+                        self.needs_full_pass = true;
+                        continue;
+                    }
+                    self.batch(settled, &shutdown).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn command(&mut self, cmd: MirrorCmd) {
+        match cmd {
+            MirrorCmd::Pause(reply) => {
+                self.paused = Some("paused by user".into());
+                self.set_state(MirrorState::Paused, self.paused.clone());
+                let _ = reply.send(());
+            }
+            MirrorCmd::Resume {
+                allow_deletes,
+                reply,
+            } => {
+                self.paused = None;
+                self.allow_deletes = allow_deletes;
+                self.needs_full_pass = true;
+                if let Some(t) = &self.target {
+                    let _ = self.deps.store.set_paused(t.mirror, None).await;
+                }
+                let _ = reply.send(());
+            }
+            MirrorCmd::Rescan(reply) => {
+                self.needs_full_pass = true;
+                let _ = reply.send(());
+            }
+            MirrorCmd::Retry(reply) => {
+                if let Some(t) = &self.target {
+                    let _ = self.deps.store.retry_failures_now(t.mirror).await;
+                }
+                self.failed.clear();
+                self.needs_full_pass = true;
+                let _ = reply.send(());
+            }
+            MirrorCmd::Failures(reply) => {
+                let list = match &self.target {
+                    Some(t) => self.deps.store.failures(t.mirror).await.unwrap_or_default(),
+                    None => Vec::new(),
+                };
+                let _ = reply.send(list);
+            }
+        }
+    }
+
+    /// Registers the mirror, finds the base folder, loads the store, resolves intents.
+    async fn start(&mut self) -> Result<(), String> {
+        let store = self.deps.store.clone();
+        let root = self.cfg.path.display().to_string();
+        let rec = store
+            .ensure_mirror(&self.name, &root, &self.cfg.share_id, &self.cfg.remote_path)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (root, globs) = (self.cfg.path.clone(), self.cfg.exclude.clone());
+        let rules = tokio::task::spawn_blocking(move || IgnoreRules::load(&root, &globs))
+            .await
+            .map_err(|e| format!("ignore rules: {e}"))?
+            .map_err(|e| format!("ignore rules: {e}"))?;
+        self.ignore = Arc::new(rules);
+        let base = match rec.base_folder_id.clone() {
+            Some(id) => {
+                if id.is_empty() {
+                    None
+                } else {
+                    Some(id)
+                }
+            }
+            None => {
+                let id = self.ensure_base_folder().await?;
+                store
+                    .set_base_folder(rec.id, id.as_deref().unwrap_or(""))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                id
+            }
+        };
+        if let Some(reason) = &rec.paused_reason {
+            self.paused = Some(reason.clone());
+        }
+        self.target = Some(Arc::new(MirrorTarget {
+            mirror: rec.id,
+            name: self.name.clone(),
+            root: self.cfg.path.clone(),
+            share_id: self.cfg.share_id.clone(),
+            base_folder_id: base,
+            delete_mode: self.cfg.delete,
+        }));
+        self.known = store
+            .entries(rec.id)
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|e| (e.path.clone(), e))
+            .collect();
+        let now = unix_now();
+        for f in store.failures(rec.id).await.map_err(|e| e.to_string())? {
+            if f.next_retry_at > now {
+                self.failed.insert(f.path, f.next_retry_at);
+            }
+        }
+        self.resolve_intents().await?;
+        Ok(())
+    }
+
+    /// Walks `remote_path` from the share root, creating missing folders.
+    async fn ensure_base_folder(&self) -> Result<Option<String>, String> {
+        let client = self.deps.uploader.client();
+        let mut parent: Option<String> = None;
+        for seg in self.cfg.remote_path.split('/').filter(|s| !s.is_empty()) {
+            let f = client
+                .create_folder_or_adopt(&self.cfg.share_id, parent.as_deref(), seg)
+                .await
+                .map_err(|e| format!("remote base folder {:?}: {e}", self.cfg.remote_path))?;
+            parent = Some(f.into_inner().id);
+        }
+        Ok(parent)
+    }
+
+    /// Settles every intent a crash left open by looking at the remote: a create whose
+    /// item exists with our content is adopted without sending the bytes again; anything
+    /// else is left to the planner, whose create-or-adopt calls cannot duplicate.
+    async fn resolve_intents(&mut self) -> Result<(), String> {
+        let Some(t) = self.target.clone() else {
+            return Ok(());
+        };
+        let store = self.deps.store.clone();
+        let client = self.deps.uploader.client().clone();
+        let intents = store.intents(t.mirror).await.map_err(|e| e.to_string())?;
+        if !intents.is_empty() {
+            tracing::info!(mirror = %self.name, "resolving {} operations left open by the last run", intents.len());
+        }
+        for intent in intents {
+            let mut effects = Vec::new();
+            let abs = t.root.join(&intent.path);
+            let local = RelPath::new(intent.path.clone())
+                .ok()
+                .and_then(|r| local::stat_path(&t.root, &r).ok().flatten());
+            match intent.op.as_str() {
+                "mkdir" | "upload" => {
+                    let parent = intent.detail["parent_id"].as_str().map(str::to_string);
+                    let name = intent.detail["name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string();
+                    let kind = if intent.op == "upload" {
+                        ItemKind::File
+                    } else {
+                        ItemKind::Folder
+                    };
+                    let found = match (
+                        &local,
+                        client.children(&t.share_id, parent.as_deref()).await,
+                    ) {
+                        (Some(_), Ok(children)) => children.find(&name, kind).map(|i| i.id.clone()),
+                        _ => None,
+                    };
+                    if let (Some(local), Some(id)) = (&local, found) {
+                        let item = disk_item(&intent.path, local);
+                        if kind == ItemKind::Folder {
+                            effects.push(Effect::Upsert(entry_of(&item, &id, None, None)));
+                        } else {
+                            let sha = intent.detail["sha256"]
+                                .as_str()
+                                .unwrap_or_default()
+                                .to_string();
+                            if let Ok(f) = client.file(&id).await
+                                && f.checksum_sha256.as_deref() == Some(sha.as_str())
+                                && plan::hash_file(&abs).ok().as_deref() == Some(sha.as_str())
+                            {
+                                effects.push(Effect::Upsert(entry_of(
+                                    &item,
+                                    &f.id,
+                                    Some(sha),
+                                    Some(f.version as i64),
+                                )));
+                            }
+                        }
+                    }
+                }
+                "replace" => {
+                    let id = intent.detail["replace_file_id"]
+                        .as_str()
+                        .unwrap_or_default();
+                    let sha = intent.detail["sha256"].as_str().unwrap_or_default();
+                    if let (Some(local), Ok(f)) = (local, client.file(id).await)
+                        && f.checksum_sha256.as_deref() == Some(sha)
+                        && plan::hash_file(&abs).ok().as_deref() == Some(sha)
+                    {
+                        let item = disk_item(&intent.path, &local);
+                        effects.push(Effect::Upsert(entry_of(
+                            &item,
+                            &f.id,
+                            Some(sha.to_string()),
+                            Some(f.version as i64),
+                        )));
+                    }
+                }
+                // Moves and deletes are planned again from the disk; repeating them is
+                // harmless (a delete of a deleted item is accepted as done).
+                _ => {}
+            }
+            for e in &effects {
+                store::apply_to_map(&mut self.known, e);
+            }
+            store
+                .commit(t.mirror, intent.id, effects)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Scans the whole root and plans everything against the whole store.
+    async fn full_pass(&mut self, stop: &CancellationToken) {
+        let Some(t) = self.target.clone() else { return };
+        self.set_state(MirrorState::Scanning, None);
+        let root = t.root.clone();
+        let ignore = self.ignore.clone();
+        let scanned = tokio::task::spawn_blocking(move || local::scan(&root, &ignore)).await;
+        let items = match scanned {
+            Ok(Ok(items)) => items,
+            Ok(Err(e @ ScanError::RootUnavailable { .. })) => {
+                self.pause(format!(
+                    "{e}; nothing is deleted remotely while the root is unavailable"
+                ))
+                .await;
+                return;
+            }
+            Err(e) => {
+                tracing::error!(mirror = %self.name, "scan task failed: {e}");
+                return;
+            }
+        };
+        let mut disk = BTreeMap::new();
+        self.skipped.clear();
+        for item in items {
+            match item {
+                ScanItem::Entry(e) => {
+                    let d = disk_item(e.path.as_str(), &e);
+                    disk.insert(d.path.clone(), d);
+                }
+                ScanItem::Skipped { path, reason } => {
+                    tracing::warn!(mirror = %self.name, "skipped {path}: {reason}");
+                    self.skipped.push(SkippedItem {
+                        path,
+                        reason: reason.to_string(),
+                    });
+                }
+            }
+        }
+        if disk.is_empty() && !self.known.is_empty() {
+            self.pause(format!(
+                "root {} is empty but {} items were mirrored (unmounted disk?); nothing is deleted remotely",
+                t.root.display(),
+                self.known.len()
+            ))
+            .await;
+            return;
+        }
+        // What could not be looked at is unknown, not deleted: keep its known subtree out
+        // of the comparison.
+        let mut known = self.known.clone();
+        for item in &self.skipped {
+            known.retain(|k, _| !plan::is_within(k, &item.path));
+        }
+        self.plan_and_execute(known, disk, Vec::new(), false, stop)
+            .await;
+        if self.paused.is_none() {
+            let _ = self.deps.store.set_first_pass_done(t.mirror).await;
+            self.status_tx.send_modify(|s| s.first_pass_done = true);
+        }
+    }
+
+    /// Plans and executes one batch of settled paths.
+    async fn batch(&mut self, settled: Vec<Settled>, stop: &CancellationToken) {
+        let Some(t) = self.target.clone() else { return };
+        if std::fs::metadata(&t.root)
+            .map(|m| !m.is_dir())
+            .unwrap_or(true)
+        {
+            self.pause(format!(
+                "root {} vanished or is not a directory; nothing is deleted remotely",
+                t.root.display()
+            ))
+            .await;
+            return;
+        }
+        let mut paths: BTreeSet<String> = BTreeSet::new();
+        let mut renames = Vec::new();
+        for s in settled {
+            match s {
+                Settled::Changed(p) | Settled::Removed(p) => {
+                    paths.insert(p.as_str().to_string());
+                }
+                Settled::Renamed { from, to } => {
+                    paths.insert(from.as_str().to_string());
+                    paths.insert(to.as_str().to_string());
+                    renames.push((from.as_str().to_string(), to.as_str().to_string()));
+                }
+                Settled::Rescan => {
+                    self.needs_full_pass = true;
+                    return;
+                }
+            }
+        }
+        // A changed path's failure is worth another try right away.
+        for p in &paths {
+            self.failed.remove(p);
+        }
+        paths.extend(self.pending_deletes.keys().cloned());
+        let root = t.root.clone();
+        let ignore = self.ignore.clone();
+        let known_all = self.known.clone();
+        let scope =
+            tokio::task::spawn_blocking(move || build_scope(&root, &ignore, &known_all, &paths))
+                .await;
+        let Ok((known, disk)) = scope else { return };
+        self.plan_and_execute(known, disk, renames, true, stop)
+            .await;
+    }
+
+    async fn pause(&mut self, reason: String) {
+        tracing::warn!(mirror = %self.name, "paused: {reason}");
+        if let Some(t) = &self.target {
+            let _ = self
+                .deps
+                .store
+                .set_paused(t.mirror, Some(reason.clone()))
+                .await;
+        }
+        self.paused = Some(reason.clone());
+        self.set_state(MirrorState::Paused, Some(reason));
+    }
+
+    async fn retry_due(&mut self, stop: &CancellationToken) {
+        let now = unix_now();
+        let due: Vec<String> = self
+            .failed
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(p, _)| p.clone())
+            .collect();
+        if due.is_empty() || self.paused.is_some() {
+            return;
+        }
+        let settled = due
+            .into_iter()
+            .filter_map(|p| RelPath::new(&p).ok())
+            .map(Settled::Changed)
+            .collect();
+        self.batch(settled, stop).await;
+    }
+
+    async fn plan_and_execute(
+        &mut self,
+        known: BTreeMap<String, Entry>,
+        disk: BTreeMap<String, DiskItem>,
+        renames: Vec<(String, String)>,
+        from_events: bool,
+        stop: &CancellationToken,
+    ) {
+        let Some(t) = self.target.clone() else { return };
+        let root = t.root.clone();
+        let known_count = self.known.len();
+        let planned = tokio::task::spawn_blocking(move || {
+            plan::plan(&known, &disk, &renames, &mut |rel| {
+                plan::hash_file(&root.join(rel))
+            })
+        })
+        .await;
+        let Ok(planned) = planned else { return };
+        for (path, reason) in &planned.failures {
+            let _ = self
+                .deps
+                .store
+                .record_failure(t.mirror, path, reason, false, failure_backoff)
+                .await;
+            self.failed
+                .insert(path.clone(), unix_now() + failure_backoff(1));
+        }
+        // Mass-delete guard: count AND share of what is mirrored.
+        let limit_pct = (known_count * usize::from(self.cfg.mass_delete_percent)) / 100;
+        if !self.allow_deletes
+            && planned.deleted_entries > self.cfg.mass_delete_count
+            && planned.deleted_entries > limit_pct
+        {
+            self.pause(format!(
+                "this pass would delete {} of {} mirrored items (over {} and {}%); run `scaidrivectl resume --allow-deletes {}` if that is intended",
+                planned.deleted_entries, known_count, self.cfg.mass_delete_count, self.cfg.mass_delete_percent, self.name
+            ))
+            .await;
+            return;
+        }
+        self.allow_deletes = false;
+        let now = Instant::now();
+        let grace = Duration::from_millis(self.cfg.quiet_period_ms) * 2;
+        let mut ops = Vec::with_capacity(planned.ops.len());
+        let now_unix = unix_now();
+        for op in planned.ops {
+            if let Op::Delete { path, .. } = &op
+                && from_events
+            {
+                match self.pending_deletes.get(path) {
+                    Some(deadline) if *deadline <= now => {
+                        self.pending_deletes.remove(path);
+                    }
+                    Some(_) => continue,
+                    None => {
+                        self.pending_deletes.insert(path.clone(), now + grace);
+                        continue;
+                    }
+                }
+            }
+            if self.failed.get(op.path()).is_some_and(|at| *at > now_unix) {
+                continue;
+            }
+            ops.push(op);
+        }
+        // A path that is no longer a pending delete (it came back or moved) is settled.
+        let planned_deletes: BTreeSet<String> = ops
+            .iter()
+            .filter_map(|o| {
+                if let Op::Delete { path, .. } = o {
+                    Some(path.clone())
+                } else {
+                    None
+                }
+            })
+            .collect();
+        self.pending_deletes
+            .retain(|p, _| self.known.contains_key(p) && !planned_deletes.contains(p));
+        if ops.is_empty() {
+            self.set_state(
+                if self.paused.is_some() {
+                    MirrorState::Paused
+                } else {
+                    MirrorState::Idle
+                },
+                self.paused.clone(),
+            );
+            return;
+        }
+        self.set_state(MirrorState::Syncing, None);
+        self.status_tx.send_modify(|s| s.queue_depth = ops.len());
+        let results = self
+            .deps
+            .uploader
+            .run_batch(&t, &self.counters, &self.known, ops, stop)
+            .await;
+        let mut requeue = false;
+        for r in results {
+            match r.outcome {
+                Outcome::Done(effects) => {
+                    for e in &effects {
+                        store::apply_to_map(&mut self.known, e);
+                    }
+                    self.failed.remove(r.op.path());
+                }
+                Outcome::Changed(effects) => {
+                    for e in &effects {
+                        store::apply_to_map(&mut self.known, e);
+                    }
+                    requeue = true;
+                }
+                Outcome::Failed { reason, permanent } => {
+                    tracing::warn!(mirror = %self.name, path = r.op.path(), "failed: {reason}");
+                    if let Ok(f) = self
+                        .deps
+                        .store
+                        .record_failure(t.mirror, r.op.path(), &reason, permanent, failure_backoff)
+                        .await
+                    {
+                        self.failed.insert(f.path, f.next_retry_at);
+                    }
+                }
+                Outcome::CredentialsNeeded(reason) => {
+                    self.paused = Some(format!("needs new credentials: {reason}"));
+                    self.set_state(MirrorState::NeedsCredentials, self.paused.clone());
+                    return;
+                }
+            }
+        }
+        if requeue {
+            // Something changed under us; the watcher reports it too, but a pass makes sure.
+            self.needs_full_pass = true;
+        }
+        self.set_state(
+            if self.paused.is_some() {
+                MirrorState::Paused
+            } else {
+                MirrorState::Idle
+            },
+            self.paused.clone(),
+        );
+    }
+}
+
+fn disk_item(path: &str, e: &LocalEntry) -> DiskItem {
+    DiskItem {
+        path: path.to_string(),
+        kind: if e.kind == Kind::Dir {
+            EntryKind::Dir
+        } else {
+            EntryKind::File
+        },
+        size: e.size,
+        mtime_ns: e.mtime_ns,
+        inode: e.inode,
+    }
+}
+
+fn entry_of(d: &DiskItem, remote_id: &str, sha: Option<String>, version: Option<i64>) -> Entry {
+    Entry {
+        path: d.path.clone(),
+        kind: d.kind,
+        remote_id: remote_id.to_string(),
+        size: d.size,
+        mtime_ns: d.mtime_ns,
+        inode: d.inode,
+        sha256: sha,
+        remote_version: version,
+    }
+}
+
+/// The known and disk views for a batch of paths: each path, its not-yet-known
+/// ancestors, the subtree of a new directory, and the known subtree of a path that
+/// vanished or changed kind.
+fn build_scope(
+    root: &std::path::Path,
+    ignore: &IgnoreRules,
+    known_all: &BTreeMap<String, Entry>,
+    paths: &BTreeSet<String>,
+) -> (BTreeMap<String, Entry>, BTreeMap<String, DiskItem>) {
+    let mut known = BTreeMap::new();
+    let mut disk = BTreeMap::new();
+    let add_known_tree = |known: &mut BTreeMap<String, Entry>, p: &str| {
+        for (k, e) in known_all.range(p.to_string()..) {
+            if !k.starts_with(p) {
+                break;
+            }
+            if plan::is_within(k, p) {
+                known.insert(k.clone(), e.clone());
+            }
+        }
+    };
+    for p in paths {
+        let Ok(rel) = RelPath::new(p) else { continue };
+        if ignore.is_ignored(&rel, false) {
+            continue;
+        }
+        let local = local::stat_path(root, &rel).ok().flatten();
+        let k = known_all.get(p);
+        match (&local, k) {
+            (None, Some(_)) => add_known_tree(&mut known, p),
+            (Some(l), Some(e)) if (l.kind == Kind::Dir) != (e.kind == EntryKind::Dir) => {
+                add_known_tree(&mut known, p)
+            }
+            (_, Some(e)) => {
+                known.insert(p.clone(), e.clone());
+            }
+            _ => {}
+        }
+        let Some(l) = local else { continue };
+        if l.kind == Kind::Dir && ignore.is_ignored(&rel, true) {
+            continue;
+        }
+        disk.insert(p.clone(), disk_item(p, &l));
+        // Ancestors the remote does not have yet come first.
+        let mut anc = plan::parent(p).to_string();
+        while !anc.is_empty() && !known_all.contains_key(&anc) {
+            if let Ok(r) = RelPath::new(&anc)
+                && let Ok(Some(a)) = local::stat_path(root, &r)
+            {
+                disk.insert(anc.clone(), disk_item(&anc, &a));
+            }
+            anc = plan::parent(&anc).to_string();
+        }
+        if l.kind == Kind::Dir && !known_all.get(p).is_some_and(|e| e.kind == EntryKind::Dir) {
+            // A new directory: everything inside is new too (no events come for the
+            // contents of a directory moved in from outside the root).
+            if let Ok(items) = local::scan(&root.join(p), ignore) {
+                for item in items {
+                    if let ScanItem::Entry(e) = item {
+                        let full = format!("{p}/{}", e.path.as_str());
+                        if let Ok(r) = RelPath::new(&full)
+                            && !ignore.is_ignored(&r, e.kind == Kind::Dir)
+                        {
+                            disk.insert(full.clone(), disk_item(&full, &e));
+                        }
+                    }
+                }
+            }
+        }
+        for (k, e) in known_all.range(p.clone()..) {
+            if !k.starts_with(p.as_str()) {
+                break;
+            }
+            // Known entries under a path in scope whose disk side is also in scope.
+            if plan::is_within(k, p) && disk.contains_key(k) {
+                known.insert(k.clone(), e.clone());
+            }
+        }
+    }
+    (known, disk)
+}

@@ -1,0 +1,149 @@
+//! What a mirror task shows the rest of the daemon: its status (published on a `watch`
+//! channel, read by the control API and the systemd status line) and the commands it
+//! takes (pause, resume, rescan, retry, failures).
+
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::config::MirrorConfig;
+use crate::store::Failure;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MirrorState {
+    Starting,
+    Scanning,
+    Syncing,
+    Idle,
+    Paused,
+    NeedsCredentials,
+    Error,
+}
+
+impl std::fmt::Display for MirrorState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = match self {
+            MirrorState::Starting => "starting",
+            MirrorState::Scanning => "scanning",
+            MirrorState::Syncing => "syncing",
+            MirrorState::Idle => "idle",
+            MirrorState::Paused => "paused",
+            MirrorState::NeedsCredentials => "needs-credentials",
+            MirrorState::Error => "error",
+        };
+        f.write_str(s)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SkippedItem {
+    pub path: String,
+    pub reason: String,
+}
+
+/// One mirror's status; the `--json` schema of `scaidrivectl status` is built from it.
+#[derive(Clone, Debug, Serialize)]
+pub struct MirrorStatus {
+    pub name: String,
+    pub root: String,
+    pub share_id: String,
+    pub remote_path: String,
+    pub state: MirrorState,
+    /// Why the mirror is paused, needs credentials or stopped.
+    pub reason: Option<String>,
+    /// Paths waiting to settle or to be executed.
+    pub queue_depth: usize,
+    pub in_flight: u64,
+    pub files_done: u64,
+    pub bytes_done: u64,
+    pub entries: usize,
+    pub failures: usize,
+    pub skipped: Vec<SkippedItem>,
+    pub first_pass_done: bool,
+    /// Unix seconds of the last time the mirror went idle.
+    pub last_sync_at: Option<i64>,
+}
+
+impl MirrorStatus {
+    pub fn new(name: &str, cfg: &MirrorConfig) -> MirrorStatus {
+        MirrorStatus {
+            name: name.to_string(),
+            root: cfg.path.display().to_string(),
+            share_id: cfg.share_id.clone(),
+            remote_path: cfg.remote_path.clone(),
+            state: MirrorState::Starting,
+            reason: None,
+            queue_depth: 0,
+            in_flight: 0,
+            files_done: 0,
+            bytes_done: 0,
+            entries: 0,
+            failures: 0,
+            skipped: Vec::new(),
+            first_pass_done: false,
+            last_sync_at: None,
+        }
+    }
+
+    /// Idle with nothing queued and the first pass done: the remote equals the disk.
+    pub fn in_sync(&self) -> bool {
+        self.state == MirrorState::Idle
+            && self.queue_depth == 0
+            && self.in_flight == 0
+            && self.first_pass_done
+    }
+}
+
+#[derive(Debug)]
+pub enum MirrorCmd {
+    Pause(oneshot::Sender<()>),
+    Resume {
+        allow_deletes: bool,
+        reply: oneshot::Sender<()>,
+    },
+    Rescan(oneshot::Sender<()>),
+    Retry(oneshot::Sender<()>),
+    Failures(oneshot::Sender<Vec<Failure>>),
+}
+
+/// The daemon's handle to one mirror task.
+#[derive(Clone, Debug)]
+pub struct MirrorHandle {
+    pub name: String,
+    pub cmd: mpsc::Sender<MirrorCmd>,
+    pub status: watch::Receiver<MirrorStatus>,
+}
+
+impl MirrorHandle {
+    pub fn status(&self) -> MirrorStatus {
+        self.status.borrow().clone()
+    }
+
+    /// Sends a command built around a reply channel and waits for the reply.
+    pub async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> MirrorCmd) -> Option<T> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd.send(make(tx)).await.ok()?;
+        rx.await.ok()
+    }
+
+    /// Waits until the mirror is in sync (or paused / failed), returning its status.
+    pub async fn wait_settled(&self) -> MirrorStatus {
+        let mut rx = self.status.clone();
+        loop {
+            {
+                let s = rx.borrow_and_update();
+                if s.in_sync()
+                    || matches!(
+                        s.state,
+                        MirrorState::Paused | MirrorState::NeedsCredentials | MirrorState::Error
+                    )
+                {
+                    return s.clone();
+                }
+            }
+            if rx.changed().await.is_err() {
+                return self.status();
+            }
+        }
+    }
+}

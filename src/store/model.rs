@@ -1,0 +1,820 @@
+//! Typed records of the state database and the store's operations on them: mirrors,
+//! entries (what is on the remote and the local fingerprint it came from), the intent
+//! journal, resumable upload sessions, failures, and key/value settings.
+//!
+//! The crash rule of DESIGN.md §3 is [`Store::begin`] before a remote call that creates
+//! something and [`Store::commit`] after it: the result and the removal of the intent
+//! land in one transaction, so after a crash every open intent names exactly the remote
+//! calls whose outcome is unknown.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+
+use super::{Store, StoreError};
+
+pub type MirrorId = i64;
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EntryKind {
+    File,
+    Dir,
+}
+
+impl EntryKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            EntryKind::File => "file",
+            EntryKind::Dir => "dir",
+        }
+    }
+    fn parse(s: &str) -> Result<EntryKind, StoreError> {
+        match s {
+            "file" => Ok(EntryKind::File),
+            "dir" => Ok(EntryKind::Dir),
+            other => Err(StoreError::Corrupt(format!("unknown entry kind {other:?}"))),
+        }
+    }
+}
+
+/// A mirrored item: its remote id and the local fingerprint that was uploaded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub path: String,
+    pub kind: EntryKind,
+    pub remote_id: String,
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub inode: u64,
+    pub sha256: Option<String>,
+    pub remote_version: Option<i64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MirrorRecord {
+    pub id: MirrorId,
+    pub name: String,
+    pub root: String,
+    pub share_id: String,
+    pub remote_path: String,
+    pub base_folder_id: Option<String>,
+    pub paused_reason: Option<String>,
+    pub first_pass_done: bool,
+}
+
+/// A remote operation whose outcome is not yet recorded.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Intent {
+    pub id: i64,
+    pub mirror_id: MirrorId,
+    /// `mkdir`, `upload`, `replace`, `move`, `delete`.
+    pub op: String,
+    pub path: String,
+    /// Operation details (parent id, name, sha256, source path…), JSON.
+    pub detail: serde_json::Value,
+}
+
+/// A change to the entries table, applied atomically with an intent's removal.
+#[derive(Clone, Debug)]
+pub enum Effect {
+    Upsert(Entry),
+    Remove(String),
+    /// Removes `path` and everything below it.
+    RemoveTree(String),
+    /// Re-keys `from` and everything below it to `to` (a directory rename is one row
+    /// update per descendant, one remote call in all).
+    MoveTree {
+        from: String,
+        to: String,
+    },
+    ClearFailure(String),
+    DeleteSession(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UploadSessionRecord {
+    pub path: String,
+    pub session_id: String,
+    pub chunk_size: u64,
+    pub total_chunks: u64,
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub inode: u64,
+    pub sha256: String,
+    pub replace_file_id: Option<String>,
+    pub chunks_done: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Failure {
+    pub path: String,
+    pub reason: String,
+    /// The item cannot succeed as it is (a name the remote rejects, over the size cap);
+    /// it is retried only when it changes or on `scaidrivectl retry`.
+    pub permanent: bool,
+    pub attempts: u32,
+    pub first_failed_at: i64,
+    pub last_failed_at: i64,
+    pub next_retry_at: i64,
+}
+
+/// Prefix match for a path and its descendants in SQL (`path = ?` or `path LIKE '?/%'`
+/// with LIKE's wildcards escaped).
+fn like_children(path: &str) -> String {
+    let escaped = path
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("{escaped}/%")
+}
+
+fn entry_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Entry, String)> {
+    let kind: String = r.get(1)?;
+    Ok((
+        Entry {
+            path: r.get(0)?,
+            kind: EntryKind::File,
+            remote_id: r.get(2)?,
+            size: r.get::<_, i64>(3)? as u64,
+            mtime_ns: r.get(4)?,
+            inode: r.get::<_, i64>(5)? as u64,
+            sha256: r.get(6)?,
+            remote_version: r.get(7)?,
+        },
+        kind,
+    ))
+}
+
+const ENTRY_COLS: &str = "path, kind, remote_id, size, mtime_ns, inode, sha256, remote_version";
+
+fn finish_entry((mut e, kind): (Entry, String)) -> Result<Entry, StoreError> {
+    e.kind = EntryKind::parse(&kind)?;
+    Ok(e)
+}
+
+pub(crate) fn apply_effect(
+    c: &Connection,
+    mirror: MirrorId,
+    effect: &Effect,
+) -> Result<(), StoreError> {
+    match effect {
+        Effect::Upsert(e) => {
+            c.execute(
+                "INSERT INTO entries (mirror_id, path, kind, remote_id, size, mtime_ns, inode, sha256, \
+                 remote_version, synced_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+                 ON CONFLICT (mirror_id, path) DO UPDATE SET kind = excluded.kind, remote_id = excluded.remote_id, \
+                 size = excluded.size, mtime_ns = excluded.mtime_ns, inode = excluded.inode, \
+                 sha256 = excluded.sha256, remote_version = excluded.remote_version, synced_at = excluded.synced_at",
+                params![
+                    mirror,
+                    e.path,
+                    e.kind.as_str(),
+                    e.remote_id,
+                    e.size as i64,
+                    e.mtime_ns,
+                    e.inode as i64,
+                    e.sha256,
+                    e.remote_version,
+                    unix_now()
+                ],
+            )?;
+        }
+        Effect::Remove(p) => {
+            c.execute(
+                "DELETE FROM entries WHERE mirror_id = ?1 AND path = ?2",
+                params![mirror, p],
+            )?;
+        }
+        Effect::RemoveTree(p) => {
+            c.execute(
+                "DELETE FROM entries WHERE mirror_id = ?1 AND (path = ?2 OR path LIKE ?3 ESCAPE '\\')",
+                params![mirror, p, like_children(p)],
+            )?;
+        }
+        Effect::MoveTree { from, to } => {
+            // Clear whatever stood at the destination first; the remote move replaced it.
+            c.execute(
+                "DELETE FROM entries WHERE mirror_id = ?1 AND (path = ?2 OR path LIKE ?3 ESCAPE '\\')",
+                params![mirror, to, like_children(to)],
+            )?;
+            c.execute(
+                "UPDATE entries SET path = ?3 || substr(path, ?4) WHERE mirror_id = ?1 \
+                 AND (path = ?2 OR path LIKE ?5 ESCAPE '\\')",
+                params![mirror, from, to, from.len() as i64 + 1, like_children(from)],
+            )?;
+        }
+        Effect::ClearFailure(p) => {
+            c.execute(
+                "DELETE FROM failures WHERE mirror_id = ?1 AND path = ?2",
+                params![mirror, p],
+            )?;
+        }
+        Effect::DeleteSession(p) => {
+            c.execute(
+                "DELETE FROM upload_sessions WHERE mirror_id = ?1 AND path = ?2",
+                params![mirror, p],
+            )?;
+        }
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Registers a mirror by name, or returns the existing one. If its share or remote
+    /// path changed, what the store knew about the old remote no longer applies: its
+    /// entries, intents and sessions are dropped so the next pass starts from the disk.
+    pub async fn ensure_mirror(
+        &self,
+        name: &str,
+        root: &str,
+        share_id: &str,
+        remote_path: &str,
+    ) -> Result<MirrorRecord, StoreError> {
+        let (name, root, share_id, remote_path) = (
+            name.to_string(),
+            root.to_string(),
+            share_id.to_string(),
+            remote_path.to_string(),
+        );
+        self.call(move |c| {
+            let existing: Option<(MirrorId, String, String, String)> = c
+                .query_row(
+                    "SELECT id, root, share_id, remote_path FROM mirrors WHERE name = ?1",
+                    [&name],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
+                .optional()?;
+            match existing {
+                Some((id, old_root, old_share, old_remote)) => {
+                    if old_share != share_id || old_remote != remote_path || old_root != root {
+                        for t in ["entries", "journal", "upload_sessions", "failures"] {
+                            c.execute(&format!("DELETE FROM {t} WHERE mirror_id = ?1"), [id])?;
+                        }
+                        c.execute(
+                            "UPDATE mirrors SET root = ?2, share_id = ?3, remote_path = ?4, base_folder_id = NULL, \
+                             first_pass_done = 0 WHERE id = ?1",
+                            params![id, root, share_id, remote_path],
+                        )?;
+                    }
+                }
+                None => {
+                    c.execute(
+                        "INSERT INTO mirrors (name, root, share_id, remote_path, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                        params![name, root, share_id, remote_path, unix_now()],
+                    )?;
+                }
+            }
+            mirror_by_name(c, &name)?.ok_or_else(|| StoreError::Corrupt(format!("mirror {name} vanished")))
+        })
+        .await
+    }
+
+    pub async fn mirrors(&self) -> Result<Vec<MirrorRecord>, StoreError> {
+        self.call(all_mirrors).await
+    }
+
+    pub async fn set_base_folder(
+        &self,
+        mirror: MirrorId,
+        folder_id: &str,
+    ) -> Result<(), StoreError> {
+        let folder_id = folder_id.to_string();
+        self.call(move |c| {
+            c.execute(
+                "UPDATE mirrors SET base_folder_id = ?2 WHERE id = ?1",
+                params![mirror, folder_id],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn set_paused(
+        &self,
+        mirror: MirrorId,
+        reason: Option<String>,
+    ) -> Result<(), StoreError> {
+        self.call(move |c| {
+            c.execute(
+                "UPDATE mirrors SET paused_reason = ?2 WHERE id = ?1",
+                params![mirror, reason],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn set_first_pass_done(&self, mirror: MirrorId) -> Result<(), StoreError> {
+        self.call(move |c| {
+            c.execute(
+                "UPDATE mirrors SET first_pass_done = 1 WHERE id = ?1",
+                [mirror],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Every entry of a mirror, parents before children.
+    pub async fn entries(&self, mirror: MirrorId) -> Result<Vec<Entry>, StoreError> {
+        self.call(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {ENTRY_COLS} FROM entries WHERE mirror_id = ?1 ORDER BY path"
+            ))?;
+            let rows = stmt.query_map([mirror], entry_from_row)?;
+            let mut out = Vec::new();
+            for r in rows {
+                out.push(finish_entry(r?)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    pub async fn entry(&self, mirror: MirrorId, path: &str) -> Result<Option<Entry>, StoreError> {
+        let path = path.to_string();
+        self.call(move |c| {
+            let row = c
+                .query_row(
+                    &format!("SELECT {ENTRY_COLS} FROM entries WHERE mirror_id = ?1 AND path = ?2"),
+                    params![mirror, path],
+                    entry_from_row,
+                )
+                .optional()?;
+            row.map(finish_entry).transpose()
+        })
+        .await
+    }
+
+    /// Applies effects without an intent (e.g. recording a new mtime after a `touch`).
+    pub async fn apply(&self, mirror: MirrorId, effects: Vec<Effect>) -> Result<(), StoreError> {
+        self.call(move |c| {
+            for e in &effects {
+                apply_effect(c, mirror, e)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Journals an intent before the remote call; returns its id.
+    pub async fn begin(
+        &self,
+        mirror: MirrorId,
+        op: &str,
+        path: &str,
+        detail: serde_json::Value,
+    ) -> Result<i64, StoreError> {
+        let (op, path) = (op.to_string(), path.to_string());
+        self.call(move |c| {
+            c.execute(
+                "INSERT INTO journal (mirror_id, op, path, detail, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![mirror, op, path, detail.to_string(), unix_now()],
+            )?;
+            Ok(c.last_insert_rowid())
+        })
+        .await
+    }
+
+    /// Records the outcome of an intent and clears it, in one transaction.
+    pub async fn commit(
+        &self,
+        mirror: MirrorId,
+        intent: i64,
+        effects: Vec<Effect>,
+    ) -> Result<(), StoreError> {
+        self.call(move |c| {
+            for e in &effects {
+                apply_effect(c, mirror, e)?;
+            }
+            c.execute("DELETE FROM journal WHERE id = ?1", [intent])?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Open intents of a mirror, oldest first (resolved at start-up).
+    pub async fn intents(&self, mirror: MirrorId) -> Result<Vec<Intent>, StoreError> {
+        self.call(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, mirror_id, op, path, detail FROM journal WHERE mirror_id = ?1 ORDER BY id",
+            )?;
+            let rows = stmt.query_map([mirror], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, String>(4)?))
+            })?;
+            let mut out = Vec::new();
+            for r in rows {
+                let (id, mirror_id, op, path, detail) = r?;
+                let detail = serde_json::from_str(&detail).map_err(|e| StoreError::Corrupt(format!("intent {id}: {e}")))?;
+                out.push(Intent { id, mirror_id, op, path, detail });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    pub async fn save_session(
+        &self,
+        mirror: MirrorId,
+        s: UploadSessionRecord,
+    ) -> Result<(), StoreError> {
+        self.call(move |c| {
+            c.execute(
+                "INSERT OR REPLACE INTO upload_sessions (mirror_id, path, session_id, chunk_size, total_chunks, size, \
+                 mtime_ns, inode, sha256, replace_file_id, chunks_done, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                params![
+                    mirror,
+                    s.path,
+                    s.session_id,
+                    s.chunk_size as i64,
+                    s.total_chunks as i64,
+                    s.size as i64,
+                    s.mtime_ns,
+                    s.inode as i64,
+                    s.sha256,
+                    s.replace_file_id,
+                    s.chunks_done as i64,
+                    unix_now()
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn session(
+        &self,
+        mirror: MirrorId,
+        path: &str,
+    ) -> Result<Option<UploadSessionRecord>, StoreError> {
+        let path = path.to_string();
+        self.call(move |c| {
+            Ok(c.query_row(
+                "SELECT path, session_id, chunk_size, total_chunks, size, mtime_ns, inode, sha256, replace_file_id, \
+                 chunks_done FROM upload_sessions WHERE mirror_id = ?1 AND path = ?2",
+                params![mirror, path],
+                |r| {
+                    Ok(UploadSessionRecord {
+                        path: r.get(0)?,
+                        session_id: r.get(1)?,
+                        chunk_size: r.get::<_, i64>(2)? as u64,
+                        total_chunks: r.get::<_, i64>(3)? as u64,
+                        size: r.get::<_, i64>(4)? as u64,
+                        mtime_ns: r.get(5)?,
+                        inode: r.get::<_, i64>(6)? as u64,
+                        sha256: r.get(7)?,
+                        replace_file_id: r.get(8)?,
+                        chunks_done: r.get::<_, i64>(9)? as u64,
+                    })
+                },
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    pub async fn set_session_progress(
+        &self,
+        mirror: MirrorId,
+        path: &str,
+        chunks_done: u64,
+    ) -> Result<(), StoreError> {
+        let path = path.to_string();
+        self.call(move |c| {
+            c.execute(
+                "UPDATE upload_sessions SET chunks_done = ?3 WHERE mirror_id = ?1 AND path = ?2",
+                params![mirror, path, chunks_done as i64],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Records a failure; `backoff(attempts)` gives the delay before the next try.
+    pub async fn record_failure(
+        &self,
+        mirror: MirrorId,
+        path: &str,
+        reason: &str,
+        permanent: bool,
+        backoff: fn(u32) -> i64,
+    ) -> Result<Failure, StoreError> {
+        let (path, reason) = (path.to_string(), reason.to_string());
+        self.call(move |c| {
+            let now = unix_now();
+            let attempts: u32 = c
+                .query_row(
+                    "SELECT attempts FROM failures WHERE mirror_id = ?1 AND path = ?2",
+                    params![mirror, path],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .map(|a: u32| a + 1)
+                .unwrap_or(1);
+            let next = now + backoff(attempts);
+            c.execute(
+                "INSERT INTO failures (mirror_id, path, reason, permanent, attempts, first_failed_at, last_failed_at, \
+                 next_retry_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7) ON CONFLICT (mirror_id, path) DO UPDATE SET \
+                 reason = excluded.reason, permanent = excluded.permanent, attempts = excluded.attempts, \
+                 last_failed_at = excluded.last_failed_at, next_retry_at = excluded.next_retry_at",
+                params![mirror, path, reason, permanent, attempts, now, next],
+            )?;
+            failure(c, mirror, &path)?.ok_or_else(|| StoreError::Corrupt("failure vanished".into()))
+        })
+        .await
+    }
+
+    pub async fn failures(&self, mirror: MirrorId) -> Result<Vec<Failure>, StoreError> {
+        self.call(move |c| failures(c, mirror)).await
+    }
+
+    /// Makes every failure of a mirror due now (`scaidrivectl retry`).
+    pub async fn retry_failures_now(&self, mirror: MirrorId) -> Result<usize, StoreError> {
+        self.call(move |c| {
+            Ok(c.execute(
+                "UPDATE failures SET next_retry_at = 0 WHERE mirror_id = ?1",
+                [mirror],
+            )?)
+        })
+        .await
+    }
+
+    pub async fn kv_get(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let key = key.to_string();
+        self.call(move |c| {
+            Ok(
+                c.query_row("SELECT value FROM kv WHERE key = ?1", [key], |r| r.get(0))
+                    .optional()?,
+            )
+        })
+        .await
+    }
+
+    pub async fn kv_set(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        let (key, value) = (key.to_string(), value.to_string());
+        self.call(move |c| {
+            c.execute(
+                "INSERT OR REPLACE INTO kv (key, value) VALUES (?1, ?2)",
+                params![key, value],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+pub fn mirror_by_name(c: &Connection, name: &str) -> Result<Option<MirrorRecord>, StoreError> {
+    Ok(all_mirrors(c)?.into_iter().find(|m| m.name == name))
+}
+
+pub fn all_mirrors(c: &Connection) -> Result<Vec<MirrorRecord>, StoreError> {
+    let mut stmt = c.prepare_cached(
+        "SELECT id, name, root, share_id, remote_path, base_folder_id, paused_reason, first_pass_done \
+         FROM mirrors ORDER BY id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(MirrorRecord {
+            id: r.get(0)?,
+            name: r.get(1)?,
+            root: r.get(2)?,
+            share_id: r.get(3)?,
+            remote_path: r.get(4)?,
+            base_folder_id: r.get(5)?,
+            paused_reason: r.get(6)?,
+            first_pass_done: r.get(7)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+fn failure(c: &Connection, mirror: MirrorId, path: &str) -> Result<Option<Failure>, StoreError> {
+    Ok(failures(c, mirror)?.into_iter().find(|f| f.path == path))
+}
+
+pub fn failures(c: &Connection, mirror: MirrorId) -> Result<Vec<Failure>, StoreError> {
+    let mut stmt = c.prepare_cached(
+        "SELECT path, reason, permanent, attempts, first_failed_at, last_failed_at, next_retry_at \
+         FROM failures WHERE mirror_id = ?1 ORDER BY path",
+    )?;
+    let rows = stmt.query_map([mirror], |r| {
+        Ok(Failure {
+            path: r.get(0)?,
+            reason: r.get(1)?,
+            permanent: r.get(2)?,
+            attempts: r.get(3)?,
+            first_failed_at: r.get(4)?,
+            last_failed_at: r.get(5)?,
+            next_retry_at: r.get(6)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// Applies an effect to an in-memory copy of a mirror's entries, exactly as
+/// [`apply_effect`] does to the table, so the engine's view and the store agree.
+pub fn apply_to_map(map: &mut std::collections::BTreeMap<String, Entry>, effect: &Effect) {
+    let within = |p: &str, root: &str| {
+        p == root || (p.starts_with(root) && p.as_bytes().get(root.len()) == Some(&b'/'))
+    };
+    match effect {
+        Effect::Upsert(e) => {
+            map.insert(e.path.clone(), e.clone());
+        }
+        Effect::Remove(p) => {
+            map.remove(p);
+        }
+        Effect::RemoveTree(p) => {
+            let doomed: Vec<String> = map
+                .range(p.clone()..)
+                .map(|(k, _)| k.clone())
+                .take_while(|k| k.starts_with(p.as_str()))
+                .filter(|k| within(k, p))
+                .collect();
+            for k in doomed {
+                map.remove(&k);
+            }
+        }
+        Effect::MoveTree { from, to } => {
+            apply_to_map(map, &Effect::RemoveTree(to.clone()));
+            let moved: Vec<String> = map
+                .range(from.clone()..)
+                .map(|(k, _)| k.clone())
+                .take_while(|k| k.starts_with(from.as_str()))
+                .filter(|k| within(k, from))
+                .collect();
+            for k in moved {
+                if let Some(mut e) = map.remove(&k) {
+                    e.path = format!("{to}{}", &k[from.len()..]);
+                    map.insert(e.path.clone(), e);
+                }
+            }
+        }
+        Effect::ClearFailure(_) | Effect::DeleteSession(_) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(path: &str, kind: EntryKind) -> Entry {
+        Entry {
+            path: path.into(),
+            kind,
+            remote_id: format!("id-{path}"),
+            size: 1,
+            mtime_ns: 2,
+            inode: 3,
+            sha256: None,
+            remote_version: Some(1),
+        }
+    }
+
+    async fn store() -> (tempfile::TempDir, Store, MirrorId) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("state.db")).unwrap();
+        let m = store
+            .ensure_mirror("docs", "/data/docs", "shr_1", "")
+            .await
+            .unwrap();
+        (dir, store, m.id)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn move_tree_rekeys_descendants_only() {
+        let (_d, s, m) = store().await;
+        let effects = ["a", "a/x", "a/x/y.txt", "a_b", "a_b/z", "ab"]
+            .iter()
+            .map(|p| {
+                Effect::Upsert(entry(
+                    p,
+                    if p.ends_with(".txt") {
+                        EntryKind::File
+                    } else {
+                        EntryKind::Dir
+                    },
+                ))
+            })
+            .collect();
+        s.apply(m, effects).await.unwrap();
+        s.apply(
+            m,
+            vec![Effect::MoveTree {
+                from: "a".into(),
+                to: "b/a".into(),
+            }],
+        )
+        .await
+        .unwrap();
+        let paths: Vec<String> = s
+            .entries(m)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.path)
+            .collect();
+        assert_eq!(paths, ["a_b", "a_b/z", "ab", "b/a", "b/a/x", "b/a/x/y.txt"]);
+        s.apply(m, vec![Effect::RemoveTree("b".into())])
+            .await
+            .unwrap();
+        s.apply(m, vec![Effect::RemoveTree("b/a".into())])
+            .await
+            .unwrap();
+        let paths: Vec<String> = s
+            .entries(m)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.path)
+            .collect();
+        assert_eq!(
+            paths,
+            ["a_b", "a_b/z", "ab"],
+            "'_' in a path is not a LIKE wildcard"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn intents_survive_until_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let (m, id) = {
+            let s = Store::open(&path).unwrap();
+            let m = s.ensure_mirror("docs", "/d", "shr_1", "").await.unwrap().id;
+            let id = s
+                .begin(m, "upload", "a.txt", serde_json::json!({"sha256": "00"}))
+                .await
+                .unwrap();
+            s.begin(m, "mkdir", "dir", serde_json::json!({}))
+                .await
+                .unwrap();
+            (m, id)
+        };
+        let s = Store::open(&path).unwrap();
+        let open = s.intents(m).await.unwrap();
+        assert_eq!(open.len(), 2);
+        assert_eq!(open[0].op, "upload");
+        assert_eq!(open[0].detail["sha256"], "00");
+        s.commit(m, id, vec![Effect::Upsert(entry("a.txt", EntryKind::File))])
+            .await
+            .unwrap();
+        assert_eq!(s.intents(m).await.unwrap().len(), 1);
+        assert_eq!(
+            s.entry(m, "a.txt").await.unwrap().unwrap().remote_id,
+            "id-a.txt"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn changing_the_share_resets_what_the_mirror_knew() {
+        let (_d, s, m) = store().await;
+        s.apply(m, vec![Effect::Upsert(entry("a", EntryKind::Dir))])
+            .await
+            .unwrap();
+        let same = s
+            .ensure_mirror("docs", "/data/docs", "shr_1", "")
+            .await
+            .unwrap();
+        assert_eq!(same.id, m);
+        assert_eq!(s.entries(m).await.unwrap().len(), 1);
+        let moved = s
+            .ensure_mirror("docs", "/data/docs", "shr_2", "")
+            .await
+            .unwrap();
+        assert_eq!(moved.id, m);
+        assert!(s.entries(m).await.unwrap().is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn failures_count_attempts_and_back_off() {
+        let (_d, s, m) = store().await;
+        fn backoff(n: u32) -> i64 {
+            60 * i64::from(n)
+        }
+        let f1 = s
+            .record_failure(m, "bad:name", "INVALID_PATH", true, backoff)
+            .await
+            .unwrap();
+        assert_eq!(f1.attempts, 1);
+        let f2 = s
+            .record_failure(m, "bad:name", "INVALID_PATH", true, backoff)
+            .await
+            .unwrap();
+        assert_eq!(f2.attempts, 2);
+        assert!(f2.next_retry_at >= f2.last_failed_at + 120);
+        assert_eq!(s.retry_failures_now(m).await.unwrap(), 1);
+        assert_eq!(s.failures(m).await.unwrap()[0].next_retry_at, 0);
+        s.apply(m, vec![Effect::ClearFailure("bad:name".into())])
+            .await
+            .unwrap();
+        assert!(s.failures(m).await.unwrap().is_empty());
+    }
+}

@@ -1,0 +1,633 @@
+//! The uploader: executes the planner's ops against ScaiDrive with bounded concurrency,
+//! parent folders first, and the crash rule of DESIGN.md §3.
+//!
+//! [`Uploader`] is a cloneable handle over the client, the store and one semaphore that
+//! bounds transfers across all mirrors (the daemon-wide upload budget). A batch runs its
+//! ops in plan order; an op starts once its parent folder is on the remote (a `mkdir` in
+//! flight holds back only its own children), and moves and deletes run alone, so every op
+//! sees the folder ids it needs. Each op journals an intent before a remote call that
+//! creates something and commits the result together with the intent's removal; an op
+//! that fails is reported with its reason and whether retrying can help, and never stops
+//! the others.
+//!
+//! DESIGN.md describes the uploader as a message-driven actor. Here it is a handle over a
+//! shared semaphore instead: ordering lives in the batch, concurrency in the semaphore,
+//! and the store actor serializes state, which gives the same guarantees with less
+//! plumbing.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde_json::json;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::DeleteMode;
+use crate::plan::{DiskItem, Op, parent};
+use crate::remote::{Client, Destination, ErrorKind, Placed, ResumableUpload};
+use crate::store::{Effect, Entry, EntryKind, MirrorId, Store, UploadSessionRecord};
+
+/// The remote side of one mirror.
+#[derive(Clone, Debug)]
+pub struct MirrorTarget {
+    pub mirror: MirrorId,
+    pub name: String,
+    pub root: PathBuf,
+    pub share_id: String,
+    /// Remote folder the mirror root maps to (`None` = share root).
+    pub base_folder_id: Option<String>,
+    pub delete_mode: DeleteMode,
+}
+
+/// Live counters of one mirror's transfers, read by `status`.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub files_done: AtomicU64,
+    pub bytes_done: AtomicU64,
+    pub in_flight: AtomicU64,
+    pub requests_failed: AtomicU64,
+}
+
+/// How one op ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Applied; these effects were committed to the store.
+    Done(Vec<Effect>),
+    /// The local item changed since it was planned (or while it uploaded); what was
+    /// committed is in the effects, and the path must be planned again.
+    Changed(Vec<Effect>),
+    /// Failed; `permanent` if retrying the same thing cannot help.
+    Failed { reason: String, permanent: bool },
+    /// The credentials were refused and could not be renewed: the mirror must stop.
+    CredentialsNeeded(String),
+}
+
+#[derive(Debug)]
+pub struct OpResult {
+    pub op: Op,
+    pub outcome: Outcome,
+}
+
+#[derive(Clone)]
+pub struct Uploader {
+    client: Client,
+    store: Store,
+    permits: Arc<Semaphore>,
+}
+
+impl Uploader {
+    pub fn new(client: Client, store: Store, concurrency: usize) -> Uploader {
+        Uploader {
+            client,
+            store,
+            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+        }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Runs `ops` (in plan order) for one mirror. `known` is the mirror's view before the
+    /// batch; it provides the remote ids of existing folders. Stops starting new ops when
+    /// `stop` is cancelled; ops already running finish (or are checkpointed by their
+    /// upload session).
+    pub async fn run_batch(
+        &self,
+        target: &Arc<MirrorTarget>,
+        counters: &Arc<Counters>,
+        known: &BTreeMap<String, Entry>,
+        ops: Vec<Op>,
+        stop: &CancellationToken,
+    ) -> Vec<OpResult> {
+        // Folder ids by path, updated as folder ops complete within the batch.
+        let mut dirs: BTreeMap<String, String> = known
+            .values()
+            .filter(|e| e.kind == EntryKind::Dir)
+            .map(|e| (e.path.clone(), e.remote_id.clone()))
+            .collect();
+        let mut creating: HashSet<String> = HashSet::new();
+        let mut running: JoinSet<OpResult> = JoinSet::new();
+        let mut results = Vec::with_capacity(ops.len());
+        let mut pending = ops.into_iter().peekable();
+        loop {
+            if !stop.is_cancelled()
+                && let Some(next) = pending.peek()
+            {
+                let exclusive = matches!(next, Op::Move { .. } | Op::Delete { .. });
+                let blocked = if exclusive {
+                    !running.is_empty()
+                } else {
+                    creating.contains(parent(next.path()))
+                };
+                if !blocked {
+                    let op = pending.next().expect("peeked");
+                    let par = parent(op.path()).to_string();
+                    let parent_id = if par.is_empty() {
+                        Some(target.base_folder_id.clone())
+                    } else {
+                        dirs.get(&par).map(|id| Some(id.clone()))
+                    };
+                    let Some(parent_id) = parent_id else {
+                        results.push(OpResult {
+                            outcome: Outcome::Failed {
+                                reason: format!("parent folder {par:?} is not on the remote yet"),
+                                permanent: false,
+                            },
+                            op,
+                        });
+                        continue;
+                    };
+                    if let Op::Mkdir { path, .. } = &op {
+                        creating.insert(path.clone());
+                    }
+                    let ctx = OpCtx {
+                        client: self.client.clone(),
+                        store: self.store.clone(),
+                        target: target.clone(),
+                        counters: counters.clone(),
+                    };
+                    let permits = self.permits.clone();
+                    counters.in_flight.fetch_add(1, Ordering::Relaxed);
+                    running.spawn(async move {
+                        // Store-only ops need no transfer slot.
+                        let _permit = match &op {
+                            Op::Refresh { .. } => None,
+                            _ => permits.acquire_owned().await.ok(),
+                        };
+                        let outcome = ctx.execute(&op, parent_id).await;
+                        ctx.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
+                        OpResult { op, outcome }
+                    });
+                    continue;
+                }
+            }
+            let Some(joined) = running.join_next().await else {
+                break;
+            };
+            let result = match joined {
+                Ok(r) => r,
+                Err(e) => {
+                    // A panicking op is a bug; report it and keep the rest going.
+                    tracing::error!("an upload task failed: {e}");
+                    continue;
+                }
+            };
+            if let Op::Mkdir { path, .. } = &result.op {
+                creating.remove(path);
+            }
+            if let Outcome::Done(effects) | Outcome::Changed(effects) = &result.outcome {
+                for e in effects {
+                    apply_to_dirs(&mut dirs, e);
+                }
+            }
+            results.push(result);
+        }
+        // Ops not started because of a stop stay unplanned; the next pass finds them.
+        results
+    }
+}
+
+fn apply_to_dirs(dirs: &mut BTreeMap<String, String>, effect: &Effect) {
+    let within = |p: &str, root: &str| {
+        p == root || (p.starts_with(root) && p.as_bytes().get(root.len()) == Some(&b'/'))
+    };
+    match effect {
+        Effect::Upsert(e) if e.kind == EntryKind::Dir => {
+            dirs.insert(e.path.clone(), e.remote_id.clone());
+        }
+        Effect::Upsert(e) => {
+            dirs.remove(&e.path);
+        }
+        Effect::Remove(p) => {
+            dirs.remove(p);
+        }
+        Effect::RemoveTree(p) => dirs.retain(|k, _| !within(k, p)),
+        Effect::MoveTree { from, to } => {
+            dirs.retain(|k, _| !within(k, to));
+            let moved: Vec<(String, String)> = dirs
+                .iter()
+                .filter(|(k, _)| within(k, from))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            for (k, v) in moved {
+                dirs.remove(&k);
+                dirs.insert(format!("{to}{}", &k[from.len()..]), v);
+            }
+        }
+        Effect::ClearFailure(_) | Effect::DeleteSession(_) => {}
+    }
+}
+
+struct OpCtx {
+    client: Client,
+    store: Store,
+    target: Arc<MirrorTarget>,
+    counters: Arc<Counters>,
+}
+
+fn name_of(path: &str) -> &str {
+    path.rsplit_once('/').map(|(_, n)| n).unwrap_or(path)
+}
+
+/// The local fingerprint of a path now (lstat), if it is still a regular file.
+fn stat_now(abs: &Path) -> Option<(u64, i64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let md = std::fs::symlink_metadata(abs).ok()?;
+    if !md.is_file() {
+        return None;
+    }
+    Some((
+        md.len(),
+        md.mtime() * 1_000_000_000 + md.mtime_nsec(),
+        md.ino(),
+    ))
+}
+
+fn same_as(item: &DiskItem, now: Option<(u64, i64, u64)>) -> bool {
+    now == Some((item.size, item.mtime_ns, item.inode))
+}
+
+fn entry_for(
+    path: &str,
+    item: &DiskItem,
+    remote_id: &str,
+    sha: Option<String>,
+    version: Option<i64>,
+) -> Entry {
+    Entry {
+        path: path.to_string(),
+        kind: item.kind,
+        remote_id: remote_id.to_string(),
+        size: item.size,
+        mtime_ns: item.mtime_ns,
+        inode: item.inode,
+        sha256: sha,
+        remote_version: version,
+    }
+}
+
+impl OpCtx {
+    fn fail(&self, e: &crate::remote::Error) -> Outcome {
+        self.counters
+            .requests_failed
+            .fetch_add(1, Ordering::Relaxed);
+        if e.kind() == ErrorKind::CredentialsNeeded {
+            return Outcome::CredentialsNeeded(e.to_string());
+        }
+        Outcome::Failed {
+            reason: e.to_string(),
+            permanent: !e.is_transient() && e.kind() != ErrorKind::Integrity,
+        }
+    }
+
+    fn store_failed(&self, e: crate::store::StoreError) -> Outcome {
+        Outcome::Failed {
+            reason: e.to_string(),
+            permanent: false,
+        }
+    }
+
+    async fn execute(&self, op: &Op, parent_id: Option<String>) -> Outcome {
+        match op {
+            Op::Mkdir { path, item } => self.mkdir(path, item, parent_id).await,
+            Op::Upload { path, item } => self.upload(path, item, parent_id, None).await,
+            Op::Replace {
+                path,
+                remote_id,
+                item,
+            } => self.upload(path, item, parent_id, Some(remote_id)).await,
+            Op::Refresh { path, item, sha256 } => {
+                let Some(existing) = self
+                    .store
+                    .entry(self.target.mirror, path)
+                    .await
+                    .ok()
+                    .flatten()
+                else {
+                    return Outcome::Failed {
+                        reason: format!("{path}: no longer known"),
+                        permanent: false,
+                    };
+                };
+                let mut e = entry_for(
+                    path,
+                    item,
+                    &existing.remote_id,
+                    sha256.clone().or(existing.sha256),
+                    existing.remote_version,
+                );
+                e.kind = existing.kind;
+                let effects = vec![Effect::Upsert(e)];
+                match self.store.apply(self.target.mirror, effects.clone()).await {
+                    Ok(()) => Outcome::Done(effects),
+                    Err(e) => self.store_failed(e),
+                }
+            }
+            Op::Move {
+                from,
+                to,
+                remote_id,
+                kind,
+                ..
+            } => self.move_item(from, to, remote_id, *kind, parent_id).await,
+            Op::Delete {
+                path,
+                remote_id,
+                kind,
+            } => self.delete(path, remote_id, *kind).await,
+        }
+    }
+
+    async fn mkdir(&self, path: &str, item: &DiskItem, parent_id: Option<String>) -> Outcome {
+        let m = self.target.mirror;
+        let name = name_of(path);
+        let intent = match self
+            .store
+            .begin(
+                m,
+                "mkdir",
+                path,
+                json!({ "parent_id": parent_id, "name": name }),
+            )
+            .await
+        {
+            Ok(i) => i,
+            Err(e) => return self.store_failed(e),
+        };
+        match self
+            .client
+            .create_folder_or_adopt(&self.target.share_id, parent_id.as_deref(), name)
+            .await
+        {
+            Ok(placed) => {
+                let folder = placed.into_inner();
+                let effects = vec![
+                    Effect::Upsert(entry_for(path, item, &folder.id, None, None)),
+                    Effect::ClearFailure(path.into()),
+                ];
+                match self.store.commit(m, intent, effects.clone()).await {
+                    Ok(()) => Outcome::Done(effects),
+                    Err(e) => self.store_failed(e),
+                }
+            }
+            Err(e) => {
+                let _ = self.store.commit(m, intent, vec![]).await;
+                self.fail(&e)
+            }
+        }
+    }
+
+    /// Uploads a new file (`replace` = None) or a new version of `replace`.
+    async fn upload(
+        &self,
+        path: &str,
+        item: &DiskItem,
+        parent_id: Option<String>,
+        replace: Option<&String>,
+    ) -> Outcome {
+        let m = self.target.mirror;
+        let abs = self.target.root.join(path);
+        // The file must still be what was planned (stable since the quiet period).
+        if !same_as(item, stat_now(&abs)) {
+            return Outcome::Changed(vec![]);
+        }
+        let sha = match crate::remote::sha256_file(&abs).await {
+            Ok(s) => s,
+            Err(e) => return self.fail(&e),
+        };
+        let op = if replace.is_some() {
+            "replace"
+        } else {
+            "upload"
+        };
+        let detail = json!({ "parent_id": parent_id, "name": name_of(path), "sha256": sha, "size": item.size,
+                             "replace_file_id": replace });
+        let intent = match self.store.begin(m, op, path, detail).await {
+            Ok(i) => i,
+            Err(e) => return self.store_failed(e),
+        };
+        let dest = Destination::new(
+            self.target.share_id.clone(),
+            parent_id.as_deref(),
+            name_of(path),
+        );
+        let large = item.size >= self.client.upload_config().session_threshold;
+        let result = if replace.is_some() || large {
+            let mut up = ResumableUpload::new(dest.clone(), abs.clone());
+            up.sha256 = Some(sha.clone());
+            up.replace_file_id = replace.cloned();
+            if let Ok(Some(s)) = self.store.session(m, path).await
+                && s.size == item.size
+                && s.mtime_ns == item.mtime_ns
+                && s.inode == item.inode
+                && s.sha256 == sha
+                && s.replace_file_id.as_ref() == replace
+            {
+                up.resume_session_id = Some(s.session_id);
+            }
+            let store = self.store.clone();
+            let (p, it, h, rep) = (
+                path.to_string(),
+                item.clone(),
+                sha.clone(),
+                replace.cloned(),
+            );
+            up.on_session = Some(Arc::new(move |s: &crate::remote::UploadSession| {
+                // Remembered so a restart resumes this session instead of starting over.
+                let rec = UploadSessionRecord {
+                    path: p.clone(),
+                    session_id: s.session_id.clone(),
+                    chunk_size: s.chunk_size,
+                    total_chunks: s.total_chunks,
+                    size: it.size,
+                    mtime_ns: it.mtime_ns,
+                    inode: it.inode,
+                    sha256: h.clone(),
+                    replace_file_id: rep.clone(),
+                    chunks_done: 0,
+                };
+                let store = store.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = store.save_session(m, rec).await {
+                        tracing::warn!("cannot remember upload session: {e}");
+                    }
+                });
+            }));
+            match self.client.upload_resumable(&up).await {
+                Err(e) if e.is_name_conflict() && replace.is_none() => self
+                    .client
+                    .upload_or_adopt(&dest, &abs, Some(&sha))
+                    .await
+                    .map(Placed::into_inner),
+                other => other,
+            }
+        } else {
+            self.client
+                .upload_or_adopt(&dest, &abs, Some(&sha))
+                .await
+                .map(Placed::into_inner)
+        };
+        let file = match result {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = self.store.commit(m, intent, vec![]).await;
+                return self.fail(&e);
+            }
+        };
+        let stable = same_as(item, stat_now(&abs));
+        let remote_sha = file.checksum_sha256.clone().or(Some(sha));
+        let effects = vec![
+            Effect::Upsert(entry_for(
+                path,
+                item,
+                &file.id,
+                remote_sha,
+                Some(file.version as i64),
+            )),
+            Effect::ClearFailure(path.into()),
+            Effect::DeleteSession(path.into()),
+        ];
+        if let Err(e) = self.store.commit(m, intent, effects.clone()).await {
+            return self.store_failed(e);
+        }
+        self.counters.files_done.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .bytes_done
+            .fetch_add(item.size, Ordering::Relaxed);
+        if stable {
+            Outcome::Done(effects)
+        } else {
+            Outcome::Changed(effects)
+        }
+    }
+
+    /// `target_parent` is the remote id of the destination folder (`None` = share root).
+    async fn move_item(
+        &self,
+        from: &str,
+        to: &str,
+        remote_id: &str,
+        kind: EntryKind,
+        target_parent: Option<String>,
+    ) -> Outcome {
+        let m = self.target.mirror;
+        let (from_parent, to_parent) = (parent(from), parent(to));
+        let (from_name, to_name) = (name_of(from), name_of(to));
+        let intent = match self
+            .store
+            .begin(
+                m,
+                "move",
+                to,
+                json!({ "from": from, "remote_id": remote_id }),
+            )
+            .await
+        {
+            Ok(i) => i,
+            Err(e) => return self.store_failed(e),
+        };
+        let is_dir = kind == EntryKind::Dir;
+        let mut result = Ok(());
+        if from_name != to_name {
+            result = if is_dir {
+                self.client
+                    .rename_folder(remote_id, to_name)
+                    .await
+                    .map(|_| ())
+            } else {
+                self.client
+                    .rename_file(remote_id, to_name)
+                    .await
+                    .map(|_| ())
+            };
+        }
+        if result.is_ok() && from_parent != to_parent {
+            result = if is_dir {
+                self.client
+                    .move_folder(remote_id, target_parent.as_deref())
+                    .await
+                    .map(|_| ())
+            } else {
+                self.client
+                    .move_file(remote_id, target_parent.as_deref())
+                    .await
+                    .map(|_| ())
+            };
+        }
+        match result {
+            Ok(()) => {
+                let effects = vec![
+                    Effect::MoveTree {
+                        from: from.into(),
+                        to: to.into(),
+                    },
+                    Effect::ClearFailure(to.into()),
+                ];
+                match self.store.commit(m, intent, effects.clone()).await {
+                    Ok(()) => Outcome::Done(effects),
+                    Err(e) => self.store_failed(e),
+                }
+            }
+            Err(e)
+                if e.status()
+                    .is_some_and(|s| s.as_u16() == 404 || s.as_u16() == 410) =>
+            {
+                // The remote item is gone (deleted remotely): forget it; the next pass
+                // uploads the local item afresh.
+                let effects = vec![Effect::RemoveTree(from.into())];
+                let _ = self.store.commit(m, intent, effects.clone()).await;
+                Outcome::Changed(effects)
+            }
+            Err(e) => {
+                let _ = self.store.commit(m, intent, vec![]).await;
+                self.fail(&e)
+            }
+        }
+    }
+
+    async fn delete(&self, path: &str, remote_id: &str, kind: EntryKind) -> Outcome {
+        let m = self.target.mirror;
+        let effects = vec![
+            Effect::RemoveTree(path.into()),
+            Effect::ClearFailure(path.into()),
+        ];
+        if self.target.delete_mode == DeleteMode::Keep {
+            return match self.store.apply(m, effects.clone()).await {
+                Ok(()) => Outcome::Done(effects),
+                Err(e) => self.store_failed(e),
+            };
+        }
+        let intent = match self
+            .store
+            .begin(m, "delete", path, json!({ "remote_id": remote_id }))
+            .await
+        {
+            Ok(i) => i,
+            Err(e) => return self.store_failed(e),
+        };
+        let r = if kind == EntryKind::Dir {
+            self.client.delete_folder(remote_id, false).await
+        } else {
+            self.client.delete_file(remote_id, false).await
+        };
+        match r {
+            // Already deleted or gone: the remote is where we want it.
+            Err(e)
+                if !e
+                    .status()
+                    .is_some_and(|s| s.as_u16() == 404 || s.as_u16() == 410) =>
+            {
+                let _ = self.store.commit(m, intent, vec![]).await;
+                self.fail(&e)
+            }
+            _ => match self.store.commit(m, intent, effects.clone()).await {
+                Ok(()) => Outcome::Done(effects),
+                Err(e) => self.store_failed(e),
+            },
+        }
+    }
+}

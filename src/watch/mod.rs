@@ -1,0 +1,21 @@
+//! The input side of a mirror: what is under the local root and what just changed there.
+//! Owns the mirror-relative path type ([`RelPath`]), the ignore rules ([`IgnoreRules`], plus
+//! the state-directory overlap check), the full/single-path scan ([`scan`], [`stat_path`]),
+//! and the live watch ([`Watcher`]) that feeds hints into the debounce queue. Nothing here
+//! follows a symlink or reads outside the root, and nothing here decides what to upload:
+//! events are hints, the planner trusts only what it stats.
+
+mod relpath;
+mod rules;
+mod scan;
+mod watcher;
+
+pub use relpath::{RelPath, RelPathError};
+pub use rules::{
+    BUILTIN_PATTERNS, ForbiddenRoot, IGNORE_FILE_NAME, IgnoreError, IgnoreRules, forbidden_root,
+};
+pub use scan::{
+    Kind, LocalEntry, PathStat, ScanError, ScanItem, SkipReason, scan, scan_subtree, stat_path,
+    stat_path_detailed,
+};
+pub use watcher::{DEFAULT_CHANNEL_CAPACITY, RescanReason, WatchError, WatchEvent, Watcher};

@@ -1,0 +1,320 @@
+//! Full and single-path scans of a mirror root: what is on disk right now, as the planner's
+//! ground truth. Owns the rules for what can be mirrored (regular files and directories with
+//! UTF-8 names, reached without following a symlink) and the report of what is skipped.
+
+use std::fs::{self, Metadata};
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use super::{IgnoreRules, RelPath};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    File,
+    Dir,
+}
+
+/// One mirrorable item on disk. `size` is 0 for directories (their st_size is meaningless
+/// across filesystems and would make every comparison flap).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalEntry {
+    pub path: RelPath,
+    pub kind: Kind,
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub inode: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SkipReason {
+    /// Symlinks are never followed: the target may lie outside the root.
+    Symlink,
+    /// The remote takes UTF-8 names only. A skipped directory's subtree is not walked.
+    NonUtf8,
+    /// A directory that could not be listed (the message says why).
+    Unreadable(String),
+    /// FIFO, socket or device node.
+    Special,
+}
+
+impl std::fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SkipReason::Symlink => f.write_str("symbolic link (not followed)"),
+            SkipReason::NonUtf8 => f.write_str("name is not valid UTF-8"),
+            SkipReason::Unreadable(why) => write!(f, "unreadable: {why}"),
+            SkipReason::Special => f.write_str("not a regular file or directory"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScanItem {
+    Entry(LocalEntry),
+    /// Exists but is not mirrored. `path` is relative to the root, lossily decoded for
+    /// display. What is behind a skipped path is *unknown*, not absent: the planner must not
+    /// read a skipped directory's missing children as deletions.
+    Skipped {
+        path: String,
+        reason: SkipReason,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    /// The root is gone, not a directory, or unreadable (an unmounted disk looks like this).
+    /// The engine pauses the mirror: this never means "everything was deleted".
+    #[error("mirror root {root} is unavailable: {reason}")]
+    RootUnavailable { root: PathBuf, reason: String },
+}
+
+/// Result of a single-path check, with the reason when the path exists but is not mirrorable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathStat {
+    Present(LocalEntry),
+    Missing,
+    Skipped(SkipReason),
+}
+
+/// Walks the whole tree under `root`. Blocking: run it on `spawn_blocking`.
+///
+/// Items come parents first, in [`RelPath`] order. Ignored paths are left out (an ignored
+/// directory is not descended). Problems with individual entries become `Skipped` items;
+/// only a problem with the root itself is an error.
+pub fn scan(root: &Path, rules: &IgnoreRules) -> Result<Vec<ScanItem>, ScanError> {
+    scan_subtree(root, &RelPath::root(), rules)
+}
+
+/// Like [`scan`] but for the subtree at `start` (the entry for `start` itself comes first),
+/// e.g. after a directory is moved into the root, where no event names its children.
+/// A missing `start` gives an empty list. Blocking.
+pub fn scan_subtree(
+    root: &Path,
+    start: &RelPath,
+    rules: &IgnoreRules,
+) -> Result<Vec<ScanItem>, ScanError> {
+    check_root(root)?;
+    let mut out = Vec::new();
+    let mut top_entry = None;
+    let top = if start.is_root() {
+        RelPath::root()
+    } else {
+        match stat_path_detailed(root, start) {
+            Ok(PathStat::Present(e)) => {
+                if rules.is_ignored(start, e.kind == Kind::Dir) {
+                    return Ok(out);
+                }
+                if e.kind != Kind::Dir {
+                    out.push(ScanItem::Entry(e));
+                    return Ok(out);
+                }
+                top_entry = Some(e);
+                start.clone()
+            }
+            Ok(PathStat::Missing) => return Ok(out),
+            Ok(PathStat::Skipped(reason)) => {
+                out.push(skipped(start.as_str(), reason));
+                return Ok(out);
+            }
+            Err(e) => {
+                out.push(skipped(
+                    start.as_str(),
+                    SkipReason::Unreadable(e.to_string()),
+                ));
+                return Ok(out);
+            }
+        }
+    };
+
+    let children = match list_dir(&top.to_path(root)) {
+        Ok(c) => {
+            out.extend(top_entry.map(ScanItem::Entry));
+            c
+        }
+        Err(e) if top.is_root() => {
+            return Err(ScanError::RootUnavailable {
+                root: root.to_path_buf(),
+                reason: format!("cannot list it: {e}"),
+            });
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => {
+            out.push(skipped(top.as_str(), SkipReason::Unreadable(e.to_string())));
+            return Ok(out);
+        }
+    };
+
+    // Explicit stack of directory frames (no recursion: trees can be deep). Each frame holds
+    // its remaining children in reverse name order; a directory's frame is pushed as soon as
+    // the directory is emitted, so its subtree follows it directly (pre-order, which is
+    // exactly `RelPath` order).
+    let mut stack = vec![(top, children)];
+    while let Some((dir, remaining)) = stack.last_mut() {
+        let Some((name, meta)) = remaining.pop() else {
+            stack.pop();
+            continue;
+        };
+        let dir = dir.clone();
+        let Some(name_str) = name.to_str() else {
+            let lossy = name.to_string_lossy();
+            let shown = if dir.is_root() {
+                lossy.into_owned()
+            } else {
+                format!("{}/{}", dir.as_str(), lossy)
+            };
+            out.push(skipped(&shown, SkipReason::NonUtf8));
+            continue;
+        };
+        let Ok(path) = dir.join(name_str) else {
+            // readdir never yields `.`, `..` or a name with `/`; anything else that fails
+            // validation (a NUL cannot occur either) has no remote spelling.
+            out.push(skipped(
+                &format!("{}/{}", dir.as_str(), name_str),
+                SkipReason::Special,
+            ));
+            continue;
+        };
+        if rules.is_ignored(&path, meta.file_type().is_dir()) {
+            continue;
+        }
+        match classify(&path, &meta) {
+            Ok(entry) if entry.kind == Kind::Dir => match list_dir(&path.to_path(root)) {
+                Ok(children) => {
+                    out.push(ScanItem::Entry(entry));
+                    stack.push((path, children));
+                }
+                // Removed since its parent was listed: the watcher reports that.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                // Reported instead of listed as an (apparently empty) directory, so that
+                // nobody mistakes its unseen children for deleted ones.
+                Err(e) => out.push(skipped(
+                    path.as_str(),
+                    SkipReason::Unreadable(e.to_string()),
+                )),
+            },
+            Ok(entry) => out.push(ScanItem::Entry(entry)),
+            Err(reason) => out.push(skipped(path.as_str(), reason)),
+        }
+    }
+    Ok(out)
+}
+
+fn skipped(path: &str, reason: SkipReason) -> ScanItem {
+    ScanItem::Skipped {
+        path: path.to_owned(),
+        reason,
+    }
+}
+
+/// Lists a directory's entries with their lstat metadata, sorted by name. Entries that vanish
+/// between readdir and lstat are left out.
+fn list_dir(abs: &Path) -> io::Result<Vec<(std::ffi::OsString, Metadata)>> {
+    let mut out = Vec::new();
+    for ent in fs::read_dir(abs)? {
+        let ent = ent?;
+        // DirEntry::metadata is an lstat on Unix: a symlink is described, not followed.
+        match ent.metadata() {
+            Ok(m) => out.push((ent.file_name(), m)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    // Reverse order: callers pop from the end.
+    out.sort_by(|a, b| b.0.cmp(&a.0));
+    Ok(out)
+}
+
+fn classify(path: &RelPath, meta: &Metadata) -> Result<LocalEntry, SkipReason> {
+    let ft = meta.file_type();
+    let kind = if ft.is_symlink() {
+        return Err(SkipReason::Symlink);
+    } else if ft.is_dir() {
+        Kind::Dir
+    } else if ft.is_file() {
+        Kind::File
+    } else {
+        // FIFO, socket, block or character device: opening one could block or have side
+        // effects, and none has remote meaning.
+        return Err(SkipReason::Special);
+    };
+    Ok(LocalEntry {
+        path: path.clone(),
+        kind,
+        size: if kind == Kind::File { meta.len() } else { 0 },
+        mtime_ns: meta
+            .mtime()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(meta.mtime_nsec()),
+        inode: meta.ino(),
+    })
+}
+
+fn check_root(root: &Path) -> Result<(), ScanError> {
+    let unavailable = |reason: String| ScanError::RootUnavailable {
+        root: root.to_path_buf(),
+        reason,
+    };
+    // The configured root may itself be a symlink (e.g. ~/Documents → /data/docs): that
+    // one link is the user's choice and is followed; nothing below it is.
+    match fs::metadata(root) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(unavailable("not a directory".into())),
+        Err(e) => Err(unavailable(e.to_string())),
+    }
+}
+
+/// lstat of one path under `root`, refusing to pass through a symlinked ancestor (which could
+/// point outside the root). Blocking.
+pub fn stat_path_detailed(root: &Path, path: &RelPath) -> io::Result<PathStat> {
+    if path.is_root() {
+        return match fs::metadata(root) {
+            Ok(m) if m.is_dir() => {
+                Ok(PathStat::Present(classify(path, &m).map_err(|_| {
+                    io::Error::other("root is not a directory")
+                })?))
+            }
+            Ok(_) => Err(io::Error::other("root is not a directory")),
+            Err(e) => Err(e),
+        };
+    }
+    let mut abs = root.to_path_buf();
+    let comps: Vec<&str> = path.components().collect();
+    for (i, comp) in comps.iter().enumerate() {
+        abs.push(comp);
+        let meta = match fs::symlink_metadata(&abs) {
+            Ok(m) => m,
+            Err(e)
+                if e.kind() == io::ErrorKind::NotFound
+                    || e.kind() == io::ErrorKind::NotADirectory =>
+            {
+                return Ok(PathStat::Missing);
+            }
+            Err(e) => return Err(e),
+        };
+        let last = i + 1 == comps.len();
+        if !last {
+            if meta.file_type().is_symlink() {
+                return Ok(PathStat::Skipped(SkipReason::Symlink));
+            }
+            if !meta.is_dir() {
+                return Ok(PathStat::Missing);
+            }
+            continue;
+        }
+        return Ok(match classify(path, &meta) {
+            Ok(e) => PathStat::Present(e),
+            Err(reason) => PathStat::Skipped(reason),
+        });
+    }
+    unreachable!("a non-root RelPath has at least one component")
+}
+
+/// lstat of one mirrorable path: `None` if it is missing or not mirrorable (symlink, special
+/// file, or reached through a symlinked directory). Blocking.
+pub fn stat_path(root: &Path, path: &RelPath) -> io::Result<Option<LocalEntry>> {
+    Ok(match stat_path_detailed(root, path)? {
+        PathStat::Present(e) => Some(e),
+        PathStat::Missing | PathStat::Skipped(_) => None,
+    })
+}

@@ -1,0 +1,781 @@
+//! The live watch on one mirror root: `notify`'s recommended backend (inotify, FSEvents, ...)
+//! turned into [`WatchEvent`]s on a bounded tokio channel. Owns the mapping from the backend's
+//! event kinds to path hints, the backpressure rule (a full channel becomes one "rescan
+//! needed", never a blocked notify thread and never a silent drop) and the watch-limit error.
+
+use std::collections::{HashSet, VecDeque};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use notify::event::{AccessKind, AccessMode, CreateKind, MetadataKind, ModifyKind, RemoveKind};
+use notify::event::{EventKind, RenameMode};
+use notify::{Event, RecommendedWatcher, RecursiveMode, Watcher as _};
+use tokio::sync::mpsc;
+
+use super::{IgnoreRules, RelPath, RelPathError};
+
+/// Default capacity of the event channel between the notify thread and the engine.
+pub const DEFAULT_CHANNEL_CAPACITY: usize = 4096;
+
+/// Where the watch-limit advice points; shared by the startup error and the runtime event.
+const WATCH_LIMIT_FIX: &str = "raise it with `sysctl fs.inotify.max_user_watches=524288` and make \
+     that permanent with a drop-in /etc/sysctl.d/90-scaidrive-inotify.conf containing \
+     `fs.inotify.max_user_watches=524288`; until then this mirror is kept in sync by periodic \
+     full scans";
+
+/// A hint that something under the root may have changed. Hints, not facts: the planner
+/// stats the path before acting. A `Changed` directory may hide children no event named
+/// (a directory moved in from outside the root): the planner scans its subtree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WatchEvent {
+    Changed(RelPath),
+    Removed(RelPath),
+    /// A move seen from both ends inside the root (a strong hint for a remote move).
+    Renamed {
+        from: RelPath,
+        to: RelPath,
+    },
+    /// Events were or may have been lost; only a full scan restores the picture.
+    Rescan {
+        reason: RescanReason,
+    },
+    /// The backend reported a problem that is not about lost events.
+    Error(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RescanReason {
+    /// Our channel to the engine was full when an event arrived.
+    ChannelFull,
+    /// The kernel or backend dropped events (inotify queue overflow, FSEvents MustScanSubDirs).
+    BackendOverflow,
+    /// A path with a non-UTF-8 name changed; the scan reports it as skipped.
+    NonUtf8Path(String),
+    /// The root itself was removed or moved; the scan decides whether to pause the mirror.
+    RootChanged,
+    /// New directories could not be watched: the watch limit was reached at runtime. The
+    /// engine should switch this mirror to periodic scanning.
+    WatchLimit,
+}
+
+impl fmt::Display for RescanReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RescanReason::ChannelFull => f.write_str("watch event channel overflowed"),
+            RescanReason::BackendOverflow => f.write_str("file watcher dropped events"),
+            RescanReason::NonUtf8Path(p) => write!(f, "change to non-UTF-8 path {p}"),
+            RescanReason::RootChanged => f.write_str("mirror root was moved or removed"),
+            RescanReason::WatchLimit => write!(f, "inotify watch limit reached: {WATCH_LIMIT_FIX}"),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    /// Not enough inotify watches for this tree. The engine falls back to periodic scanning.
+    #[error("cannot watch {root}: inotify watch limit reached; {WATCH_LIMIT_FIX}", root = root.display())]
+    WatchLimit { root: PathBuf },
+    #[error("cannot watch {root}: root is unavailable: {reason}", root = root.display())]
+    RootUnavailable { root: PathBuf, reason: String },
+    #[error("cannot watch {root}: {source}", root = root.display())]
+    Backend {
+        root: PathBuf,
+        #[source]
+        source: notify::Error,
+    },
+}
+
+impl WatchError {
+    fn from_notify(root: &Path, err: notify::Error) -> Self {
+        let root = root.to_path_buf();
+        match &err.kind {
+            notify::ErrorKind::MaxFilesWatch => WatchError::WatchLimit { root },
+            // ENOSPC from inotify_add_watch means the watch limit, not a full disk.
+            notify::ErrorKind::Io(e) if e.raw_os_error() == Some(28) => {
+                WatchError::WatchLimit { root }
+            }
+            notify::ErrorKind::PathNotFound => WatchError::RootUnavailable {
+                root,
+                reason: "no such directory".into(),
+            },
+            _ => WatchError::Backend { root, source: err },
+        }
+    }
+}
+
+/// A recursive watch on one root. Dropping it stops the watch.
+pub struct Watcher {
+    _backend: RecommendedWatcher,
+    rx: mpsc::Receiver<WatchEvent>,
+    rescan_needed: Arc<AtomicBool>,
+    watch_limit: Arc<AtomicBool>,
+    rules: Arc<RwLock<Arc<IgnoreRules>>>,
+    root: PathBuf,
+}
+
+impl fmt::Debug for Watcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Watcher")
+            .field("root", &self.root)
+            .field("pending", &self.rx.len())
+            .field("rescan_needed", &self.rescan_needed.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl Watcher {
+    /// Starts watching `root` recursively. Blocking (the backend walks the tree to add
+    /// watches): call it from `spawn_blocking`. Directories created later are added by the
+    /// backend as they appear.
+    pub fn new(root: &Path, rules: IgnoreRules, capacity: usize) -> Result<Self, WatchError> {
+        // Events carry the prefix we register; canonical means it matches what `scan` and
+        // the planner derive, whatever alias the config used.
+        let canon = root
+            .canonicalize()
+            .map_err(|e| WatchError::RootUnavailable {
+                root: root.to_path_buf(),
+                reason: e.to_string(),
+            })?;
+        if !canon.is_dir() {
+            return Err(WatchError::RootUnavailable {
+                root: root.to_path_buf(),
+                reason: "not a directory".into(),
+            });
+        }
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let rescan_needed = Arc::new(AtomicBool::new(false));
+        let watch_limit = Arc::new(AtomicBool::new(false));
+        let rules = Arc::new(RwLock::new(Arc::new(rules)));
+        let mut bridge = Bridge {
+            mapper: Mapper {
+                root: canon.clone(),
+                rules: rules.clone(),
+                seen_non_utf8: HashSet::new(),
+                recent_dir_moves: VecDeque::new(),
+            },
+            tx,
+            rescan_needed: rescan_needed.clone(),
+            watch_limit: watch_limit.clone(),
+        };
+        // Never follow symlinks: a link to /home would otherwise put watches (and events,
+        // and so reads) outside the root.
+        let config = notify::Config::default().with_follow_symlinks(false);
+        let mut backend =
+            RecommendedWatcher::new(move |res: notify::Result<Event>| bridge.handle(res), config)
+                .map_err(|e| WatchError::from_notify(root, e))?;
+        backend
+            .watch(&canon, RecursiveMode::Recursive)
+            .map_err(|e| WatchError::from_notify(root, e))?;
+        Ok(Watcher {
+            _backend: backend,
+            rx,
+            rescan_needed,
+            watch_limit,
+            rules,
+            root: canon,
+        })
+    }
+
+    /// The canonical root being watched.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Next event. A pending "rescan needed" (set when the channel overflowed) is reported
+    /// first, as `WatchEvent::Rescan { reason: ChannelFull }`. Cancel-safe.
+    pub async fn recv(&mut self) -> Option<WatchEvent> {
+        if let Some(ev) = self.take_overflow() {
+            return Some(ev);
+        }
+        self.rx.recv().await
+    }
+
+    /// Non-waiting variant of [`Watcher::recv`].
+    pub fn try_recv(&mut self) -> Option<WatchEvent> {
+        self.take_overflow().or_else(|| self.rx.try_recv().ok())
+    }
+
+    /// Whether an overflow happened that `recv` has not reported yet.
+    pub fn rescan_needed(&self) -> bool {
+        self.rescan_needed.load(Ordering::Acquire)
+    }
+
+    /// Sticky: the watch limit was hit after start, so directories created since may be
+    /// unwatched. Also sent as `Rescan { reason: WatchLimit }`, but that event can be folded
+    /// into a `ChannelFull` rescan; this flag cannot be lost. The engine then scans
+    /// periodically for as long as this watcher lives.
+    pub fn watch_limit_reached(&self) -> bool {
+        self.watch_limit.load(Ordering::Acquire)
+    }
+
+    /// Swaps in new rules (after `.scaidriveignore` or the config changed). Events already
+    /// queued were filtered with the old rules; the caller rescans anyway after a rule change.
+    pub fn set_rules(&self, rules: IgnoreRules) {
+        let mut guard = self.rules.write().unwrap_or_else(|e| e.into_inner());
+        *guard = Arc::new(rules);
+    }
+
+    fn take_overflow(&self) -> Option<WatchEvent> {
+        self.rescan_needed
+            .swap(false, Ordering::AcqRel)
+            .then_some(WatchEvent::Rescan {
+                reason: RescanReason::ChannelFull,
+            })
+    }
+}
+
+/// Runs on the backend's own thread (never a tokio worker). Sending is only ever `try_send`.
+/// Mapping happens here too, including an lstat for the events that do not say whether a
+/// path is a directory: filtering ignored churn (editor swap files, build output) at the
+/// source keeps it out of the bounded channel, so it cannot cause overflow rescans.
+struct Bridge {
+    mapper: Mapper,
+    tx: mpsc::Sender<WatchEvent>,
+    rescan_needed: Arc<AtomicBool>,
+    watch_limit: Arc<AtomicBool>,
+}
+
+impl Bridge {
+    fn handle(&mut self, res: notify::Result<Event>) {
+        if let Err(e) = &res
+            && matches!(e.kind, notify::ErrorKind::MaxFilesWatch)
+        {
+            self.watch_limit.store(true, Ordering::Release);
+        }
+        // Once a rescan is owed, every event until the engine picks it up is covered by that
+        // rescan (it starts later), so sending them would only fill the channel again.
+        if self.rescan_needed.load(Ordering::Acquire) {
+            return;
+        }
+        for ev in self.mapper.map(res) {
+            match self.tx.try_send(ev) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    self.rescan_needed.store(true, Ordering::Release);
+                    return;
+                }
+                // The Watcher (and its receiver) is being dropped.
+                Err(mpsc::error::TrySendError::Closed(_)) => return,
+            }
+        }
+    }
+}
+
+/// Turns backend events into hints relative to the root. Separate from the channel so the
+/// mapping is testable with synthetic events.
+struct Mapper {
+    root: PathBuf,
+    rules: Arc<RwLock<Arc<IgnoreRules>>>,
+    /// Non-UTF-8 paths already turned into a rescan: the scan reports them once; rescanning
+    /// on every write to such a file would walk the whole tree again and again.
+    seen_non_utf8: HashSet<PathBuf>,
+    /// Recent directory moves inside the root (absolute from → to). The inotify backend
+    /// re-points its watches only after it has delivered the whole batch that contained the
+    /// move, so a file written into the directory right after the move can still be reported
+    /// under the old name; such paths are rewritten to the new one.
+    recent_dir_moves: VecDeque<(PathBuf, PathBuf)>,
+}
+
+/// How many directory moves are remembered for path rewriting.
+const RECENT_DIR_MOVES: usize = 64;
+
+/// How one absolute path from the backend relates to the mirror.
+enum Place {
+    Mirrored(RelPath),
+    Ignored,
+    Outside,
+    Root,
+    NonUtf8(PathBuf),
+}
+
+impl Mapper {
+    fn map(&mut self, res: notify::Result<Event>) -> Vec<WatchEvent> {
+        let mut event = match res {
+            Ok(ev) => ev,
+            Err(err) => {
+                return vec![match err.kind {
+                    notify::ErrorKind::MaxFilesWatch => WatchEvent::Rescan {
+                        reason: RescanReason::WatchLimit,
+                    },
+                    _ => WatchEvent::Error(err.to_string()),
+                }];
+            }
+        };
+        if event.need_rescan() {
+            return vec![WatchEvent::Rescan {
+                reason: RescanReason::BackendOverflow,
+            }];
+        }
+        let rules = self.rules.read().unwrap_or_else(|e| e.into_inner()).clone();
+        if !self.recent_dir_moves.is_empty() {
+            for p in &mut event.paths {
+                if let Some(fixed) = self.rewrite_stale(p) {
+                    *p = fixed;
+                }
+            }
+        }
+
+        if let EventKind::Modify(ModifyKind::Name(RenameMode::Both)) = event.kind
+            && let [from, to] = event.paths.as_slice()
+        {
+            let is_dir = std::fs::symlink_metadata(to).is_ok_and(|m| m.is_dir());
+            if is_dir && from.starts_with(&self.root) && to.starts_with(&self.root) {
+                if self.recent_dir_moves.len() == RECENT_DIR_MOVES {
+                    self.recent_dir_moves.pop_front();
+                }
+                self.recent_dir_moves.push_back((from.clone(), to.clone()));
+            }
+            let from = self.place(&rules, from, is_dir);
+            let to = self.place(&rules, to, is_dir);
+            return match (from, to) {
+                (Place::Mirrored(from), Place::Mirrored(to)) => {
+                    vec![WatchEvent::Renamed { from, to }]
+                }
+                (Place::NonUtf8(p), _) | (_, Place::NonUtf8(p)) => self.non_utf8(p),
+                (Place::Root, _) | (_, Place::Root) => vec![WatchEvent::Rescan {
+                    reason: RescanReason::RootChanged,
+                }],
+                // Atomic save through an ignored temp name, or a move in from outside.
+                (_, Place::Mirrored(to)) => vec![WatchEvent::Changed(to)],
+                // Moved out of the root or to an ignored name: gone as far as the mirror goes.
+                (Place::Mirrored(from), _) => vec![WatchEvent::Removed(from)],
+                _ => vec![],
+            };
+        }
+
+        let Some(presence) = classify_kind(&event.kind) else {
+            return vec![];
+        };
+        let dir_hint = match event.kind {
+            EventKind::Create(CreateKind::Folder) | EventKind::Remove(RemoveKind::Folder) => {
+                Some(true)
+            }
+            _ => None,
+        };
+        let mut out = Vec::new();
+        for abs in &event.paths {
+            let is_dir = dir_hint
+                .unwrap_or_else(|| std::fs::symlink_metadata(abs).is_ok_and(|m| m.is_dir()));
+            match self.place(&rules, abs, is_dir) {
+                Place::Mirrored(rel) => {
+                    let gone = match presence {
+                        Presence::Present => false,
+                        Presence::Gone => true,
+                        Presence::Check => std::fs::symlink_metadata(abs).is_err(),
+                    };
+                    out.push(if gone {
+                        WatchEvent::Removed(rel)
+                    } else {
+                        WatchEvent::Changed(rel)
+                    });
+                }
+                Place::NonUtf8(p) => out.extend(self.non_utf8(p)),
+                Place::Root => {
+                    // Writes and attribute changes on the root are noise; the root itself
+                    // disappearing or moving is what an unmount or `mv` looks like.
+                    if matches!(
+                        event.kind,
+                        EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(_))
+                    ) {
+                        out.push(WatchEvent::Rescan {
+                            reason: RescanReason::RootChanged,
+                        });
+                    }
+                }
+                Place::Ignored | Place::Outside => {}
+            }
+        }
+        out
+    }
+
+    /// The current name of a path reported under a directory that was just moved away, if
+    /// that directory is still gone (a new directory under the old name is real).
+    fn rewrite_stale(&self, abs: &Path) -> Option<PathBuf> {
+        let mut cur = abs.to_path_buf();
+        let mut changed = false;
+        // Newest first; a few rounds follow a directory moved twice in a row.
+        for _ in 0..4 {
+            let hit = self.recent_dir_moves.iter().rev().find_map(|(from, to)| {
+                let rest = cur.strip_prefix(from).ok()?;
+                (!rest.as_os_str().is_empty() && std::fs::symlink_metadata(from).is_err())
+                    .then(|| to.join(rest))
+            });
+            match hit {
+                Some(next) => {
+                    cur = next;
+                    changed = true;
+                }
+                None => break,
+            }
+        }
+        changed.then_some(cur)
+    }
+
+    fn place(&self, rules: &IgnoreRules, abs: &Path, is_dir: bool) -> Place {
+        match RelPath::from_abs(&self.root, abs) {
+            Ok(rel) if rel.is_root() => Place::Root,
+            // The ignore file always passes: its change means "reload the rules".
+            Ok(rel) if IgnoreRules::is_ignore_file(&rel) => Place::Mirrored(rel),
+            Ok(rel) if rules.is_ignored(&rel, is_dir) => Place::Ignored,
+            Ok(rel) => Place::Mirrored(rel),
+            Err(RelPathError::NonUtf8(_)) => Place::NonUtf8(abs.to_path_buf()),
+            Err(_) => Place::Outside,
+        }
+    }
+
+    fn non_utf8(&mut self, abs: PathBuf) -> Vec<WatchEvent> {
+        const MAX_REMEMBERED: usize = 1024;
+        if self.seen_non_utf8.contains(&abs) {
+            return vec![];
+        }
+        if self.seen_non_utf8.len() >= MAX_REMEMBERED {
+            self.seen_non_utf8.clear();
+        }
+        let shown = abs
+            .strip_prefix(&self.root)
+            .unwrap_or(&abs)
+            .to_string_lossy()
+            .into_owned();
+        self.seen_non_utf8.insert(abs);
+        vec![WatchEvent::Rescan {
+            reason: RescanReason::NonUtf8Path(shown),
+        }]
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Presence {
+    Present,
+    Gone,
+    /// The backend does not say which side of a rename this is (FSEvents): stat decides.
+    Check,
+}
+
+/// Which event kinds are worth a look, and whether they say the path now exists.
+/// Opens and reads are dropped: the uploader reading a file must not re-queue it.
+fn classify_kind(kind: &EventKind) -> Option<Presence> {
+    match kind {
+        EventKind::Create(_) => Some(Presence::Present),
+        EventKind::Remove(_) => Some(Presence::Gone),
+        EventKind::Modify(ModifyKind::Name(RenameMode::From)) => Some(Presence::Gone),
+        EventKind::Modify(ModifyKind::Name(RenameMode::To)) => Some(Presence::Present),
+        EventKind::Modify(ModifyKind::Name(_)) => Some(Presence::Check),
+        EventKind::Modify(ModifyKind::Metadata(MetadataKind::AccessTime)) => None,
+        EventKind::Modify(_) => Some(Presence::Present),
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => Some(Presence::Present),
+        EventKind::Access(_) => None,
+        EventKind::Any => Some(Presence::Check),
+        EventKind::Other => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::event::{DataChange, Flag};
+
+    fn rp(s: &str) -> RelPath {
+        RelPath::new(s).unwrap()
+    }
+
+    fn mapper(root: &Path) -> Mapper {
+        Mapper {
+            root: root.to_path_buf(),
+            rules: Arc::new(RwLock::new(Arc::new(
+                IgnoreRules::new(&["skip/".to_string()]).unwrap(),
+            ))),
+            seen_non_utf8: HashSet::new(),
+            recent_dir_moves: VecDeque::new(),
+        }
+    }
+
+    fn ev(kind: EventKind, paths: &[&Path]) -> notify::Result<Event> {
+        let mut e = Event::new(kind);
+        for p in paths {
+            e = e.add_path(p.to_path_buf());
+        }
+        Ok(e)
+    }
+
+    #[test]
+    fn maps_backend_events_to_hints() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir(root.join("skip")).unwrap();
+        std::fs::write(root.join("exists.txt"), b"x").unwrap();
+        let r = |s: &str| root.join(s);
+        let (a, b, swp, out) = (
+            r("a.txt"),
+            r("b.txt"),
+            r(".a.txt.swp"),
+            Path::new("/elsewhere/x"),
+        );
+        let name = |m| EventKind::Modify(ModifyKind::Name(m));
+
+        let cases: Vec<(&str, notify::Result<Event>, Vec<WatchEvent>)> = vec![
+            (
+                "create",
+                ev(EventKind::Create(CreateKind::File), &[&a]),
+                vec![WatchEvent::Changed(rp("a.txt"))],
+            ),
+            (
+                "write",
+                ev(EventKind::Modify(ModifyKind::Data(DataChange::Any)), &[&a]),
+                vec![WatchEvent::Changed(rp("a.txt"))],
+            ),
+            (
+                "close-write",
+                ev(
+                    EventKind::Access(AccessKind::Close(AccessMode::Write)),
+                    &[&a],
+                ),
+                vec![WatchEvent::Changed(rp("a.txt"))],
+            ),
+            (
+                "open is not a change",
+                ev(EventKind::Access(AccessKind::Open(AccessMode::Any)), &[&a]),
+                vec![],
+            ),
+            (
+                "remove",
+                ev(EventKind::Remove(RemoveKind::File), &[&a]),
+                vec![WatchEvent::Removed(rp("a.txt"))],
+            ),
+            (
+                "paired rename",
+                ev(name(RenameMode::Both), &[&a, &b]),
+                vec![WatchEvent::Renamed {
+                    from: rp("a.txt"),
+                    to: rp("b.txt"),
+                }],
+            ),
+            (
+                "rename from (single)",
+                ev(name(RenameMode::From), &[&a]),
+                vec![WatchEvent::Removed(rp("a.txt"))],
+            ),
+            (
+                "rename to (single)",
+                ev(name(RenameMode::To), &[&b]),
+                vec![WatchEvent::Changed(rp("b.txt"))],
+            ),
+            (
+                "rename, unknown side, path exists",
+                ev(name(RenameMode::Any), &[&r("exists.txt")]),
+                vec![WatchEvent::Changed(rp("exists.txt"))],
+            ),
+            (
+                "rename, unknown side, path gone",
+                ev(name(RenameMode::Any), &[&a]),
+                vec![WatchEvent::Removed(rp("a.txt"))],
+            ),
+            (
+                "atomic save from ignored temp",
+                ev(name(RenameMode::Both), &[&swp, &a]),
+                vec![WatchEvent::Changed(rp("a.txt"))],
+            ),
+            (
+                "rename to ignored name",
+                ev(name(RenameMode::Both), &[&a, &swp]),
+                vec![WatchEvent::Removed(rp("a.txt"))],
+            ),
+            (
+                "move out of root",
+                ev(name(RenameMode::Both), &[&a, out]),
+                vec![WatchEvent::Removed(rp("a.txt"))],
+            ),
+            (
+                "move into root",
+                ev(name(RenameMode::Both), &[out, &b]),
+                vec![WatchEvent::Changed(rp("b.txt"))],
+            ),
+            (
+                "ignored temp file",
+                ev(EventKind::Create(CreateKind::File), &[&swp]),
+                vec![],
+            ),
+            (
+                "inside ignored dir",
+                ev(EventKind::Create(CreateKind::File), &[&r("skip/x")]),
+                vec![],
+            ),
+            (
+                "outside root",
+                ev(EventKind::Create(CreateKind::File), &[out]),
+                vec![],
+            ),
+            (
+                "ignore file always passes",
+                ev(
+                    EventKind::Create(CreateKind::File),
+                    &[&r(".scaidriveignore")],
+                ),
+                vec![WatchEvent::Changed(rp(".scaidriveignore"))],
+            ),
+            (
+                "root removed",
+                ev(EventKind::Remove(RemoveKind::Folder), &[root]),
+                vec![WatchEvent::Rescan {
+                    reason: RescanReason::RootChanged,
+                }],
+            ),
+            (
+                "root attrib",
+                ev(
+                    EventKind::Modify(ModifyKind::Metadata(MetadataKind::Any)),
+                    &[root],
+                ),
+                vec![],
+            ),
+            (
+                "backend overflow flag",
+                Ok(Event::new(EventKind::Other).set_flag(Flag::Rescan)),
+                vec![WatchEvent::Rescan {
+                    reason: RescanReason::BackendOverflow,
+                }],
+            ),
+            (
+                "watch limit at runtime",
+                Err(notify::Error::new(notify::ErrorKind::MaxFilesWatch)),
+                vec![WatchEvent::Rescan {
+                    reason: RescanReason::WatchLimit,
+                }],
+            ),
+            (
+                "other backend error",
+                Err(notify::Error::generic("boom")),
+                vec![WatchEvent::Error("boom".into())],
+            ),
+        ];
+        for (what, input, want) in cases {
+            let mut m = mapper(root);
+            assert_eq!(m.map(input), want, "{what}");
+        }
+    }
+
+    #[test]
+    fn late_events_under_a_moved_directory_get_the_new_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("new/sub")).unwrap();
+        let name = |m| EventKind::Modify(ModifyKind::Name(m));
+        let mut m = mapper(root);
+        assert_eq!(
+            m.map(ev(
+                name(RenameMode::Both),
+                &[&root.join("old"), &root.join("new")]
+            )),
+            vec![WatchEvent::Renamed {
+                from: rp("old"),
+                to: rp("new")
+            }]
+        );
+        // Reported by the backend under the stale name.
+        assert_eq!(
+            m.map(ev(
+                EventKind::Create(CreateKind::File),
+                &[&root.join("old/sub/f.txt")]
+            )),
+            vec![WatchEvent::Changed(rp("new/sub/f.txt"))]
+        );
+        // Once something real exists under the old name again, its events are its own.
+        std::fs::create_dir(root.join("old")).unwrap();
+        assert_eq!(
+            m.map(ev(
+                EventKind::Create(CreateKind::File),
+                &[&root.join("old/g.txt")]
+            )),
+            vec![WatchEvent::Changed(rp("old/g.txt"))]
+        );
+    }
+
+    #[test]
+    fn bridge_never_blocks_and_turns_overflow_into_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let (tx, mut rx) = mpsc::channel(1);
+        let mut bridge = Bridge {
+            mapper: mapper(root),
+            tx,
+            rescan_needed: Arc::new(AtomicBool::new(false)),
+            watch_limit: Arc::new(AtomicBool::new(false)),
+        };
+        let create = |name: &str| ev(EventKind::Create(CreateKind::File), &[&root.join(name)]);
+        bridge.handle(create("a"));
+        assert!(!bridge.rescan_needed.load(Ordering::Acquire));
+        bridge.handle(create("b")); // channel full: flag, no wait
+        assert!(bridge.rescan_needed.load(Ordering::Acquire));
+        bridge.handle(create("c")); // covered by the owed rescan
+        bridge.handle(Err(notify::Error::new(notify::ErrorKind::MaxFilesWatch)));
+        assert!(
+            bridge.watch_limit.load(Ordering::Acquire),
+            "limit must stick"
+        );
+        assert_eq!(rx.try_recv().ok(), Some(WatchEvent::Changed(rp("a"))));
+        assert!(rx.try_recv().is_err(), "b and c are left to the rescan");
+        drop(rx);
+        bridge.rescan_needed.store(false, Ordering::Release);
+        bridge.handle(create("d")); // receiver gone: no panic, nothing to do
+    }
+
+    #[test]
+    fn non_utf8_path_asks_for_one_rescan() {
+        use std::ffi::OsStr;
+        use std::os::unix::ffi::OsStrExt;
+        let root = Path::new("/mirror");
+        let bad = root.join(OsStr::from_bytes(b"caf\xe9.txt"));
+        let mut m = mapper(root);
+        let got = m.map(ev(EventKind::Create(CreateKind::File), &[&bad]));
+        assert!(
+            matches!(&got[..], [WatchEvent::Rescan { reason: RescanReason::NonUtf8Path(p) }] if p.starts_with("caf")),
+            "{got:?}"
+        );
+        let again = m.map(ev(
+            EventKind::Modify(ModifyKind::Data(DataChange::Any)),
+            &[&bad],
+        ));
+        assert_eq!(
+            again,
+            vec![],
+            "a second write to the same name must not rescan again"
+        );
+    }
+
+    #[test]
+    fn watch_limit_error_is_distinct_and_says_how_to_fix() {
+        let root = Path::new("/data/photos");
+        let cases = [
+            notify::Error::new(notify::ErrorKind::MaxFilesWatch).add_path(root.into()),
+            notify::Error::io(std::io::Error::from_raw_os_error(28)),
+        ];
+        for err in cases {
+            let e = WatchError::from_notify(root, err);
+            assert!(matches!(e, WatchError::WatchLimit { .. }), "{e:?}");
+            let msg = e.to_string();
+            assert!(!msg.contains('\n'), "one line: {msg}");
+            assert!(msg.contains("/data/photos"), "{msg}");
+            assert!(
+                msg.contains("sysctl fs.inotify.max_user_watches=524288"),
+                "{msg}"
+            );
+            assert!(
+                msg.contains("/etc/sysctl.d/90-scaidrive-inotify.conf"),
+                "{msg}"
+            );
+        }
+        let other = WatchError::from_notify(root, notify::Error::generic("x"));
+        assert!(matches!(other, WatchError::Backend { .. }));
+        assert!(!RescanReason::WatchLimit.to_string().contains('\n'));
+    }
+
+    #[tokio::test]
+    async fn missing_root_is_root_unavailable() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("gone");
+        let err = Watcher::new(&missing, IgnoreRules::new(&[]).unwrap(), 8).unwrap_err();
+        assert!(matches!(err, WatchError::RootUnavailable { .. }), "{err}");
+        assert!(err.to_string().contains("gone"));
+    }
+}

@@ -1,0 +1,131 @@
+//! Crashes: the daemon binary is killed with SIGKILL in the middle of a bulk upload and
+//! of a large resumable upload, then restarted. Nothing is duplicated, nothing finished
+//! is uploaded again, and the resumable session is resumed.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::world::{BASE, TOKEN, World};
+
+fn write_config(w: &World) -> std::path::PathBuf {
+    let cfg = format!(
+        "[daemon]\nstate_dir = {state:?}\nruntime_dir = {run:?}\nlog_level = \"warn\"\n\
+         [remote]\nurl = {url:?}\nlarge_file_threshold = 1048576\nchunk_size = 262144\nparallel_chunks = 1\n\
+         [[mirror]]\nname = \"m\"\npath = {root:?}\nshare_id = {share:?}\nremote_path = {base:?}\nquiet_period_ms = 200\n",
+        state = w.state_dir(),
+        run = w.dir.path().join("run"),
+        url = w.url,
+        root = w.root,
+        share = w.share,
+        base = BASE,
+    );
+    let p = w.dir.path().join("scaidrived.toml");
+    std::fs::write(&p, cfg).unwrap();
+    p
+}
+
+fn spawn_daemon(config: &std::path::Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_scaidrived"))
+        .arg("--config")
+        .arg(config)
+        .env("SCAIDRIVE_TOKEN", TOKEN)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("scaidrived starts")
+}
+
+async fn wait_for(what: &str, mut f: impl AsyncFnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !f().await {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_during_bulk_upload_then_restart_duplicates_nothing() {
+    let w = World::new().await;
+    for i in 0..400 {
+        w.write(
+            &format!("bulk/d{}/f{i:03}.txt", i % 10),
+            format!("file {i}").as_bytes(),
+        );
+    }
+    // Slow the server down so the kill lands mid-run.
+    w.faults(serde_json::json!({ "latency_ms": 5 })).await;
+    let cfg = write_config(&w);
+    let mut child = spawn_daemon(&cfg);
+    wait_for("some uploads", async || {
+        w.count("POST /api/v1/files").await >= 100
+    })
+    .await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let before = w.count("POST /api/v1/files").await;
+    assert!(
+        before < 400,
+        "the kill should land mid-run ({before} uploads done)"
+    );
+    w.faults(serde_json::json!({})).await;
+    w.reset_stats().await;
+
+    let d = w.start().await;
+    d.settled().await;
+    w.assert_mirrored().await;
+    let after = w.count("POST /api/v1/files").await;
+    // Files uploaded before the kill are not uploaded again (at most the ones in flight
+    // at the kill are retried, and those are adopted by checksum).
+    assert!(
+        after <= 400 - before + 4,
+        "{after} uploads after restart, {before} before the kill"
+    );
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_during_a_large_upload_resumes_the_session() {
+    let w = World::new().await;
+    let big: Vec<u8> = (0..(6 * 1024 * 1024))
+        .map(|i: u32| (i % 251) as u8)
+        .collect();
+    w.write("big.bin", &big);
+    // Each chunk takes a while, so the kill lands between chunks.
+    w.faults(serde_json::json!({ "latency_ms": 40, "path_prefix": "/api/v1/uploads" }))
+        .await;
+    let cfg = write_config(&w);
+    let mut child = spawn_daemon(&cfg);
+    wait_for("some chunks", async || {
+        w.count("PUT /api/v1/uploads/{session_id}/chunks/{index}")
+            .await
+            >= 6
+    })
+    .await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let chunks_before = w
+        .count("PUT /api/v1/uploads/{session_id}/chunks/{index}")
+        .await;
+    w.faults(serde_json::json!({})).await;
+    w.reset_stats().await;
+
+    let d = w.start().await;
+    d.settled().await;
+    w.assert_mirrored().await;
+    assert_eq!(
+        w.count("POST /api/v1/uploads").await,
+        0,
+        "the session was resumed, not recreated"
+    );
+    let chunks_after = w
+        .count("PUT /api/v1/uploads/{session_id}/chunks/{index}")
+        .await;
+    assert!(
+        chunks_after + chunks_before <= 24 + 2,
+        "only missing chunks re-sent: {chunks_before} + {chunks_after}"
+    );
+    d.stop().await;
+}

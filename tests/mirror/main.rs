@@ -1,0 +1,10 @@
+//! Mirror engine integration tests: the real daemon (in-process, or as a child process
+//! where a test kills it) against a real devserver on 127.0.0.1:0, with the remote tree
+//! compared to the disk byte for byte after every scenario.
+
+mod world;
+
+mod changes;
+mod crashes;
+mod guards;
+mod initial;

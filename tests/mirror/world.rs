@@ -1,0 +1,392 @@
+//! Test world for the mirror engine: a devserver on 127.0.0.1:0, a local root and a
+//! state directory in one temp dir, the real daemon run in-process (or as a child process
+//! for kill -9 tests), and helpers that walk the remote tree and compare it with the
+//! disk byte for byte (SHA-256). A failing comparison prints both trees.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use reqwest::Method;
+use scaidrive::config::{Config, Env, MirrorConfig, RemoteSection};
+use scaidrive::daemon::{self, RunOptions};
+use scaidrive::devserver::{self, DevServerConfig, RunningServer};
+use scaidrive::mirror::{MirrorHandle, MirrorStatus};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
+
+pub const TOKEN: &str = "test-token";
+/// Remote base folder of the mirror (created by the daemon).
+pub const BASE: &str = "backup/m";
+
+#[allow(dead_code)] // the server is kept alive for the test's duration
+pub struct World {
+    pub dir: tempfile::TempDir,
+    pub server: Option<RunningServer>,
+    pub url: String,
+    pub share: String,
+    pub root: PathBuf,
+    pub http: reqwest::Client,
+}
+
+pub struct Daemon {
+    pub stop: CancellationToken,
+    pub task: tokio::task::JoinHandle<Result<daemon::RunReport, daemon::DaemonError>>,
+    pub handle: MirrorHandle,
+}
+
+impl Daemon {
+    pub async fn stop(self) -> daemon::RunReport {
+        self.stop.cancel();
+        self.task.await.expect("daemon task").expect("daemon ran")
+    }
+
+    /// Waits until the mirror is in sync (or paused/failed) and returns its status.
+    pub async fn settled(&self) -> MirrorStatus {
+        tokio::time::timeout(Duration::from_secs(120), async {
+            // Give the watcher a moment to deliver events for changes just made.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            self.handle.wait_settled().await
+        })
+        .await
+        .unwrap_or_else(|_| panic!("mirror did not settle: {:?}", self.handle.status()))
+    }
+
+    /// Waits until the status satisfies `f`.
+    pub async fn until(&self, what: &str, f: impl Fn(&MirrorStatus) -> bool) -> MirrorStatus {
+        let mut rx = self.handle.status.clone();
+        tokio::time::timeout(Duration::from_secs(60), async {
+            loop {
+                {
+                    let s = rx.borrow_and_update();
+                    if f(&s) {
+                        return s.clone();
+                    }
+                }
+                if rx.changed().await.is_err() {
+                    return self.handle.status();
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}: {:?}", self.handle.status()))
+    }
+}
+
+impl World {
+    pub async fn new() -> World {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let server = devserver::start(DevServerConfig::for_tests(dir.path().join("server")))
+            .await
+            .expect("devserver");
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(&root).unwrap();
+        World {
+            url: server.url().to_string(),
+            share: server.share_id().to_string(),
+            server: Some(server),
+            root,
+            dir,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    pub fn mirror_config(&self) -> MirrorConfig {
+        MirrorConfig {
+            name: Some("m".into()),
+            path: self.root.clone(),
+            share_id: self.share.clone(),
+            remote_path: BASE.into(),
+            exclude: vec!["*.skipme".into()],
+            delete: scaidrive::config::DeleteMode::Trash,
+            quiet_period_ms: 200,
+            max_delay_secs: 5,
+            rescan_interval_secs: 3600,
+            mass_delete_count: 50,
+            mass_delete_percent: 50,
+            link: None,
+        }
+    }
+
+    pub fn config_with(&self, m: MirrorConfig) -> Config {
+        let mut c = Config {
+            remote: RemoteSection {
+                url: Some(self.url.clone()),
+                ..RemoteSection::default()
+            },
+            ..Config::default()
+        };
+        c.daemon.state_dir = Some(self.state_dir());
+        c.daemon.runtime_dir = Some(self.dir.path().join("run"));
+        c.remote.large_file_threshold = 1024 * 1024;
+        c.remote.chunk_size = 256 * 1024;
+        c.mirrors.push(m);
+        c
+    }
+
+    pub fn env(&self) -> Env {
+        let mut e = Env::new();
+        e.insert("SCAIDRIVE_TOKEN".into(), TOKEN.into());
+        e
+    }
+
+    pub async fn start(&self) -> Daemon {
+        self.start_with(self.mirror_config()).await
+    }
+
+    pub async fn start_with(&self, m: MirrorConfig) -> Daemon {
+        let config = self.config_with(m);
+        let env = self.env();
+        let stop = CancellationToken::new();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let opts = RunOptions {
+            on_started: Some(Box::new(move |h: &[MirrorHandle]| {
+                let _ = tx.send(h[0].clone());
+            })),
+            ..RunOptions::default()
+        };
+        let s = stop.clone();
+        let task = tokio::spawn(async move { daemon::run(config, &env, opts, s).await });
+        let handle = match tokio::time::timeout(Duration::from_secs(30), rx).await {
+            Ok(Ok(h)) => h,
+            _ => {
+                let r = task.await;
+                panic!("daemon did not start: {r:?}");
+            }
+        };
+        Daemon { stop, task, handle }
+    }
+
+    pub fn write(&self, rel: &str, data: &[u8]) {
+        let p = self.root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, data).unwrap();
+    }
+
+    pub async fn admin(&self, method: Method, path: &str, body: Value) -> Value {
+        let r = self
+            .http
+            .request(method, format!("{}/_devserver{path}", self.url))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "admin {path}: {}", r.status());
+        r.json().await.unwrap_or(Value::Null)
+    }
+
+    pub async fn stats(&self) -> Value {
+        self.admin(Method::GET, "/stats", Value::Null).await
+    }
+
+    pub async fn reset_stats(&self) {
+        self.admin(Method::POST, "/stats/reset", Value::Null).await;
+    }
+
+    pub async fn api(&self, path: &str) -> Value {
+        let r = self
+            .http
+            .get(format!("{}/api/v1{path}", self.url))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "GET {path}: {}", r.status());
+        r.json().await.unwrap()
+    }
+
+    /// The remote tree under the base folder: relative path → Some(sha256) for files,
+    /// None for folders.
+    pub async fn remote_tree(&self) -> BTreeMap<String, Option<String>> {
+        let mut out = BTreeMap::new();
+        let mut folder = "root".to_string();
+        for seg in BASE.split('/') {
+            let list = self
+                .api(&format!(
+                    "/folders/{folder}/children?share_id={}",
+                    self.share
+                ))
+                .await;
+            let Some(f) = list["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|i| i["name"] == seg && i["type"] == "folder")
+            else {
+                return out;
+            };
+            folder = f["id"].as_str().unwrap().to_string();
+        }
+        let mut stack = vec![(folder, String::new())];
+        while let Some((id, prefix)) = stack.pop() {
+            let list = self
+                .api(&format!("/folders/{id}/children?share_id={}", self.share))
+                .await;
+            for item in list["items"].as_array().unwrap() {
+                let name = item["name"].as_str().unwrap();
+                let path = if prefix.is_empty() {
+                    name.to_string()
+                } else {
+                    format!("{prefix}/{name}")
+                };
+                let iid = item["id"].as_str().unwrap().to_string();
+                if item["type"] == "folder" {
+                    out.insert(path.clone(), None);
+                    stack.push((iid, path));
+                } else {
+                    let meta = self.api(&format!("/files/{iid}")).await;
+                    out.insert(path, meta["checksum_sha256"].as_str().map(str::to_string));
+                }
+            }
+        }
+        out
+    }
+
+    /// The local tree as it should appear remotely (ignored names excluded).
+    pub fn local_tree(&self) -> BTreeMap<String, Option<String>> {
+        fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, Option<String>>) {
+            for e in std::fs::read_dir(dir).unwrap() {
+                let e = e.unwrap();
+                let ft = e.file_type().unwrap();
+                let rel = e
+                    .path()
+                    .strip_prefix(base)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                let name = e.file_name().to_string_lossy().into_owned();
+                if ft.is_symlink()
+                    || name.ends_with(".skipme")
+                    || name.ends_with(".swp")
+                    || name.ends_with('~')
+                {
+                    continue;
+                }
+                if ft.is_dir() {
+                    out.insert(rel, None);
+                    walk(base, &e.path(), out);
+                } else if ft.is_file() {
+                    let data = std::fs::read(e.path()).unwrap();
+                    out.insert(rel, Some(hex::encode(Sha256::digest(&data))));
+                }
+            }
+        }
+        let mut out = BTreeMap::new();
+        walk(&self.root, &self.root, &mut out);
+        out
+    }
+
+    /// Asserts the remote tree equals the local tree, printing both on failure.
+    pub async fn assert_mirrored(&self) {
+        let remote = self.remote_tree().await;
+        let local = self.local_tree();
+        if remote != local {
+            let only_local: Vec<_> = local
+                .iter()
+                .filter(|(k, v)| remote.get(*k) != Some(v))
+                .map(|(k, _)| k)
+                .collect();
+            let only_remote: Vec<_> = remote
+                .iter()
+                .filter(|(k, v)| local.get(*k) != Some(v))
+                .map(|(k, _)| k)
+                .collect();
+            panic!(
+                "remote tree differs from local\n  missing or different remotely: {only_local:?}\n  extra or different remotely: {only_remote:?}\n  ({} local, {} remote)",
+                local.len(),
+                remote.len()
+            );
+        }
+    }
+
+    /// Requests made to a route since the last reset.
+    pub async fn count(&self, route: &str) -> u64 {
+        self.stats().await["by_route"][route].as_u64().unwrap_or(0)
+    }
+
+    pub async fn faults(&self, f: Value) {
+        self.admin(Method::POST, "/faults", f).await;
+    }
+
+    /// Versions of the remote file at `rel`.
+    pub async fn versions(&self, rel: &str) -> Vec<Value> {
+        let id = self
+            .remote_id(rel)
+            .await
+            .unwrap_or_else(|| panic!("{rel} not on the remote"));
+        self.api(&format!("/files/{id}/versions")).await["versions"]
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    pub async fn remote_id(&self, rel: &str) -> Option<String> {
+        let mut folder = "root".to_string();
+        let full = format!("{BASE}/{rel}");
+        let segs: Vec<&str> = full.split('/').collect();
+        for (i, seg) in segs.iter().enumerate() {
+            let list = self
+                .api(&format!(
+                    "/folders/{folder}/children?share_id={}",
+                    self.share
+                ))
+                .await;
+            let item = list["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|it| it["name"] == *seg)?
+                .clone();
+            if i + 1 == segs.len() {
+                return item["id"].as_str().map(str::to_string);
+            }
+            folder = item["id"].as_str().unwrap().to_string();
+        }
+        None
+    }
+
+    /// Items in the remote trash under the base folder's direct children.
+    pub async fn trashed(&self) -> Vec<String> {
+        let base = self.remote_id_of_base().await;
+        let list = self
+            .api(&format!(
+                "/folders/{base}/children?share_id={}&include_deleted=true",
+                self.share
+            ))
+            .await;
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["is_deleted"] == json!(true))
+            .map(|i| i["name"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    async fn remote_id_of_base(&self) -> String {
+        let mut folder = "root".to_string();
+        for seg in BASE.split('/') {
+            let list = self
+                .api(&format!(
+                    "/folders/{folder}/children?share_id={}",
+                    self.share
+                ))
+                .await;
+            folder = list["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|i| i["name"] == seg)
+                .unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string();
+        }
+        folder
+    }
+}
