@@ -240,6 +240,12 @@ impl Error {
         }
     }
 
+    /// True for errors that only a change on the local side can fix (bad name, unreadable
+    /// file): the item should be recorded as failed, not retried soon.
+    pub fn is_local(&self) -> bool {
+        matches!(self.d.kind, ErrorKind::InvalidName | ErrorKind::LocalIo)
+    }
+
     /// 409 from a create: a sibling with this name exists. The `{"detail"}` shape has
     /// no code, and a create's only documented 409 is the name collision, so a 409
     /// without a code counts as one.

@@ -24,7 +24,7 @@ use futures_util::stream::FuturesUnordered;
 use reqwest::{Method, StatusCode};
 use sha2::{Digest, Sha256};
 
-use super::error::{Error, ErrorKind};
+use super::error::Error;
 use super::types::{
     Completed, Destination, Folder, ItemKind, NewUploadSession, Placed, RemoteFile, UploadSession,
     UploadStatus,
@@ -574,17 +574,10 @@ impl Client {
     }
 }
 
-impl Error {
-    /// True for errors that only a change on the local side can fix (bad name, unreadable
-    /// file): the item should be recorded as failed, not retried soon.
-    pub fn is_local(&self) -> bool {
-        matches!(self.kind(), ErrorKind::InvalidName | ErrorKind::LocalIo)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::remote::ErrorKind;
 
     /// Compile-time check: the daemon spawns these futures onto the runtime.
     #[allow(dead_code)]

@@ -468,3 +468,34 @@ async fn unreadable_local_files_fail_before_any_request() -> anyhow::Result<()> 
     assert_eq!(api_total(&env.stats().await), 0);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_flaky_server_with_lost_responses_still_yields_one_file() -> anyhow::Result<()> {
+    let env = Env::start().await;
+    let c = env.client_with(|c| {
+        c.upload.session_threshold = 256 * 1024;
+        c.upload.chunk_size = 64 * 1024;
+        c.retry.max_attempts = 8;
+    });
+    let data = random_bytes(12 * 64 * 1024 + 7);
+    let path = env.write("flaky.bin", &data);
+    // Some requests fail before they apply, some after (the response is lost): chunk PUTs
+    // are idempotent and completing twice returns the same file.
+    env.faults(
+        json!({ "fail_rate": 0.15, "fail_after_rate": 0.1, "path_prefix": "/api/v1/uploads" }),
+    )
+    .await;
+    let f = c
+        .upload_file(
+            &Destination::new(&env.share, None, "flaky.bin"),
+            &path,
+            None,
+        )
+        .await?;
+    env.faults(json!({})).await;
+    assert_eq!(f.checksum_sha256.as_deref(), Some(sha_hex(&data).as_str()));
+    let listing = c.children(&env.share, None).await?;
+    assert_eq!(listing.total, 1, "exactly one file: {listing:?}");
+    assert_eq!(c.file(&f.id).await?.version, 1);
+    Ok(())
+}
