@@ -77,6 +77,10 @@ pub async fn run(
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "mirror".into());
 
+    // Refuse early (before starting a server) if a demo already runs on this state.
+    std::fs::create_dir_all(base.join("state")).map_err(|e| other(e, &base))?;
+    drop(crate::daemon::InstanceLock::acquire(&base.join("state"))?);
+
     let token = format!("demo-{}", random(24));
     let mut sc = DevServerConfig::for_tests(base.join("devserver"));
     sc.tokens = vec![token.clone()];
