@@ -16,10 +16,12 @@
 //! - [`daemon`]: the process: config, instance lock, signals, systemd notify, logging,
 //!   wiring of mirrors and the control socket; [`demo`] is `scaidrived --demo`.
 //! - [`control`]: the control API on a Unix socket and its client (`scaidrivectl`).
+//! - [`cli`]: the command lines of `scaidrived`, `scaidrivectl` and `scaidrive-devserver`.
 //! - [`config`]: layered TOML/env configuration, validation, token sources.
 //! - [`devserver`]: the local ScaiDrive-compatible server used by tests, benchmarks and
 //!   the demo.
 
+pub mod cli;
 pub mod config;
 pub mod control;
 pub mod daemon;
