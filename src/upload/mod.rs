@@ -124,6 +124,16 @@ impl Uploader {
                     creating.contains(parent(next.path()))
                 };
                 if !blocked {
+                    // Take a transfer slot before spawning, so at most `concurrency` ops
+                    // exist at once and a stop leaves the rest unstarted.
+                    let permit = if matches!(next, Op::Refresh { .. }) {
+                        None
+                    } else {
+                        tokio::select! {
+                            p = self.permits.clone().acquire_owned() => p.ok(),
+                            _ = stop.cancelled() => continue,
+                        }
+                    };
                     let op = pending.next().expect("peeked");
                     let par = parent(op.path()).to_string();
                     let parent_id = if par.is_empty() {
@@ -150,14 +160,9 @@ impl Uploader {
                         target: target.clone(),
                         counters: counters.clone(),
                     };
-                    let permits = self.permits.clone();
                     counters.in_flight.fetch_add(1, Ordering::Relaxed);
                     running.spawn(async move {
-                        // Store-only ops need no transfer slot.
-                        let _permit = match &op {
-                            Op::Refresh { .. } => None,
-                            _ => permits.acquire_owned().await.ok(),
-                        };
+                        let _permit = permit;
                         let outcome = ctx.execute(&op, parent_id).await;
                         ctx.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
                         OpResult { op, outcome }

@@ -1,0 +1,597 @@
+//! The real binaries: `scaidrived` and `scaidrivectl` as child processes against a
+//! devserver on 127.0.0.1:0 (hosted by the test process). Config errors, the single
+//! mirror from the environment, several mirrors, `--once`, `--demo`, signals (TERM drain
+//! and resume, HUP reload), the control socket and `scaidrivectl`, the systemd notify
+//! protocol, and the single-instance lock.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use scaidrive::devserver::{self, DevServerConfig, RunningServer};
+use serde_json::Value;
+
+const TOKEN: &str = "test-token";
+
+struct Env {
+    dir: tempfile::TempDir,
+    server: RunningServer,
+    http: reqwest::Client,
+}
+
+impl Env {
+    async fn new() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let server = devserver::start(DevServerConfig::for_tests(dir.path().join("server")))
+            .await
+            .unwrap();
+        Env {
+            dir,
+            server,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn root(&self, name: &str) -> PathBuf {
+        let p = self.path(name);
+        std::fs::create_dir_all(&p).unwrap();
+        p
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.path("run/scaidrived.sock")
+    }
+
+    /// A config file with one `[[mirror]]` per (name, root, remote_path).
+    fn config(&self, mirrors: &[(&str, &Path)]) -> PathBuf {
+        let mut s = format!(
+            "[daemon]\nstate_dir = {:?}\nruntime_dir = {:?}\nlog_level = \"warn\"\n[remote]\nurl = {:?}\n",
+            self.path("state"),
+            self.path("run"),
+            self.server.url()
+        );
+        for (name, root) in mirrors {
+            s.push_str(&format!(
+                "[[mirror]]\nname = {name:?}\npath = {root:?}\nshare_id = {:?}\nremote_path = {name:?}\nquiet_period_ms = 200\n",
+                self.server.share_id()
+            ));
+        }
+        let p = self.path("scaidrived.toml");
+        std::fs::write(&p, s).unwrap();
+        p
+    }
+
+    fn daemon(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_scaidrived"));
+        c.env("SCAIDRIVE_TOKEN", TOKEN)
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("STATE_DIRECTORY");
+        c
+    }
+
+    fn ctl(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_scaidrivectl"))
+            .arg("--socket")
+            .arg(self.socket())
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    async fn api(&self, path: &str) -> Value {
+        self.http
+            .get(format!("{}/api/v1{path}", self.server.url()))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Names of the items in a remote folder path (`a/b`), empty if it does not exist.
+    async fn remote_names(&self, path: &str) -> Vec<String> {
+        let mut folder = "root".to_string();
+        for seg in path.split('/').filter(|s| !s.is_empty()) {
+            let list = self
+                .api(&format!(
+                    "/folders/{folder}/children?share_id={}",
+                    self.server.share_id()
+                ))
+                .await;
+            match list["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|i| i["name"] == seg)
+            {
+                Some(i) => folder = i["id"].as_str().unwrap().to_string(),
+                None => return Vec::new(),
+            }
+        }
+        let list = self
+            .api(&format!(
+                "/folders/{folder}/children?share_id={}",
+                self.server.share_id()
+            ))
+            .await;
+        let mut names: Vec<String> = list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["name"].as_str().unwrap().to_string())
+            .collect();
+        names.sort();
+        names
+    }
+
+    async fn stats(&self) -> Value {
+        self.http
+            .get(format!("{}/_devserver/stats", self.server.url()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    async fn faults(&self, f: Value) {
+        self.http
+            .post(format!("{}/_devserver/faults", self.server.url()))
+            .json(&f)
+            .send()
+            .await
+            .unwrap();
+    }
+
+    async fn wait_socket(&self, child: &mut Child) {
+        let start = Instant::now();
+        while !self.socket().exists() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("daemon exited early: {status}");
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "control socket never appeared"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        assert!(
+            start.elapsed() < within,
+            "process did not exit within {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_errors_are_one_line_and_exit_78() {
+    let e = Env::new().await;
+    let root = e.root("root");
+    let cases: Vec<(String, &str)> = vec![
+        (
+            format!("[remote]\nurl = {:?}\nbogus = 1\n", e.server.url()),
+            "bogus",
+        ),
+        (
+            format!(
+                "[remote]\nurl = {:?}\n[[mirror]]\npath = \"/nonexistent/dir\"\nshare_id = \"s\"\n",
+                e.server.url()
+            ),
+            "/nonexistent/dir",
+        ),
+        (
+            format!("[remote]\nurl = \"ftp://x\"\n[[mirror]]\npath = {root:?}\nshare_id = \"s\"\n"),
+            "https://",
+        ),
+        ("[[mirror]\n".to_string(), "TOML parse error"),
+        (
+            format!("[remote]\nurl = {:?}\n", e.server.url()),
+            "no mirror",
+        ),
+    ];
+    for (body, needle) in cases {
+        let p = e.path("bad.toml");
+        std::fs::write(&p, body).unwrap();
+        let out = e
+            .daemon()
+            .arg("--config")
+            .arg(&p)
+            .env("STATE_DIRECTORY", e.path("state"))
+            .output()
+            .unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(78), "{err}");
+        assert!(err.contains(needle), "{needle:?} not in {err:?}");
+        assert_eq!(err.trim_end().lines().count(), 1, "one line: {err:?}");
+    }
+    // A missing token is a credentials error: 78 as well.
+    let cfg = e.config(&[("m", &root)]);
+    let out = e
+        .daemon()
+        .arg("--config")
+        .arg(&cfg)
+        .env_remove("SCAIDRIVE_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+    assert!(stderr(&out).contains("SCAIDRIVE_TOKEN"));
+    // `scaidrivectl config check` agrees.
+    let out = Command::new(env!("CARGO_BIN_EXE_scaidrivectl"))
+        .args(["config", "check"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = Command::new(env!("CARGO_BIN_EXE_scaidrivectl"))
+        .args(["config", "check"])
+        .arg(e.path("bad.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn env_only_single_mirror_with_once() {
+    let e = Env::new().await;
+    let root = e.root("photos");
+    std::fs::write(root.join("a.jpg"), b"jpeg").unwrap();
+    std::fs::create_dir_all(root.join("sub")).unwrap();
+    std::fs::write(root.join("sub/b.jpg"), b"jpeg2").unwrap();
+    let out = e
+        .daemon()
+        .arg("--once")
+        .arg("--folder")
+        .arg(&root)
+        .env("SCAIDRIVE_URL", e.server.url())
+        .env("SCAIDRIVE_SHARE_ID", e.server.share_id())
+        .env("STATE_DIRECTORY", e.path("state"))
+        .env("XDG_RUNTIME_DIR", e.path("xdg-run"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("in sync"));
+    assert_eq!(e.remote_names("").await, ["a.jpg", "sub"]);
+    assert_eq!(e.remote_names("sub").await, ["b.jpg"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_mirrors_and_once_exit_codes() {
+    let e = Env::new().await;
+    let a = e.root("a");
+    let b = e.root("b");
+    std::fs::write(a.join("one.txt"), b"1").unwrap();
+    std::fs::write(b.join("two.txt"), b"2").unwrap();
+    let cfg = e.config(&[("alpha", &a), ("beta", &b)]);
+    let out = e
+        .daemon()
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--once")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(e.remote_names("alpha").await, ["one.txt"]);
+    assert_eq!(e.remote_names("beta").await, ["two.txt"]);
+
+    // A name the remote rejects leaves the pass not in sync: exit 2 with a summary.
+    std::fs::write(b.join("bad name "), b"x").unwrap();
+    let out = e
+        .daemon()
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--once")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout} {}", stderr(&out));
+    assert!(
+        stdout.contains("beta: NOT in sync") && stdout.contains("1 failed"),
+        "{stdout}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_prints_a_link_that_needs_its_password() {
+    let e = Env::new().await;
+    let dir = e.root("my_photos");
+    std::fs::write(dir.join("cat.jpg"), b"meow").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_scaidrived"))
+        .arg("--demo")
+        .arg(&dir)
+        .arg("--state-dir")
+        .arg(e.path("demo"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let lines = tokio::task::spawn_blocking(move || {
+        let mut link = None;
+        let mut password = None;
+        for line in BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            if let Some(l) = line.strip_prefix("Share link: ") {
+                link = Some(l.trim().to_string());
+            }
+            if let Some(p) = line.strip_prefix("Password:") {
+                password = Some(p.trim().to_string());
+                break;
+            }
+        }
+        (link, password)
+    });
+    let (link, password) = tokio::time::timeout(Duration::from_secs(60), lines)
+        .await
+        .expect("demo printed a link")
+        .unwrap();
+    let (link, password) = (link.expect("link line"), password.expect("password line"));
+    let without = e.http.get(&link).send().await.unwrap();
+    assert_eq!(without.status().as_u16(), 401);
+    let wrong = e
+        .http
+        .get(&link)
+        .header("X-Link-Password", "wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status().as_u16(), 401);
+    let with: Value = e
+        .http
+        .get(&link)
+        .header("X-Link-Password", &password)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<&str> = with["resource"]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i["name"].as_str())
+        .collect();
+    assert_eq!(names, ["cat.jpg"]);
+    signal(&child, "TERM");
+    let status = wait_exit(&mut child, Duration::from_secs(30));
+    assert!(status.success(), "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn term_drains_and_a_restart_resumes_without_duplicates() {
+    let e = Env::new().await;
+    let root = e.root("bulk");
+    for i in 0..300 {
+        std::fs::write(root.join(format!("f{i:03}.txt")), format!("{i}")).unwrap();
+    }
+    e.faults(serde_json::json!({ "latency_ms": 10 })).await;
+    let cfg = e.config(&[("bulk", &root)]);
+    let mut child = e.daemon().arg("--config").arg(&cfg).spawn().unwrap();
+    let start = Instant::now();
+    while e.stats().await["by_route"]["POST /api/v1/files"]
+        .as_u64()
+        .unwrap_or(0)
+        < 50
+    {
+        assert!(start.elapsed() < Duration::from_secs(60), "no uploads");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    signal(&child, "TERM");
+    let status = wait_exit(&mut child, Duration::from_secs(30));
+    assert!(status.success(), "graceful stop exits 0: {status}");
+    assert!(!e.socket().exists(), "socket removed on stop");
+    let before = e.stats().await["by_route"]["POST /api/v1/files"]
+        .as_u64()
+        .unwrap();
+    assert!(before < 300, "the stop should land mid-run ({before})");
+    e.faults(serde_json::json!({})).await;
+    let out = e
+        .daemon()
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--once")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let after = e.stats().await["by_route"]["POST /api/v1/files"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(
+        after, 300,
+        "each file uploaded exactly once across the stop"
+    );
+    assert_eq!(e.remote_names("bulk").await.len(), 300);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_socket_status_wait_and_hup_reload() {
+    let e = Env::new().await;
+    let a = e.root("a");
+    std::fs::write(a.join("x.txt"), b"x").unwrap();
+    let cfg = e.config(&[("alpha", &a)]);
+    let mut child = e.daemon().arg("--config").arg(&cfg).spawn().unwrap();
+    e.wait_socket(&mut child).await;
+    assert_eq!(
+        std::fs::metadata(e.socket()).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    let out = e.ctl(&["wait", "--timeout", "30"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    // The --json schema: a stable set of keys.
+    let out = e.ctl(&["status", "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let keys = |o: &Value| {
+        let mut k: Vec<String> = o.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    assert_eq!(keys(&v), ["daemon", "mirrors", "protocol"]);
+    assert_eq!(
+        keys(&v["daemon"]),
+        ["pid", "socket", "started_at", "state_dir", "version"]
+    );
+    assert_eq!(
+        keys(&v["mirrors"][0]),
+        [
+            "bytes_done",
+            "entries",
+            "failures",
+            "files_done",
+            "first_pass_done",
+            "in_flight",
+            "in_sync",
+            "last_sync_at",
+            "name",
+            "queue_depth",
+            "reason",
+            "remote_path",
+            "root",
+            "share_id",
+            "skipped",
+            "state"
+        ]
+    );
+    assert_eq!(v["mirrors"][0]["state"], "idle");
+    let human = String::from_utf8_lossy(&e.ctl(&["status"]).stdout).into_owned();
+    assert!(
+        human.contains("alpha") && human.contains("in sync"),
+        "{human}"
+    );
+
+    // Paused: wait says so with exit 3.
+    assert!(e.ctl(&["pause", "alpha"]).status.success());
+    assert_eq!(e.ctl(&["wait", "--timeout", "5"]).status.code(), Some(3));
+    assert!(e.ctl(&["resume", "alpha"]).status.success());
+    assert_eq!(e.ctl(&["wait", "--timeout", "30"]).status.code(), Some(0));
+    let out = e.ctl(&["pause", "nosuch"]);
+    assert!(
+        !out.status.success() && stderr(&out).contains("no mirror named"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A second daemon on the same state directory refuses to start.
+    let out = e.daemon().arg("--config").arg(&cfg).output().unwrap();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("already running"), "{}", stderr(&out));
+
+    // HUP: a mirror added to the file starts without a restart.
+    let b = e.root("b");
+    std::fs::write(b.join("y.txt"), b"y").unwrap();
+    e.config(&[("alpha", &a), ("beta", &b)]);
+    signal(&child, "HUP");
+    let start = Instant::now();
+    loop {
+        let v: Value =
+            serde_json::from_slice(&e.ctl(&["status", "--json"]).stdout).unwrap_or(Value::Null);
+        if v["mirrors"].as_array().is_some_and(|m| m.len() == 2) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "beta never appeared"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(e.ctl(&["wait", "--timeout", "30"]).status.code(), Some(0));
+    assert_eq!(e.remote_names("beta").await, ["y.txt"]);
+    let metrics = String::from_utf8_lossy(&e.ctl(&["metrics"]).stdout).into_owned();
+    assert!(
+        metrics.contains("scaidrive_in_sync{mirror=\"beta\"} 1"),
+        "{metrics}"
+    );
+
+    signal(&child, "TERM");
+    assert!(wait_exit(&mut child, Duration::from_secs(30)).success());
+    // Not running: status says so and reads the state database read-only; wait exits 5.
+    let out = Command::new(env!("CARGO_BIN_EXE_scaidrivectl"))
+        .arg("--config")
+        .arg(&cfg)
+        .arg("status")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(5));
+    assert!(
+        text.contains("not running") && text.contains("alpha") && text.contains("beta"),
+        "{text}"
+    );
+    assert_eq!(e.ctl(&["wait"]).status.code(), Some(5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notify_socket_gets_ready_and_status() {
+    let e = Env::new().await;
+    let a = e.root("a");
+    std::fs::write(a.join("x.txt"), b"x").unwrap();
+    let cfg = e.config(&[("alpha", &a)]);
+    let notify_path = e.path("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut child = e
+        .daemon()
+        .arg("--config")
+        .arg(&cfg)
+        .env("NOTIFY_SOCKET", &notify_path)
+        .spawn()
+        .unwrap();
+    let mut got = Vec::new();
+    let start = Instant::now();
+    while !(got.iter().any(|m: &String| m.contains("READY=1"))
+        && got.iter().any(|m| m.contains("STATUS=alpha: idle")))
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "notify messages so far: {got:?}"
+        );
+        let mut buf = [0u8; 4096];
+        if let Ok(n) = sock.recv(&mut buf) {
+            got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+    }
+    signal(&child, "TERM");
+    assert!(wait_exit(&mut child, Duration::from_secs(30)).success());
+    let mut buf = [0u8; 4096];
+    let mut stopping = false;
+    while let Ok(n) = sock.recv(&mut buf) {
+        if String::from_utf8_lossy(&buf[..n]).contains("STOPPING=1") {
+            stopping = true;
+            break;
+        }
+    }
+    assert!(stopping, "STOPPING=1 sent on TERM");
+}
