@@ -91,7 +91,8 @@ struct Engine {
     deps: MirrorDeps,
     target: Option<Arc<MirrorTarget>>,
     counters: Arc<Counters>,
-    known: BTreeMap<String, Entry>,
+    /// What the store knows, shared copy-on-write with the blocking planner tasks.
+    known: Arc<BTreeMap<String, Entry>>,
     ignore: Arc<IgnoreRules>,
     status_tx: watch::Sender<MirrorStatus>,
     paused: Option<String>,
@@ -114,7 +115,7 @@ impl Engine {
             deps,
             target: None,
             counters: Arc::new(Counters::default()),
-            known: BTreeMap::new(),
+            known: Arc::new(BTreeMap::new()),
             status_tx,
             paused: None,
             allow_deletes: false,
@@ -332,13 +333,15 @@ impl Engine {
             base_folder_id: base,
             delete_mode: self.cfg.delete,
         }));
-        self.known = store
-            .entries(rec.id)
-            .await
-            .map_err(|e| e.to_string())?
-            .into_iter()
-            .map(|e| (e.path.clone(), e))
-            .collect();
+        self.known = Arc::new(
+            store
+                .entries(rec.id)
+                .await
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .map(|e| (e.path.clone(), e))
+                .collect(),
+        );
         let now = unix_now();
         for f in store.failures(rec.id).await.map_err(|e| e.to_string())? {
             if f.next_retry_at > now {
@@ -447,7 +450,7 @@ impl Engine {
                 _ => {}
             }
             for e in &effects {
-                store::apply_to_map(&mut self.known, e);
+                store::apply_to_map(Arc::make_mut(&mut self.known), e);
             }
             store
                 .commit(t.mirror, intent.id, effects)
@@ -506,7 +509,7 @@ impl Engine {
         }
         // What could not be looked at is unknown, not deleted: keep its known subtree out
         // of the comparison.
-        let mut known = self.known.clone();
+        let mut known = (*self.known).clone();
         for item in &self.skipped {
             known.retain(|k, _| !plan::is_within(k, &item.path));
         }
@@ -557,7 +560,7 @@ impl Engine {
         paths.extend(self.pending_deletes.keys().cloned());
         let root = t.root.clone();
         let ignore = self.ignore.clone();
-        let known_all = self.known.clone();
+        let known_all = Arc::clone(&self.known);
         let scope =
             tokio::task::spawn_blocking(move || build_scope(&root, &ignore, &known_all, &paths))
                 .await;
@@ -699,13 +702,13 @@ impl Engine {
             match r.outcome {
                 Outcome::Done(effects) => {
                     for e in &effects {
-                        store::apply_to_map(&mut self.known, e);
+                        store::apply_to_map(Arc::make_mut(&mut self.known), e);
                     }
                     self.failed.remove(r.op.path());
                 }
                 Outcome::Changed(effects) => {
                     for e in &effects {
-                        store::apply_to_map(&mut self.known, e);
+                        store::apply_to_map(Arc::make_mut(&mut self.known), e);
                     }
                     requeue = true;
                 }

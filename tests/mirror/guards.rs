@@ -124,20 +124,34 @@ async fn unreadable_file_fails_alone_and_recovers_when_fixed() {
     std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
     // root reads files whatever their mode (CAP_DAC_OVERRIDE), as CI runs; there the
     // file is simply mirrored. Otherwise it must fail alone and recover once readable.
-    let is_root = std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false);
+    let is_root = std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false);
     let d = w.start().await;
     let s = d.settled().await;
-    assert!(w.remote_id("ok.txt").await.is_some(), "the readable file is not blocked");
+    assert!(
+        w.remote_id("ok.txt").await.is_some(),
+        "the readable file is not blocked"
+    );
     if is_root {
         assert_eq!(s.failures, 0, "{s:?}");
         assert!(w.remote_id("locked.txt").await.is_some());
     } else {
         assert_eq!(s.failures, 1, "{s:?}");
-        let failures = d.handle.ask(scaidrive::mirror::MirrorCmd::Failures).await.unwrap();
+        let failures = d
+            .handle
+            .ask(scaidrive::mirror::MirrorCmd::Failures)
+            .await
+            .unwrap();
         assert_eq!(failures[0].path, "locked.txt");
-        assert!(failures[0].reason.contains("locked.txt"), "the reason names the file: {:?}", failures[0]);
+        assert!(
+            failures[0].reason.contains("locked.txt"),
+            "the reason names the file: {:?}",
+            failures[0]
+        );
         std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o644)).unwrap();
-        d.until("recovered", |s| s.in_sync() && s.failures == 0).await;
+        d.until("recovered", |s| s.in_sync() && s.failures == 0)
+            .await;
     }
     std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o644)).unwrap();
     w.assert_mirrored().await;
