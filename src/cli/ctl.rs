@@ -351,6 +351,20 @@ fn print_status(v: &Value) {
             m["share_id"].as_str().unwrap_or(""),
             m["remote_path"].as_str().unwrap_or("")
         );
+        let left = m["bytes_remaining"].as_u64().unwrap_or(0);
+        if left > 0 || m["files_remaining"].as_u64().unwrap_or(0) > 0 {
+            let eta = m["eta_secs"]
+                .as_u64()
+                .map(|s| format!(", ETA {}m{:02}s", s / 60, s % 60))
+                .unwrap_or_default();
+            println!(
+                "{:<12} uploading: {} file(s), {} left at {}/s{eta}",
+                "",
+                m["files_remaining"],
+                human_bytes(left),
+                human_bytes(m["bytes_per_sec"].as_u64().unwrap_or(0))
+            );
+        }
         if let Some(r) = m["reason"].as_str() {
             println!("{:<12} why: {r}", "");
         }

@@ -60,6 +60,55 @@ fn unix_now() -> i64 {
         .unwrap_or(0)
 }
 
+/// Refreshes the transfer figures of a mirror's status every second while it runs (the
+/// engine itself only publishes at state changes, and is busy during a batch): counts,
+/// what the batch has left, the rate (smoothed over a few seconds) and the ETA.
+async fn sample_progress(
+    status: Arc<watch::Sender<MirrorStatus>>,
+    counters: Arc<Counters>,
+    stop: CancellationToken,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut last = counters.bytes_done.load(Relaxed);
+    let mut rate = 0.0f64;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        let done = counters.bytes_done.load(Relaxed);
+        rate = 0.7 * rate + 0.3 * (done.saturating_sub(last) as f64);
+        last = done;
+        let remaining = counters.bytes_remaining.load(Relaxed);
+        status.send_if_modified(|s| {
+            let before = (
+                s.files_done,
+                s.bytes_done,
+                s.in_flight,
+                s.bytes_remaining,
+                s.bytes_per_sec,
+            );
+            s.files_done = counters.files_done.load(Relaxed);
+            s.bytes_done = done;
+            s.in_flight = counters.in_flight.load(Relaxed);
+            s.files_remaining = counters.files_remaining.load(Relaxed);
+            s.bytes_remaining = remaining;
+            s.bytes_per_sec = rate.round() as u64;
+            s.eta_secs =
+                (remaining > 0 && rate >= 1.0).then(|| (remaining as f64 / rate).ceil() as u64);
+            before
+                != (
+                    s.files_done,
+                    s.bytes_done,
+                    s.in_flight,
+                    s.bytes_remaining,
+                    s.bytes_per_sec,
+                )
+        });
+    }
+}
+
 /// Starts the mirror task; it runs until `shutdown` is cancelled.
 pub fn spawn(
     cfg: MirrorConfig,
@@ -75,8 +124,15 @@ pub fn spawn(
         cmd: cmd_tx,
         status: status_rx,
     };
+    let status_tx = Arc::new(status_tx);
+    let counters = Arc::new(Counters::default());
+    tokio::spawn(sample_progress(
+        status_tx.clone(),
+        counters.clone(),
+        shutdown.clone(),
+    ));
     let task = tokio::spawn(async move {
-        let mut engine = Engine::new(cfg, deps, status_tx);
+        let mut engine = Engine::new(cfg, deps, status_tx, counters);
         if let Err(e) = engine.run(cmd_rx, shutdown).await {
             tracing::error!(mirror = %name, "mirror stopped: {e}");
             engine.set_state(MirrorState::Error, Some(e));
@@ -94,7 +150,7 @@ struct Engine {
     /// What the store knows, shared copy-on-write with the blocking planner tasks.
     known: Arc<BTreeMap<String, Entry>>,
     ignore: Arc<IgnoreRules>,
-    status_tx: watch::Sender<MirrorStatus>,
+    status_tx: Arc<watch::Sender<MirrorStatus>>,
     paused: Option<String>,
     allow_deletes: bool,
     /// Vanished known paths waiting out the grace period, with their deadline.
@@ -106,7 +162,12 @@ struct Engine {
 }
 
 impl Engine {
-    fn new(cfg: MirrorConfig, deps: MirrorDeps, status_tx: watch::Sender<MirrorStatus>) -> Engine {
+    fn new(
+        cfg: MirrorConfig,
+        deps: MirrorDeps,
+        status_tx: Arc<watch::Sender<MirrorStatus>>,
+        counters: Arc<Counters>,
+    ) -> Engine {
         let name = cfg.display_name();
         Engine {
             ignore: Arc::new(IgnoreRules::new(&[]).expect("built-in ignore rules compile")),
@@ -114,7 +175,7 @@ impl Engine {
             name,
             deps,
             target: None,
-            counters: Arc::new(Counters::default()),
+            counters,
             known: Arc::new(BTreeMap::new()),
             status_tx,
             paused: None,

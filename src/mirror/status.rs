@@ -56,6 +56,12 @@ pub struct MirrorStatus {
     pub in_flight: u64,
     pub files_done: u64,
     pub bytes_done: u64,
+    /// Files and bytes the current batch still has to upload.
+    pub files_remaining: u64,
+    pub bytes_remaining: u64,
+    /// Upload rate over the last seconds (bytes/s), and the time left at that rate.
+    pub bytes_per_sec: u64,
+    pub eta_secs: Option<u64>,
     pub entries: usize,
     pub failures: usize,
     pub skipped: Vec<SkippedItem>,
@@ -77,6 +83,10 @@ impl MirrorStatus {
             in_flight: 0,
             files_done: 0,
             bytes_done: 0,
+            files_remaining: 0,
+            bytes_remaining: 0,
+            bytes_per_sec: 0,
+            eta_secs: None,
             entries: 0,
             failures: 0,
             skipped: Vec::new(),

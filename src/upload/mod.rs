@@ -49,6 +49,9 @@ pub struct Counters {
     pub bytes_done: AtomicU64,
     pub in_flight: AtomicU64,
     pub requests_failed: AtomicU64,
+    /// Bytes and files the running batch still has to upload (for progress and ETA).
+    pub bytes_remaining: AtomicU64,
+    pub files_remaining: AtomicU64,
 }
 
 /// How one op ended.
@@ -112,6 +115,12 @@ impl Uploader {
         let mut creating: HashSet<String> = HashSet::new();
         let mut running: JoinSet<OpResult> = JoinSet::new();
         let mut results = Vec::with_capacity(ops.len());
+        let (files, bytes) = ops.iter().fold((0u64, 0u64), |(f, b), op| match op {
+            Op::Upload { item, .. } | Op::Replace { item, .. } => (f + 1, b + item.size),
+            _ => (f, b),
+        });
+        counters.files_remaining.store(files, Ordering::Relaxed);
+        counters.bytes_remaining.store(bytes, Ordering::Relaxed);
         let mut pending = ops.into_iter().peekable();
         loop {
             if !stop.is_cancelled()
@@ -165,6 +174,19 @@ impl Uploader {
                         let _permit = permit;
                         let outcome = ctx.execute(&op, parent_id).await;
                         ctx.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
+                        if let Op::Upload { item, .. } | Op::Replace { item, .. } = &op {
+                            let c = &ctx.counters;
+                            let _ = c.bytes_remaining.fetch_update(
+                                Ordering::Relaxed,
+                                Ordering::Relaxed,
+                                |v| Some(v.saturating_sub(item.size)),
+                            );
+                            let _ = c.files_remaining.fetch_update(
+                                Ordering::Relaxed,
+                                Ordering::Relaxed,
+                                |v| Some(v.saturating_sub(1)),
+                            );
+                        }
                         OpResult { op, outcome }
                     });
                     continue;
@@ -192,6 +214,8 @@ impl Uploader {
             results.push(result);
         }
         // Ops not started because of a stop stay unplanned; the next pass finds them.
+        counters.files_remaining.store(0, Ordering::Relaxed);
+        counters.bytes_remaining.store(0, Ordering::Relaxed);
         results
     }
 }

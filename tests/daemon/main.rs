@@ -167,6 +167,30 @@ impl Env {
     }
 }
 
+/// A child process killed when dropped, so a failing test never leaves a daemon behind
+/// (it would keep the test runner's output pipe open).
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl std::ops::Deref for Proc {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Proc {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -326,15 +350,17 @@ async fn demo_prints_a_link_that_needs_its_password() {
     let e = Env::new().await;
     let dir = e.root("my_photos");
     std::fs::write(dir.join("cat.jpg"), b"meow").unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_scaidrived"))
-        .arg("--demo")
-        .arg(&dir)
-        .arg("--state-dir")
-        .arg(e.path("demo"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = Proc(
+        Command::new(env!("CARGO_BIN_EXE_scaidrived"))
+            .arg("--demo")
+            .arg(&dir)
+            .arg("--state-dir")
+            .arg(e.path("demo"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let stdout = child.stdout.take().unwrap();
     let lines = tokio::task::spawn_blocking(move || {
         let mut link = None;
@@ -397,7 +423,7 @@ async fn term_drains_and_a_restart_resumes_without_duplicates() {
     }
     e.faults(serde_json::json!({ "latency_ms": 10 })).await;
     let cfg = e.config(&[("bulk", &root)]);
-    let mut child = e.daemon().arg("--config").arg(&cfg).spawn().unwrap();
+    let mut child = Proc(e.daemon().arg("--config").arg(&cfg).spawn().unwrap());
     let start = Instant::now();
     while e.stats().await["by_route"]["POST /api/v1/files"]
         .as_u64()
@@ -440,7 +466,7 @@ async fn control_socket_status_wait_and_hup_reload() {
     let a = e.root("a");
     std::fs::write(a.join("x.txt"), b"x").unwrap();
     let cfg = e.config(&[("alpha", &a)]);
-    let mut child = e.daemon().arg("--config").arg(&cfg).spawn().unwrap();
+    let mut child = Proc(e.daemon().arg("--config").arg(&cfg).spawn().unwrap());
     e.wait_socket(&mut child).await;
     assert_eq!(
         std::fs::metadata(e.socket()).unwrap().permissions().mode() & 0o777,
@@ -467,9 +493,13 @@ async fn control_socket_status_wait_and_hup_reload() {
         keys(&v["mirrors"][0]),
         [
             "bytes_done",
+            "bytes_per_sec",
+            "bytes_remaining",
             "entries",
+            "eta_secs",
             "failures",
             "files_done",
+            "files_remaining",
             "first_pass_done",
             "in_flight",
             "in_sync",
@@ -562,13 +592,14 @@ async fn notify_socket_gets_ready_and_status() {
     let sock = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
-    let mut child = e
-        .daemon()
-        .arg("--config")
-        .arg(&cfg)
-        .env("NOTIFY_SOCKET", &notify_path)
-        .spawn()
-        .unwrap();
+    let mut child = Proc(
+        e.daemon()
+            .arg("--config")
+            .arg(&cfg)
+            .env("NOTIFY_SOCKET", &notify_path)
+            .spawn()
+            .unwrap(),
+    );
     let mut got = Vec::new();
     let start = Instant::now();
     while !(got.iter().any(|m: &String| m.contains("READY=1"))

@@ -24,15 +24,27 @@ fn write_config(w: &World) -> std::path::PathBuf {
     p
 }
 
-fn spawn_daemon(config: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_scaidrived"))
-        .arg("--config")
-        .arg(config)
-        .env("SCAIDRIVE_TOKEN", TOKEN)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("scaidrived starts")
+/// A daemon child killed when dropped, so a failing test never leaves one behind.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_daemon(config: &std::path::Path) -> Proc {
+    Proc(
+        Command::new(env!("CARGO_BIN_EXE_scaidrived"))
+            .arg("--config")
+            .arg(config)
+            .env("SCAIDRIVE_TOKEN", TOKEN)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("scaidrived starts"),
+    )
 }
 
 async fn wait_for(what: &str, mut f: impl AsyncFnMut() -> bool) {
@@ -58,13 +70,12 @@ async fn kill_during_bulk_upload_then_restart_duplicates_nothing() {
     // Slow the server down so the kill lands mid-run.
     w.faults(serde_json::json!({ "latency_ms": 5 })).await;
     let cfg = write_config(&w);
-    let mut child = spawn_daemon(&cfg);
+    let child = spawn_daemon(&cfg);
     wait_for("some uploads", async || {
         w.count("POST /api/v1/files").await >= 100
     })
     .await;
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(child);
     let before = w.count("POST /api/v1/files").await;
     assert!(
         before < 400,
@@ -97,15 +108,14 @@ async fn kill_during_a_large_upload_resumes_the_session() {
     w.faults(serde_json::json!({ "latency_ms": 40, "path_prefix": "/api/v1/uploads" }))
         .await;
     let cfg = write_config(&w);
-    let mut child = spawn_daemon(&cfg);
+    let child = spawn_daemon(&cfg);
     wait_for("some chunks", async || {
         w.count("PUT /api/v1/uploads/{session_id}/chunks/{index}")
             .await
             >= 6
     })
     .await;
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(child);
     let chunks_before = w
         .count("PUT /api/v1/uploads/{session_id}/chunks/{index}")
         .await;
