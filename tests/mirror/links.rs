@@ -468,6 +468,7 @@ async fn the_configured_root_link_is_created_after_the_first_pass_and_renewed() 
         use std::os::unix::fs::OpenOptionsExt;
         let mut f = std::fs::OpenOptions::new()
             .create(true)
+            .truncate(true)
             .write(true)
             .mode(0o600)
             .open(&pw_file)
@@ -487,7 +488,7 @@ async fn the_configured_root_link_is_created_after_the_first_pass_and_renewed() 
         listed
             .iter()
             .filter(|x| x["path"] == "" && x["status"] == "active")
-            .map(|x| x.clone())
+            .cloned()
             .collect::<Vec<_>>()
     };
     let first = wait_for(&ctl, "the root link", |l| active_root(l).len() == 1).await;
