@@ -15,6 +15,8 @@
 //! - [`mirror`]: one task per mirror tying the stages together; status and commands.
 //! - [`daemon`]: the process: config, instance lock, signals, systemd notify, logging,
 //!   wiring of mirrors and the control socket; [`demo`] is `scaidrived --demo`.
+//! - [`links`]: sharing links for mirrored paths (create, reuse, regenerate, revoke) and
+//!   the keeper of a mirror's `[mirror.link]` root link.
 //! - [`control`]: the control API on a Unix socket and its client (`scaidrivectl`).
 //! - [`cli`]: the command lines of `scaidrived`, `scaidrivectl` and `scaidrive-devserver`.
 //! - [`config`]: layered TOML/env configuration, validation, token sources.
@@ -27,6 +29,7 @@ pub mod control;
 pub mod daemon;
 pub mod demo;
 pub mod devserver;
+pub mod links;
 pub mod mirror;
 pub mod plan;
 pub mod queue;

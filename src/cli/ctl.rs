@@ -65,6 +65,21 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Create (or show) a sharing link for a mirrored file or folder and print its URL.
+    Link(LinkArgs),
+    /// List sharing links with their status and expiry (refreshed from the server).
+    Links {
+        mirror: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a sharing link: by link id, or every live link of a path.
+    Unlink {
+        /// A link id (`lnk_...`) or a path inside a mirror.
+        target: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the Prometheus metrics.
     Metrics,
     /// Check a configuration file without starting anything.
@@ -221,6 +236,9 @@ async fn run(args: Args) -> Result<u8, CtlError> {
             }
             Ok(0)
         }
+        Cmd::Link(a) => link(&socket, a).await,
+        Cmd::Links { mirror, json } => links(&socket, mirror, *json).await,
+        Cmd::Unlink { target, json } => unlink(&socket, target, *json).await,
         Cmd::Metrics => {
             print!("{}", call_text(&socket, "/metrics").await?);
             Ok(0)
@@ -449,4 +467,207 @@ fn config_check(file: Option<&PathBuf>) -> u8 {
             78
         }
     }
+}
+
+/// `scaidrivectl link`.
+///
+/// Asking again with the same options prints the same URL while the link is active; an
+/// expired, revoked or exhausted link is replaced by a new one. Without a password option,
+/// an existing password-protected link with the same other options is reused. The daemon
+/// never stores passwords, so regenerating a protected link needs the password again (or
+/// `--generate-password`).
+#[derive(clap::Args, Debug)]
+pub struct LinkArgs {
+    /// A file or folder inside a mirror root; the root itself links the whole mirror.
+    pub path: PathBuf,
+    /// What recipients may do.
+    #[arg(long = "type", default_value = "download", value_parser = ["view", "download", "upload"])]
+    pub link_type: String,
+    /// Protect the link with the password in this file (its first line).
+    #[arg(long, group = "password")]
+    pub password_file: Option<PathBuf>,
+    /// Protect the link with a password read from standard input (its first line).
+    #[arg(long, group = "password")]
+    pub password_stdin: bool,
+    /// Protect the link with a new random password, printed once.
+    #[arg(long, group = "password")]
+    pub generate_password: bool,
+    /// The link expires this many days after it is created.
+    #[arg(long, conflicts_with = "expires_at")]
+    pub expires_in_days: Option<u32>,
+    /// The link expires at this RFC 3339 time (e.g. 2030-01-31T12:00:00Z).
+    #[arg(long)]
+    pub expires_at: Option<String>,
+    /// The link stops working after this many downloads.
+    #[arg(long)]
+    pub max_downloads: Option<u64>,
+    /// Display name shown to recipients.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Make a new URL (and revoke the old one) even if the link is still active.
+    #[arg(long)]
+    pub regenerate: bool,
+    /// Seconds to wait for a new path to reach the remote.
+    #[arg(long, default_value_t = 60)]
+    pub wait: u64,
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn absolute(p: &Path) -> Result<PathBuf, CtlError> {
+    std::path::absolute(p).map_err(|e| CtlError::Io(p.to_path_buf(), e.to_string()))
+}
+
+fn link_password(a: &LinkArgs) -> Result<Option<String>, CtlError> {
+    if let Some(f) = &a.password_file {
+        return crate::config::read_secret_file(f, false)
+            .map(Some)
+            .map_err(|e| CtlError::Io(f.clone(), e.to_string()));
+    }
+    if a.password_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .map_err(|e| CtlError::Io(PathBuf::from("stdin"), e.to_string()))?;
+        let pw = line.trim_end_matches(['\n', '\r']).to_string();
+        if pw.is_empty() {
+            return Err(CtlError::Io(
+                PathBuf::from("stdin"),
+                "no password on standard input".into(),
+            ));
+        }
+        return Ok(Some(pw));
+    }
+    Ok(a.generate_password.then(crate::links::generate_password))
+}
+
+async fn link(socket: &Path, a: &LinkArgs) -> Result<u8, CtlError> {
+    let path = absolute(&a.path)?;
+    let password = link_password(a)?;
+    let mut body = json!({
+        "path": path,
+        "type": a.link_type,
+        "password": password,
+        "expires_in_days": a.expires_in_days,
+        "expires_at": a.expires_at,
+        "max_downloads": a.max_downloads,
+        "name": a.name,
+        "regenerate": a.regenerate,
+        "wait_secs": 0,
+    });
+    // Ask without waiting first, so the user hears why the command pauses.
+    let v = match call(socket, "POST", "/v1/links", Some(&body)).await {
+        Err(CtlError::Daemon { status: 409, .. }) if a.wait > 0 => {
+            eprintln!(
+                "{} is not on the remote yet; waiting up to {} s for the mirror to upload it...",
+                path.display(),
+                a.wait
+            );
+            body["wait_secs"] = json!(a.wait);
+            call(socket, "POST", "/v1/links", Some(&body)).await?
+        }
+        other => other?,
+    };
+    let outcome = v["outcome"].as_str().unwrap_or("");
+    let l = &v["link"];
+    // A reused link keeps the password it was created with; a generated one went unused.
+    let shown_password = password.filter(|_| a.generate_password && outcome != "reused");
+    if a.json {
+        let mut out = v.clone();
+        out["password"] = json!(shown_password);
+        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        return Ok(0);
+    }
+    println!("{}", l["url"].as_str().unwrap_or(""));
+    if let Some(short) = l["short_url"].as_str() {
+        println!("short:    {short}");
+    }
+    if let Some(pw) = &shown_password {
+        println!("password: {pw}  (shown only now; the daemon does not keep it)");
+    }
+    println!(
+        "link {} ({}, {}), expires {}",
+        l["id"].as_str().unwrap_or(""),
+        l["link_type"].as_str().unwrap_or("").to_lowercase(),
+        if l["options"]["password_required"].as_bool() == Some(true) {
+            "password-protected"
+        } else {
+            "no password"
+        },
+        l["expires_at"].as_str().unwrap_or("never")
+    );
+    match outcome {
+        "reused" => {
+            eprintln!("existing link, still active (use --regenerate for a new URL)");
+            if a.generate_password {
+                eprintln!(
+                    "it keeps the password it was created with; --regenerate makes a new link with a new password"
+                );
+            }
+        }
+        "regenerated" => eprintln!(
+            "new link: the previous one ({}) was replaced because {}",
+            v["replaced"].as_str().unwrap_or("not revoked, see `links`"),
+            v["reason"].as_str().unwrap_or("it was not usable")
+        ),
+        _ => {}
+    }
+    Ok(0)
+}
+
+async fn links(socket: &Path, mirror: &Option<String>, json_out: bool) -> Result<u8, CtlError> {
+    let v = call(socket, "GET", &format!("/v1/links{}", target(mirror)), None).await?;
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        return Ok(0);
+    }
+    let list = v["links"].as_array().cloned().unwrap_or_default();
+    if list.is_empty() {
+        println!("no links");
+        return Ok(0);
+    }
+    for l in &list {
+        let path = match l["path"].as_str() {
+            Some("") | None => "(mirror root)".to_string(),
+            Some(p) => p.to_string(),
+        };
+        println!(
+            "{:<28} {:<9} {:<8} expires {:<20} {}:{}  {}{}",
+            l["id"].as_str().unwrap_or(""),
+            l["status"].as_str().unwrap_or(""),
+            l["link_type"].as_str().unwrap_or("").to_lowercase(),
+            l["expires_at"].as_str().unwrap_or("never"),
+            l["mirror"].as_str().unwrap_or(""),
+            path,
+            l["url"].as_str().unwrap_or(""),
+            match l["download_count"].as_u64() {
+                Some(n) => format!("  ({n} downloads)"),
+                None => String::new(),
+            }
+        );
+    }
+    Ok(0)
+}
+
+async fn unlink(socket: &Path, target: &str, json_out: bool) -> Result<u8, CtlError> {
+    let path = absolute(Path::new(target)).ok();
+    let v = call(
+        socket,
+        "POST",
+        "/v1/unlink",
+        Some(&json!({ "target": target, "path": path })),
+    )
+    .await?;
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        return Ok(0);
+    }
+    for l in v["revoked"].as_array().into_iter().flatten() {
+        println!(
+            "revoked {} ({})",
+            l["id"].as_str().unwrap_or(""),
+            l["url"].as_str().unwrap_or("")
+        );
+    }
+    Ok(0)
 }

@@ -120,6 +120,7 @@ async fn real_main(args: Args) -> Result<u8, DaemonError> {
         reload: args.config.is_some().then(|| Box::new(load) as Box<_>),
         reload_rx: Some(reload_rx),
         on_started: None,
+        link_check_every: None,
     };
     let report = daemon::run(config, &env, opts, shutdown).await?;
     if args.once {

@@ -7,6 +7,7 @@
 //! carries `"protocol": PROTOCOL` so a newer `scaidrivectl` can tell what it talks to.
 
 pub mod client;
+pub mod links;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -45,6 +46,8 @@ pub struct ControlState {
     pub info: Arc<DaemonInfo>,
     /// The current mirrors (replaced on configuration reload).
     pub mirrors: watch::Receiver<Arc<Vec<MirrorHandle>>>,
+    /// Sharing links (`link`, `links`, `unlink`).
+    pub links: crate::links::LinkManager,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -145,6 +148,7 @@ pub fn router(state: ControlState) -> Router {
         .route("/v1/rescan", post(rescan))
         .route("/v1/retry", post(retry))
         .route("/metrics", get(metrics))
+        .merge(links::routes())
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such control route".into()) })
         .with_state(state)
 }

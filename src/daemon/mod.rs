@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Config, ConfigError, Env, MirrorConfig};
 use crate::control::{self, ControlState, DaemonInfo};
+use crate::links::{self, LinkManager};
 use crate::mirror::{self, MirrorDeps, MirrorHandle, MirrorState, MirrorStatus};
 use crate::remote::{Client, ClientConfig, TokenPair, UploadConfig};
 use crate::store::Store;
@@ -73,6 +74,8 @@ pub struct RunOptions {
     pub reload_rx: Option<mpsc::Receiver<()>>,
     /// Receives the mirror handles once they run (tests and the demo use it).
     pub on_started: Option<OnStarted>,
+    /// How often a `[mirror.link]` root link is checked (default: hourly).
+    pub link_check_every: Option<Duration>,
 }
 
 /// What `run` reports when it ends.
@@ -110,6 +113,13 @@ pub async fn run(
     let store = Store::open(&state_dir.join("state.db"))?;
     let (tokens, configured_refresh) = credentials::load(&config, env, &state_dir)?;
     let client = build_client(&config, tokens, &state_dir, configured_refresh.as_deref())?;
+    let (configs_tx, configs_rx) = watch::channel(Arc::new(config.mirrors.clone()));
+    let links = LinkLane {
+        manager: LinkManager::new(client.clone(), store.clone(), configs_rx),
+        check_every: opts
+            .link_check_every
+            .unwrap_or(links::keeper::DEFAULT_CHECK_EVERY),
+    };
     let uploader = Uploader::new(client, store.clone(), config.daemon.upload_concurrency);
     let deps = MirrorDeps {
         store: store.clone(),
@@ -118,7 +128,7 @@ pub async fn run(
 
     let mut running: HashMap<String, RunningMirror> = HashMap::new();
     for m in &config.mirrors {
-        start_mirror(&mut running, m.clone(), &deps, &shutdown);
+        start_mirror(&mut running, m.clone(), &deps, &links, &shutdown);
     }
     let (mirrors_tx, mirrors_rx) = watch::channel(handles(&running));
 
@@ -140,6 +150,7 @@ pub async fn run(
         ControlState {
             info: Arc::new(info),
             mirrors: mirrors_rx,
+            links: links.manager.clone(),
         },
         control_stop.clone(),
     ));
@@ -189,8 +200,9 @@ pub async fn run(
                 match opts.reload.as_ref().map(|f| f()) {
                     Some(Ok(new)) => match new.validate(&state_dir) {
                         Ok(()) => {
-                            apply_reload(&mut running, &new, &deps, &shutdown).await;
+                            apply_reload(&mut running, &new, &deps, &links, &shutdown).await;
                             let _ = mirrors_tx.send(handles(&running));
+                            let _ = configs_tx.send(Arc::new(new.mirrors.clone()));
                             tracing::info!("configuration reloaded: {} mirror(s)", running.len());
                         }
                         Err(e) => tracing::error!("reload refused, keeping the running configuration: {e}"),
@@ -223,14 +235,31 @@ pub async fn run(
     Ok(report)
 }
 
+/// What the `[mirror.link]` keepers need.
+struct LinkLane {
+    manager: LinkManager,
+    check_every: Duration,
+}
+
 fn start_mirror(
     running: &mut HashMap<String, RunningMirror>,
     cfg: MirrorConfig,
     deps: &MirrorDeps,
+    links: &LinkLane,
     shutdown: &CancellationToken,
 ) {
     let stop = shutdown.child_token();
     let (handle, task) = mirror::spawn(cfg.clone(), deps.clone(), stop.clone());
+    if cfg.link.is_some() {
+        // Stops with the mirror (its token), so a reload that changes the mirror restarts it.
+        tokio::spawn(links::keeper::run(
+            links.manager.clone(),
+            cfg.clone(),
+            handle.clone(),
+            links.check_every,
+            stop.clone(),
+        ));
+    }
     running.insert(
         handle.name.clone(),
         RunningMirror {
@@ -246,6 +275,7 @@ async fn apply_reload(
     running: &mut HashMap<String, RunningMirror>,
     new: &Config,
     deps: &MirrorDeps,
+    links: &LinkLane,
     shutdown: &CancellationToken,
 ) {
     let wanted: HashMap<String, MirrorConfig> = new
@@ -265,7 +295,7 @@ async fn apply_reload(
     }
     for (name, cfg) in wanted {
         if !running.contains_key(&name) {
-            start_mirror(running, cfg, deps, shutdown);
+            start_mirror(running, cfg, deps, links, shutdown);
         }
     }
 }

@@ -9,6 +9,7 @@
 //!
 //! Paths are mirror-relative, `/`-separated UTF-8 strings.
 
+pub mod links;
 pub mod model;
 
 use std::path::{Path, PathBuf};
@@ -16,6 +17,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
+pub use links::{LinkRecord, StoredOptions};
 pub use model::*;
 
 #[derive(Debug, thiserror::Error)]

@@ -127,7 +127,7 @@ pub struct Failure {
 
 /// Prefix match for a path and its descendants in SQL (`path = ?` or `path LIKE '?/%'`
 /// with LIKE's wildcards escaped).
-fn like_children(path: &str) -> String {
+pub(crate) fn like_children(path: &str) -> String {
     let escaped = path
         .replace('\\', "\\\\")
         .replace('%', "\\%")
@@ -191,12 +191,15 @@ pub(crate) fn apply_effect(
                 "DELETE FROM entries WHERE mirror_id = ?1 AND path = ?2",
                 params![mirror, p],
             )?;
+            super::links::mark_gone(c, mirror, p, false)?;
         }
         Effect::RemoveTree(p) => {
             c.execute(
                 "DELETE FROM entries WHERE mirror_id = ?1 AND (path = ?2 OR path LIKE ?3 ESCAPE '\\')",
                 params![mirror, p, like_children(p)],
             )?;
+            // The linked items are gone remotely (or no longer mirrored): their links with them.
+            super::links::mark_gone(c, mirror, p, true)?;
         }
         Effect::MoveTree { from, to } => {
             // Clear whatever stood at the destination first; the remote move replaced it.
@@ -204,6 +207,9 @@ pub(crate) fn apply_effect(
                 "DELETE FROM entries WHERE mirror_id = ?1 AND (path = ?2 OR path LIKE ?3 ESCAPE '\\')",
                 params![mirror, to, like_children(to)],
             )?;
+            super::links::mark_gone(c, mirror, to, true)?;
+            // The remote item keeps its id across a move, so its links keep working.
+            super::links::move_tree(c, mirror, from, to)?;
             c.execute(
                 "UPDATE entries SET path = ?3 || substr(path, ?4) WHERE mirror_id = ?1 \
                  AND (path = ?2 OR path LIKE ?5 ESCAPE '\\')",

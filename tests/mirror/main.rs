@@ -8,3 +8,4 @@ mod changes;
 mod crashes;
 mod guards;
 mod initial;
+mod links;
