@@ -80,6 +80,19 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Walk the remote and report drift from what the mirror believes it holds.
+    /// Exit 0 in sync, 4 drift found.
+    Verify {
+        mirror: Option<String>,
+        /// Also compare every file's SHA-256 (one request per file).
+        #[arg(long)]
+        checksums: bool,
+        /// Forget drifted items so the next pass uploads them again.
+        #[arg(long)]
+        repair: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the Prometheus metrics.
     Metrics,
     /// Check a configuration file without starting anything.
@@ -239,6 +252,69 @@ async fn run(args: Args) -> Result<u8, CtlError> {
         Cmd::Link(a) => link(&socket, a).await,
         Cmd::Links { mirror, json } => links(&socket, mirror, *json).await,
         Cmd::Unlink { target, json } => unlink(&socket, target, *json).await,
+        Cmd::Verify {
+            mirror,
+            checksums,
+            repair,
+            json,
+        } => {
+            let body = json!({ "mirror": mirror, "checksums": checksums, "repair": repair });
+            let v = call(&socket, "POST", "/v1/verify", Some(&body)).await?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            }
+            let mut drift = false;
+            for r in v["reports"].as_array().into_iter().flatten() {
+                let name = r["mirror"].as_str().unwrap_or("");
+                let list = |k: &str| r[k].as_array().cloned().unwrap_or_default();
+                let (missing, extra, different) = (
+                    list("missing_remotely"),
+                    list("extra_remotely"),
+                    list("different"),
+                );
+                if let Some(e) = r["error"].as_str() {
+                    drift = true;
+                    if !*json {
+                        println!("{name}: verify failed: {e}");
+                    }
+                    continue;
+                }
+                drift |= !missing.is_empty() || !different.is_empty();
+                if *json {
+                    continue;
+                }
+                println!(
+                    "{name}: {} remote items, {} known; {} missing remotely, {} different, {} extra remotely{}",
+                    r["remote_items"],
+                    r["known_items"],
+                    missing.len(),
+                    different.len(),
+                    extra.len(),
+                    if r["repaired"].as_u64().unwrap_or(0) > 0 {
+                        format!(
+                            "; {} forgotten, the next pass re-uploads them",
+                            r["repaired"]
+                        )
+                    } else {
+                        String::new()
+                    }
+                );
+                for p in missing.iter().take(20) {
+                    println!("  missing remotely: {}", p.as_str().unwrap_or(""));
+                }
+                for d in different.iter().take(20) {
+                    println!(
+                        "  different: {} ({})",
+                        d[0].as_str().unwrap_or(""),
+                        d[1].as_str().unwrap_or("")
+                    );
+                }
+                for p in extra.iter().take(20) {
+                    println!("  extra remotely: {}", p.as_str().unwrap_or(""));
+                }
+            }
+            Ok(if drift { 4 } else { 0 })
+        }
         Cmd::Metrics => {
             print!("{}", call_text(&socket, "/metrics").await?);
             Ok(0)

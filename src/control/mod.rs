@@ -147,6 +147,7 @@ pub fn router(state: ControlState) -> Router {
         .route("/v1/resume", post(resume))
         .route("/v1/rescan", post(rescan))
         .route("/v1/retry", post(retry))
+        .route("/v1/verify", post(verify))
         .route("/metrics", get(metrics))
         .merge(links::routes())
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such control route".into()) })
@@ -260,6 +261,40 @@ async fn rescan(State(state): State<ControlState>, Json(t): Json<Target>) -> Res
 
 async fn retry(State(state): State<ControlState>, Json(t): Json<Target>) -> Response {
     each(&state, &t, "retry", MirrorCmd::Retry).await
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+pub struct VerifyRequest {
+    #[serde(default)]
+    pub mirror: Option<String>,
+    /// Also compare each file's SHA-256 (one metadata request per file).
+    #[serde(default)]
+    pub checksums: bool,
+    /// Forget drifted entries so the next pass uploads them again.
+    #[serde(default)]
+    pub repair: bool,
+}
+
+async fn verify(State(state): State<ControlState>, Json(v): Json<VerifyRequest>) -> Response {
+    let mirrors = match select(&state, &v.mirror) {
+        Ok(m) => m,
+        Err(r) => return *r,
+    };
+    let mut reports = Vec::new();
+    for m in mirrors {
+        let (checksums, repair) = (v.checksums, v.repair);
+        if let Some(r) = m
+            .ask(move |reply| MirrorCmd::Verify {
+                checksums,
+                repair,
+                reply,
+            })
+            .await
+        {
+            reports.push(serde_json::to_value(&r).unwrap_or_default());
+        }
+    }
+    Json(json!({ "protocol": PROTOCOL, "reports": reports })).into_response()
 }
 
 /// Prometheus text exposition of the mirrors' counters.

@@ -104,6 +104,29 @@ impl MirrorStatus {
     }
 }
 
+/// What `verify` found: the remote tree compared with what the mirror believes it holds.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct VerifyReport {
+    pub mirror: String,
+    pub remote_items: usize,
+    pub known_items: usize,
+    /// Known as mirrored but absent remotely (deleted or moved there by someone else).
+    pub missing_remotely: Vec<String>,
+    /// On the remote under the mirror's folder but not known to the mirror.
+    pub extra_remotely: Vec<String>,
+    /// Present on both sides but different: (path, what differs).
+    pub different: Vec<(String, String)>,
+    /// Entries forgotten by `--repair` (the next pass uploads them again).
+    pub repaired: usize,
+    pub error: Option<String>,
+}
+
+impl VerifyReport {
+    pub fn in_sync(&self) -> bool {
+        self.error.is_none() && self.missing_remotely.is_empty() && self.different.is_empty()
+    }
+}
+
 #[derive(Debug)]
 pub enum MirrorCmd {
     Pause(oneshot::Sender<()>),
@@ -114,6 +137,11 @@ pub enum MirrorCmd {
     Rescan(oneshot::Sender<()>),
     Retry(oneshot::Sender<()>),
     Failures(oneshot::Sender<Vec<Failure>>),
+    Verify {
+        checksums: bool,
+        repair: bool,
+        reply: oneshot::Sender<VerifyReport>,
+    },
 }
 
 /// The daemon's handle to one mirror task.

@@ -157,3 +157,93 @@ async fn unreadable_file_fails_alone_and_recovers_when_fixed() {
     w.assert_mirrored().await;
     d.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_reports_remote_drift_and_repair_restores_it() {
+    use scaidrive::mirror::MirrorCmd;
+    let w = World::new().await;
+    w.write("a.txt", b"alpha");
+    w.write("dir/b.txt", b"beta");
+    let d = w.start().await;
+    d.settled().await;
+    let clean = d
+        .handle
+        .ask(|reply| MirrorCmd::Verify {
+            checksums: true,
+            repair: false,
+            reply,
+        })
+        .await
+        .unwrap();
+    assert!(clean.in_sync(), "{clean:?}");
+    assert_eq!((clean.remote_items, clean.known_items), (3, 3));
+
+    // Someone deletes a mirrored file remotely and adds one of their own.
+    let id = w.remote_id("a.txt").await.unwrap();
+    let r = w
+        .http
+        .delete(format!("{}/api/v1/files/{id}?permanent=true", w.url))
+        .bearer_auth(crate::world::TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    let base = w.remote_id("dir").await.unwrap();
+    let form = reqwest::multipart::Form::new()
+        .text("share_id", w.share.clone())
+        .text("folder_id", base)
+        .text("name", "theirs.txt")
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(b"not ours".to_vec()).file_name("theirs.txt"),
+        );
+    let r = w
+        .http
+        .post(format!("{}/api/v1/files", w.url))
+        .bearer_auth(crate::world::TOKEN)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+
+    let drift = d
+        .handle
+        .ask(|reply| MirrorCmd::Verify {
+            checksums: false,
+            repair: false,
+            reply,
+        })
+        .await
+        .unwrap();
+    assert_eq!(drift.missing_remotely, ["a.txt"]);
+    assert_eq!(drift.extra_remotely, ["dir/theirs.txt"]);
+    assert!(!drift.in_sync());
+
+    let repaired = d
+        .handle
+        .ask(|reply| MirrorCmd::Verify {
+            checksums: false,
+            repair: true,
+            reply,
+        })
+        .await
+        .unwrap();
+    assert_eq!(repaired.repaired, 1);
+    d.until("re-mirrored", |s| s.in_sync()).await;
+    assert!(
+        w.remote_id("a.txt").await.is_some(),
+        "the repair pass uploaded it again"
+    );
+    let after = d
+        .handle
+        .ask(|reply| MirrorCmd::Verify {
+            checksums: true,
+            repair: false,
+            reply,
+        })
+        .await
+        .unwrap();
+    assert!(after.in_sync(), "{after:?}");
+    d.stop().await;
+}
