@@ -230,11 +230,15 @@ async fn verify_reports_remote_drift_and_repair_restores_it() {
         .await
         .unwrap();
     assert_eq!(repaired.repaired, 1);
-    d.until("re-mirrored", |s| s.in_sync()).await;
-    assert!(
-        w.remote_id("a.txt").await.is_some(),
-        "the repair pass uploaded it again"
-    );
+    let start = std::time::Instant::now();
+    while w.remote_id("a.txt").await.is_none() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "the repair pass never re-uploaded a.txt"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    d.settled().await;
     let after = d
         .handle
         .ask(|reply| MirrorCmd::Verify {
