@@ -164,6 +164,11 @@ async fn run(args: Args) -> Result<u8, CtlError> {
     match &args.cmd {
         Cmd::Status {
             mirror,
+            json: false,
+            watch: true,
+        } if std::io::stdout().is_terminal() => watch_bars(&socket, mirror).await,
+        Cmd::Status {
+            mirror,
             json,
             watch,
         } => loop {
@@ -178,12 +183,7 @@ async fn run(args: Args) -> Result<u8, CtlError> {
                 Ok(v) if *json => {
                     println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default())
                 }
-                Ok(v) => {
-                    if *watch && std::io::stdout().is_terminal() {
-                        print!("\x1b[2J\x1b[H");
-                    }
-                    print_status(&v);
-                }
+                Ok(v) => print_status(&v),
                 Err(CtlError::NotRunning(p)) => {
                     println!(
                         "scaidrived is not running (no control socket at {}).",
@@ -320,6 +320,56 @@ async fn run(args: Args) -> Result<u8, CtlError> {
             Ok(0)
         }
         Cmd::Config { .. } => unreachable!("handled above"),
+    }
+}
+
+/// `status --watch` on a terminal: one progress bar per mirror for the running batch
+/// (bytes uploaded of the batch, rate, ETA), its state as the message. Until Ctrl-C.
+async fn watch_bars(socket: &Path, mirror: &Option<String>) -> Result<u8, CtlError> {
+    use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+    let style = ProgressStyle::with_template(
+        "{prefix:12} [{bar:30}] {bytes:>10}/{total_bytes:<10} {bytes_per_sec:>12} eta {eta:>4}  {msg}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+    .progress_chars("=> ");
+    let multi = MultiProgress::new();
+    // Per mirror: its bar and the bytes-done figure when the current batch began.
+    let mut bars: std::collections::HashMap<String, (ProgressBar, u64)> =
+        std::collections::HashMap::new();
+    loop {
+        let v = call(
+            socket,
+            "GET",
+            &format!("/v1/status{}", target(mirror)),
+            None,
+        )
+        .await?;
+        for m in v["mirrors"].as_array().into_iter().flatten() {
+            let name = m["name"].as_str().unwrap_or("").to_string();
+            let done = m["bytes_done"].as_u64().unwrap_or(0);
+            let remaining = m["bytes_remaining"].as_u64().unwrap_or(0);
+            let (bar, base) = bars.entry(name.clone()).or_insert_with(|| {
+                let b = multi.add(ProgressBar::new(0));
+                b.set_style(style.clone());
+                b.set_prefix(name.clone());
+                (b, done)
+            });
+            if remaining == 0 {
+                *base = done;
+            }
+            let pos = done.saturating_sub(*base);
+            bar.set_length(pos + remaining);
+            bar.set_position(pos);
+            let mut msg = m["state"].as_str().unwrap_or("").to_string();
+            if let Some(r) = m["reason"].as_str() {
+                msg.push_str(&format!(" ({r})"));
+            } else if m["in_sync"].as_bool() == Some(true) {
+                msg.push_str(", in sync");
+            }
+            msg.push_str(&format!(", {} failed", m["failures"]));
+            bar.set_message(msg);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
