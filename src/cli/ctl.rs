@@ -72,6 +72,12 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: ConfigCmd,
     },
+    /// Run scaidrived as a per-user service: a systemd user unit on Linux, a launchd
+    /// agent on macOS.
+    Service {
+        #[command(subcommand)]
+        cmd: crate::service::ServiceCmd,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -131,6 +137,9 @@ async fn run(args: Args) -> Result<u8, CtlError> {
     } = &args.cmd
     {
         return Ok(config_check(file.as_ref().or(args.config.as_ref())));
+    }
+    if let Cmd::Service { cmd } = &args.cmd {
+        return Ok(crate::service::main(*cmd, args.config.as_deref()));
     }
     let socket = socket_path(&args)?;
     match &args.cmd {
@@ -225,7 +234,7 @@ async fn run(args: Args) -> Result<u8, CtlError> {
             print!("{}", call_text(&socket, "/metrics").await?);
             Ok(0)
         }
-        Cmd::Config { .. } => unreachable!("handled above"),
+        Cmd::Config { .. } | Cmd::Service { .. } => unreachable!("handled above"),
     }
 }
 

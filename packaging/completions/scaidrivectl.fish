@@ -1,0 +1,111 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_scaidrivectl_global_optspecs
+    string join \n socket= c/config= h/help V/version
+end
+
+function __fish_scaidrivectl_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_scaidrivectl_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_scaidrivectl_using_subcommand
+    set -l cmd (__fish_scaidrivectl_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c scaidrivectl -n "__fish_scaidrivectl_needs_command" -l socket -d 'The daemon\'s control socket (default: from the configuration\'s runtime directory)' -r -F
+complete -c scaidrivectl -n "__fish_scaidrivectl_needs_command" -s c -l config -d 'The daemon\'s configuration file (to find its socket and state directory)' -r -F
+complete -c scaidrivectl -n "__fish_scaidrivectl_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c scaidrivectl -n "__fish_scaidrivectl_needs_command" -s V -l version -d 'Print version'
+complete -c scaidrivectl -n "__fish_scaidrivectl_needs_command" -f -a "status" -d 'Show each mirror\'s state, progress and failures'
+complete -c scaidrivectl -n "__fish_scaidrivectl_needs_command" -f -a "wait" -d 'Wait until every mirror is idle and in sync'
+complete -c scaidrivectl -n "__fish_scaidrivectl_needs_command" -f -a "pause" -d 'Stop uploading (events are still collected)'
+complete -c scaidrivectl -n "__fish_scaidrivectl_needs_command" -f -a "resume" -d 'Resume a paused mirror'
+complete -c scaidrivectl -n "__fish_scaidrivectl_needs_command" -f -a "rescan" -d 'Run a full scan now'
+complete -c scaidrivectl -n "__fish_scaidrivectl_needs_command" -f -a "retry" -d 'Retry failed items now'
+complete -c scaidrivectl -n "__fish_scaidrivectl_needs_command" -f -a "failures" -d 'List failed items and why they failed'
+complete -c scaidrivectl -n "__fish_scaidrivectl_needs_command" -f -a "metrics" -d 'Print the Prometheus metrics'
+complete -c scaidrivectl -n "__fish_scaidrivectl_needs_command" -f -a "config" -d 'Check a configuration file without starting anything'
+complete -c scaidrivectl -n "__fish_scaidrivectl_needs_command" -f -a "service" -d 'Run scaidrived as a per-user service: a systemd user unit on Linux, a launchd agent on macOS'
+complete -c scaidrivectl -n "__fish_scaidrivectl_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand status" -l socket -d 'The daemon\'s control socket (default: from the configuration\'s runtime directory)' -r -F
+complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand status" -s c -l config -d 'The daemon\'s configuration file (to find its socket and state directory)' -r -F
+complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand status" -l json
+complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand status" -l watch -d 'Refresh every second until interrupted'
+complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand status" -s h -l help -d 'Print help'
+complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand wait" -l timeout -d 'Give up after this many seconds (exit 2)' -r
+complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand wait" -l socket -d 'The daemon\'s control socket (default: from the configuration\'s runtime directory)' -r -F
+complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand wait" -s c -l config -d 'The daemon\'s configuration file (to find its socket and state directory)' -r -F
+complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand wait" -s h -l help -d 'Print help'
+complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand pause" -l socket -d 'The daemon\'s control socket (default: from the configuration\'s runtime directory)' -r -F
+complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand pause" -s c -l config -d 'The daemon\'s configuration file (to find its socket and state directory)' -r -F
+complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand pause" -s h -l help -d 'Print help'
+complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand resume" -l socket -d 'The daemon\'s control socket (default: from the configuration\'s runtime directory)' -r -F
+complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand resume" -s c -l config -d 'The daemon\'s configuration file (to find its socket and state directory)' -r -F
+complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand resume" -l allow-deletes -d 'Let the next pass execute the deletes that paused the mirror'
+complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand resume" -s h -l help -d 'Print help'
+complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand rescan" -l socket -d 'The daemon\'s control socket (default: from the configuration\'s runtime directory)' -r -F
+complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand rescan" -s c -l config -d 'The daemon\'s configuration file (to find its socket and state directory)' -r -F
+complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand rescan" -s h -l help -d 'Print help'
+complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand retry" -l socket -d 'The daemon\'s control socket (default: from the configuration\'s runtime directory)' -r -F
+complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand retry" -s c -l config -d 'The daemon\'s configuration file (to find its socket and state directory)' -r -F
+complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand retry" -s h -l help -d 'Print help'
+complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand failures" -l socket -d 'The daemon\'s control socket (default: from the configuration\'s runtime directory)' -r -F
+complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand failures" -s c -l config -d 'The daemon\'s configuration file (to find its socket and state directory)' -r -F
+complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand failures" -l json
+complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand failures" -s h -l help -d 'Print help'
+complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand metrics" -l socket -d 'The daemon\'s control socket (default: from the configuration\'s runtime directory)' -r -F
+complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand metrics" -s c -l config -d 'The daemon\'s configuration file (to find its socket and state directory)' -r -F
+complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand metrics" -s h -l help -d 'Print help'
+complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand config; and not __fish_seen_subcommand_from check help" -l socket -d 'The daemon\'s control socket (default: from the configuration\'s runtime directory)' -r -F
+complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand config; and not __fish_seen_subcommand_from check help" -s c -l config -d 'The daemon\'s configuration file (to find its socket and state directory)' -r -F
+complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand config; and not __fish_seen_subcommand_from check help" -s h -l help -d 'Print help'
+complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand config; and not __fish_seen_subcommand_from check help" -f -a "check" -d 'Load and validate a configuration file (default: --config)'
+complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand config; and not __fish_seen_subcommand_from check help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand config; and __fish_seen_subcommand_from check" -l socket -d 'The daemon\'s control socket (default: from the configuration\'s runtime directory)' -r -F
+complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand config; and __fish_seen_subcommand_from check" -s c -l config -d 'The daemon\'s configuration file (to find its socket and state directory)' -r -F
+complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand config; and __fish_seen_subcommand_from check" -s h -l help -d 'Print help'
+complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand config; and __fish_seen_subcommand_from help" -f -a "check" -d 'Load and validate a configuration file (default: --config)'
+complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand config; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand service; and not __fish_seen_subcommand_from install uninstall help" -l socket -d 'The daemon\'s control socket (default: from the configuration\'s runtime directory)' -r -F
+complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand service; and not __fish_seen_subcommand_from install uninstall help" -s c -l config -d 'The daemon\'s configuration file (to find its socket and state directory)' -r -F
+complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand service; and not __fish_seen_subcommand_from install uninstall help" -s h -l help -d 'Print help'
+complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand service; and not __fish_seen_subcommand_from install uninstall help" -f -a "install" -d 'Install and start scaidrived as a per-user service (systemd user unit on Linux, launchd agent on macOS) using --config (default ~/.config/scaidrive/scaidrived.toml)'
+complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand service; and not __fish_seen_subcommand_from install uninstall help" -f -a "uninstall" -d 'Stop, disable and remove the per-user service (configuration and state stay)'
+complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand service; and not __fish_seen_subcommand_from install uninstall help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand service; and __fish_seen_subcommand_from install" -l socket -d 'The daemon\'s control socket (default: from the configuration\'s runtime directory)' -r -F
+complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand service; and __fish_seen_subcommand_from install" -s c -l config -d 'The daemon\'s configuration file (to find its socket and state directory)' -r -F
+complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand service; and __fish_seen_subcommand_from install" -l dry-run -d 'Print what would be written and run, change nothing'
+complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand service; and __fish_seen_subcommand_from install" -s h -l help -d 'Print help'
+complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand service; and __fish_seen_subcommand_from uninstall" -l socket -d 'The daemon\'s control socket (default: from the configuration\'s runtime directory)' -r -F
+complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand service; and __fish_seen_subcommand_from uninstall" -s c -l config -d 'The daemon\'s configuration file (to find its socket and state directory)' -r -F
+complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand service; and __fish_seen_subcommand_from uninstall" -l dry-run -d 'Print what would be removed and run, change nothing'
+complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand service; and __fish_seen_subcommand_from uninstall" -s h -l help -d 'Print help'
+complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand service; and __fish_seen_subcommand_from help" -f -a "install" -d 'Install and start scaidrived as a per-user service (systemd user unit on Linux, launchd agent on macOS) using --config (default ~/.config/scaidrive/scaidrived.toml)'
+complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand service; and __fish_seen_subcommand_from help" -f -a "uninstall" -d 'Stop, disable and remove the per-user service (configuration and state stay)'
+complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand service; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand help; and not __fish_seen_subcommand_from status wait pause resume rescan retry failures metrics config service help" -f -a "status" -d 'Show each mirror\'s state, progress and failures'
+complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand help; and not __fish_seen_subcommand_from status wait pause resume rescan retry failures metrics config service help" -f -a "wait" -d 'Wait until every mirror is idle and in sync'
+complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand help; and not __fish_seen_subcommand_from status wait pause resume rescan retry failures metrics config service help" -f -a "pause" -d 'Stop uploading (events are still collected)'
+complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand help; and not __fish_seen_subcommand_from status wait pause resume rescan retry failures metrics config service help" -f -a "resume" -d 'Resume a paused mirror'
+complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand help; and not __fish_seen_subcommand_from status wait pause resume rescan retry failures metrics config service help" -f -a "rescan" -d 'Run a full scan now'
+complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand help; and not __fish_seen_subcommand_from status wait pause resume rescan retry failures metrics config service help" -f -a "retry" -d 'Retry failed items now'
+complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand help; and not __fish_seen_subcommand_from status wait pause resume rescan retry failures metrics config service help" -f -a "failures" -d 'List failed items and why they failed'
+complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand help; and not __fish_seen_subcommand_from status wait pause resume rescan retry failures metrics config service help" -f -a "metrics" -d 'Print the Prometheus metrics'
+complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand help; and not __fish_seen_subcommand_from status wait pause resume rescan retry failures metrics config service help" -f -a "config" -d 'Check a configuration file without starting anything'
+complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand help; and not __fish_seen_subcommand_from status wait pause resume rescan retry failures metrics config service help" -f -a "service" -d 'Run scaidrived as a per-user service: a systemd user unit on Linux, a launchd agent on macOS'
+complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand help; and not __fish_seen_subcommand_from status wait pause resume rescan retry failures metrics config service help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand help; and __fish_seen_subcommand_from config" -f -a "check" -d 'Load and validate a configuration file (default: --config)'
+complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand help; and __fish_seen_subcommand_from service" -f -a "install" -d 'Install and start scaidrived as a per-user service (systemd user unit on Linux, launchd agent on macOS) using --config (default ~/.config/scaidrive/scaidrived.toml)'
+complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand help; and __fish_seen_subcommand_from service" -f -a "uninstall" -d 'Stop, disable and remove the per-user service (configuration and state stay)'
