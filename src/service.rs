@@ -73,6 +73,12 @@ pub enum ServiceError {
     NoDaemon(PathBuf),
     #[error("{0}")]
     Unexpected(String),
+    /// A command failed after the service file was written: say where it is.
+    #[error("{source} (wrote {}; run install again once that is fixed, or `scaidrivectl service uninstall`)", file.display())]
+    Partial {
+        source: Box<ServiceError>,
+        file: PathBuf,
+    },
 }
 
 /// The service manager family.
@@ -437,8 +443,10 @@ pub fn plan_uninstall(ctx: &Context, runner: &mut dyn Runner) -> Result<Plan, Se
             plan.steps.push(
                 Step::new("systemctl", &["--user", "disable", "--now", UNIT_NAME]).may_fail(),
             );
+            // The file is gone either way; without a running user manager there is
+            // nothing to reload.
             plan.steps_after_removal
-                .push(Step::new("systemctl", &["--user", "daemon-reload"]));
+                .push(Step::new("systemctl", &["--user", "daemon-reload"]).may_fail());
         }
         Platform::MacOs => {
             run_step(runner, &Step::new("launchctl", &["version"]))?;
@@ -559,7 +567,13 @@ pub fn run(
     if dry_run {
         return Ok(describe(&plan));
     }
-    let notes = execute(&plan, runner)?;
+    let notes = execute(&plan, runner).map_err(|e| match plan.writes.first() {
+        Some((file, _)) if !matches!(e, ServiceError::Io { .. }) => ServiceError::Partial {
+            source: Box::new(e),
+            file: file.clone(),
+        },
+        _ => e,
+    })?;
     let mut msg = String::new();
     for n in notes {
         let _ = writeln!(msg, "note: {n}");
@@ -773,8 +787,26 @@ mod tests {
             .to_string();
         assert_eq!(
             e,
-            "`systemctl --user daemon-reload` failed: Failed to connect to bus: No medium found"
+            format!(
+                "`systemctl --user daemon-reload` failed: Failed to connect to bus: No medium found \
+                 (wrote {}; run install again once that is fixed, or `scaidrivectl service uninstall`)",
+                ctx.service_file().display()
+            )
         );
+
+        // Uninstall without a user manager still removes the unit and succeeds.
+        let mut r = Recorder::default()
+            .answer(
+                "systemctl --user disable --now scaidrived.service",
+                fail("Failed to connect to bus: No medium found\n"),
+            )
+            .answer(
+                "systemctl --user daemon-reload",
+                fail("Failed to connect to bus: No medium found\n"),
+            );
+        let msg = run(ServiceCmd::Uninstall { dry_run: false }, &ctx, &mut r).unwrap();
+        assert!(msg.contains("stopped and removed"), "{msg}");
+        assert!(!ctx.service_file().exists());
     }
 
     #[test]
