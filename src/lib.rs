@@ -19,6 +19,8 @@
 //!   the keeper of a mirror's `[mirror.link]` root link.
 //! - [`control`]: the control API on a Unix socket and its client (`scaidrivectl`).
 //! - [`cli`]: the command lines of `scaidrived`, `scaidrivectl` and `scaidrive-devserver`.
+//! - [`service`]: `scaidrivectl service install|uninstall` (systemd user unit, launchd
+//!   agent).
 //! - [`config`]: layered TOML/env configuration, validation, token sources.
 //! - [`devserver`]: the local ScaiDrive-compatible server used by tests, benchmarks and
 //!   the demo.
@@ -34,6 +36,7 @@ pub mod mirror;
 pub mod plan;
 pub mod queue;
 pub mod remote;
+pub mod service;
 pub mod store;
 pub mod upload;
 pub mod watch;

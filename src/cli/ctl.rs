@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 /// Exit codes of `wait`: 0 every mirror idle and in sync, 2 timeout, 3 a mirror is
 /// paused or needs credentials, 4 idle with failed items, 5 daemon not running.
 #[derive(Parser, Debug)]
-#[command(version, about, long_about)]
+#[command(version)]
 pub struct Args {
     /// The daemon's control socket (default: from the configuration's runtime directory).
     #[arg(long, global = true, env = "SCAIDRIVE_SOCKET")]
@@ -100,6 +100,12 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: ConfigCmd,
     },
+    /// Run scaidrived as a per-user service: a systemd user unit on Linux, a launchd
+    /// agent on macOS.
+    Service {
+        #[command(subcommand)]
+        cmd: crate::service::ServiceCmd,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -159,6 +165,9 @@ async fn run(args: Args) -> Result<u8, CtlError> {
     } = &args.cmd
     {
         return Ok(config_check(file.as_ref().or(args.config.as_ref())));
+    }
+    if let Cmd::Service { cmd } = &args.cmd {
+        return Ok(crate::service::main(*cmd, args.config.as_deref()));
     }
     let socket = socket_path(&args)?;
     match &args.cmd {
@@ -319,7 +328,7 @@ async fn run(args: Args) -> Result<u8, CtlError> {
             print!("{}", call_text(&socket, "/metrics").await?);
             Ok(0)
         }
-        Cmd::Config { .. } => unreachable!("handled above"),
+        Cmd::Config { .. } | Cmd::Service { .. } => unreachable!("handled above"),
     }
 }
 

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 /// Exit codes: 0 ok, 1 runtime error, 78 configuration or credential error;
 /// with --once, 2 when the pass ended with items not in sync.
 #[derive(Parser, Debug)]
-#[command(version, about, long_about)]
+#[command(version)]
 pub struct Args {
     /// Configuration file (TOML); see packaging/scaidrived.example.toml.
     #[arg(long, short = 'c', env = "SCAIDRIVE_CONFIG")]

@@ -18,7 +18,7 @@ use clap::Parser;
 /// /_devserver (see src/devserver/admin.rs): settings, faults, clock, stats, users,
 /// tokens, shares, members and the tenant link policy.
 #[derive(Parser, Debug)]
-#[command(version, about, long_about)]
+#[command(version)]
 pub struct Args {
     /// Directory for the metadata database and content blobs (created if missing).
     #[arg(long, default_value = "./scaidrive-devserver-data")]

@@ -36,6 +36,12 @@ pub async fn call(
         {
             return Err(CtlError::NotRunning(socket.to_path_buf()));
         }
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return Err(CtlError::Io(
+                socket.to_path_buf(),
+                "permission denied: the socket belongs to the user running scaidrived; run scaidrivectl as that user".into(),
+            ));
+        }
         Err(e) => return Err(io(&e)),
     };
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))

@@ -123,6 +123,26 @@ pub async fn serve(
         };
         if !peer_ok {
             tracing::warn!("control socket: refused a connection from another user");
+            // Say why instead of just closing, so the caller gets a clear message.
+            let body = json!({
+                "protocol": PROTOCOL,
+                "error": format!(
+                    "the control socket {} belongs to uid {}; run scaidrivectl as that user",
+                    path.display(),
+                    owner.map(|u| u.to_string()).unwrap_or_else(|| "?".into())
+                ),
+            })
+            .to_string();
+            let reply = format!(
+                "HTTP/1.1 403 Forbidden\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let mut stream = stream;
+            tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                let _ = stream.write_all(reply.as_bytes()).await;
+                let _ = stream.shutdown().await;
+            });
             continue;
         }
         let app = app.clone();
