@@ -306,13 +306,16 @@ impl Daemon {
         loop {
             let s = self.status().await?;
             self.check(s.as_ref()).await?;
-            if s.as_ref().is_some_and(|s| s["in_sync"].as_bool() == Some(true)) {
+            if s.as_ref()
+                .is_some_and(|s| s["in_sync"].as_bool() == Some(true))
+            {
                 return Ok(Instant::now());
             }
             if start.elapsed() > timeout {
                 bail!(
                     "not in sync after {timeout:?}; status: {}; last log lines:\n{}",
-                    s.map(|s| s.to_string()).unwrap_or_else(|| "no socket".into()),
+                    s.map(|s| s.to_string())
+                        .unwrap_or_else(|| "no socket".into()),
                     self.log_tail(20)
                 );
             }
@@ -332,7 +335,9 @@ impl Daemon {
         loop {
             let s = self.status().await?;
             self.check(s.as_ref()).await?;
-            let in_sync = s.as_ref().is_some_and(|s| s["in_sync"].as_bool() == Some(true));
+            let in_sync = s
+                .as_ref()
+                .is_some_and(|s| s["in_sync"].as_bool() == Some(true));
             if !in_sync || noticed().await {
                 break;
             }

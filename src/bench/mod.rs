@@ -47,7 +47,8 @@ pub struct Args {
     #[arg(long)]
     pub keep: bool,
     /// Upload only the first N files of the W1 tree in the sequential baseline and
-    /// extrapolate its rate to the whole tree (a full sequential run takes ~10 minutes).
+    /// extrapolate its rate to the whole tree (a full sequential run takes ~10 minutes;
+    /// `--quick` defaults to 200).
     #[arg(long)]
     pub baseline_max_files: Option<usize>,
 }
@@ -89,15 +90,15 @@ impl Sizes {
 
     pub fn quick() -> Sizes {
         Sizes {
-            w1_files: 1_000,
-            w1_folders: 25,
+            w1_files: 600,
+            w1_folders: 20,
             w2_file_bytes: 32 << 20,
             w3_saves: 12,
             w3_interval_ms: 250,
-            w4_files: 2_000,
-            w4_folders: 100,
+            w4_files: 1_500,
+            w4_folders: 75,
             w5_files: 500,
-            w6_idle_secs: 10,
+            w6_idle_secs: 5,
             // Just over one window's budget (~1,300 units): one full window, ~65 s.
             w7_files: 260,
             w7_folders: 5,
@@ -218,21 +219,33 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     } else {
         Sizes::full()
     };
-    let selected = |id: &str| args.only.is_empty() || args.only.iter().any(|o| o.eq_ignore_ascii_case(id));
+    let selected =
+        |id: &str| args.only.is_empty() || args.only.iter().any(|o| o.eq_ignore_ascii_case(id));
     for o in &args.only {
-        if !["W1", "W2", "W3", "W4", "W5", "W6", "W7"].iter().any(|w| w.eq_ignore_ascii_case(o)) {
+        if !["W1", "W2", "W3", "W4", "W5", "W6", "W7"]
+            .iter()
+            .any(|w| w.eq_ignore_ascii_case(o))
+        {
             anyhow::bail!("unknown workload {o:?} (W1..W7)");
         }
     }
     let machine = sys::Machine::read();
     let daemon = harness::daemon_binary()?;
     let work = args.work_dir.clone().unwrap_or_else(std::env::temp_dir);
-    println!("scaidrive-bench {} ({} build), {} run", env!("CARGO_PKG_VERSION"), profile(), if args.quick { "quick" } else { "full" });
+    println!(
+        "scaidrive-bench {} ({} build), {} run",
+        env!("CARGO_PKG_VERSION"),
+        profile(),
+        if args.quick { "quick" } else { "full" }
+    );
     println!(
         "machine: {} cores ({}), {} MiB memory, Linux {}",
         machine.cores, machine.cpu_model, machine.memory_mib, machine.kernel
     );
-    println!("daemon: {} (default config except state/socket dirs; log level warn)", daemon.display());
+    println!(
+        "daemon: {} (default config except state/socket dirs; log level warn)",
+        daemon.display()
+    );
     println!(
         "devserver: in this process on 127.0.0.1, SQLite + blob files in {}, token {:?}; \
          rate limit off except W7 (1000 units/min, documented costs); 20 ms added latency in W1 and W7, none elsewhere",
@@ -247,7 +260,9 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         keep: args.keep,
         quick: args.quick,
         sizes,
-        baseline_max_files: args.baseline_max_files,
+        baseline_max_files: args
+            .baseline_max_files
+            .or(if args.quick { Some(200) } else { None }),
     };
     let mut reports: Vec<Report> = Vec::new();
     type Job = (&'static str, &'static [&'static str]);
@@ -264,7 +279,11 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         if wanted.is_empty() {
             continue;
         }
-        eprintln!("[{:>6.1}s] running {}", started.elapsed().as_secs_f64(), wanted.join("+"));
+        eprintln!(
+            "[{:>6.1}s] running {}",
+            started.elapsed().as_secs_f64(),
+            wanted.join("+")
+        );
         let out = match first {
             "W1" => vec![workloads::w1(&ctx).await],
             "W2" => vec![workloads::w2(&ctx).await],
@@ -289,7 +308,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         "profile": profile(),
         "machine": machine,
         "sizes": sizes,
-        "baseline_max_files": args.baseline_max_files,
+        "baseline_max_files": ctx.baseline_max_files,
         "total_secs": started.elapsed().as_secs_f64(),
         "workloads": reports,
     });
@@ -306,9 +325,8 @@ fn fmt_value(r: &Row) -> String {
     match r.value {
         None => "n/a".into(),
         Some(v) => {
-            let n = if v.fract() == 0.0 && v.abs() < 1e15 {
-                format!("{v:.0}")
-            } else if v.abs() >= 100.0 {
+            // Whole numbers and large values without decimals, small ones with a few.
+            let n = if (v.fract() == 0.0 && v.abs() < 1e15) || v.abs() >= 100.0 {
                 format!("{v:.0}")
             } else if v.abs() >= 1.0 {
                 format!("{v:.2}")
@@ -351,7 +369,11 @@ pub fn print_table(reports: &[Report]) {
         if let Some(e) = &r.error {
             let first = e.lines().next().unwrap_or("").to_string();
             lines.push([
-                if r.rows.is_empty() { name } else { String::new() },
+                if r.rows.is_empty() {
+                    name
+                } else {
+                    String::new()
+                },
                 "ERROR".into(),
                 first,
                 String::new(),
@@ -360,7 +382,13 @@ pub fn print_table(reports: &[Report]) {
         }
     }
     let widths: Vec<usize> = (0..5)
-        .map(|c| lines.iter().map(|l| l[c].chars().count()).max().unwrap_or(0))
+        .map(|c| {
+            lines
+                .iter()
+                .map(|l| l[c].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     for (i, l) in lines.iter().enumerate() {
         let cells: Vec<String> = l

@@ -45,7 +45,7 @@ impl Machine {
 }
 
 /// One reading of a process's counters.
-#[derive(Clone, Copy, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct ProcSample {
     /// utime + stime of all threads, live and exited, in seconds.
     pub cpu_secs: f64,
@@ -55,6 +55,20 @@ pub struct ProcSample {
     /// Voluntary + involuntary context switches summed over the live threads: each one is
     /// a time the process left the CPU, so an idle daemon's count is its wakeups.
     pub ctxt_switches: u64,
+    /// The same per thread id, because a thread that exits takes its counts with it: see
+    /// [`ctxt_switches_between`].
+    #[serde(skip)]
+    pub per_thread: std::collections::BTreeMap<u32, u64>,
+}
+
+/// Context switches between two samples: per thread alive in `b`, its count minus its
+/// count in `a` (0 if it is new). Threads that exited in between are missing, so this is a
+/// lower bound when the process's thread pool shrinks.
+pub fn ctxt_switches_between(a: &ProcSample, b: &ProcSample) -> u64 {
+    b.per_thread
+        .iter()
+        .map(|(tid, n)| n.saturating_sub(a.per_thread.get(tid).copied().unwrap_or(0)))
+        .sum()
 }
 
 /// Clock ticks per second for `/proc/<pid>/stat`. Asked of `getconf` once because the
@@ -92,12 +106,16 @@ pub fn sample(pid: u32) -> Result<ProcSample> {
     let status =
         std::fs::read_to_string(base.join("status")).context("reading /proc/<pid>/status")?;
     // The counters in /proc/<pid>/status are the main thread's only; sum all threads.
-    let mut ctxt = 0;
+    let mut per_thread = std::collections::BTreeMap::new();
     if let Ok(tasks) = std::fs::read_dir(base.join("task")) {
         for t in tasks.flatten() {
+            let Some(tid) = t.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
             if let Ok(s) = std::fs::read_to_string(t.path().join("status")) {
-                ctxt += plain_field(&s, "voluntary_ctxt_switches:").unwrap_or(0)
+                let n = plain_field(&s, "voluntary_ctxt_switches:").unwrap_or(0)
                     + plain_field(&s, "nonvoluntary_ctxt_switches:").unwrap_or(0);
+                per_thread.insert(tid, n);
             }
         }
     }
@@ -105,7 +123,8 @@ pub fn sample(pid: u32) -> Result<ProcSample> {
         cpu_secs: ticks as f64 / clock_ticks(),
         rss_kib: kib_field(&status, "VmRSS:").unwrap_or(0),
         hwm_kib: kib_field(&status, "VmHWM:").unwrap_or(0),
-        ctxt_switches: ctxt,
+        ctxt_switches: per_thread.values().sum(),
+        per_thread,
     })
 }
 
