@@ -15,14 +15,12 @@
 //!
 //! Names the API would refuse (`INVALID_PATH`) are rejected here before any request.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use reqwest::{Method, StatusCode};
-use sha2::{Digest, Sha256};
 
 use super::error::Error;
 use super::types::{
@@ -117,17 +115,7 @@ impl ChunkPlan {
 pub async fn sha256_file(path: &Path) -> Result<String, Error> {
     let p = path.to_path_buf();
     tokio::task::spawn_blocking(move || {
-        let mut f = std::fs::File::open(&p).map_err(|e| Error::local_io(&p, e))?;
-        let mut h = Sha256::new();
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = f.read(&mut buf).map_err(|e| Error::local_io(&p, e))?;
-            if n == 0 {
-                break;
-            }
-            h.update(&buf[..n]);
-        }
-        Ok(hex::encode(h.finalize()))
+        crate::plan::hash_file(&p).map_err(|e| Error::local_io(&p, e))
     })
     .await
     .map_err(|e| Error::local_io(path, std::io::Error::other(e)))?

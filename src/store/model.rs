@@ -627,9 +627,6 @@ pub fn failures(c: &Connection, mirror: MirrorId) -> Result<Vec<Failure>, StoreE
 /// Applies an effect to an in-memory copy of a mirror's entries, exactly as
 /// [`apply_effect`] does to the table, so the engine's view and the store agree.
 pub fn apply_to_map(map: &mut std::collections::BTreeMap<String, Entry>, effect: &Effect) {
-    let within = |p: &str, root: &str| {
-        p == root || (p.starts_with(root) && p.as_bytes().get(root.len()) == Some(&b'/'))
-    };
     match effect {
         Effect::Upsert(e) => {
             map.insert(e.path.clone(), e.clone());
@@ -642,7 +639,7 @@ pub fn apply_to_map(map: &mut std::collections::BTreeMap<String, Entry>, effect:
                 .range(p.clone()..)
                 .map(|(k, _)| k.clone())
                 .take_while(|k| k.starts_with(p.as_str()))
-                .filter(|k| within(k, p))
+                .filter(|k| crate::plan::is_within(k, p))
                 .collect();
             for k in doomed {
                 map.remove(&k);
@@ -654,7 +651,7 @@ pub fn apply_to_map(map: &mut std::collections::BTreeMap<String, Entry>, effect:
                 .range(from.clone()..)
                 .map(|(k, _)| k.clone())
                 .take_while(|k| k.starts_with(from.as_str()))
-                .filter(|k| within(k, from))
+                .filter(|k| crate::plan::is_within(k, from))
                 .collect();
             for k in moved {
                 if let Some(mut e) = map.remove(&k) {

@@ -221,9 +221,6 @@ impl Uploader {
 }
 
 fn apply_to_dirs(dirs: &mut BTreeMap<String, String>, effect: &Effect) {
-    let within = |p: &str, root: &str| {
-        p == root || (p.starts_with(root) && p.as_bytes().get(root.len()) == Some(&b'/'))
-    };
     match effect {
         Effect::Upsert(e) if e.kind == EntryKind::Dir => {
             dirs.insert(e.path.clone(), e.remote_id.clone());
@@ -234,12 +231,12 @@ fn apply_to_dirs(dirs: &mut BTreeMap<String, String>, effect: &Effect) {
         Effect::Remove(p) => {
             dirs.remove(p);
         }
-        Effect::RemoveTree(p) => dirs.retain(|k, _| !within(k, p)),
+        Effect::RemoveTree(p) => dirs.retain(|k, _| !crate::plan::is_within(k, p)),
         Effect::MoveTree { from, to } => {
-            dirs.retain(|k, _| !within(k, to));
+            dirs.retain(|k, _| !crate::plan::is_within(k, to));
             let moved: Vec<(String, String)> = dirs
                 .iter()
-                .filter(|(k, _)| within(k, from))
+                .filter(|(k, _)| crate::plan::is_within(k, from))
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
             for (k, v) in moved {
