@@ -142,7 +142,7 @@ impl Blobs {
 
     pub async fn writer(&self) -> std::io::Result<BlobWriter> {
         let tmp = self.tmp_path();
-        let file = tokio::fs::File::create(&tmp).await?;
+        let file = SparseWriter::create(&tmp).await?;
         Ok(BlobWriter {
             blobs: self.clone(),
             tmp,
@@ -157,7 +157,7 @@ impl Blobs {
 pub struct BlobWriter {
     blobs: Blobs,
     tmp: PathBuf,
-    file: tokio::fs::File,
+    file: SparseWriter,
     hasher: Sha256,
     size: u64,
 }
@@ -166,7 +166,7 @@ impl BlobWriter {
     pub async fn write(&mut self, data: &[u8]) -> std::io::Result<()> {
         self.hasher.update(data);
         self.size += data.len() as u64;
-        self.file.write_all(data).await
+        self.file.write(data).await
     }
 
     pub fn size(&self) -> u64 {
@@ -175,8 +175,7 @@ impl BlobWriter {
 
     /// Flushes, hashes and stores the blob; returns (sha256 hex, size).
     pub async fn finish(mut self) -> std::io::Result<(String, u64)> {
-        self.file.flush().await?;
-        self.file.sync_all().await?;
+        self.file.finish().await?.sync_all().await?;
         let sha = hex::encode(self.hasher.finalize_reset());
         let dest = self.blobs.path(&sha);
         if tokio::fs::try_exists(&dest).await? {
@@ -190,6 +189,83 @@ impl BlobWriter {
 
     pub async fn abort(self) {
         let _ = tokio::fs::remove_file(&self.tmp).await;
+    }
+}
+
+/// Writes a file sequentially, leaving holes where whole blocks are zero (like
+/// `cp --sparse=auto`), so stored content costs disk only for the bytes that carry data. A
+/// multi-gigabyte sparse upload then needs no more free space than its non-zero blocks,
+/// which matters on small CI disks; readers see the same bytes either way.
+pub struct SparseWriter {
+    file: tokio::fs::File,
+    pending: Vec<u8>,
+    /// Logical length written so far (including holes and pending bytes).
+    len: u64,
+}
+
+impl SparseWriter {
+    const BLOCK: usize = 4096;
+    const BUF: usize = 1 << 20;
+
+    pub async fn create(path: &Path) -> std::io::Result<SparseWriter> {
+        Ok(SparseWriter {
+            file: tokio::fs::File::create(path).await?,
+            pending: Vec::with_capacity(Self::BUF),
+            len: 0,
+        })
+    }
+
+    pub async fn write(&mut self, mut data: &[u8]) -> std::io::Result<()> {
+        self.len += data.len() as u64;
+        while !data.is_empty() {
+            let take = (Self::BUF - self.pending.len()).min(data.len());
+            self.pending.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if self.pending.len() == Self::BUF {
+                self.drain().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the pending buffer: runs of non-zero blocks are written, runs of zero blocks
+    /// are skipped with a seek.
+    async fn drain(&mut self) -> std::io::Result<()> {
+        use tokio::io::AsyncSeekExt;
+        let buf = std::mem::take(&mut self.pending);
+        let mut start = 0;
+        while start < buf.len() {
+            let zero = |i: usize| {
+                buf[i..(i + Self::BLOCK).min(buf.len())]
+                    .iter()
+                    .all(|b| *b == 0)
+            };
+            let kind = zero(start);
+            let mut end = start;
+            while end < buf.len() && zero(end) == kind {
+                end = (end + Self::BLOCK).min(buf.len());
+            }
+            if kind {
+                self.file
+                    .seek(std::io::SeekFrom::Current((end - start) as i64))
+                    .await?;
+            } else {
+                self.file.write_all(&buf[start..end]).await?;
+            }
+            start = end;
+        }
+        self.pending = buf;
+        self.pending.clear();
+        Ok(())
+    }
+
+    /// Writes what is pending and fixes the length (a trailing hole is not written by the
+    /// seeks alone); returns the file for syncing.
+    pub async fn finish(mut self) -> std::io::Result<tokio::fs::File> {
+        self.drain().await?;
+        self.file.flush().await?;
+        self.file.set_len(self.len).await?;
+        Ok(self.file)
     }
 }
 

@@ -19,12 +19,12 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 
 use super::error::{ApiError, ApiResult, Json, Path};
 use super::files::{content_length, discard_stream};
 use super::model::{self, CREATE, Caller, Node, READ, WRITE};
-use super::state::AppState;
+use super::state::{AppState, SparseWriter};
 use super::util::{check_name, iso_unix, mime_for, new_id};
 
 pub fn routes() -> Router<AppState> {
@@ -442,8 +442,7 @@ async fn receive_chunk(
     expected: u64,
     hash: bool,
 ) -> ApiResult<Option<String>> {
-    let file = tokio::fs::File::create(path).await?;
-    let mut out = tokio::io::BufWriter::with_capacity(IO_BUF, file);
+    let mut out = SparseWriter::create(path).await?;
     let mut hasher = hash.then(Sha256::new);
     let mut size = 0u64;
     while let Some(data) = stream.next().await {
@@ -458,7 +457,7 @@ async fn receive_chunk(
         if let Some(h) = hasher.as_mut() {
             h.update(&data);
         }
-        out.write_all(&data).await?;
+        out.write(&data).await?;
     }
     if size != expected {
         return Err(invalid_chunk(format!(
@@ -467,7 +466,7 @@ async fn receive_chunk(
     }
     // No fsync: chunks only need to survive a restart of the process, which the page
     // cache gives; the assembled blob is synced when the session completes.
-    out.flush().await?;
+    out.finish().await?;
     Ok(hasher.map(|h| hex::encode(h.finalize())))
 }
 
