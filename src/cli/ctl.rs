@@ -15,7 +15,8 @@ use serde_json::{Value, json};
 /// Query and steer scaidrived.
 ///
 /// Exit codes of `wait`: 0 every mirror idle and in sync, 2 timeout, 3 a mirror is
-/// paused or needs credentials, 4 idle with failed items, 5 daemon not running.
+/// paused or needs credentials, 4 idle with items that need a change or `retry` (failures
+/// the daemon retries by itself are waited for), 5 daemon not running.
 #[derive(Parser, Debug)]
 #[command(version)]
 pub struct Args {
@@ -419,7 +420,12 @@ async fn wait(socket: &Path, timeout: Option<Duration>) -> Result<u8, CtlError> 
             );
             return Ok(3);
         }
-        if mirrors.iter().all(|m| m["in_sync"].as_bool() == Some(true)) {
+        let retrying = mirrors
+            .iter()
+            .any(|m| m["retrying"].as_u64().unwrap_or(0) > 0);
+        // Failures the daemon retries by itself are waited for; only those that need a
+        // change (or `scaidrivectl retry`) end the wait early.
+        if mirrors.iter().all(|m| m["in_sync"].as_bool() == Some(true)) && !retrying {
             if let Some(m) = mirrors
                 .iter()
                 .find(|m| m["failures"].as_u64().unwrap_or(0) > 0)

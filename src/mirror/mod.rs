@@ -155,8 +155,8 @@ struct Engine {
     allow_deletes: bool,
     /// Vanished known paths waiting out the grace period, with their deadline.
     pending_deletes: BTreeMap<String, Instant>,
-    /// Paths whose failure is not yet due, with the unix time it becomes due.
-    failed: HashMap<String, i64>,
+    /// Paths whose failure is not yet due.
+    failed: HashMap<String, FailedItem>,
     skipped: Vec<SkippedItem>,
     needs_full_pass: bool,
 }
@@ -194,6 +194,7 @@ impl Engine {
     fn set_state(&self, state: MirrorState, reason: Option<String>) {
         let known = self.known.len();
         let failures = self.failed.len();
+        let retrying = self.failed.values().filter(|f| !f.permanent).count();
         let skipped = self.skipped.clone();
         let c = self.counters.clone();
         self.status_tx.send_modify(|s| {
@@ -201,6 +202,7 @@ impl Engine {
             s.reason = reason;
             s.entries = known;
             s.failures = failures;
+            s.retrying = retrying;
             s.skipped = skipped;
             s.files_done = c.files_done.load(std::sync::atomic::Ordering::Relaxed);
             s.bytes_done = c.bytes_done.load(std::sync::atomic::Ordering::Relaxed);
@@ -263,6 +265,19 @@ impl Engine {
             if let Some(d) = self.pending_deletes.values().min() {
                 deadline = deadline.min(*d);
             }
+            if let Some(due) = self
+                .failed
+                .values()
+                .filter(|f| !f.permanent)
+                .map(|f| f.due)
+                .min()
+                && self.paused.is_none()
+            {
+                // Transient failures are retried when due, not on the next 30 s tick.
+                let wait = Duration::from_secs(due.saturating_sub(unix_now()).max(0) as u64);
+                next_retry = next_retry.min(Instant::now() + wait);
+                deadline = deadline.min(next_retry);
+            }
             self.set_queue(queue.len() + self.pending_deletes.len());
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -293,6 +308,7 @@ impl Engine {
                     if now >= next_retry {
                         next_retry = now + Duration::from_secs(30);
                         self.retry_due(&shutdown).await;
+                        continue;
                     }
                     let settled = queue.drain_ready(now);
                     let due_deletes = self.pending_deletes.values().any(|d| *d <= now);
@@ -520,7 +536,7 @@ impl Engine {
         let now = unix_now();
         for f in store.failures(rec.id).await.map_err(|e| e.to_string())? {
             if f.next_retry_at > now {
-                self.failed.insert(f.path, f.next_retry_at);
+                self.failed.insert(f.path.clone(), FailedItem::of(&f));
             }
         }
         self.resolve_intents().await?;
@@ -762,7 +778,7 @@ impl Engine {
         let due: Vec<String> = self
             .failed
             .iter()
-            .filter(|(_, at)| **at <= now)
+            .filter(|(_, f)| f.due <= now)
             .map(|(p, _)| p.clone())
             .collect();
         if due.is_empty() || self.paused.is_some() {
@@ -800,8 +816,15 @@ impl Engine {
                 .store
                 .record_failure(t.mirror, path, reason, false, failure_backoff)
                 .await;
-            self.failed
-                .insert(path.clone(), unix_now() + failure_backoff(1));
+            let now = unix_now();
+            self.failed.insert(
+                path.clone(),
+                FailedItem {
+                    due: now + failure_backoff(1),
+                    at: now,
+                    permanent: false,
+                },
+            );
         }
         // Mass-delete guard: count AND share of what is mirrored.
         let limit_pct = (known_count * usize::from(self.cfg.mass_delete_percent)) / 100;
@@ -836,8 +859,21 @@ impl Engine {
                     }
                 }
             }
-            if self.failed.get(op.path()).is_some_and(|at| *at > now_unix) {
-                continue;
+            if let Some(f) = self.failed.get(op.path())
+                && f.due > now_unix
+            {
+                // A file modified after it failed is worth another try now (its change
+                // may have been made while the daemon was stopped).
+                let changed_since = match &op {
+                    Op::Upload { item, .. } | Op::Replace { item, .. } => {
+                        item.mtime_ns / 1_000_000_000 >= f.at
+                    }
+                    _ => false,
+                };
+                if !changed_since {
+                    continue;
+                }
+                self.failed.remove(op.path());
             }
             ops.push(op);
         }
@@ -895,7 +931,7 @@ impl Engine {
                         .record_failure(t.mirror, r.op.path(), &reason, permanent, failure_backoff)
                         .await
                     {
-                        self.failed.insert(f.path, f.next_retry_at);
+                        self.failed.insert(f.path.clone(), FailedItem::of(&f));
                     }
                 }
                 Outcome::CredentialsNeeded(reason) => {
@@ -917,6 +953,26 @@ impl Engine {
             },
             self.paused.clone(),
         );
+    }
+}
+
+/// A failed path the engine holds back until its retry is due.
+#[derive(Clone, Copy, Debug)]
+struct FailedItem {
+    /// Unix time the next attempt is due.
+    due: i64,
+    /// Unix time of the failure.
+    at: i64,
+    permanent: bool,
+}
+
+impl FailedItem {
+    fn of(f: &store::Failure) -> FailedItem {
+        FailedItem {
+            due: f.next_retry_at,
+            at: f.last_failed_at,
+            permanent: f.permanent,
+        }
     }
 }
 

@@ -64,6 +64,8 @@ pub struct MirrorStatus {
     pub eta_secs: Option<u64>,
     pub entries: usize,
     pub failures: usize,
+    /// How many of `failures` are transient and will be retried on their own.
+    pub retrying: usize,
     pub skipped: Vec<SkippedItem>,
     pub first_pass_done: bool,
     /// Unix seconds of the last time the mirror went idle.
@@ -89,6 +91,7 @@ impl MirrorStatus {
             eta_secs: None,
             entries: 0,
             failures: 0,
+            retrying: 0,
             skipped: Vec::new(),
             first_pass_done: false,
             last_sync_at: None,

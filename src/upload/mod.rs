@@ -172,7 +172,18 @@ impl Uploader {
                     counters.in_flight.fetch_add(1, Ordering::Relaxed);
                     running.spawn(async move {
                         let _permit = permit;
-                        let outcome = ctx.execute(&op, parent_id).await;
+                        let mut outcome = ctx.execute(&op, parent_id).await;
+                        if let (
+                            Outcome::Failed { .. },
+                            Op::Upload { item, .. } | Op::Replace { item, .. },
+                        ) = (&outcome, &op)
+                            && !same_as(item, stat_now(&ctx.target.root.join(op.path())))
+                        {
+                            // The file changed while it was sent (a short read, a checksum
+                            // that no longer matches): not a failure, the new content is
+                            // planned again.
+                            outcome = Outcome::Changed(vec![]);
+                        }
                         ctx.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
                         if let Op::Upload { item, .. } | Op::Replace { item, .. } = &op {
                             let c = &ctx.counters;

@@ -508,6 +508,7 @@ async fn control_socket_status_wait_and_hup_reload() {
             "queue_depth",
             "reason",
             "remote_path",
+            "retrying",
             "root",
             "share_id",
             "skipped",
