@@ -224,6 +224,11 @@ impl Engine {
     ) -> Result<(), String> {
         self.set_state(MirrorState::Starting, None);
         self.start().await?;
+        if let Some(reason) = self.paused.clone() {
+            // Paused by a previous run (mass delete, vanished root): say so right away.
+            tracing::warn!(mirror = %self.name, "still paused: {reason}");
+            self.set_state(MirrorState::Paused, Some(reason));
+        }
 
         let mut poll_every = None;
         let (root, rules) = (self.root(), (*self.ignore).clone());

@@ -139,6 +139,8 @@ pub fn plan(
                 hashes.insert(path.to_string(), h.clone());
                 Some(h)
             }
+            // Gone since the scan: not a failure; the watcher (or the next pass) sees it.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => {
                 failures.push((path.to_string(), format!("cannot read: {e}")));
                 None

@@ -46,7 +46,9 @@ fn write_config(w: &World) -> PathBuf {
         "[daemon]\nstate_dir = {state:?}\nruntime_dir = {run:?}\nlog_level = \"warn\"\n\
          [remote]\nurl = {url:?}\nlarge_file_threshold = 1048576\nchunk_size = 262144\nparallel_chunks = 2\n\
          [[mirror]]\nname = \"m\"\npath = {root:?}\nshare_id = {share:?}\nremote_path = {base:?}\n\
-         quiet_period_ms = 150\nexclude = [\"*~\"]\n",
+         quiet_period_ms = 150\nexclude = [\"*~\"]\n\
+         # The workload's deletes pile up while runs are killed before reaching them;\n\
+         # the mass-delete guard has its own tests.\nmass_delete_count = 1000000\n",
         state = w.state_dir(),
         run = w.dir.path().join("run"),
         url = w.url,
@@ -410,13 +412,15 @@ async fn sigkill_loop_under_faults_loses_and_duplicates_nothing() {
     }
     let wait = ctl(&["wait", "--timeout", "300"]).await.unwrap();
     let failures = ctl(&["failures"]).await.unwrap();
+    let status = ctl(&["status", "--json"]).await.unwrap();
     assert_eq!(
         wait.status.code(),
         Some(0),
-        "scaidrivectl wait: {}{}\nfailures: {}\ndaemon log:\n{}",
+        "scaidrivectl wait: {}{}\nfailures: {}\nstatus: {}\ndaemon log:\n{}",
         String::from_utf8_lossy(&wait.stdout),
         String::from_utf8_lossy(&wait.stderr),
         String::from_utf8_lossy(&failures.stdout),
+        String::from_utf8_lossy(&status.stdout),
         std::fs::read_to_string(&log).unwrap_or_default()
     );
     let stats = w.stats().await;

@@ -80,6 +80,13 @@ async fn mass_delete_pauses_until_allowed() {
         w.remote_id("f00.txt").await.is_some(),
         "nothing deleted while paused"
     );
+    // A restart keeps the pause and shows it at once, with its reason.
+    d.stop().await;
+    let d = w.start().await;
+    let again = d
+        .until("paused after restart", |s| s.state == MirrorState::Paused)
+        .await;
+    assert_eq!(again.reason, s.reason);
     d.handle
         .ask(|reply| scaidrive::mirror::MirrorCmd::Resume {
             allow_deletes: true,
