@@ -593,14 +593,28 @@ impl Engine {
                     } else {
                         ItemKind::Folder
                     };
-                    let found = match (
-                        &local,
-                        client.children(&t.share_id, parent.as_deref()).await,
-                    ) {
-                        (Some(_), Ok(children)) => children.find(&name, kind).map(|i| i.id.clone()),
-                        _ => None,
+                    let found = match client.children(&t.share_id, parent.as_deref()).await {
+                        Ok(children) => children.find(&name, kind).map(|i| i.id.clone()),
+                        Err(e) => {
+                            // Left open for the next start; the pass's create-or-adopt
+                            // calls cannot duplicate meanwhile.
+                            tracing::warn!(mirror = %self.name, path = %intent.path, "cannot look up an operation left open by the last run: {e}");
+                            continue;
+                        }
                     };
-                    if let (Some(local), Some(id)) = (&local, found) {
+                    let local_kind_ok = local
+                        .as_ref()
+                        .is_some_and(|l| (l.kind == Kind::Dir) == (kind == ItemKind::Folder));
+                    if let (Some(id), false) = (&found, local_kind_ok) {
+                        // Created remotely, then removed (or moved, or replaced by the
+                        // other kind) locally before the run recorded it: record what was
+                        // created, so the pass deletes or moves it like any known item
+                        // instead of leaving an orphan on the remote.
+                        if let Some(e) = created_entry(&client, &intent, id, kind).await {
+                            effects.push(Effect::Upsert(e));
+                        }
+                    }
+                    if let (Some(local), Some(id), true) = (&local, found, local_kind_ok) {
                         let item = disk_item(&intent.path, local);
                         if kind == ItemKind::Folder {
                             effects.push(Effect::Upsert(entry_of(&item, &id, None, None)));
@@ -959,6 +973,41 @@ impl Engine {
             self.paused.clone(),
         );
     }
+}
+
+/// The entry for an item a crashed run created remotely (intent `mkdir` or `upload`),
+/// with the local fingerprint the intent recorded; `None` if a file's remote content is
+/// not the one the run sent (then it is not ours to track).
+async fn created_entry(
+    client: &crate::remote::Client,
+    intent: &store::Intent,
+    id: &str,
+    kind: ItemKind,
+) -> Option<Entry> {
+    let d = &intent.detail;
+    let (inode, mtime_ns) = (d["inode"].as_u64()?, d["mtime_ns"].as_i64()?);
+    let mut e = Entry {
+        path: intent.path.clone(),
+        kind: EntryKind::Dir,
+        remote_id: id.to_string(),
+        size: 0,
+        mtime_ns,
+        inode,
+        sha256: None,
+        remote_version: None,
+    };
+    if kind == ItemKind::File {
+        let f = client.file(id).await.ok()?;
+        let sha = d["sha256"].as_str()?;
+        if f.checksum_sha256.as_deref() != Some(sha) {
+            return None;
+        }
+        e.kind = EntryKind::File;
+        e.size = f.size;
+        e.sha256 = Some(sha.to_string());
+        e.remote_version = Some(f.version as i64);
+    }
+    Some(e)
 }
 
 /// A failed path the engine holds back until its retry is due.

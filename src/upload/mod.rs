@@ -388,7 +388,8 @@ impl OpCtx {
                 m,
                 "mkdir",
                 path,
-                json!({ "parent_id": parent_id, "name": name }),
+                json!({ "parent_id": parent_id, "name": name, "inode": item.inode,
+                        "mtime_ns": item.mtime_ns }),
             )
             .await
         {
@@ -442,7 +443,7 @@ impl OpCtx {
             "upload"
         };
         let detail = json!({ "parent_id": parent_id, "name": name_of(path), "sha256": sha, "size": item.size,
-                             "replace_file_id": replace });
+                             "inode": item.inode, "mtime_ns": item.mtime_ns, "replace_file_id": replace });
         let intent = match self.store.begin(m, op, path, detail).await {
             Ok(i) => i,
             Err(e) => return self.store_failed(e),
