@@ -139,3 +139,79 @@ async fn kill_during_a_large_upload_resumes_the_session() {
     );
     d.stop().await;
 }
+
+/// A run created a folder and uploaded a file remotely, then was killed before recording
+/// them; meanwhile both vanished locally. The next start must not leave them on the
+/// remote as orphans: it records them from their intents and the pass removes them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn items_created_by_a_killed_run_and_gone_locally_are_not_orphaned() {
+    let w = World::new().await;
+    w.write("keep.txt", b"keep");
+    let d = w.start().await;
+    d.settled().await;
+    d.stop().await;
+
+    // What the killed run did: the remote calls succeeded, the intents stayed open.
+    let base = w.remote_id("keep.txt").await.expect("mirrored");
+    let base_folder = w.api(&format!("/files/{base}")).await["folder_id"]
+        .as_str()
+        .expect("file has a folder")
+        .to_string();
+    let folder = w
+        .http
+        .post(format!("{}/api/v1/folders", w.url))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({ "share_id": w.share, "parent_id": base_folder, "name": "gone" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(folder.status(), 201);
+    let content = b"orphan?".to_vec();
+    let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&content));
+    let form = reqwest::multipart::Form::new()
+        .text("share_id", w.share.clone())
+        .text("folder_id", base_folder.clone())
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(content).file_name("gone.txt"),
+        );
+    let up = w
+        .http
+        .post(format!("{}/api/v1/files", w.url))
+        .bearer_auth(TOKEN)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(up.status(), 201);
+    {
+        let store = scaidrive::store::Store::open(&w.state_dir().join("state.db")).unwrap();
+        let m = store.mirrors().await.unwrap()[0].id;
+        store
+            .begin(
+                m,
+                "mkdir",
+                "gone",
+                serde_json::json!({ "parent_id": base_folder, "name": "gone", "inode": 1, "mtime_ns": 0 }),
+            )
+            .await
+            .unwrap();
+        store
+            .begin(
+                m,
+                "upload",
+                "gone.txt",
+                serde_json::json!({ "parent_id": base_folder, "name": "gone.txt", "sha256": sha,
+                                    "size": 7, "inode": 2, "mtime_ns": 0, "replace_file_id": null }),
+            )
+            .await
+            .unwrap();
+        store.flush().await.unwrap();
+    }
+    assert!(w.remote_id("gone").await.is_some());
+
+    let d = w.start().await;
+    d.settled().await;
+    w.assert_mirrored().await;
+    d.stop().await;
+}
