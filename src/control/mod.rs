@@ -140,6 +140,12 @@ pub async fn serve(
             let mut stream = stream;
             tokio::spawn(async move {
                 use tokio::io::AsyncWriteExt;
+                // Read the request head first: a reply written (and the socket closed)
+                // while the client is still sending makes it fail with a broken pipe
+                // instead of showing the 403.
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(2), read_request_head(&mut stream))
+                        .await;
                 let _ = stream.write_all(reply.as_bytes()).await;
                 let _ = stream.shutdown().await;
             });
@@ -157,6 +163,22 @@ pub async fn serve(
         });
     }
     let _ = std::fs::remove_file(&path);
+}
+
+/// Reads until the end of an HTTP request head (or 16 KiB, or EOF), discarding it.
+async fn read_request_head(stream: &mut tokio::net::UnixStream) {
+    use tokio::io::AsyncReadExt;
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    while seen.len() < 16 * 1024 {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+        }
+        if seen.windows(4).any(|w| w == b"\r\n\r\n") {
+            return;
+        }
+    }
 }
 
 pub fn router(state: ControlState) -> Router {

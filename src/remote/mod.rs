@@ -56,6 +56,9 @@ pub struct ClientConfig {
     pub retry: RetryPolicy,
     pub pace: PaceConfig,
     pub upload: UploadConfig,
+    /// PEM file of extra CA certificates to trust (a private CA or a self-signed server),
+    /// added to the platform's roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl ClientConfig {
@@ -70,6 +73,7 @@ impl ClientConfig {
             retry: RetryPolicy::default(),
             pace: PaceConfig::default(),
             upload: UploadConfig::default(),
+            ca_file: None,
         }
     }
 }
@@ -86,6 +90,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("retry", &self.retry)
             .field("pace", &self.pace)
             .field("upload", &self.upload)
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }
@@ -288,6 +293,24 @@ pub fn documented_cost(method: &Method, path: &str) -> u64 {
     2
 }
 
+/// The certificates of a PEM bundle; an unreadable file or one without a certificate is
+/// an error naming the file.
+fn read_ca_file(path: &Path) -> Result<Vec<reqwest::Certificate>, Error> {
+    let pem = std::fs::read(path).map_err(|e| Error::local_io(path, e))?;
+    let bad = |why: String| {
+        Error::local_io(
+            path,
+            std::io::Error::new(std::io::ErrorKind::InvalidData, why),
+        )
+    };
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| bad(format!("not a PEM certificate bundle (ca_file): {e}")))?;
+    if certs.is_empty() {
+        return Err(bad("no PEM certificate in it (ca_file)".into()));
+    }
+    Ok(certs)
+}
+
 /// Percent-encodes an id for use as one path segment (ids are opaque).
 pub(crate) fn seg(id: &str) -> String {
     let mut out = String::with_capacity(id.len());
@@ -311,11 +334,15 @@ struct NewFolder<'a> {
 
 impl Client {
     pub fn new(config: ClientConfig) -> Result<Client, Error> {
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .user_agent(USER_AGENT)
             .connect_timeout(config.connect_timeout)
             .read_timeout(config.idle_timeout)
-            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_idle_timeout(Duration::from_secs(90));
+        if let Some(path) = &config.ca_file {
+            builder = builder.tls_certs_merge(read_ca_file(path)?);
+        }
+        let http = builder
             .build()
             .map_err(|e| Error::transport(&Method::GET, &config.base_url, e))?;
         let base = config.base_url.trim_end_matches('/').to_string();
