@@ -15,14 +15,33 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+/// Every variant renders as exactly one line: control characters that a path or value
+/// may carry (a file name with a newline) are shown escaped.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("config {file}: {message}")]
+    #[error("config {}: {}", escaped(file), escaped(message))]
     Invalid { file: String, message: String },
-    #[error("config: {0}")]
+    #[error("config: {}", escaped(.0))]
     Check(String),
-    #[error("token file {path}: {message}")]
+    #[error("token file {}: {}", escaped(&path.display()), escaped(message))]
     Token { path: PathBuf, message: String },
+}
+
+/// `s` with control characters escaped (`\n`, `\u{1b}`), so it stays on one line.
+fn escaped(s: &dyn std::fmt::Display) -> String {
+    let s = s.to_string();
+    if !s.chars().any(char::is_control) {
+        return s;
+    }
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -192,8 +192,68 @@ pub fn router(state: ControlState) -> Router {
         .route("/v1/verify", post(verify))
         .route("/metrics", get(metrics))
         .merge(links::routes())
-        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such control route".into()) })
+        .fallback(|req: axum::extract::Request| async move {
+            error(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "no such control route: {} {}",
+                    req.method(),
+                    req.uri().path()
+                ),
+            )
+        })
+        .layer(axum::middleware::from_fn(json_errors))
         .with_state(state)
+}
+
+/// Every error answer is JSON with a one-line `error`: axum's own rejections (wrong
+/// method, missing content type, a body or query that does not parse) are plain text or
+/// empty, so they are rewrapped here, naming the request.
+async fn json_errors(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let allow = resp
+        .headers()
+        .get(axum::http::header::ALLOW)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let text = axum::body::to_bytes(resp.into_body(), 4096)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let text: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let message = if status == StatusCode::METHOD_NOT_ALLOWED {
+        format!(
+            "method {method} is not allowed on {path} (allowed: {})",
+            allow.as_deref().unwrap_or("none")
+        )
+    } else if text.is_empty() {
+        format!(
+            "{method} {path}: {}",
+            status.canonical_reason().unwrap_or("error")
+        )
+    } else {
+        format!("{method} {path}: {text}")
+    };
+    let mut out = error(status, message);
+    if let Some(a) = allow.and_then(|a| axum::http::HeaderValue::from_str(&a).ok()) {
+        out.headers_mut().insert(axum::http::header::ALLOW, a);
+    }
+    out
 }
 
 fn error(status: StatusCode, message: String) -> Response {

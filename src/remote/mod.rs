@@ -311,6 +311,39 @@ fn read_ca_file(path: &Path) -> Result<Vec<reqwest::Certificate>, Error> {
     Ok(certs)
 }
 
+/// Guards an offset-paged listing against a server that never finishes it (a `total` it
+/// never reaches, or the same page whatever the offset): such a listing fails with one
+/// line instead of looping and growing forever.
+#[derive(Default)]
+struct Paging {
+    pages: u32,
+    last_ids: Vec<String>,
+}
+
+impl Paging {
+    /// At most this many pages (of 100) in one listing.
+    const MAX_PAGES: u32 = 10_000;
+
+    fn next_page(&mut self, path: &str, ids: Vec<String>) -> Result<(), Error> {
+        self.pages += 1;
+        let fail = |why: String| Error::decode_unplaced(why).at(&Method::GET, path);
+        if !ids.is_empty() && ids == self.last_ids {
+            return Err(fail(format!(
+                "the server sent the same page twice (page {}); it ignores the offset",
+                self.pages
+            )));
+        }
+        if self.pages >= Self::MAX_PAGES {
+            return Err(fail(format!(
+                "the listing did not end after {} pages",
+                Self::MAX_PAGES
+            )));
+        }
+        self.last_ids = ids;
+        Ok(())
+    }
+}
+
 /// Percent-encodes an id for use as one path segment (ids are opaque).
 pub(crate) fn seg(id: &str) -> String {
     let mut out = String::with_capacity(id.len());
@@ -540,6 +573,7 @@ impl Client {
     /// `GET /api/v1/users/me/shares`, all pages.
     pub async fn my_shares(&self) -> Result<Vec<ShareSummary>, Error> {
         let mut out = Vec::new();
+        let mut paging = Paging::default();
         loop {
             let page: SharesPage = self
                 .call_json(
@@ -549,10 +583,12 @@ impl Client {
                 )
                 .await?;
             let got = page.shares.len();
+            let ids: Vec<String> = page.shares.iter().map(|s| s.id.clone()).collect();
             out.extend(page.shares);
             if got == 0 || out.len() as u64 >= page.total {
                 return Ok(out);
             }
+            paging.next_page("/api/v1/users/me/shares", ids)?;
         }
     }
 
@@ -729,6 +765,7 @@ impl Client {
     /// `GET /api/v1/external/links` (optionally of one share), all pages.
     pub async fn links(&self, share_id: Option<&str>) -> Result<Vec<Link>, Error> {
         let mut out = Vec::new();
+        let mut paging = Paging::default();
         loop {
             let mut call = Call::get("/api/v1/external/links".into())
                 .query("limit", "100")
@@ -738,10 +775,12 @@ impl Client {
             }
             let page: LinksPage = self.call_json(call).await?;
             let got = page.links.len();
+            let ids: Vec<String> = page.links.iter().map(|l| l.id.clone()).collect();
             out.extend(page.links);
             if got == 0 || out.len() as u64 >= page.total {
                 return Ok(out);
             }
+            paging.next_page("/api/v1/external/links", ids)?;
         }
     }
 
