@@ -15,14 +15,33 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+/// Every variant renders as exactly one line: control characters that a path or value
+/// may carry (a file name with a newline) are shown escaped.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("config {file}: {message}")]
+    #[error("config {}: {}", escaped(file), escaped(message))]
     Invalid { file: String, message: String },
-    #[error("config: {0}")]
+    #[error("config: {}", escaped(.0))]
     Check(String),
-    #[error("token file {path}: {message}")]
+    #[error("token file {}: {}", escaped(&path.display()), escaped(message))]
     Token { path: PathBuf, message: String },
+}
+
+/// `s` with control characters escaped (`\n`, `\u{1b}`), so it stays on one line.
+fn escaped(s: &dyn std::fmt::Display) -> String {
+    let s = s.to_string();
+    if !s.chars().any(char::is_control) {
+        return s;
+    }
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,6 +109,9 @@ pub struct RemoteSection {
     pub chunk_size: u64,
     /// Chunk PUTs in flight per large file.
     pub parallel_chunks: usize,
+    /// Allow a plain `http://` URL to a host that is not loopback (the token then travels
+    /// unencrypted). Loopback (`localhost`, 127.0.0.0/8, `::1`) is always allowed.
+    pub allow_insecure_http: bool,
 }
 
 impl Default for RemoteSection {
@@ -102,6 +124,7 @@ impl Default for RemoteSection {
             large_file_threshold: 16 * 1024 * 1024,
             chunk_size: 8 * 1024 * 1024,
             parallel_chunks: 4,
+            allow_insecure_http: false,
         }
     }
 }
@@ -319,11 +342,7 @@ impl Config {
                 "remote.url is not set (config [remote] url, or SCAIDRIVE_URL)".into(),
             )
         })?;
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(ConfigError::Check(format!(
-                "remote.url {url:?} must start with https:// (or http:// for a local server)"
-            )));
-        }
+        check_url(url, self.remote.allow_insecure_http)?;
         if self.mirrors.is_empty() {
             return Err(ConfigError::Check("no mirror configured (add a [[mirror]] section, or use --folder with SCAIDRIVE_SHARE_ID)".into()));
         }
@@ -337,6 +356,20 @@ impl Config {
             return Err(ConfigError::Check(format!(
                 "remote.chunk_size {cs} must be a power of two of at least 65536"
             )));
+        }
+        if let Some(p) = &self.remote.token_file {
+            check_private("token file", p)?;
+        }
+        if let Some(p) = &self.remote.refresh_token_file {
+            check_private("refresh token file", p)?;
+        }
+        for m in &self.mirrors {
+            if let Some(p) = m.link.as_ref().and_then(|l| l.password_file.as_ref()) {
+                check_private(
+                    &format!("mirror {:?}: link password file", m.display_name()),
+                    p,
+                )?;
+            }
         }
         let state = absolute(state_dir);
         let mut names = std::collections::HashSet::new();
@@ -399,6 +432,76 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// The remote URL must be http(s) with a host; plain `http://` only to loopback unless
+/// `allow_insecure_http` (the bearer token would cross the network in clear text).
+fn check_url(url: &str, allow_insecure_http: bool) -> Result<(), ConfigError> {
+    let shown = one_line(url);
+    let parsed = reqwest::Url::parse(url.trim()).map_err(|e| {
+        ConfigError::Check(format!(
+            "remote.url {shown:?} is not a valid URL ({e}); expected e.g. https://scaidrive.example.com"
+        ))
+    })?;
+    match parsed.scheme() {
+        "https" => {}
+        "http" => {
+            if !allow_insecure_http && !is_loopback(&parsed) {
+                return Err(ConfigError::Check(format!(
+                    "remote.url {shown:?} uses plain http:// to a non-loopback host, which would send the token unencrypted; use https://, or set allow_insecure_http = true under [remote]"
+                )));
+            }
+        }
+        other => {
+            return Err(ConfigError::Check(format!(
+                "remote.url {shown:?} has scheme {other:?}; it must start with https:// (or http:// for a local server)"
+            )));
+        }
+    }
+    if parsed.host().is_none() {
+        return Err(ConfigError::Check(format!(
+            "remote.url {shown:?} has no host"
+        )));
+    }
+    Ok(())
+}
+
+/// `localhost`, 127.0.0.0/8 or `::1`.
+fn is_loopback(url: &reqwest::Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    match bare.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => bare.eq_ignore_ascii_case("localhost"),
+    }
+}
+
+/// A secret file must exist and be readable by its owner only.
+fn check_private(what: &str, p: &Path) -> Result<(), ConfigError> {
+    let meta = std::fs::metadata(p).map_err(|e| {
+        ConfigError::Check(format!(
+            "{what} {}: {}",
+            p.display(),
+            one_line(&e.to_string())
+        ))
+    })?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode();
+        if mode & 0o077 != 0 {
+            return Err(ConfigError::Check(format!(
+                "{what} {} is readable by group or others (mode {:o}); run: chmod 600 {}",
+                p.display(),
+                mode & 0o777,
+                p.display()
+            )));
+        }
+    }
+    let _ = meta;
+    Ok(())
 }
 
 /// The state dir may not exist yet; canonicalize the deepest existing ancestor.
@@ -581,7 +684,7 @@ mod tests {
         };
         let mut c = Config {
             remote: RemoteSection {
-                url: Some("http://x".into()),
+                url: Some("http://127.0.0.1:1".into()),
                 ..Default::default()
             },
             ..Default::default()
@@ -608,7 +711,7 @@ mod tests {
         c.mirrors = vec![base(&a)];
         c.remote.url = Some("ftp://x".into());
         check(&c, &state, "https://");
-        c.remote.url = Some("http://x".into());
+        c.remote.url = Some("http://127.0.0.1:1".into());
         c.validate(&state).unwrap();
     }
 

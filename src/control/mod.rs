@@ -140,6 +140,12 @@ pub async fn serve(
             let mut stream = stream;
             tokio::spawn(async move {
                 use tokio::io::AsyncWriteExt;
+                // Read the request head first: a reply written (and the socket closed)
+                // while the client is still sending makes it fail with a broken pipe
+                // instead of showing the 403.
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(2), read_request_head(&mut stream))
+                        .await;
                 let _ = stream.write_all(reply.as_bytes()).await;
                 let _ = stream.shutdown().await;
             });
@@ -159,6 +165,22 @@ pub async fn serve(
     let _ = std::fs::remove_file(&path);
 }
 
+/// Reads until the end of an HTTP request head (or 16 KiB, or EOF), discarding it.
+async fn read_request_head(stream: &mut tokio::net::UnixStream) {
+    use tokio::io::AsyncReadExt;
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    while seen.len() < 16 * 1024 {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+        }
+        if seen.windows(4).any(|w| w == b"\r\n\r\n") {
+            return;
+        }
+    }
+}
+
 pub fn router(state: ControlState) -> Router {
     Router::new()
         .route("/v1/status", get(status))
@@ -170,8 +192,68 @@ pub fn router(state: ControlState) -> Router {
         .route("/v1/verify", post(verify))
         .route("/metrics", get(metrics))
         .merge(links::routes())
-        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such control route".into()) })
+        .fallback(|req: axum::extract::Request| async move {
+            error(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "no such control route: {} {}",
+                    req.method(),
+                    req.uri().path()
+                ),
+            )
+        })
+        .layer(axum::middleware::from_fn(json_errors))
         .with_state(state)
+}
+
+/// Every error answer is JSON with a one-line `error`: axum's own rejections (wrong
+/// method, missing content type, a body or query that does not parse) are plain text or
+/// empty, so they are rewrapped here, naming the request.
+async fn json_errors(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let allow = resp
+        .headers()
+        .get(axum::http::header::ALLOW)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let text = axum::body::to_bytes(resp.into_body(), 4096)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let text: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let message = if status == StatusCode::METHOD_NOT_ALLOWED {
+        format!(
+            "method {method} is not allowed on {path} (allowed: {})",
+            allow.as_deref().unwrap_or("none")
+        )
+    } else if text.is_empty() {
+        format!(
+            "{method} {path}: {}",
+            status.canonical_reason().unwrap_or("error")
+        )
+    } else {
+        format!("{method} {path}: {text}")
+    };
+    let mut out = error(status, message);
+    if let Some(a) = allow.and_then(|a| axum::http::HeaderValue::from_str(&a).ok()) {
+        out.headers_mut().insert(axum::http::header::ALLOW, a);
+    }
+    out
 }
 
 fn error(status: StatusCode, message: String) -> Response {

@@ -56,6 +56,7 @@ pub fn load(
             .map(|t| t.trim().to_string())
             .filter(|t| !t.is_empty()),
     };
+    check_stored_private(&path_in(state_dir))?;
     if let Some(configured) = &refresh
         && let Ok(text) = std::fs::read_to_string(path_in(state_dir))
         && let Ok(stored) = serde_json::from_str::<Stored>(&text)
@@ -74,6 +75,24 @@ pub fn load(
         expires_in: None,
     };
     Ok((pair, refresh))
+}
+
+/// The rotated pair is written 0600; a copy that others can read has leaked (or is about
+/// to), so the daemon refuses to start until the owner fixes the mode.
+fn check_stored_private(p: &Path) -> Result<(), DaemonError> {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = std::fs::metadata(p) else {
+        return Ok(()); // nothing rotated yet
+    };
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(DaemonError::Credentials(format!(
+            "stored credentials file {} is readable by group or others (mode {mode:o}); run: chmod 600 {}",
+            p.display(),
+            p.display()
+        )));
+    }
+    Ok(())
 }
 
 /// Persists refreshed pairs to `<state_dir>/credentials.json`.

@@ -12,6 +12,10 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
+/// [`Error::code`] of a transport error whose cause is a server certificate that did not
+/// verify (unknown issuer, expired, wrong name): not transient.
+pub const TLS_CERTIFICATE: &str = "TLS_CERTIFICATE";
+
 /// What kind of failure this is; the coarse branch for callers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorKind {
@@ -126,14 +130,20 @@ impl Error {
 
     /// A transport error while reading a body; [`Error::at`] adds the request later.
     pub(crate) fn transport_unplaced(e: reqwest::Error) -> Error {
+        let chain = error_chain(&e);
         let what = if e.is_timeout() {
             "timed out"
+        } else if is_certificate_error(&chain) {
+            "the server's TLS certificate could not be verified"
         } else if e.is_connect() {
             "connection failed"
         } else {
             "connection lost"
         };
-        let mut err = Error::bare(ErrorKind::Transport, format!("{what}: {}", error_chain(&e)));
+        let mut err = Error::bare(ErrorKind::Transport, format!("{what}: {chain}"));
+        if is_certificate_error(&chain) {
+            err.d.code = Some(TLS_CERTIFICATE.into());
+        }
         err.source = Some(Box::new(e));
         err
     }
@@ -231,7 +241,8 @@ impl Error {
     /// and transport failures. Every other 4xx needs a change of state first.
     pub fn is_transient(&self) -> bool {
         match self.d.kind {
-            ErrorKind::Transport => true,
+            // A certificate that failed verification fails the same way next time.
+            ErrorKind::Transport => self.code() != Some(TLS_CERTIFICATE),
             ErrorKind::Http => self
                 .d
                 .status
@@ -308,6 +319,13 @@ fn status_hint(s: StatusCode) -> Option<&'static str> {
         507 => "storage quota exceeded",
         _ => return None,
     })
+}
+
+/// rustls reports verification failures as "invalid peer certificate: ..." (unknown
+/// issuer, expired, wrong name); say so in plain words instead of "connection failed".
+fn is_certificate_error(chain: &str) -> bool {
+    let c = chain.to_ascii_lowercase();
+    c.contains("invalid peer certificate") || c.contains("certificate verify failed")
 }
 
 /// reqwest's `Display` hides the cause ("error sending request"); the chain says why.

@@ -56,6 +56,9 @@ pub struct ClientConfig {
     pub retry: RetryPolicy,
     pub pace: PaceConfig,
     pub upload: UploadConfig,
+    /// PEM file of extra CA certificates to trust (a private CA or a self-signed server),
+    /// added to the platform's roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl ClientConfig {
@@ -70,6 +73,7 @@ impl ClientConfig {
             retry: RetryPolicy::default(),
             pace: PaceConfig::default(),
             upload: UploadConfig::default(),
+            ca_file: None,
         }
     }
 }
@@ -86,6 +90,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("retry", &self.retry)
             .field("pace", &self.pace)
             .field("upload", &self.upload)
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }
@@ -288,6 +293,57 @@ pub fn documented_cost(method: &Method, path: &str) -> u64 {
     2
 }
 
+/// The certificates of a PEM bundle; an unreadable file or one without a certificate is
+/// an error naming the file.
+fn read_ca_file(path: &Path) -> Result<Vec<reqwest::Certificate>, Error> {
+    let pem = std::fs::read(path).map_err(|e| Error::local_io(path, e))?;
+    let bad = |why: String| {
+        Error::local_io(
+            path,
+            std::io::Error::new(std::io::ErrorKind::InvalidData, why),
+        )
+    };
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| bad(format!("not a PEM certificate bundle (ca_file): {e}")))?;
+    if certs.is_empty() {
+        return Err(bad("no PEM certificate in it (ca_file)".into()));
+    }
+    Ok(certs)
+}
+
+/// Guards an offset-paged listing against a server that never finishes it (a `total` it
+/// never reaches, or the same page whatever the offset): such a listing fails with one
+/// line instead of looping and growing forever.
+#[derive(Default)]
+struct Paging {
+    pages: u32,
+    last_ids: Vec<String>,
+}
+
+impl Paging {
+    /// At most this many pages (of 100) in one listing.
+    const MAX_PAGES: u32 = 10_000;
+
+    fn next_page(&mut self, path: &str, ids: Vec<String>) -> Result<(), Error> {
+        self.pages += 1;
+        let fail = |why: String| Error::decode_unplaced(why).at(&Method::GET, path);
+        if !ids.is_empty() && ids == self.last_ids {
+            return Err(fail(format!(
+                "the server sent the same page twice (page {}); it ignores the offset",
+                self.pages
+            )));
+        }
+        if self.pages >= Self::MAX_PAGES {
+            return Err(fail(format!(
+                "the listing did not end after {} pages",
+                Self::MAX_PAGES
+            )));
+        }
+        self.last_ids = ids;
+        Ok(())
+    }
+}
+
 /// Percent-encodes an id for use as one path segment (ids are opaque).
 pub(crate) fn seg(id: &str) -> String {
     let mut out = String::with_capacity(id.len());
@@ -311,11 +367,15 @@ struct NewFolder<'a> {
 
 impl Client {
     pub fn new(config: ClientConfig) -> Result<Client, Error> {
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .user_agent(USER_AGENT)
             .connect_timeout(config.connect_timeout)
             .read_timeout(config.idle_timeout)
-            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_idle_timeout(Duration::from_secs(90));
+        if let Some(path) = &config.ca_file {
+            builder = builder.tls_certs_merge(read_ca_file(path)?);
+        }
+        let http = builder
             .build()
             .map_err(|e| Error::transport(&Method::GET, &config.base_url, e))?;
         let base = config.base_url.trim_end_matches('/').to_string();
@@ -513,6 +573,7 @@ impl Client {
     /// `GET /api/v1/users/me/shares`, all pages.
     pub async fn my_shares(&self) -> Result<Vec<ShareSummary>, Error> {
         let mut out = Vec::new();
+        let mut paging = Paging::default();
         loop {
             let page: SharesPage = self
                 .call_json(
@@ -522,10 +583,12 @@ impl Client {
                 )
                 .await?;
             let got = page.shares.len();
+            let ids: Vec<String> = page.shares.iter().map(|s| s.id.clone()).collect();
             out.extend(page.shares);
             if got == 0 || out.len() as u64 >= page.total {
                 return Ok(out);
             }
+            paging.next_page("/api/v1/users/me/shares", ids)?;
         }
     }
 
@@ -702,6 +765,7 @@ impl Client {
     /// `GET /api/v1/external/links` (optionally of one share), all pages.
     pub async fn links(&self, share_id: Option<&str>) -> Result<Vec<Link>, Error> {
         let mut out = Vec::new();
+        let mut paging = Paging::default();
         loop {
             let mut call = Call::get("/api/v1/external/links".into())
                 .query("limit", "100")
@@ -711,10 +775,12 @@ impl Client {
             }
             let page: LinksPage = self.call_json(call).await?;
             let got = page.links.len();
+            let ids: Vec<String> = page.links.iter().map(|l| l.id.clone()).collect();
             out.extend(page.links);
             if got == 0 || out.len() as u64 >= page.total {
                 return Ok(out);
             }
+            paging.next_page("/api/v1/external/links", ids)?;
         }
     }
 
