@@ -112,6 +112,9 @@ pub struct RemoteSection {
     /// Allow a plain `http://` URL to a host that is not loopback (the token then travels
     /// unencrypted). Loopback (`localhost`, 127.0.0.0/8, `::1`) is always allowed.
     pub allow_insecure_http: bool,
+    /// PEM bundle of extra certificate authorities to trust (a private CA), on top of
+    /// the system's roots. Certificates are always verified.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for RemoteSection {
@@ -125,6 +128,7 @@ impl Default for RemoteSection {
             chunk_size: 8 * 1024 * 1024,
             parallel_chunks: 4,
             allow_insecure_http: false,
+            ca_file: None,
         }
     }
 }

@@ -342,6 +342,7 @@ fn build_client(
         .ok_or_else(|| ConfigError::Check("remote.url is not set".into()))?;
     let mut cc = ClientConfig::new(url, tokens);
     cc.request_timeout = Duration::from_secs(config.remote.timeout_secs);
+    cc.ca_file = config.remote.ca_file.clone();
     cc.upload = UploadConfig {
         session_threshold: config.remote.large_file_threshold,
         chunk_size: config.remote.chunk_size,
@@ -352,7 +353,12 @@ fn build_client(
         state_dir,
         configured_refresh,
     )));
-    Client::new(cc).map_err(|e| DaemonError::Other(format!("cannot build the HTTP client: {e}")))
+    // What can fail here is configuration (a bad `ca_file`, an unusable URL): exit 78.
+    Client::new(cc).map_err(|e| {
+        DaemonError::Config(ConfigError::Check(format!(
+            "cannot build the HTTP client: {e}"
+        )))
+    })
 }
 
 fn create_private_dir(dir: &Path) -> Result<(), DaemonError> {
