@@ -140,7 +140,7 @@ pub fn plan(
                 Some(h)
             }
             Err(e) => {
-                failures.push((path.to_string(), format!("cannot read: {e}")));
+                failures.push((path.to_string(), format!("cannot read {path}: {e}")));
                 None
             }
         }
