@@ -241,6 +241,10 @@ impl Engine {
         let jitter = |d: Duration| d.mul_f64(rand::rng().random_range(0.9..1.1));
         let mut next_rescan = Instant::now() + jitter(rescan_every);
         let mut next_retry = Instant::now() + Duration::from_secs(30);
+        // An unmount (or a mount over the root) sends no usable event: the root's
+        // identity is checked every few seconds instead.
+        let mut root_id = root_identity(&self.cfg.path);
+        let mut next_root_check = Instant::now() + ROOT_CHECK;
 
         loop {
             if !self.space_paused && self.deps.store.is_full() {
@@ -253,6 +257,7 @@ impl Engine {
                 drop(watcher.take());
                 poll_every = None;
                 watcher = self.start_watcher(&mut poll_every).await?;
+                root_id = root_identity(&self.cfg.path);
                 rescan_every = poll_every.unwrap_or(normal_rescan);
                 next_rescan = Instant::now() + jitter(rescan_every);
             }
@@ -261,7 +266,7 @@ impl Engine {
                 self.full_pass(&shutdown).await;
                 next_rescan = Instant::now() + jitter(rescan_every);
             }
-            let mut deadline = next_rescan.min(next_retry);
+            let mut deadline = next_rescan.min(next_retry).min(next_root_check);
             if let Some(d) = queue.next_deadline() {
                 deadline = deadline.min(d);
             }
@@ -299,6 +304,19 @@ impl Engine {
                 }
                 _ = tokio::time::sleep_until(deadline) => {
                     let now = Instant::now();
+                    if now >= next_root_check {
+                        next_root_check = now + ROOT_CHECK;
+                        let id = root_identity(&self.cfg.path);
+                        if id != root_id && self.paused.is_none() {
+                            tracing::warn!(mirror = %self.name, "root {} changed (unmounted or mounted over?); scanning it again", self.cfg.path.display());
+                            root_id = id;
+                            // Restart the watcher on what is there now, then a full pass
+                            // (which pauses if the root is empty or gone).
+                            self.rewatch = true;
+                            self.needs_full_pass = true;
+                            continue;
+                        }
+                    }
                     if now >= next_rescan {
                         self.needs_full_pass = true;
                         continue;
@@ -1020,6 +1038,13 @@ impl Engine {
         let Some(t) = self.target.clone() else { return };
         let root = t.root.clone();
         let known_count = self.known.len();
+        // A path that changed kind must be freed before its new item is created: its
+        // delete does not wait out the grace period.
+        let kind_changed: BTreeSet<String> = disk
+            .iter()
+            .filter(|(p, d)| known.get(*p).is_some_and(|k| k.kind != d.kind))
+            .map(|(p, _)| p.clone())
+            .collect();
         let planned = tokio::task::spawn_blocking(move || {
             plan::plan(&known, &disk, &renames, &mut |rel| {
                 plan::hash_file(&root.join(rel))
@@ -1057,6 +1082,7 @@ impl Engine {
         for op in planned.ops {
             if let Op::Delete { path, .. } = &op
                 && from_events
+                && !kind_changed.contains(path)
             {
                 match self.pending_deletes.get(path) {
                     Some(deadline) if *deadline <= now => {
@@ -1151,6 +1177,15 @@ impl Engine {
             self.paused.clone(),
         );
     }
+}
+
+/// How often the root's identity (device, inode) is checked.
+const ROOT_CHECK: Duration = Duration::from_secs(2);
+
+/// The root directory's (device, inode), `None` if it cannot be looked at.
+fn root_identity(root: &std::path::Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(root).ok().map(|m| (m.dev(), m.ino()))
 }
 
 /// How often a mirror without a working file watcher is scanned: its rescan interval,
