@@ -163,6 +163,8 @@ struct Engine {
     rewatch: bool,
     /// Paused because the state database's file system is full.
     space_paused: bool,
+    /// When waiting deletes were first held back because events kept coming.
+    deletes_held_since: Option<Instant>,
 }
 
 impl Engine {
@@ -190,6 +192,7 @@ impl Engine {
             needs_full_pass: true,
             rewatch: false,
             space_paused: false,
+            deletes_held_since: None,
         }
     }
 
@@ -338,11 +341,31 @@ impl Engine {
                         self.needs_full_pass = true;
                         continue;
                     }
+                    self.hold_deletes_while_busy(queue.len(), now);
                     self.batch(settled, &shutdown).await;
                 }
             }
         }
         Ok(())
+    }
+
+    /// While the watcher is still reporting changes (a `rm -rf` in progress), waiting
+    /// deletes stay waiting, so the mass-delete guard judges the whole removal at once
+    /// instead of letting its first parts through batch by batch. Held for at most
+    /// `DELETE_HOLD_MAX` after the first hold.
+    fn hold_deletes_while_busy(&mut self, queued: usize, now: Instant) {
+        if queued == 0 || self.pending_deletes.is_empty() {
+            self.deletes_held_since = None;
+            return;
+        }
+        let since = *self.deletes_held_since.get_or_insert(now);
+        if now.duration_since(since) > DELETE_HOLD_MAX {
+            return;
+        }
+        let later = now + Duration::from_millis(self.cfg.quiet_period_ms) * 2;
+        for deadline in self.pending_deletes.values_mut() {
+            *deadline = (*deadline).max(later);
+        }
     }
 
     /// The state database's file system is full: stop all remote work, since nothing
@@ -1178,6 +1201,9 @@ impl Engine {
         );
     }
 }
+
+/// Longest time waiting deletes are held back while events keep coming.
+const DELETE_HOLD_MAX: Duration = Duration::from_secs(30);
 
 /// How often the root's identity (device, inode) is checked.
 const ROOT_CHECK: Duration = Duration::from_secs(2);
