@@ -159,6 +159,12 @@ struct Engine {
     failed: HashMap<String, FailedItem>,
     skipped: Vec<SkippedItem>,
     needs_full_pass: bool,
+    /// Restart the watcher before the next pass (set on resume).
+    rewatch: bool,
+    /// Paused because the state database's file system is full.
+    space_paused: bool,
+    /// When waiting deletes were first held back because events kept coming.
+    deletes_held_since: Option<Instant>,
 }
 
 impl Engine {
@@ -184,6 +190,9 @@ impl Engine {
             failed: HashMap::new(),
             skipped: Vec::new(),
             needs_full_pass: true,
+            rewatch: false,
+            space_paused: false,
+            deletes_held_since: None,
         }
     }
 
@@ -231,39 +240,43 @@ impl Engine {
         }
 
         let mut poll_every = None;
-        let (root, rules) = (self.root(), (*self.ignore).clone());
-        let started = tokio::task::spawn_blocking(move || {
-            Watcher::new(&root, rules, local::DEFAULT_CHANNEL_CAPACITY)
-        })
-        .await
-        .map_err(|e| format!("watcher task: {e}"))?;
-        let mut watcher = match started {
-            Ok(w) => Some(w),
-            Err(e @ WatchError::WatchLimit { .. }) => {
-                tracing::error!(mirror = %self.name, "{e}; falling back to a full scan every 60 s");
-                poll_every = Some(Duration::from_secs(60));
-                None
-            }
-            Err(e) => return Err(format!("cannot watch {}: {e}", self.cfg.path.display())),
-        };
+        let mut watcher = self.start_watcher(&mut poll_every).await?;
         let mut queue = Queue::new(QueueConfig {
             quiet: Duration::from_millis(self.cfg.quiet_period_ms),
             max_delay: Duration::from_secs(self.cfg.max_delay_secs.max(1)),
             ..QueueConfig::default()
         });
-        let rescan_every =
-            poll_every.unwrap_or(Duration::from_secs(self.cfg.rescan_interval_secs.max(60)));
+        let normal_rescan = Duration::from_secs(self.cfg.rescan_interval_secs.max(60));
+        let mut rescan_every = poll_every.unwrap_or(normal_rescan);
         let jitter = |d: Duration| d.mul_f64(rand::rng().random_range(0.9..1.1));
         let mut next_rescan = Instant::now() + jitter(rescan_every);
         let mut next_retry = Instant::now() + Duration::from_secs(30);
+        // An unmount (or a mount over the root) sends no usable event: the root's
+        // identity is checked every few seconds instead.
+        let mut root_id = root_identity(&self.cfg.path);
+        let mut next_root_check = Instant::now() + ROOT_CHECK;
 
         loop {
+            if !self.space_paused && self.deps.store.is_full() {
+                self.pause_for_space();
+            }
+            if self.rewatch && self.paused.is_none() {
+                // Resumed after a pause: the root may be a new mount (the old watches died
+                // with the old one), and the watch limit may have been raised.
+                self.rewatch = false;
+                drop(watcher.take());
+                poll_every = None;
+                watcher = self.start_watcher(&mut poll_every).await?;
+                root_id = root_identity(&self.cfg.path);
+                rescan_every = poll_every.unwrap_or(normal_rescan);
+                next_rescan = Instant::now() + jitter(rescan_every);
+            }
             if self.needs_full_pass && self.paused.is_none() {
                 self.needs_full_pass = false;
                 self.full_pass(&shutdown).await;
                 next_rescan = Instant::now() + jitter(rescan_every);
             }
-            let mut deadline = next_rescan.min(next_retry);
+            let mut deadline = next_rescan.min(next_retry).min(next_root_check);
             if let Some(d) = queue.next_deadline() {
                 deadline = deadline.min(d);
             }
@@ -303,15 +316,39 @@ impl Engine {
                     while let Some(ev) = watcher.as_mut().and_then(|w| w.try_recv()) {
                         queue.push(ev, now);
                     }
+                    if poll_every.is_none() && watcher.as_ref().is_some_and(Watcher::watch_limit_reached) {
+                        // New directories can no longer be watched: scan periodically.
+                        let every = fallback_scan_interval(&self.cfg);
+                        tracing::error!(mirror = %self.name, "{}; until then a full scan runs every {} s", local::RescanReason::WatchLimit, every.as_secs());
+                        poll_every = Some(every);
+                        rescan_every = every;
+                        next_rescan = next_rescan.min(Instant::now() + every);
+                    }
                 }
                 _ = tokio::time::sleep_until(deadline) => {
                     let now = Instant::now();
+                    if now >= next_root_check {
+                        next_root_check = now + ROOT_CHECK;
+                        let id = root_identity(&self.cfg.path);
+                        if id != root_id && self.paused.is_none() {
+                            tracing::warn!(mirror = %self.name, "root {} changed (unmounted or mounted over?); scanning it again", self.cfg.path.display());
+                            root_id = id;
+                            // Restart the watcher on what is there now, then a full pass
+                            // (which pauses if the root is empty or gone).
+                            self.rewatch = true;
+                            self.needs_full_pass = true;
+                            continue;
+                        }
+                    }
                     if now >= next_rescan {
                         self.needs_full_pass = true;
                         continue;
                     }
                     if now >= next_retry {
                         next_retry = now + Duration::from_secs(30);
+                        if self.space_paused {
+                            self.probe_space().await;
+                        }
                         self.retry_due(&shutdown).await;
                         continue;
                     }
@@ -325,11 +362,95 @@ impl Engine {
                         self.needs_full_pass = true;
                         continue;
                     }
+                    self.hold_deletes_while_busy(queue.len(), now);
                     self.batch(settled, &shutdown).await;
                 }
             }
         }
         Ok(())
+    }
+
+    /// While the watcher is still reporting changes (a `rm -rf` in progress), waiting
+    /// deletes stay waiting, so the mass-delete guard judges the whole removal at once
+    /// instead of letting its first parts through batch by batch. Held for at most
+    /// `DELETE_HOLD_MAX` after the first hold.
+    fn hold_deletes_while_busy(&mut self, queued: usize, now: Instant) {
+        if queued == 0 || self.pending_deletes.is_empty() {
+            self.deletes_held_since = None;
+            return;
+        }
+        let since = *self.deletes_held_since.get_or_insert(now);
+        if now.duration_since(since) > DELETE_HOLD_MAX {
+            return;
+        }
+        let later = now + Duration::from_millis(self.cfg.quiet_period_ms) * 2;
+        for deadline in self.pending_deletes.values_mut() {
+            *deadline = (*deadline).max(later);
+        }
+    }
+
+    /// The state database's file system is full: stop all remote work, since nothing
+    /// it does could be recorded. Not saved in the store (it could not be): a restart
+    /// tries again, and so does a probe write every 30 s.
+    fn pause_for_space(&mut self) {
+        let reason = format!(
+            "{}; mirroring paused until a write succeeds again",
+            store::StoreError::Full {
+                path: self.deps.store.path().to_path_buf()
+            }
+        );
+        tracing::error!(mirror = %self.name, "{reason}");
+        self.space_paused = true;
+        self.paused = Some(reason.clone());
+        self.set_state(MirrorState::Paused, Some(reason));
+    }
+
+    /// Tries a small write; if there is room again, resumes with a full pass.
+    async fn probe_space(&mut self) {
+        if self
+            .deps
+            .store
+            .kv_set("space_probe", &unix_now().to_string())
+            .await
+            .is_ok()
+        {
+            tracing::info!(mirror = %self.name, "the state database can be written again; resuming");
+            self.deps.store.clear_full();
+            self.space_paused = false;
+            self.paused = None;
+            self.needs_full_pass = true;
+        }
+    }
+
+    /// Starts the file watcher. When it cannot run (watch limit reached, a directory it
+    /// cannot watch, the root unavailable) the mirror is kept in sync by periodic full
+    /// scans instead (`poll_every`), after one error line that says why.
+    async fn start_watcher(
+        &self,
+        poll_every: &mut Option<Duration>,
+    ) -> Result<Option<Watcher>, String> {
+        let (root, rules) = (self.root(), (*self.ignore).clone());
+        let started = tokio::task::spawn_blocking(move || {
+            Watcher::new(&root, rules, local::DEFAULT_CHANNEL_CAPACITY)
+        })
+        .await
+        .map_err(|e| format!("watcher task: {e}"))?;
+        match started {
+            Ok(w) => Ok(Some(w)),
+            Err(e) => {
+                let every = fallback_scan_interval(&self.cfg);
+                match &e {
+                    WatchError::RootUnavailable { .. } => {
+                        tracing::warn!(mirror = %self.name, "{e}; the next scan decides whether to pause")
+                    }
+                    _ => {
+                        tracing::error!(mirror = %self.name, "{e}; keeping this mirror in sync by a full scan every {} s instead", every.as_secs())
+                    }
+                }
+                *poll_every = Some(every);
+                Ok(None)
+            }
+        }
     }
 
     async fn command(&mut self, cmd: MirrorCmd) {
@@ -346,6 +467,12 @@ impl Engine {
                 self.paused = None;
                 self.allow_deletes = allow_deletes;
                 self.needs_full_pass = true;
+                self.rewatch = true;
+                if self.space_paused {
+                    // Told to go on: the next write shows whether there is room again.
+                    self.space_paused = false;
+                    self.deps.store.clear_full();
+                }
                 if let Some(t) = &self.target {
                     let _ = self.deps.store.set_paused(t.mirror, None).await;
                 }
@@ -501,6 +628,9 @@ impl Engine {
             .map_err(|e| format!("ignore rules: {e}"))?
             .map_err(|e| format!("ignore rules: {e}"))?;
         self.ignore = Arc::new(rules);
+        // Whether the remote base folder may hold items this store does not know (it
+        // existed before this start, or was recorded by an earlier run).
+        let mut base_existed = true;
         let base = match rec.base_folder_id.clone() {
             Some(id) => {
                 if id.is_empty() {
@@ -510,7 +640,8 @@ impl Engine {
                 }
             }
             None => {
-                let id = self.ensure_base_folder().await?;
+                let (id, existed) = self.ensure_base_folder().await?;
+                base_existed = existed;
                 store
                     .set_base_folder(rec.id, id.as_deref().unwrap_or(""))
                     .await
@@ -545,21 +676,164 @@ impl Engine {
             }
         }
         self.resolve_intents().await?;
+        if self.known.is_empty() && base_existed {
+            self.adopt_remote().await?;
+        }
         Ok(())
     }
 
-    /// Walks `remote_path` from the share root, creating missing folders.
-    async fn ensure_base_folder(&self) -> Result<Option<String>, String> {
+    /// Walks `remote_path` from the share root, creating missing folders. Also says
+    /// whether the base folder already existed (a new one is known to be empty).
+    async fn ensure_base_folder(&self) -> Result<(Option<String>, bool), String> {
         let client = self.deps.uploader.client();
         let mut parent: Option<String> = None;
+        let mut existed = true;
         for seg in self.cfg.remote_path.split('/').filter(|s| !s.is_empty()) {
             let f = client
                 .create_folder_or_adopt(&self.cfg.share_id, parent.as_deref(), seg)
                 .await
                 .map_err(|e| format!("remote base folder {:?}: {e}", self.cfg.remote_path))?;
+            existed = !matches!(f, crate::remote::Placed::Created(_));
             parent = Some(f.into_inner().id);
         }
-        Ok(parent)
+        Ok((parent, existed))
+    }
+
+    /// Rebuilds the store from the remote when it knows nothing of this mirror but the
+    /// remote base folder may hold content (the state database was deleted or lost, or a
+    /// new mirror points at a folder that was mirrored before): every remote item whose
+    /// local counterpart has the same path and kind is recorded as known, so nothing is
+    /// uploaded or created again. A file counts as the same when size and SHA-256 match;
+    /// a file that differs is recorded with the remote's fingerprint, so the planner
+    /// uploads the local bytes as a new version of that remote file. Remote items with no
+    /// local counterpart are left alone (never deleted on a guess). One children listing
+    /// per matching folder and one metadata GET per file of matching size.
+    async fn adopt_remote(&mut self) -> Result<(), String> {
+        let Some(t) = self.target.clone() else {
+            return Ok(());
+        };
+        let client = self.deps.uploader.client().clone();
+        let store = self.deps.store.clone();
+        let started = std::time::Instant::now();
+        let (mut same, mut differing) = (0usize, 0usize);
+        let mut stack: Vec<(Option<String>, String)> =
+            vec![(t.base_folder_id.clone(), String::new())];
+        while let Some((folder, prefix)) = stack.pop() {
+            let list = match client.children(&t.share_id, folder.as_deref()).await {
+                Ok(l) => l,
+                Err(e) => {
+                    // Not fatal: the planner's create-or-adopt calls cannot duplicate.
+                    tracing::warn!(mirror = %self.name, "cannot adopt the remote folder {:?}: {e}", if prefix.is_empty() { "/" } else { &prefix });
+                    continue;
+                }
+            };
+            // Local side of every live child, looked at off the async workers.
+            let (root, ignore) = (t.root.clone(), self.ignore.clone());
+            let items: Vec<(String, crate::remote::ChildItem)> = list
+                .items
+                .into_iter()
+                .filter(|i| i.is_deleted != Some(true))
+                .map(|i| {
+                    let path = if prefix.is_empty() {
+                        i.name.clone()
+                    } else {
+                        format!("{prefix}/{}", i.name)
+                    };
+                    (path, i)
+                })
+                .collect();
+            let looked = tokio::task::spawn_blocking(move || {
+                items
+                    .into_iter()
+                    .filter_map(|(path, item)| {
+                        let rel = RelPath::new(path.clone()).ok()?;
+                        let local = local::stat_path(&root, &rel).ok().flatten()?;
+                        let is_dir = local.kind == Kind::Dir;
+                        if ignore.is_ignored(&rel, is_dir) {
+                            return None;
+                        }
+                        let kind_matches = match item.kind {
+                            ItemKind::Folder => is_dir,
+                            ItemKind::File => local.kind == Kind::File,
+                            ItemKind::Other => false,
+                        };
+                        kind_matches.then_some((path, item, local))
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .map_err(|e| format!("adopting the remote tree: {e}"))?;
+            let mut effects = Vec::new();
+            for (path, item, local) in looked {
+                let d = disk_item(&path, &local);
+                if item.kind == ItemKind::Folder {
+                    effects.push(Effect::Upsert(entry_of(&d, &item.id, None, None)));
+                    stack.push((Some(item.id.clone()), path));
+                    same += 1;
+                    continue;
+                }
+                let mut remote_sha = None;
+                let mut version = None;
+                let mut matches = false;
+                if item.size == Some(d.size) {
+                    match client.file(&item.id).await {
+                        Ok(f) => {
+                            let abs = t.root.join(&path);
+                            let local_sha =
+                                tokio::task::spawn_blocking(move || plan::hash_file(&abs))
+                                    .await
+                                    .ok()
+                                    .and_then(Result::ok);
+                            matches = f.checksum_sha256.is_some()
+                                && f.checksum_sha256.as_deref() == local_sha.as_deref();
+                            remote_sha = f.checksum_sha256;
+                            version = Some(f.version as i64);
+                        }
+                        Err(e) => {
+                            tracing::warn!(mirror = %self.name, "cannot adopt {path}: {e}");
+                            continue;
+                        }
+                    }
+                }
+                let entry = if matches {
+                    same += 1;
+                    entry_of(&d, &item.id, remote_sha, version)
+                } else {
+                    // The remote's fingerprint, which no local file has: the planner hashes
+                    // the local file and uploads it as a new version of this remote file.
+                    differing += 1;
+                    Entry {
+                        path: path.clone(),
+                        kind: EntryKind::File,
+                        remote_id: item.id.clone(),
+                        size: item.size.unwrap_or(0),
+                        mtime_ns: -1,
+                        inode: 0,
+                        sha256: remote_sha,
+                        remote_version: version,
+                    }
+                };
+                effects.push(Effect::Upsert(entry));
+            }
+            if effects.is_empty() {
+                continue;
+            }
+            store
+                .apply(t.mirror, effects.clone())
+                .await
+                .map_err(|e| e.to_string())?;
+            for e in &effects {
+                store::apply_to_map(Arc::make_mut(&mut self.known), e);
+            }
+        }
+        if same + differing > 0 {
+            tracing::info!(
+                mirror = %self.name,
+                "no saved state for this mirror: adopted {same} remote items that match the disk and {differing} files to update, in {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
+        }
+        Ok(())
     }
 
     /// Settles every intent a crash left open by looking at the remote: a create whose
@@ -822,6 +1096,13 @@ impl Engine {
         let Some(t) = self.target.clone() else { return };
         let root = t.root.clone();
         let known_count = self.known.len();
+        // A path that changed kind must be freed before its new item is created: its
+        // delete does not wait out the grace period.
+        let kind_changed: BTreeSet<String> = disk
+            .iter()
+            .filter(|(p, d)| known.get(*p).is_some_and(|k| k.kind != d.kind))
+            .map(|(p, _)| p.clone())
+            .collect();
         let planned = tokio::task::spawn_blocking(move || {
             plan::plan(&known, &disk, &renames, &mut |rel| {
                 plan::hash_file(&root.join(rel))
@@ -866,6 +1147,7 @@ impl Engine {
         for op in planned.ops {
             if let Op::Delete { path, .. } = &op
                 && from_events
+                && !kind_changed.contains(path)
             {
                 match self.pending_deletes.get(path) {
                     Some(deadline) if *deadline <= now => {
@@ -1028,6 +1310,24 @@ impl FailedItem {
             permanent: f.permanent,
         }
     }
+}
+
+/// Longest time waiting deletes are held back while events keep coming.
+const DELETE_HOLD_MAX: Duration = Duration::from_secs(30);
+
+/// How often the root's identity (device, inode) is checked.
+const ROOT_CHECK: Duration = Duration::from_secs(2);
+
+/// The root directory's (device, inode), `None` if it cannot be looked at.
+fn root_identity(root: &std::path::Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(root).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// How often a mirror without a working file watcher is scanned: its rescan interval,
+/// at most 60 s.
+fn fallback_scan_interval(cfg: &MirrorConfig) -> Duration {
+    Duration::from_secs(cfg.rescan_interval_secs.clamp(1, 60))
 }
 
 fn disk_item(path: &str, e: &LocalEntry) -> DiskItem {

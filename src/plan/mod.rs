@@ -142,7 +142,7 @@ pub fn plan(
             // Gone since the scan: not a failure; the watcher (or the next pass) sees it.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => {
-                failures.push((path.to_string(), format!("cannot read: {e}")));
+                failures.push((path.to_string(), format!("cannot read {path}: {e}")));
                 None
             }
         }

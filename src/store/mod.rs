@@ -13,6 +13,8 @@ pub mod links;
 pub mod model;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
@@ -38,6 +40,15 @@ pub enum StoreError {
     Corrupt(String),
     #[error("state database is closed")]
     Closed,
+    /// A write found no room on the state database's file system. SQLite rolled the
+    /// transaction back, so the database stays consistent; nothing more can be recorded.
+    #[error("state database {}: No space left on device (free space on that file system)", path.display())]
+    Full { path: PathBuf },
+}
+
+/// Whether an SQLite error means the disk (or the database's size limit) is full.
+fn is_disk_full(e: &rusqlite::Error) -> bool {
+    e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull)
 }
 
 /// Largest number of queued requests committed in one transaction.
@@ -51,6 +62,8 @@ type Job = Box<dyn FnOnce(&Connection) -> (bool, Reply) + Send>;
 pub struct Store {
     tx: mpsc::Sender<Job>,
     path: PathBuf,
+    /// Set when a write failed for lack of space; cleared by [`Store::clear_full`].
+    full: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Store {
@@ -100,11 +113,22 @@ impl Store {
         Ok(Store {
             tx,
             path: path.to_path_buf(),
+            full: Arc::new(AtomicBool::new(false)),
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether a write failed for lack of space since the last [`Store::clear_full`].
+    pub fn is_full(&self) -> bool {
+        self.full.load(Ordering::Acquire)
+    }
+
+    /// Forgets an earlier lack of space (after a write succeeded again).
+    pub fn clear_full(&self) {
+        self.full.store(false, Ordering::Release);
     }
 
     /// Runs `f` on the store thread inside the current batch's transaction; the result is
@@ -115,14 +139,24 @@ impl Store {
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let (reply_tx, reply_rx) = oneshot::channel();
+        let (path, full) = (self.path.clone(), self.full.clone());
         let job: Job = Box::new(move |conn| {
             let result = f(conn);
             let ok = result.is_ok();
             let reply: Reply = Box::new(move |commit_err| {
                 let out = match commit_err {
+                    Some(e) if is_disk_full(e) => Err(StoreError::Full { path }),
                     Some(e) => Err(StoreError::Corrupt(format!("commit failed: {e}"))),
-                    None => result,
+                    None => match result {
+                        Err(StoreError::Sqlite(e)) if is_disk_full(&e) => {
+                            Err(StoreError::Full { path })
+                        }
+                        other => other,
+                    },
                 };
+                if matches!(out, Err(StoreError::Full { .. })) {
+                    full.store(true, Ordering::Release);
+                }
                 let _ = reply_tx.send(out);
             });
             (ok, reply)

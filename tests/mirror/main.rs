@@ -7,5 +7,6 @@ mod world;
 mod changes;
 mod crashes;
 mod guards;
+mod hazards;
 mod initial;
 mod links;

@@ -247,6 +247,55 @@ impl World {
         out
     }
 
+    /// Remote ids under the base folder: relative path → id (files and folders).
+    pub async fn remote_ids(&self) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        let Some(base) = self.remote_base_id().await else {
+            return out;
+        };
+        let mut stack = vec![(base, String::new())];
+        while let Some((id, prefix)) = stack.pop() {
+            let list = self
+                .api(&format!("/folders/{id}/children?share_id={}", self.share))
+                .await;
+            for item in list["items"].as_array().unwrap() {
+                let name = item["name"].as_str().unwrap();
+                let path = if prefix.is_empty() {
+                    name.to_string()
+                } else {
+                    format!("{prefix}/{name}")
+                };
+                let iid = item["id"].as_str().unwrap().to_string();
+                if item["type"] == "folder" {
+                    stack.push((iid.clone(), path.clone()));
+                }
+                out.insert(path, iid);
+            }
+        }
+        out
+    }
+
+    /// The id of the remote base folder, if it exists.
+    pub async fn remote_base_id(&self) -> Option<String> {
+        let mut folder = "root".to_string();
+        for seg in BASE.split('/') {
+            let list = self
+                .api(&format!(
+                    "/folders/{folder}/children?share_id={}",
+                    self.share
+                ))
+                .await;
+            folder = list["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|i| i["name"] == seg && i["type"] == "folder")?["id"]
+                .as_str()?
+                .to_string();
+        }
+        Some(folder)
+    }
+
     /// The local tree as it should appear remotely (ignored names excluded).
     pub fn local_tree(&self) -> BTreeMap<String, Option<String>> {
         fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, Option<String>>) {
