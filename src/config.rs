@@ -90,6 +90,9 @@ pub struct RemoteSection {
     pub chunk_size: u64,
     /// Chunk PUTs in flight per large file.
     pub parallel_chunks: usize,
+    /// While a mirror is paused because the share's quota is full (507), how often it
+    /// checks the share's usage (and tries again) to resume by itself once space is freed.
+    pub quota_recheck_secs: u64,
 }
 
 impl Default for RemoteSection {
@@ -102,6 +105,7 @@ impl Default for RemoteSection {
             large_file_threshold: 16 * 1024 * 1024,
             chunk_size: 8 * 1024 * 1024,
             parallel_chunks: 4,
+            quota_recheck_secs: 60,
         }
     }
 }
@@ -326,6 +330,11 @@ impl Config {
         }
         if self.mirrors.is_empty() {
             return Err(ConfigError::Check("no mirror configured (add a [[mirror]] section, or use --folder with SCAIDRIVE_SHARE_ID)".into()));
+        }
+        if self.remote.quota_recheck_secs == 0 {
+            return Err(ConfigError::Check(
+                "remote.quota_recheck_secs must be at least 1".into(),
+            ));
         }
         if self.daemon.upload_concurrency == 0 || self.remote.parallel_chunks == 0 {
             return Err(ConfigError::Check(

@@ -45,6 +45,17 @@ pub use status::{MirrorCmd, MirrorHandle, MirrorState, MirrorStatus, SkippedItem
 pub struct MirrorDeps {
     pub store: Store,
     pub uploader: Uploader,
+    /// While paused for a full quota, how often the share's usage is checked again.
+    pub quota_recheck: Duration,
+}
+
+/// Pauses the mirror lifts by itself, as opposed to the user's and the safety guards'.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AutoResume {
+    /// The credentials were refused: resumes when the daemon reloads them (HUP).
+    Credentials,
+    /// A quota is full (507): resumes when a periodic check sees space freed.
+    Quota,
 }
 
 /// Delay before a failed item is tried again: 30 s doubling to 1 h; permanent failures
@@ -152,6 +163,12 @@ struct Engine {
     ignore: Arc<IgnoreRules>,
     status_tx: Arc<watch::Sender<MirrorStatus>>,
     paused: Option<String>,
+    /// Set when `paused` is a pause that lifts by itself.
+    auto_resume: Option<AutoResume>,
+    /// While paused for a full quota: when to look at the share again, and the free bytes
+    /// it had when the mirror paused (`None` = unknown).
+    quota_check_at: Option<Instant>,
+    quota_free_at_pause: Option<u64>,
     allow_deletes: bool,
     /// Vanished known paths waiting out the grace period, with their deadline.
     pending_deletes: BTreeMap<String, Instant>,
@@ -179,6 +196,9 @@ impl Engine {
             known: Arc::new(BTreeMap::new()),
             status_tx,
             paused: None,
+            auto_resume: None,
+            quota_check_at: None,
+            quota_free_at_pause: None,
             allow_deletes: false,
             pending_deletes: BTreeMap::new(),
             failed: HashMap::new(),
@@ -263,6 +283,9 @@ impl Engine {
             if let Some(d) = self.pending_deletes.values().min() {
                 deadline = deadline.min(*d);
             }
+            if let Some(d) = self.quota_check_at {
+                deadline = deadline.min(d);
+            }
             self.set_queue(queue.len() + self.pending_deletes.len());
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -286,7 +309,14 @@ impl Engine {
                 }
                 _ = tokio::time::sleep_until(deadline) => {
                     let now = Instant::now();
+                    if self.quota_check_at.is_some_and(|at| now >= at) {
+                        self.recheck_quota().await;
+                        continue;
+                    }
                     if now >= next_rescan {
+                        // Also moved here: while paused no pass runs to move it, and a
+                        // deadline in the past would spin this loop.
+                        next_rescan = now + jitter(rescan_every);
                         self.needs_full_pass = true;
                         continue;
                     }
@@ -300,7 +330,9 @@ impl Engine {
                         continue;
                     }
                     if self.paused.is_some() {
-                        // Events while paused are re-examined by the pass after resume.
+                        // Events while paused are re-examined by the pass after resume
+                        // (which sees the deletes too: waiting ones would spin the loop).
+                        self.pending_deletes.clear();
                         self.needs_full_pass = true;
                         continue;
                     }
@@ -314,6 +346,8 @@ impl Engine {
     async fn command(&mut self, cmd: MirrorCmd) {
         match cmd {
             MirrorCmd::Pause(reply) => {
+                self.auto_resume = None;
+                self.quota_check_at = None;
                 self.paused = Some("paused by user".into());
                 self.set_state(MirrorState::Paused, self.paused.clone());
                 let _ = reply.send(());
@@ -323,12 +357,22 @@ impl Engine {
                 reply,
             } => {
                 self.paused = None;
+                self.auto_resume = None;
+                self.quota_check_at = None;
                 self.allow_deletes = allow_deletes;
                 self.needs_full_pass = true;
                 if let Some(t) = &self.target {
                     let _ = self.deps.store.set_paused(t.mirror, None).await;
                 }
                 let _ = reply.send(());
+            }
+            MirrorCmd::CredentialsRenewed => {
+                if self.auto_resume == Some(AutoResume::Credentials) {
+                    tracing::info!(mirror = %self.name, "credentials reloaded; resuming");
+                    self.paused = None;
+                    self.auto_resume = None;
+                    self.needs_full_pass = true;
+                }
             }
             MirrorCmd::Rescan(reply) => {
                 self.needs_full_pass = true;
@@ -754,7 +798,64 @@ impl Engine {
                 .await;
         }
         self.paused = Some(reason.clone());
+        self.auto_resume = None;
+        self.quota_check_at = None;
         self.set_state(MirrorState::Paused, Some(reason));
+    }
+
+    /// Free bytes of the share by its own quota: `Ok(None)` = no share quota.
+    async fn share_free_bytes(&self) -> Result<Option<u64>, crate::remote::Error> {
+        let Some(t) = &self.target else {
+            return Ok(None);
+        };
+        let share = self.deps.uploader.client().share(&t.share_id).await?;
+        Ok(share
+            .quota_bytes
+            .map(|q| q.saturating_sub(share.used_bytes.unwrap_or(0))))
+    }
+
+    /// A quota is full (507): pause until space is freed instead of failing every file.
+    /// Not stored: a restart simply tries again.
+    async fn pause_for_quota(&mut self, refusal: String) {
+        let every = self.deps.quota_recheck;
+        self.quota_free_at_pause = self.share_free_bytes().await.ok().flatten();
+        let reason = format!(
+            "quota full, uploads wait until space is freed (checked every {}s): {refusal}",
+            every.as_secs().max(1)
+        );
+        tracing::warn!(mirror = %self.name, "paused: {reason}");
+        self.paused = Some(reason);
+        self.auto_resume = Some(AutoResume::Quota);
+        self.quota_check_at = Some(Instant::now() + every);
+        self.set_state(MirrorState::Paused, self.paused.clone());
+    }
+
+    /// The periodic look at a full share: resumes (with a full pass) once the share has
+    /// more free space than when the mirror paused, or has no quota of its own any more
+    /// (another level may still be full; the pass then pauses again after one refusal).
+    /// If the share cannot be read, the pass itself is the check.
+    async fn recheck_quota(&mut self) {
+        if self.auto_resume != Some(AutoResume::Quota) {
+            self.quota_check_at = None;
+            return;
+        }
+        let resume = match self.share_free_bytes().await {
+            Ok(None) => true,
+            Ok(Some(free)) => self.quota_free_at_pause.is_none_or(|before| free > before),
+            Err(e) => {
+                tracing::debug!(mirror = %self.name, "quota check: {e}");
+                true
+            }
+        };
+        if resume {
+            tracing::info!(mirror = %self.name, "space freed on the remote; resuming");
+            self.paused = None;
+            self.auto_resume = None;
+            self.quota_check_at = None;
+            self.needs_full_pass = true;
+        } else {
+            self.quota_check_at = Some(Instant::now() + self.deps.quota_recheck);
+        }
     }
 
     async fn retry_due(&mut self, stop: &CancellationToken) {
@@ -873,6 +974,8 @@ impl Engine {
             .run_batch(&t, &self.counters, &self.known, ops, stop)
             .await;
         let mut requeue = false;
+        let mut credentials_refused = None;
+        let mut quota_full = None;
         for r in results {
             match r.outcome {
                 Outcome::Done(effects) => {
@@ -898,12 +1001,29 @@ impl Engine {
                         self.failed.insert(f.path, f.next_retry_at);
                     }
                 }
+                // Not the item's failure: the whole mirror waits (below). What the
+                // other ops of the batch committed is still applied above.
                 Outcome::CredentialsNeeded(reason) => {
-                    self.paused = Some(format!("needs new credentials: {reason}"));
-                    self.set_state(MirrorState::NeedsCredentials, self.paused.clone());
-                    return;
+                    credentials_refused.get_or_insert(reason);
+                }
+                Outcome::QuotaExceeded(reason) => {
+                    quota_full.get_or_insert(reason);
                 }
             }
+        }
+        if let Some(reason) = credentials_refused {
+            tracing::error!(mirror = %self.name, "needs new credentials: {reason}");
+            self.paused = Some(format!(
+                "needs new credentials (provide a new token, then reload with HUP): {reason}"
+            ));
+            self.auto_resume = Some(AutoResume::Credentials);
+            self.quota_check_at = None;
+            self.set_state(MirrorState::NeedsCredentials, self.paused.clone());
+            return;
+        }
+        if let Some(reason) = quota_full {
+            self.pause_for_quota(reason).await;
+            return;
         }
         if requeue {
             // Something changed under us; the watcher reports it too, but a pass makes sure.

@@ -9,3 +9,4 @@ mod crashes;
 mod guards;
 mod initial;
 mod links;
+mod faults;
