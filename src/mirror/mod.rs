@@ -49,6 +49,15 @@ pub struct MirrorDeps {
     pub quota_recheck: Duration,
 }
 
+/// Why a start attempt failed in a way that can pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum StartBlocked {
+    /// The remote was unreachable or refused for now (5xx, 429, dropped connection).
+    Transient,
+    /// The credentials were refused: waits for a reload (HUP).
+    Credentials,
+}
+
 /// Pauses the mirror lifts by itself, as opposed to the user's and the safety guards'.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum AutoResume {
@@ -169,6 +178,8 @@ struct Engine {
     /// it had when the mirror paused (`None` = unknown).
     quota_check_at: Option<Instant>,
     quota_free_at_pause: Option<u64>,
+    /// Why the last start attempt could not reach the remote, if that can pass.
+    start_blocked: Option<StartBlocked>,
     allow_deletes: bool,
     /// Vanished known paths waiting out the grace period, with their deadline.
     pending_deletes: BTreeMap<String, Instant>,
@@ -199,6 +210,7 @@ impl Engine {
             auto_resume: None,
             quota_check_at: None,
             quota_free_at_pause: None,
+            start_blocked: None,
             allow_deletes: false,
             pending_deletes: BTreeMap::new(),
             failed: HashMap::new(),
@@ -241,7 +253,51 @@ impl Engine {
         shutdown: CancellationToken,
     ) -> Result<(), String> {
         self.set_state(MirrorState::Starting, None);
-        self.start().await?;
+        // A server that is down, refusing with 5xx/429 or waiting for new credentials at
+        // start is waited out (the mirror stays `starting` / `needs-credentials` with the
+        // reason); anything else stops the mirror.
+        let mut wait = Duration::from_secs(1);
+        loop {
+            self.start_blocked = None;
+            let e = match self.start().await {
+                Ok(()) => break,
+                Err(e) => e,
+            };
+            let credentials = match self.start_blocked.take() {
+                Some(StartBlocked::Credentials) => true,
+                Some(StartBlocked::Transient) => false,
+                None => return Err(e),
+            };
+            if credentials {
+                tracing::error!(mirror = %self.name, "cannot start: {e}");
+                self.set_state(
+                    MirrorState::NeedsCredentials,
+                    Some(format!(
+                        "needs new credentials (provide a new token, then reload with HUP): {e}"
+                    )),
+                );
+            } else {
+                tracing::warn!(mirror = %self.name, "cannot start, trying again in {}s: {e}", wait.as_secs());
+                self.set_state(
+                    MirrorState::Starting,
+                    Some(format!("trying again in {}s: {e}", wait.as_secs())),
+                );
+            }
+            let retry_at = Instant::now() + wait;
+            wait = (wait * 2).min(Duration::from_secs(60));
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep_until(retry_at), if !credentials => break,
+                    cmd = cmd_rx.recv() => match cmd {
+                        Some(MirrorCmd::CredentialsRenewed) => break,
+                        Some(cmd) => self.command(cmd).await,
+                        None => return Ok(()),
+                    },
+                }
+            }
+            self.set_state(MirrorState::Starting, None);
+        }
 
         let mut poll_every = None;
         let (root, rules) = (self.root(), (*self.ignore).clone());
@@ -572,14 +628,27 @@ impl Engine {
     }
 
     /// Walks `remote_path` from the share root, creating missing folders.
-    async fn ensure_base_folder(&self) -> Result<Option<String>, String> {
-        let client = self.deps.uploader.client();
+    async fn ensure_base_folder(&mut self) -> Result<Option<String>, String> {
+        let client = self.deps.uploader.client().clone();
         let mut parent: Option<String> = None;
         for seg in self.cfg.remote_path.split('/').filter(|s| !s.is_empty()) {
-            let f = client
+            let f = match client
                 .create_folder_or_adopt(&self.cfg.share_id, parent.as_deref(), seg)
                 .await
-                .map_err(|e| format!("remote base folder {:?}: {e}", self.cfg.remote_path))?;
+            {
+                Ok(f) => f,
+                Err(e) => {
+                    if e.kind() == crate::remote::ErrorKind::CredentialsNeeded {
+                        self.start_blocked = Some(StartBlocked::Credentials);
+                    } else if e.is_transient() {
+                        self.start_blocked = Some(StartBlocked::Transient);
+                    }
+                    return Err(format!(
+                        "remote base folder {:?}: {e}",
+                        self.cfg.remote_path
+                    ));
+                }
+            };
             parent = Some(f.into_inner().id);
         }
         Ok(parent)

@@ -136,10 +136,12 @@ impl Uploader {
         counters.files_remaining.store(files, Ordering::Relaxed);
         counters.bytes_remaining.store(bytes, Ordering::Relaxed);
         let mut pending = ops.into_iter().peekable();
-        let mut halted = false;
+        // Set by the op that halts the batch, as soon as it ends (the loop may be waiting
+        // for a slot and not see its result until later).
+        let halted = Arc::new(std::sync::atomic::AtomicBool::new(false));
         loop {
             if !stop.is_cancelled()
-                && !halted
+                && !halted.load(Ordering::SeqCst)
                 && let Some(next) = pending.peek()
             {
                 let exclusive = matches!(next, Op::Move { .. } | Op::Delete { .. });
@@ -159,6 +161,9 @@ impl Uploader {
                             _ = stop.cancelled() => continue,
                         }
                     };
+                    if halted.load(Ordering::SeqCst) {
+                        continue;
+                    }
                     let op = pending.next().expect("peeked");
                     let par = parent(op.path()).to_string();
                     let parent_id = if par.is_empty() {
@@ -186,9 +191,13 @@ impl Uploader {
                         counters: counters.clone(),
                     };
                     counters.in_flight.fetch_add(1, Ordering::Relaxed);
+                    let halt = halted.clone();
                     running.spawn(async move {
                         let _permit = permit;
                         let outcome = ctx.execute(&op, parent_id).await;
+                        if outcome.halts_batch() {
+                            halt.store(true, Ordering::SeqCst);
+                        }
                         ctx.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
                         if let Op::Upload { item, .. } | Op::Replace { item, .. } = &op {
                             let c = &ctx.counters;
@@ -227,7 +236,6 @@ impl Uploader {
                     apply_to_dirs(&mut dirs, e);
                 }
             }
-            halted |= result.outcome.halts_batch();
             results.push(result);
         }
         // Ops not started because of a stop or a halt stay unplanned; the next pass finds

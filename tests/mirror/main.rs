@@ -6,7 +6,7 @@ mod world;
 
 mod changes;
 mod crashes;
+mod faults;
 mod guards;
 mod initial;
 mod links;
-mod faults;

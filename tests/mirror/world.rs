@@ -435,7 +435,11 @@ impl World {
     }
 
     /// A new token of the default user: (access, refresh if asked).
-    pub async fn new_token(&self, ttl_secs: Option<i64>, refresh: bool) -> (String, Option<String>) {
+    pub async fn new_token(
+        &self,
+        ttl_secs: Option<i64>,
+        refresh: bool,
+    ) -> (String, Option<String>) {
         let v = self
             .admin(
                 Method::POST,
