@@ -429,3 +429,111 @@ async fn devserver_restart_mid_run_is_ridden_out() {
     assert_eq!(w.versions("big/large.bin").await.len(), 1);
     d.stop().await;
 }
+
+/// The daemon binary, killed when dropped so a failing test leaves none behind.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn ctl_status(w: &World) -> Value {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_scaidrivectl"))
+        .arg("--socket")
+        .arg(w.dir.path().join("run").join("scaidrived.sock"))
+        .args(["status", "--json"])
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+}
+
+async fn wait_status(w: &World, what: &str, f: impl Fn(&Value) -> bool) -> Value {
+    let start = std::time::Instant::now();
+    loop {
+        let v = ctl_status(w);
+        if f(&v["mirrors"][0]) {
+            return v["mirrors"][0].clone();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(40),
+            "timed out waiting for {what}: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_makes_the_daemon_binary_take_a_new_token() {
+    let w = World::new().await;
+    let (access, _) = w.new_token(Some(3600), false).await;
+    let token_file = w.dir.path().join("token");
+    write_secret(&token_file, &access);
+    let cfg = format!(
+        "[daemon]\nstate_dir = {state:?}\nruntime_dir = {run:?}\nlog_level = \"warn\"\n\
+         [remote]\nurl = {url:?}\ntoken_file = {token:?}\n\
+         [[mirror]]\nname = \"m\"\npath = {root:?}\nshare_id = {share:?}\nremote_path = {base:?}\nquiet_period_ms = 200\n",
+        state = w.state_dir(),
+        run = w.dir.path().join("run"),
+        url = w.url,
+        token = token_file,
+        root = w.root,
+        share = w.share,
+        base = crate::world::BASE,
+    );
+    let cfg_path = w.dir.path().join("scaidrived.toml");
+    std::fs::write(&cfg_path, cfg).unwrap();
+    w.write("before.txt", b"first token");
+    let child = Child(
+        std::process::Command::new(env!("CARGO_BIN_EXE_scaidrived"))
+            .arg("--config")
+            .arg(&cfg_path)
+            .env_remove("SCAIDRIVE_TOKEN")
+            .env_remove("SCAIDRIVE_REFRESH_TOKEN")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("scaidrived starts"),
+    );
+    wait_status(&w, "first sync", |m| {
+        m["state"] == "idle" && m["first_pass_done"] == true
+    })
+    .await;
+
+    w.advance_clock(7200).await; // the token expires; there is no refresh token
+    w.write("after.txt", b"needs a new token");
+    let m = wait_status(&w, "needs_credentials", |m| {
+        m["state"] == "needs_credentials"
+    })
+    .await;
+    let reason = m["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("401") && !reason.contains('\n') && !reason.contains(&access),
+        "{reason}"
+    );
+
+    let (fresh, _) = w.new_token(None, false).await;
+    write_secret(&token_file, &fresh);
+    let ok = std::process::Command::new("kill")
+        .arg("-HUP")
+        .arg(child.0.id().to_string())
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    wait_status(&w, "in sync after SIGHUP", |m| {
+        m["state"] == "idle" && m["queue_depth"] == 0 && m["in_flight"] == 0
+    })
+    .await;
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while w.remote_id("after.txt").await.is_none() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("after.txt mirrored after the reload");
+    w.assert_mirrored().await;
+    w.assert_unique_names().await;
+    drop(child);
+}
