@@ -115,6 +115,9 @@ pub struct RemoteSection {
     /// PEM bundle of extra certificate authorities to trust (a private CA), on top of
     /// the system's roots. Certificates are always verified.
     pub ca_file: Option<PathBuf>,
+    /// While a mirror is paused because the share's quota is full (507), how often it
+    /// checks the share's usage (and tries again) to resume by itself once space is freed.
+    pub quota_recheck_secs: u64,
 }
 
 impl Default for RemoteSection {
@@ -129,6 +132,7 @@ impl Default for RemoteSection {
             parallel_chunks: 4,
             allow_insecure_http: false,
             ca_file: None,
+            quota_recheck_secs: 60,
         }
     }
 }
@@ -349,6 +353,11 @@ impl Config {
         check_url(url, self.remote.allow_insecure_http)?;
         if self.mirrors.is_empty() {
             return Err(ConfigError::Check("no mirror configured (add a [[mirror]] section, or use --folder with SCAIDRIVE_SHARE_ID)".into()));
+        }
+        if self.remote.quota_recheck_secs == 0 {
+            return Err(ConfigError::Check(
+                "remote.quota_recheck_secs must be at least 1".into(),
+            ));
         }
         if self.daemon.upload_concurrency == 0 || self.remote.parallel_chunks == 0 {
             return Err(ConfigError::Check(

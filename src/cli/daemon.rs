@@ -13,7 +13,8 @@ use tokio_util::sync::CancellationToken;
 ///
 /// Without --config, the seed walkthrough's variables describe one mirror:
 /// SCAIDRIVE_URL, SCAIDRIVE_TOKEN and SCAIDRIVE_SHARE_ID, with --folder DIR.
-/// TERM/INT drain and stop; HUP reloads the configuration file.
+/// TERM/INT drain and stop; HUP reloads the configuration file and the credentials
+/// (token_file, refresh_token_file), resuming mirrors that needed new credentials.
 /// Exit codes: 0 ok, 1 runtime error, 78 configuration or credential error;
 /// with --once, 2 when the pass ended with items not in sync.
 #[derive(Parser, Debug)]
@@ -117,7 +118,9 @@ async fn real_main(args: Args) -> Result<u8, DaemonError> {
     });
     let opts = RunOptions {
         once: args.once,
-        reload: args.config.is_some().then(|| Box::new(load) as Box<_>),
+        // Without a file this re-reads the environment and --folder (unchanged); the
+        // point of a HUP then is the credentials, which the daemon re-reads either way.
+        reload: Some(Box::new(load)),
         reload_rx: Some(reload_rx),
         on_started: None,
         link_check_every: None,

@@ -7,7 +7,9 @@
 //! configuration is valid, the store is open and the control socket listens; `STATUS=`
 //! lines summarize the mirrors afterwards, and `WATCHDOG=1` is sent only while the
 //! status loop itself keeps running. A reload (HUP) re-reads the configuration and adds,
-//! removes or restarts mirrors whose settings changed, without touching the others.
+//! removes or restarts mirrors whose settings changed, without touching the others; it
+//! also re-reads the credentials, puts newly provisioned tokens into the running client
+//! and resumes mirrors that were waiting for them (`needs-credentials`).
 
 pub mod credentials;
 pub mod process;
@@ -111,8 +113,11 @@ pub async fn run(
     create_private_dir(&state_dir)?;
     let _lock = InstanceLock::acquire(&state_dir)?;
     let store = Store::open(&state_dir.join("state.db"))?;
-    let (tokens, configured_refresh) = credentials::load(&config, env, &state_dir)?;
-    let client = build_client(&config, tokens, &state_dir, configured_refresh.as_deref())?;
+    let (tokens, origin) = credentials::load(&config, env, &state_dir)?;
+    let mut loaded_tokens = tokens.clone();
+    let mut running_config = config.clone();
+    let sink = Arc::new(credentials::FileTokenSink::new(&state_dir, &origin));
+    let client = build_client(&config, tokens, sink.clone())?;
     let (configs_tx, configs_rx) = watch::channel(Arc::new(config.mirrors.clone()));
     let links = LinkLane {
         manager: LinkManager::new(client.clone(), store.clone(), configs_rx),
@@ -120,10 +125,15 @@ pub async fn run(
             .link_check_every
             .unwrap_or(links::keeper::DEFAULT_CHECK_EVERY),
     };
-    let uploader = Uploader::new(client, store.clone(), config.daemon.upload_concurrency);
+    let uploader = Uploader::new(
+        client.clone(),
+        store.clone(),
+        config.daemon.upload_concurrency,
+    );
     let deps = MirrorDeps {
         store: store.clone(),
         uploader,
+        quota_recheck: Duration::from_secs(config.remote.quota_recheck_secs.max(1)),
     };
 
     let mut running: HashMap<String, RunningMirror> = HashMap::new();
@@ -204,11 +214,20 @@ pub async fn run(
                             let _ = mirrors_tx.send(handles(&running));
                             let _ = configs_tx.send(Arc::new(new.mirrors.clone()));
                             tracing::info!("configuration reloaded: {} mirror(s)", running.len());
+                            running_config = new;
                         }
                         Err(e) => tracing::error!("reload refused, keeping the running configuration: {e}"),
                     },
                     Some(Err(e)) => tracing::error!("reload refused, keeping the running configuration: {e}"),
-                    None => tracing::warn!("reload requested but no configuration file to reload"),
+                    None => tracing::info!("reload requested; no configuration file to re-read"),
+                }
+                reload_credentials(&running_config, env, &state_dir, &client, &sink, &mut loaded_tokens);
+                // Mirrors waiting for credentials try again (the others ignore this).
+                for h in handles(&running).iter() {
+                    let h = h.clone();
+                    tokio::spawn(async move {
+                        let _ = h.cmd.send(mirror::MirrorCmd::CredentialsRenewed).await;
+                    });
                 }
                 notifier.ready(&status_line(&handles(&running)));
             }
@@ -233,6 +252,40 @@ pub async fn run(
     let _ = control_task.await;
     store.flush().await?;
     Ok(report)
+}
+
+/// Re-reads the credentials (same sources and precedence as at start) and, if they are
+/// not what was loaded last time, puts them into the running client. Unchanged sources
+/// leave the client alone: it may hold a pair rotated since, which must not be replaced
+/// by the spent one it descends from.
+fn reload_credentials(
+    config: &Config,
+    env: &Env,
+    state_dir: &Path,
+    client: &Client,
+    sink: &credentials::FileTokenSink,
+    loaded: &mut TokenPair,
+) {
+    let (pair, origin) = match credentials::load(config, env, state_dir) {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::error!("credentials not reloaded, keeping the current ones: {e}");
+            return;
+        }
+    };
+    let same = |a: &TokenPair, b: &TokenPair| {
+        a.access_token == b.access_token && a.refresh_token == b.refresh_token
+    };
+    if same(&pair, loaded) {
+        tracing::info!("credentials unchanged");
+        return;
+    }
+    *loaded = pair.clone();
+    sink.set_origin(&origin);
+    if !same(&pair, &client.tokens()) {
+        client.set_tokens(pair);
+    }
+    tracing::info!("credentials reloaded");
 }
 
 /// What the `[mirror.link]` keepers need.
@@ -332,8 +385,7 @@ pub fn status_line(handles: &[MirrorHandle]) -> String {
 fn build_client(
     config: &Config,
     tokens: TokenPair,
-    state_dir: &Path,
-    configured_refresh: Option<&str>,
+    sink: Arc<credentials::FileTokenSink>,
 ) -> Result<Client, DaemonError> {
     let url = config
         .remote
@@ -343,16 +395,16 @@ fn build_client(
     let mut cc = ClientConfig::new(url, tokens);
     cc.request_timeout = Duration::from_secs(config.remote.timeout_secs);
     cc.ca_file = config.remote.ca_file.clone();
+    // A streamed transfer has no total limit, but a connection silent for longer than a
+    // whole request may take is dead: give up on it and retry.
+    cc.idle_timeout = cc.request_timeout;
     cc.upload = UploadConfig {
         session_threshold: config.remote.large_file_threshold,
         chunk_size: config.remote.chunk_size,
         parallel_chunks: config.remote.parallel_chunks,
         ..UploadConfig::default()
     };
-    cc.token_sink = Some(Arc::new(credentials::FileTokenSink::new(
-        state_dir,
-        configured_refresh,
-    )));
+    cc.token_sink = Some(sink);
     // What can fail here is configuration (a bad `ca_file`, an unusable URL): exit 78.
     Client::new(cc).map_err(|e| {
         DaemonError::Config(ConfigError::Check(format!(

@@ -45,6 +45,26 @@ pub use status::{MirrorCmd, MirrorHandle, MirrorState, MirrorStatus, SkippedItem
 pub struct MirrorDeps {
     pub store: Store,
     pub uploader: Uploader,
+    /// While paused for a full quota, how often the share's usage is checked again.
+    pub quota_recheck: Duration,
+}
+
+/// Why a start attempt failed in a way that can pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum StartBlocked {
+    /// The remote was unreachable or refused for now (5xx, 429, dropped connection).
+    Transient,
+    /// The credentials were refused: waits for a reload (HUP).
+    Credentials,
+}
+
+/// Pauses the mirror lifts by itself, as opposed to the user's and the safety guards'.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AutoResume {
+    /// The credentials were refused: resumes when the daemon reloads them (HUP).
+    Credentials,
+    /// A quota is full (507): resumes when a periodic check sees space freed.
+    Quota,
 }
 
 /// Delay before a failed item is tried again: 30 s doubling to 1 h; permanent failures
@@ -152,6 +172,14 @@ struct Engine {
     ignore: Arc<IgnoreRules>,
     status_tx: Arc<watch::Sender<MirrorStatus>>,
     paused: Option<String>,
+    /// Set when `paused` is a pause that lifts by itself.
+    auto_resume: Option<AutoResume>,
+    /// While paused for a full quota: when to look at the share again, and the free bytes
+    /// it had when the mirror paused (`None` = unknown).
+    quota_check_at: Option<Instant>,
+    quota_free_at_pause: Option<u64>,
+    /// Why the last start attempt could not reach the remote, if that can pass.
+    start_blocked: Option<StartBlocked>,
     allow_deletes: bool,
     /// Vanished known paths waiting out the grace period, with their deadline.
     pending_deletes: BTreeMap<String, Instant>,
@@ -185,6 +213,10 @@ impl Engine {
             known: Arc::new(BTreeMap::new()),
             status_tx,
             paused: None,
+            auto_resume: None,
+            quota_check_at: None,
+            quota_free_at_pause: None,
+            start_blocked: None,
             allow_deletes: false,
             pending_deletes: BTreeMap::new(),
             failed: HashMap::new(),
@@ -232,7 +264,51 @@ impl Engine {
         shutdown: CancellationToken,
     ) -> Result<(), String> {
         self.set_state(MirrorState::Starting, None);
-        self.start().await?;
+        // A server that is down, refusing with 5xx/429 or waiting for new credentials at
+        // start is waited out (the mirror stays `starting` / `needs-credentials` with the
+        // reason); anything else stops the mirror.
+        let mut wait = Duration::from_secs(1);
+        loop {
+            self.start_blocked = None;
+            let e = match self.start().await {
+                Ok(()) => break,
+                Err(e) => e,
+            };
+            let credentials = match self.start_blocked.take() {
+                Some(StartBlocked::Credentials) => true,
+                Some(StartBlocked::Transient) => false,
+                None => return Err(e),
+            };
+            if credentials {
+                tracing::error!(mirror = %self.name, "cannot start: {e}");
+                self.set_state(
+                    MirrorState::NeedsCredentials,
+                    Some(format!(
+                        "needs new credentials (provide a new token, then reload with HUP): {e}"
+                    )),
+                );
+            } else {
+                tracing::warn!(mirror = %self.name, "cannot start, trying again in {}s: {e}", wait.as_secs());
+                self.set_state(
+                    MirrorState::Starting,
+                    Some(format!("trying again in {}s: {e}", wait.as_secs())),
+                );
+            }
+            let retry_at = Instant::now() + wait;
+            wait = (wait * 2).min(Duration::from_secs(60));
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep_until(retry_at), if !credentials => break,
+                    cmd = cmd_rx.recv() => match cmd {
+                        Some(MirrorCmd::CredentialsRenewed) => break,
+                        Some(cmd) => self.command(cmd).await,
+                        None => return Ok(()),
+                    },
+                }
+            }
+            self.set_state(MirrorState::Starting, None);
+        }
         if let Some(reason) = self.paused.clone() {
             // Paused by a previous run (mass delete, vanished root): say so right away.
             tracing::warn!(mirror = %self.name, "still paused: {reason}");
@@ -296,6 +372,9 @@ impl Engine {
                 next_retry = next_retry.min(Instant::now() + wait);
                 deadline = deadline.min(next_retry);
             }
+            if let Some(d) = self.quota_check_at {
+                deadline = deadline.min(d);
+            }
             self.set_queue(queue.len() + self.pending_deletes.len());
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -340,7 +419,14 @@ impl Engine {
                             continue;
                         }
                     }
+                    if self.quota_check_at.is_some_and(|at| now >= at) {
+                        self.recheck_quota().await;
+                        continue;
+                    }
                     if now >= next_rescan {
+                        // Also moved here: while paused no pass runs to move it, and a
+                        // deadline in the past would spin this loop.
+                        next_rescan = now + jitter(rescan_every);
                         self.needs_full_pass = true;
                         continue;
                     }
@@ -358,7 +444,9 @@ impl Engine {
                         continue;
                     }
                     if self.paused.is_some() {
-                        // Events while paused are re-examined by the pass after resume.
+                        // Events while paused are re-examined by the pass after resume
+                        // (which sees the deletes too: waiting ones would spin the loop).
+                        self.pending_deletes.clear();
                         self.needs_full_pass = true;
                         continue;
                     }
@@ -456,6 +544,8 @@ impl Engine {
     async fn command(&mut self, cmd: MirrorCmd) {
         match cmd {
             MirrorCmd::Pause(reply) => {
+                self.auto_resume = None;
+                self.quota_check_at = None;
                 self.paused = Some("paused by user".into());
                 self.set_state(MirrorState::Paused, self.paused.clone());
                 let _ = reply.send(());
@@ -465,6 +555,8 @@ impl Engine {
                 reply,
             } => {
                 self.paused = None;
+                self.auto_resume = None;
+                self.quota_check_at = None;
                 self.allow_deletes = allow_deletes;
                 self.needs_full_pass = true;
                 self.rewatch = true;
@@ -477,6 +569,14 @@ impl Engine {
                     let _ = self.deps.store.set_paused(t.mirror, None).await;
                 }
                 let _ = reply.send(());
+            }
+            MirrorCmd::CredentialsRenewed => {
+                if self.auto_resume == Some(AutoResume::Credentials) {
+                    tracing::info!(mirror = %self.name, "credentials reloaded; resuming");
+                    self.paused = None;
+                    self.auto_resume = None;
+                    self.needs_full_pass = true;
+                }
             }
             MirrorCmd::Rescan(reply) => {
                 self.needs_full_pass = true;
@@ -684,15 +784,28 @@ impl Engine {
 
     /// Walks `remote_path` from the share root, creating missing folders. Also says
     /// whether the base folder already existed (a new one is known to be empty).
-    async fn ensure_base_folder(&self) -> Result<(Option<String>, bool), String> {
-        let client = self.deps.uploader.client();
+    async fn ensure_base_folder(&mut self) -> Result<(Option<String>, bool), String> {
+        let client = self.deps.uploader.client().clone();
         let mut parent: Option<String> = None;
         let mut existed = true;
         for seg in self.cfg.remote_path.split('/').filter(|s| !s.is_empty()) {
-            let f = client
+            let f = match client
                 .create_folder_or_adopt(&self.cfg.share_id, parent.as_deref(), seg)
                 .await
-                .map_err(|e| format!("remote base folder {:?}: {e}", self.cfg.remote_path))?;
+            {
+                Ok(f) => f,
+                Err(e) => {
+                    if e.kind() == crate::remote::ErrorKind::CredentialsNeeded {
+                        self.start_blocked = Some(StartBlocked::Credentials);
+                    } else if e.is_transient() {
+                        self.start_blocked = Some(StartBlocked::Transient);
+                    }
+                    return Err(format!(
+                        "remote base folder {:?}: {e}",
+                        self.cfg.remote_path
+                    ));
+                }
+            };
             existed = !matches!(f, crate::remote::Placed::Created(_));
             parent = Some(f.into_inner().id);
         }
@@ -1063,7 +1176,64 @@ impl Engine {
                 .await;
         }
         self.paused = Some(reason.clone());
+        self.auto_resume = None;
+        self.quota_check_at = None;
         self.set_state(MirrorState::Paused, Some(reason));
+    }
+
+    /// Free bytes of the share by its own quota: `Ok(None)` = no share quota.
+    async fn share_free_bytes(&self) -> Result<Option<u64>, crate::remote::Error> {
+        let Some(t) = &self.target else {
+            return Ok(None);
+        };
+        let share = self.deps.uploader.client().share(&t.share_id).await?;
+        Ok(share
+            .quota_bytes
+            .map(|q| q.saturating_sub(share.used_bytes.unwrap_or(0))))
+    }
+
+    /// A quota is full (507): pause until space is freed instead of failing every file.
+    /// Not stored: a restart simply tries again.
+    async fn pause_for_quota(&mut self, refusal: String) {
+        let every = self.deps.quota_recheck;
+        self.quota_free_at_pause = self.share_free_bytes().await.ok().flatten();
+        let reason = format!(
+            "quota full, uploads wait until space is freed (checked every {}s): {refusal}",
+            every.as_secs().max(1)
+        );
+        tracing::warn!(mirror = %self.name, "paused: {reason}");
+        self.paused = Some(reason);
+        self.auto_resume = Some(AutoResume::Quota);
+        self.quota_check_at = Some(Instant::now() + every);
+        self.set_state(MirrorState::Paused, self.paused.clone());
+    }
+
+    /// The periodic look at a full share: resumes (with a full pass) once the share has
+    /// more free space than when the mirror paused, or has no quota of its own any more
+    /// (another level may still be full; the pass then pauses again after one refusal).
+    /// If the share cannot be read, the pass itself is the check.
+    async fn recheck_quota(&mut self) {
+        if self.auto_resume != Some(AutoResume::Quota) {
+            self.quota_check_at = None;
+            return;
+        }
+        let resume = match self.share_free_bytes().await {
+            Ok(None) => true,
+            Ok(Some(free)) => self.quota_free_at_pause.is_none_or(|before| free > before),
+            Err(e) => {
+                tracing::debug!(mirror = %self.name, "quota check: {e}");
+                true
+            }
+        };
+        if resume {
+            tracing::info!(mirror = %self.name, "space freed on the remote; resuming");
+            self.paused = None;
+            self.auto_resume = None;
+            self.quota_check_at = None;
+            self.needs_full_pass = true;
+        } else {
+            self.quota_check_at = Some(Instant::now() + self.deps.quota_recheck);
+        }
     }
 
     async fn retry_due(&mut self, stop: &CancellationToken) {
@@ -1210,6 +1380,8 @@ impl Engine {
             .run_batch(&t, &self.counters, &self.known, ops, stop)
             .await;
         let mut requeue = false;
+        let mut credentials_refused = None;
+        let mut quota_full = None;
         for r in results {
             match r.outcome {
                 Outcome::Done(effects) => {
@@ -1235,12 +1407,29 @@ impl Engine {
                         self.failed.insert(f.path.clone(), FailedItem::of(&f));
                     }
                 }
+                // Not the item's failure: the whole mirror waits (below). What the
+                // other ops of the batch committed is still applied above.
                 Outcome::CredentialsNeeded(reason) => {
-                    self.paused = Some(format!("needs new credentials: {reason}"));
-                    self.set_state(MirrorState::NeedsCredentials, self.paused.clone());
-                    return;
+                    credentials_refused.get_or_insert(reason);
+                }
+                Outcome::QuotaExceeded(reason) => {
+                    quota_full.get_or_insert(reason);
                 }
             }
+        }
+        if let Some(reason) = credentials_refused {
+            tracing::error!(mirror = %self.name, "needs new credentials: {reason}");
+            self.paused = Some(format!(
+                "needs new credentials (provide a new token, then reload with HUP): {reason}"
+            ));
+            self.auto_resume = Some(AutoResume::Credentials);
+            self.quota_check_at = None;
+            self.set_state(MirrorState::NeedsCredentials, self.paused.clone());
+            return;
+        }
+        if let Some(reason) = quota_full {
+            self.pause_for_quota(reason).await;
+            return;
         }
         if requeue {
             // Something changed under us; the watcher reports it too, but a pass makes sure.

@@ -138,6 +138,8 @@ pub enum MirrorCmd {
         reply: oneshot::Sender<()>,
     },
     Rescan(oneshot::Sender<()>),
+    /// The daemon reloaded its credentials: a mirror waiting for them resumes.
+    CredentialsRenewed,
     Retry(oneshot::Sender<()>),
     Failures(oneshot::Sender<Vec<Failure>>),
     Verify {

@@ -399,6 +399,13 @@ impl Client {
         self.inner.auth.pair()
     }
 
+    /// Puts a newly provisioned token pair in place of the current one (a credentials
+    /// reload): requests from now on use it, and a request that meets a 401 with the old
+    /// token retries with the new one instead of spending a refresh.
+    pub fn set_tokens(&self, pair: TokenPair) {
+        self.inner.auth.replace(pair);
+    }
+
     pub fn pace_stats(&self) -> PaceStats {
         self.inner.pacer.stats()
     }

@@ -66,6 +66,19 @@ pub enum Outcome {
     Failed { reason: String, permanent: bool },
     /// The credentials were refused and could not be renewed: the mirror must stop.
     CredentialsNeeded(String),
+    /// The share (or another quota level) is full (507): not this item's fault; the
+    /// mirror pauses until space is freed.
+    QuotaExceeded(String),
+}
+
+impl Outcome {
+    /// An outcome that stops the whole batch: no further op can succeed either.
+    pub fn halts_batch(&self) -> bool {
+        matches!(
+            self,
+            Outcome::CredentialsNeeded(_) | Outcome::QuotaExceeded(_)
+        )
+    }
 }
 
 #[derive(Debug)]
@@ -96,7 +109,8 @@ impl Uploader {
 
     /// Runs `ops` (in plan order) for one mirror. `known` is the mirror's view before the
     /// batch; it provides the remote ids of existing folders. Stops starting new ops when
-    /// `stop` is cancelled; ops already running finish (or are checkpointed by their
+    /// `stop` is cancelled or an op [halts the batch](Outcome::halts_batch) (refused
+    /// credentials, full quota); ops already running finish (or are checkpointed by their
     /// upload session).
     pub async fn run_batch(
         &self,
@@ -122,8 +136,12 @@ impl Uploader {
         counters.files_remaining.store(files, Ordering::Relaxed);
         counters.bytes_remaining.store(bytes, Ordering::Relaxed);
         let mut pending = ops.into_iter().peekable();
+        // Set by the op that halts the batch, as soon as it ends (the loop may be waiting
+        // for a slot and not see its result until later).
+        let halted = Arc::new(std::sync::atomic::AtomicBool::new(false));
         loop {
             if !stop.is_cancelled()
+                && !halted.load(Ordering::SeqCst)
                 && let Some(next) = pending.peek()
             {
                 let exclusive = matches!(next, Op::Move { .. } | Op::Delete { .. });
@@ -143,6 +161,9 @@ impl Uploader {
                             _ = stop.cancelled() => continue,
                         }
                     };
+                    if halted.load(Ordering::SeqCst) {
+                        continue;
+                    }
                     let op = pending.next().expect("peeked");
                     let par = parent(op.path()).to_string();
                     let parent_id = if par.is_empty() {
@@ -170,10 +191,13 @@ impl Uploader {
                         counters: counters.clone(),
                     };
                     counters.in_flight.fetch_add(1, Ordering::Relaxed);
+                    let halt = halted.clone();
                     running.spawn(async move {
                         let _permit = permit;
                         let mut outcome = ctx.execute(&op, parent_id).await;
-                        if let (
+                        if outcome.halts_batch() {
+                            halt.store(true, Ordering::SeqCst);
+                        } else if let (
                             Outcome::Failed { .. },
                             Op::Upload { item, .. } | Op::Replace { item, .. },
                         ) = (&outcome, &op)
@@ -224,7 +248,8 @@ impl Uploader {
             }
             results.push(result);
         }
-        // Ops not started because of a stop stay unplanned; the next pass finds them.
+        // Ops not started because of a stop or a halt stay unplanned; the next pass finds
+        // them.
         counters.files_remaining.store(0, Ordering::Relaxed);
         counters.bytes_remaining.store(0, Ordering::Relaxed);
         results
@@ -314,6 +339,9 @@ impl OpCtx {
             .fetch_add(1, Ordering::Relaxed);
         if e.kind() == ErrorKind::CredentialsNeeded {
             return Outcome::CredentialsNeeded(e.to_string());
+        }
+        if e.status().is_some_and(|s| s.as_u16() == 507) || e.code() == Some("QUOTA_EXCEEDED") {
+            return Outcome::QuotaExceeded(e.to_string());
         }
         Outcome::Failed {
             reason: e.to_string(),

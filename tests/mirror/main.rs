@@ -6,6 +6,7 @@ mod world;
 
 mod changes;
 mod crashes;
+mod faults;
 mod guards;
 mod hazards;
 mod initial;

@@ -439,3 +439,124 @@ impl World {
         folder
     }
 }
+
+#[allow(dead_code)] // each helper is used by some of the test modules
+impl World {
+    /// Lists every live remote folder of the share (from its root) and panics, naming the
+    /// folder and the name, if any name occurs twice in one folder (a duplicate upload or
+    /// folder create).
+    pub async fn assert_unique_names(&self) {
+        let mut stack = vec![("root".to_string(), "/".to_string())];
+        while let Some((id, path)) = stack.pop() {
+            let list = self
+                .api(&format!("/folders/{id}/children?share_id={}", self.share))
+                .await;
+            let mut seen = std::collections::BTreeSet::new();
+            for item in list["items"].as_array().unwrap() {
+                let name = item["name"].as_str().unwrap().to_string();
+                assert!(
+                    seen.insert(name.clone()),
+                    "duplicate name {name:?} in remote folder {path}"
+                );
+                if item["type"] == "folder" {
+                    stack.push((
+                        item["id"].as_str().unwrap().to_string(),
+                        format!("{}{name}/", path),
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Changes devserver settings (partial [`devserver::Settings`]).
+    pub async fn settings(&self, patch: Value) -> Value {
+        self.admin(Method::PATCH, "/settings", patch).await
+    }
+
+    /// Sets the test share's quota (`None` = unlimited).
+    pub async fn set_quota(&self, bytes: Option<u64>) {
+        self.admin(
+            Method::PATCH,
+            &format!("/shares/{}", self.share),
+            json!({ "quota_bytes": bytes }),
+        )
+        .await;
+    }
+
+    /// A new token of the default user: (access, refresh if asked).
+    pub async fn new_token(
+        &self,
+        ttl_secs: Option<i64>,
+        refresh: bool,
+    ) -> (String, Option<String>) {
+        let v = self
+            .admin(
+                Method::POST,
+                "/tokens",
+                json!({ "ttl_secs": ttl_secs, "refresh": refresh }),
+            )
+            .await;
+        (
+            v["access_token"].as_str().unwrap().to_string(),
+            v["refresh_token"].as_str().map(str::to_string),
+        )
+    }
+
+    /// Moves the server clock forward (expires tokens issued with a lifetime).
+    pub async fn advance_clock(&self, secs: i64) {
+        self.admin(Method::POST, "/clock", json!({ "advance_secs": secs }))
+            .await;
+    }
+
+    /// Stops the devserver and starts a new one on the same port and data directory
+    /// (faults and settings start from the defaults again).
+    pub async fn restart_server(&mut self) {
+        let old = self.server.take().expect("server running");
+        let addr: std::net::SocketAddr = self
+            .url
+            .trim_start_matches("http://")
+            .parse()
+            .expect("url is host:port");
+        old.shutdown().await;
+        let mut cfg = DevServerConfig::for_tests(self.dir.path().join("server"));
+        cfg.listen = addr;
+        let mut server = None;
+        for _ in 0..50 {
+            match devserver::start(cfg.clone()).await {
+                Ok(s) => {
+                    server = Some(s);
+                    break;
+                }
+                // The port may linger a moment after the old listener closed.
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+        let server = server.expect("devserver restarts on its port");
+        assert_eq!(server.url(), self.url);
+        assert_eq!(server.share_id(), self.share);
+        self.server = Some(server);
+        // Pooled connections went with the old server.
+        self.http = reqwest::Client::new();
+    }
+
+    /// Runs the daemon with an explicit config and options (the mirror handle is taken
+    /// from `on_started`, which must be unset).
+    pub async fn start_config(&self, config: Config, mut opts: RunOptions) -> Daemon {
+        let env = self.env();
+        let stop = CancellationToken::new();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        opts.on_started = Some(Box::new(move |h: &[MirrorHandle]| {
+            let _ = tx.send(h[0].clone());
+        }));
+        let s = stop.clone();
+        let task = tokio::spawn(async move { daemon::run(config, &env, opts, s).await });
+        let handle = match tokio::time::timeout(Duration::from_secs(30), rx).await {
+            Ok(Ok(h)) => h,
+            _ => {
+                let r = task.await;
+                panic!("daemon did not start: {r:?}");
+            }
+        };
+        Daemon { stop, task, handle }
+    }
+}
