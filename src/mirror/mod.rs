@@ -960,9 +960,10 @@ impl Engine {
         let client = self.deps.uploader.client().clone();
         let intents = store.intents(t.mirror).await.map_err(|e| e.to_string())?;
         if !intents.is_empty() {
-            tracing::info!(mirror = %self.name, "resolving {} operations left open by the last run", intents.len());
+            tracing::info!(mirror = %self.name, "settling {} operations left open (by a crash or an ambiguous failure)", intents.len());
         }
         for intent in intents {
+            tracing::debug!(mirror = %self.name, op = %intent.op, path = %intent.path, detail = %intent.detail, "resolving an open intent");
             let mut effects = Vec::new();
             let abs = t.root.join(&intent.path);
             let local = RelPath::new(intent.path.clone())
@@ -1060,6 +1061,11 @@ impl Engine {
     /// Scans the whole root and plans everything against the whole store.
     async fn full_pass(&mut self, stop: &CancellationToken) {
         let Some(t) = self.target.clone() else { return };
+        // No op of this mirror runs between batches, so an intent still open here was left
+        // by a create that failed ambiguously: settle it against the remote first.
+        if let Err(e) = self.resolve_intents().await {
+            tracing::warn!(mirror = %self.name, "settling operations left open: {e}");
+        }
         self.set_state(MirrorState::Scanning, None);
         let root = t.root.clone();
         let ignore = self.ignore.clone();
@@ -1383,6 +1389,7 @@ impl Engine {
         let mut credentials_refused = None;
         let mut quota_full = None;
         for r in results {
+            tracing::debug!(mirror = %self.name, op = op_label(&r.op), path = r.op.path(), outcome = ?r.outcome, "op finished");
             match r.outcome {
                 Outcome::Done(effects) => {
                     for e in &effects {
@@ -1479,6 +1486,18 @@ async fn created_entry(
         e.remote_version = Some(f.version as i64);
     }
     Some(e)
+}
+
+/// The op's kind, for logs (the ops themselves carry whole disk items).
+fn op_label(op: &Op) -> String {
+    match op {
+        Op::Mkdir { .. } => "mkdir".into(),
+        Op::Upload { .. } => "upload".into(),
+        Op::Replace { .. } => "replace".into(),
+        Op::Refresh { .. } => "refresh".into(),
+        Op::Move { from, .. } => format!("move from {from}"),
+        Op::Delete { .. } => "delete".into(),
+    }
 }
 
 /// A failed path the engine holds back until its retry is due.

@@ -441,9 +441,19 @@ impl OpCtx {
                 }
             }
             Err(e) => {
-                let _ = self.store.commit(m, intent, vec![]).await;
+                self.close_failed_create(intent, &e).await;
                 self.fail(&e)
             }
+        }
+    }
+
+    /// After a failed create: a definite refusal closes the intent; an ambiguous failure
+    /// (5xx, timeout, dropped connection: the server may have applied it) leaves it open,
+    /// so the next pass (or start) looks at the remote and records what was created, even
+    /// if the local item is gone by then, instead of leaving an orphan.
+    async fn close_failed_create(&self, intent: i64, e: &crate::remote::Error) {
+        if !e.is_transient() {
+            let _ = self.store.commit(self.target.mirror, intent, vec![]).await;
         }
     }
 
@@ -540,7 +550,7 @@ impl OpCtx {
         let file = match result {
             Ok(f) => f,
             Err(e) => {
-                let _ = self.store.commit(m, intent, vec![]).await;
+                self.close_failed_create(intent, &e).await;
                 return self.fail(&e);
             }
         };

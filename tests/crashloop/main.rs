@@ -43,7 +43,7 @@ fn env_u64(key: &str) -> Option<u64> {
 
 fn write_config(w: &World) -> PathBuf {
     let cfg = format!(
-        "[daemon]\nstate_dir = {state:?}\nruntime_dir = {run:?}\nlog_level = \"warn\"\n\
+        "[daemon]\nstate_dir = {state:?}\nruntime_dir = {run:?}\nlog_level = \"warn,scaidrive=debug\"\n\
          [remote]\nurl = {url:?}\nlarge_file_threshold = 1048576\nchunk_size = 262144\nparallel_chunks = 2\n\
          [[mirror]]\nname = \"m\"\npath = {root:?}\nshare_id = {share:?}\nremote_path = {base:?}\n\
          quiet_period_ms = 150\nexclude = [\"*~\"]\n\
@@ -440,6 +440,18 @@ async fn sigkill_loop_under_faults_loses_and_duplicates_nothing() {
         "model and disk disagree"
     );
     // ...the remote equals the disk byte for byte...
+    let remote = w.remote_tree().await;
+    if remote != local {
+        // Say what the daemon did about each differing path before failing.
+        let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+        for (path, _) in remote.iter().filter(|(k, v)| local.get(*k) != Some(v)) {
+            let name = path.rsplit('/').next().unwrap_or(path);
+            eprintln!("--- daemon log lines naming {name} (extra or different remotely: {path})");
+            for line in log_text.lines().filter(|l| l.contains(name)).take(60) {
+                eprintln!("{line}");
+            }
+        }
+    }
     w.assert_mirrored().await;
     // ...no folder holds a name twice (a conflict copy would be a second name, which the
     // tree comparison above already rules out)...

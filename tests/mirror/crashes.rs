@@ -215,3 +215,36 @@ async fn items_created_by_a_killed_run_and_gone_locally_are_not_orphaned() {
     w.assert_mirrored().await;
     d.stop().await;
 }
+
+/// A folder create that the server applied but answered with 500 every time (lost
+/// responses until the retries gave up) leaves its intent open; when the local folder is
+/// removed before the next try, the next pass finds the remote folder from the intent and
+/// deletes it instead of leaving an orphan.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_lost_to_server_errors_is_settled_even_if_the_folder_is_gone() {
+    let w = World::new().await;
+    w.write("keep.txt", b"keep");
+    let d = w.start().await;
+    d.settled().await;
+    w.faults(serde_json::json!({ "fail_after_rate": 1.0, "path_prefix": "/api/v1/folders" }))
+        .await;
+    std::fs::create_dir(w.root.join("ghost")).unwrap();
+    wait_for("the create to be tried", async || {
+        w.count("POST /api/v1/folders").await >= 1
+    })
+    .await;
+    let s = d
+        .until("the create to fail", |s| s.failures > 0 && s.in_flight == 0)
+        .await;
+    assert_eq!(s.failures, 1, "{s:?}");
+    std::fs::remove_dir(w.root.join("ghost")).unwrap();
+    w.faults(serde_json::json!({})).await;
+    assert!(
+        w.remote_id("ghost").await.is_some(),
+        "the server applied it"
+    );
+    d.handle.ask(scaidrive::mirror::MirrorCmd::Rescan).await;
+    d.settled().await;
+    w.assert_mirrored().await;
+    d.stop().await;
+}
