@@ -993,25 +993,16 @@ impl Engine {
                     let local_kind_ok = local
                         .as_ref()
                         .is_some_and(|l| (l.kind == Kind::Dir) == (kind == ItemKind::Folder));
-                    if let (Some(id), false) = (&found, local_kind_ok) {
-                        // Created remotely, then removed (or moved, or replaced by the
-                        // other kind) locally before the run recorded it: record what was
-                        // created, so the pass deletes or moves it like any known item
-                        // instead of leaving an orphan on the remote.
-                        if let Some(e) = created_entry(&client, &intent, id, kind).await {
-                            effects.push(Effect::Upsert(e));
-                        }
-                    }
-                    if let (Some(local), Some(id), true) = (&local, found, local_kind_ok) {
+                    if let (Some(local), Some(id), true) = (&local, &found, local_kind_ok) {
                         let item = disk_item(&intent.path, local);
                         if kind == ItemKind::Folder {
-                            effects.push(Effect::Upsert(entry_of(&item, &id, None, None)));
+                            effects.push(Effect::Upsert(entry_of(&item, id, None, None)));
                         } else {
                             let sha = intent.detail["sha256"]
                                 .as_str()
                                 .unwrap_or_default()
                                 .to_string();
-                            if let Ok(f) = client.file(&id).await
+                            if let Ok(f) = client.file(id).await
                                 && f.checksum_sha256.as_deref() == Some(sha.as_str())
                                 && plan::hash_file(&abs).ok().as_deref() == Some(sha.as_str())
                             {
@@ -1022,6 +1013,16 @@ impl Engine {
                                     Some(f.version as i64),
                                 )));
                             }
+                        }
+                    }
+                    if let (Some(id), true) = (&found, effects.is_empty()) {
+                        // Created remotely, but the local item is not that any more (gone,
+                        // moved, edited, replaced by the other kind) and the run never
+                        // recorded it: record what was created, with the fingerprint the
+                        // intent kept, so the pass moves, replaces or deletes it like any
+                        // known item instead of leaving an orphan on the remote.
+                        if let Some(e) = created_entry(&client, &intent, id, kind).await {
+                            effects.push(Effect::Upsert(e));
                         }
                     }
                 }
