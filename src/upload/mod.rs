@@ -127,6 +127,7 @@ impl Uploader {
             .map(|e| (e.path.clone(), e.remote_id.clone()))
             .collect();
         let mut creating: HashSet<String> = HashSet::new();
+        let mut exclusive_running = 0usize;
         let mut running: JoinSet<OpResult> = JoinSet::new();
         let mut results = Vec::with_capacity(ops.len());
         let (files, bytes) = ops.iter().fold((0u64, 0u64), |(f, b), op| match op {
@@ -145,10 +146,13 @@ impl Uploader {
                 && let Some(next) = pending.peek()
             {
                 let exclusive = matches!(next, Op::Move { .. } | Op::Delete { .. });
+                // A move or delete runs alone: it waits for what runs, and what comes after
+                // it waits for it (a create of the name a delete frees, or inside a folder
+                // a move renames, must see the remote after it).
                 let blocked = if exclusive {
                     !running.is_empty()
                 } else {
-                    creating.contains(parent(next.path()))
+                    exclusive_running > 0 || creating.contains(parent(next.path()))
                 };
                 if !blocked {
                     // Take a transfer slot before spawning, so at most `concurrency` ops
@@ -183,6 +187,9 @@ impl Uploader {
                     };
                     if let Op::Mkdir { path, .. } = &op {
                         creating.insert(path.clone());
+                    }
+                    if exclusive {
+                        exclusive_running += 1;
                     }
                     let ctx = OpCtx {
                         client: self.client.clone(),
@@ -240,6 +247,9 @@ impl Uploader {
             };
             if let Op::Mkdir { path, .. } = &result.op {
                 creating.remove(path);
+            }
+            if matches!(result.op, Op::Move { .. } | Op::Delete { .. }) {
+                exclusive_running -= 1;
             }
             if let Outcome::Done(effects) | Outcome::Changed(effects) = &result.outcome {
                 for e in effects {
