@@ -185,6 +185,9 @@ struct Engine {
     pending_deletes: BTreeMap<String, Instant>,
     /// Paths whose failure is not yet due.
     failed: HashMap<String, FailedItem>,
+    /// Failed moves: destination path → source path. A retry of the destination must
+    /// also look at the source, or the move is planned as a create of a new item.
+    move_sources: HashMap<String, String>,
     skipped: Vec<SkippedItem>,
     needs_full_pass: bool,
     /// Restart the watcher before the next pass (set on resume).
@@ -220,6 +223,7 @@ impl Engine {
             allow_deletes: false,
             pending_deletes: BTreeMap::new(),
             failed: HashMap::new(),
+            move_sources: HashMap::new(),
             skipped: Vec::new(),
             needs_full_pass: true,
             rewatch: false,
@@ -1254,7 +1258,9 @@ impl Engine {
         if due.is_empty() || self.paused.is_some() {
             return;
         }
-        let settled = due
+        let mut paths = due.clone();
+        paths.extend(due.iter().filter_map(|p| self.move_sources.remove(p)));
+        let settled = paths
             .into_iter()
             .filter_map(|p| RelPath::new(&p).ok())
             .map(Settled::Changed)
@@ -1406,6 +1412,10 @@ impl Engine {
                 }
                 Outcome::Failed { reason, permanent } => {
                     tracing::warn!(mirror = %self.name, path = r.op.path(), "failed: {reason}");
+                    if let Op::Move { from, .. } = &r.op {
+                        self.move_sources
+                            .insert(r.op.path().to_string(), from.clone());
+                    }
                     if let Ok(f) = self
                         .deps
                         .store

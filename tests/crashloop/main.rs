@@ -444,9 +444,15 @@ async fn sigkill_loop_under_faults_loses_and_duplicates_nothing() {
     if remote != local {
         // Say what the daemon did about each differing path before failing.
         let log_text = std::fs::read_to_string(&log).unwrap_or_default();
-        for (path, _) in remote.iter().filter(|(k, v)| local.get(*k) != Some(v)) {
+        let differing: BTreeSet<&String> = remote
+            .iter()
+            .filter(|(k, v)| local.get(*k) != Some(v))
+            .chain(local.iter().filter(|(k, v)| remote.get(*k) != Some(v)))
+            .map(|(k, _)| k)
+            .collect();
+        for path in differing {
             let name = path.rsplit('/').next().unwrap_or(path);
-            eprintln!("--- daemon log lines naming {name} (extra or different remotely: {path})");
+            eprintln!("--- daemon log lines naming {name} (differs: {path})");
             for line in log_text.lines().filter(|l| l.contains(name)).take(60) {
                 eprintln!("{line}");
             }

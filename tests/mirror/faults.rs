@@ -537,3 +537,48 @@ async fn sighup_makes_the_daemon_binary_take_a_new_token() {
     w.assert_unique_names().await;
     drop(child);
 }
+
+/// A folder rename whose request fails until the client gives up is retried later as a
+/// move: the retry looks at the old path too, so it does not create the new folder and
+/// upload its files again next to the old one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_folder_move_is_retried_as_a_move() {
+    let w = World::new().await;
+    w.write("d/a.txt", b"a");
+    w.write("d/b.txt", b"b");
+    w.write("keep.txt", b"keep");
+    let d = w.start().await;
+    assert!(d.settled().await.in_sync());
+    let id = w.remote_id("d").await.expect("folder mirrored");
+    w.reset_stats().await;
+    // Enough 503s on folder calls for the client to give up on the rename once.
+    w.faults(json!({ "fail_next": 5, "path_prefix": "/api/v1/folders/" }))
+        .await;
+    std::fs::rename(w.root.join("d"), w.root.join("e")).unwrap();
+    w.write("e/c.txt", b"c, new inside the moved folder");
+    d.until("the move to fail", |s| s.failures > 0).await;
+    let s = tokio::time::timeout(Duration::from_secs(90), async {
+        loop {
+            let s = d.handle.wait_settled().await;
+            if s.in_sync() && s.failures == 0 {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the retry settles the move");
+    assert_eq!(s.retrying, 0);
+    w.assert_mirrored().await;
+    assert_eq!(
+        w.remote_id("e").await.as_deref(),
+        Some(id.as_str()),
+        "same folder"
+    );
+    assert_eq!(
+        w.count("POST /api/v1/folders").await,
+        0,
+        "no folder created"
+    );
+    d.stop().await;
+}
