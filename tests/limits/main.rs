@@ -11,10 +11,11 @@
 mod world;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use scaidrive::watch::{IgnoreRules, RescanReason, WatchEvent, Watcher};
+use world::Proc;
 use world::{BASE, TOKEN, World};
 
 /// The two tests change machine-wide settings: one at a time.
@@ -87,15 +88,6 @@ fn watches_in_use() -> u64 {
         }
     }
     n
-}
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn spawn_daemon(w: &World, log: &Path) -> Proc {

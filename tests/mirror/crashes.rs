@@ -2,9 +2,10 @@
 //! of a large resumable upload, then restarted. Nothing is duplicated, nothing finished
 //! is uploaded again, and the resumable session is resumed.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::world::Proc;
 use crate::world::{BASE, TOKEN, World};
 
 fn write_config(w: &World) -> std::path::PathBuf {
@@ -22,16 +23,6 @@ fn write_config(w: &World) -> std::path::PathBuf {
     let p = w.dir.path().join("scaidrived.toml");
     std::fs::write(&p, cfg).unwrap();
     p
-}
-
-/// A daemon child killed when dropped, so a failing test never leaves one behind.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn spawn_daemon(config: &std::path::Path) -> Proc {

@@ -14,6 +14,7 @@ use scaidrive::daemon::RunOptions;
 use scaidrive::mirror::{MirrorCmd, MirrorState, MirrorStatus};
 use serde_json::{Value, json};
 
+use crate::world::Proc;
 use crate::world::{Daemon, World};
 
 /// Deterministic, incompressible-looking content of `len` bytes.
@@ -430,16 +431,6 @@ async fn devserver_restart_mid_run_is_ridden_out() {
     d.stop().await;
 }
 
-/// The daemon binary, killed when dropped so a failing test leaves none behind.
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn ctl_status(w: &World) -> Value {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_scaidrivectl"))
         .arg("--socket")
@@ -486,7 +477,7 @@ async fn sighup_makes_the_daemon_binary_take_a_new_token() {
     let cfg_path = w.dir.path().join("scaidrived.toml");
     std::fs::write(&cfg_path, cfg).unwrap();
     w.write("before.txt", b"first token");
-    let child = Child(
+    let child = Proc(
         std::process::Command::new(env!("CARGO_BIN_EXE_scaidrived"))
             .arg("--config")
             .arg(&cfg_path)

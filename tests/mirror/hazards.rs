@@ -7,11 +7,12 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use scaidrive::mirror::{MirrorCmd, MirrorState};
 
+use crate::world::Proc;
 use crate::world::{BASE, TOKEN, World};
 
 fn is_root() -> bool {
@@ -282,15 +283,6 @@ async fn unmounted_root_pauses_and_resumes_on_remount() {
 // 4. Unreadable files and folders for a daemon that is not root.
 
 const NOBODY: u32 = 65534;
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn chown_tree(p: &Path, uid: u32) {
     std::os::unix::fs::lchown(p, Some(uid), Some(uid)).unwrap();

@@ -560,3 +560,14 @@ impl World {
         Daemon { stop, task, handle }
     }
 }
+
+/// A child process (a daemon binary, scaidrivectl) killed with SIGKILL when dropped, so a
+/// failing test never leaves one behind to hold the test runner's output pipe open.
+pub struct Proc(pub std::process::Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
