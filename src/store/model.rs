@@ -164,6 +164,8 @@ pub(crate) fn apply_effect(
     mirror: MirrorId,
     effect: &Effect,
 ) -> Result<(), StoreError> {
+    // Every change to what the store knows, for post-mortems of crash tests.
+    tracing::trace!(target: "scaidrive::store::effects", mirror, ?effect, "store effect");
     match effect {
         Effect::Upsert(e) => {
             c.execute(

@@ -34,7 +34,7 @@ fn env_u64(key: &str) -> Option<u64> {
 
 fn write_config(w: &World) -> PathBuf {
     let cfg = format!(
-        "[daemon]\nstate_dir = {state:?}\nruntime_dir = {run:?}\nlog_level = \"warn,scaidrive=debug\"\n\
+        "[daemon]\nstate_dir = {state:?}\nruntime_dir = {run:?}\nlog_level = \"warn,scaidrive=debug,scaidrive::store::effects=trace\"\n\
          [remote]\nurl = {url:?}\nlarge_file_threshold = 1048576\nchunk_size = 262144\nparallel_chunks = 2\n\
          [[mirror]]\nname = \"m\"\npath = {root:?}\nshare_id = {share:?}\nremote_path = {base:?}\n\
          quiet_period_ms = 150\nexclude = [\"*~\"]\n\
@@ -435,6 +435,11 @@ async fn sigkill_loop_under_faults_loses_and_duplicates_nothing() {
     if remote != local {
         // Say what the daemon did about each differing path before failing.
         let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+        let kept =
+            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("crashloop-{seed}.log"));
+        if std::fs::write(&kept, &log_text).is_ok() {
+            eprintln!("the whole daemon log is kept in {}", kept.display());
+        }
         let differing: BTreeSet<&String> = remote
             .iter()
             .filter(|(k, v)| local.get(*k) != Some(v))
