@@ -319,6 +319,20 @@ fn stat_now(abs: &Path) -> Option<(u64, i64, u64)> {
     ))
 }
 
+/// 404 or 410: what the call named does not exist (any more) on the remote.
+fn is_gone(e: &crate::remote::Error) -> bool {
+    e.status()
+        .is_some_and(|s| s.as_u16() == 404 || s.as_u16() == 410)
+}
+
+fn join_path(dir: &str, name: &str) -> String {
+    if dir.is_empty() {
+        name.to_string()
+    } else {
+        format!("{dir}/{name}")
+    }
+}
+
 fn same_as(item: &DiskItem, now: Option<(u64, i64, u64)>) -> bool {
     now == Some((item.size, item.mtime_ns, item.inode))
 }
@@ -356,6 +370,39 @@ impl OpCtx {
         Outcome::Failed {
             reason: e.to_string(),
             permanent: !e.is_transient() && e.kind() != ErrorKind::Integrity,
+        }
+    }
+
+    /// After a 404 or 410 on a call that put something into the folder `folder_path`
+    /// (id `folder_id`): if that folder is gone remotely (trashed or deleted by someone
+    /// else while it stays on the disk), the effect that forgets it and all the store knew
+    /// inside it. The local side is the truth, so the next pass creates the folder again
+    /// with its content. `None` if the folder is still there (then the item itself is what
+    /// is gone) or cannot be looked at; the base folder is never forgotten this way.
+    async fn gone_folder(&self, folder_path: &str, folder_id: Option<&str>) -> Option<Effect> {
+        let id = folder_id?;
+        if folder_path.is_empty() {
+            return None;
+        }
+        match self.client.folder(id).await {
+            Err(e) if is_gone(&e) => {
+                tracing::info!(mirror = %self.target.name, path = folder_path, "the remote folder is gone (trashed or deleted remotely); creating it again");
+                Some(Effect::RemoveTree(folder_path.to_string()))
+            }
+            _ => None,
+        }
+    }
+
+    /// Applies `effects` after a create or upload found its destination folder gone; the
+    /// op is planned again.
+    async fn replan(&self, intent: i64, effects: Vec<Effect>) -> Outcome {
+        match self
+            .store
+            .commit(self.target.mirror, intent, effects.clone())
+            .await
+        {
+            Ok(()) => Outcome::Changed(effects),
+            Err(e) => self.store_failed(e),
         }
     }
 
@@ -451,6 +498,11 @@ impl OpCtx {
                 }
             }
             Err(e) => {
+                if is_gone(&e)
+                    && let Some(forget) = self.gone_folder(parent(path), parent_id.as_deref()).await
+                {
+                    return self.replan(intent, vec![forget]).await;
+                }
                 self.close_failed_create(intent, &e).await;
                 self.fail(&e)
             }
@@ -560,6 +612,23 @@ impl OpCtx {
         let file = match result {
             Ok(f) => f,
             Err(e) => {
+                if is_gone(&e) {
+                    // The folder it goes into, or the file it replaces, was trashed or
+                    // deleted remotely by someone else: forget it and plan again.
+                    if let Some(forget) = self.gone_folder(parent(path), parent_id.as_deref()).await
+                    {
+                        return self.replan(intent, vec![forget]).await;
+                    }
+                    if let Some(id) = replace
+                        && matches!(self.client.file(id).await, Err(ref g) if is_gone(g))
+                    {
+                        let forget = vec![
+                            Effect::Remove(path.into()),
+                            Effect::DeleteSession(path.into()),
+                        ];
+                        return self.replan(intent, forget).await;
+                    }
+                }
                 self.close_failed_create(intent, &e).await;
                 return self.fail(&e);
             }
@@ -618,6 +687,7 @@ impl OpCtx {
         };
         let is_dir = kind == EntryKind::Dir;
         let mut result = Ok(());
+        let mut renamed = false;
         if from_name != to_name {
             result = if is_dir {
                 self.client
@@ -630,6 +700,7 @@ impl OpCtx {
                     .await
                     .map(|_| ())
             };
+            renamed = result.is_ok();
         }
         if result.is_ok() && from_parent != to_parent {
             result = if is_dir {
@@ -658,17 +729,51 @@ impl OpCtx {
                     Err(e) => self.store_failed(e),
                 }
             }
-            Err(e)
-                if e.status()
-                    .is_some_and(|s| s.as_u16() == 404 || s.as_u16() == 410) =>
-            {
-                // The remote item is gone (deleted remotely): forget it; the next pass
-                // uploads the local item afresh.
-                let effects = vec![Effect::RemoveTree(from.into())];
-                let _ = self.store.commit(m, intent, effects.clone()).await;
-                Outcome::Changed(effects)
+            Err(e) if is_gone(&e) => {
+                // The item is gone, or (for a move) the destination folder is: ask which.
+                let item = if is_dir {
+                    self.client.folder(remote_id).await.map(|_| ())
+                } else {
+                    self.client.file(remote_id).await.map(|_| ())
+                };
+                let mut effects = Vec::new();
+                if renamed {
+                    // The rename went through: the item is in its old folder, new name
+                    // (recorded only with the replan below, whose effects the mirror sees).
+                    effects.push(Effect::MoveTree {
+                        from: from.into(),
+                        to: join_path(from_parent, to_name),
+                    });
+                }
+                match item {
+                    Err(g) if is_gone(&g) => {
+                        // Deleted remotely: forget it; the next pass uploads the local
+                        // item afresh.
+                        let effects = vec![Effect::RemoveTree(from.into())];
+                        let _ = self.store.commit(m, intent, effects.clone()).await;
+                        Outcome::Changed(effects)
+                    }
+                    Ok(()) => match self.gone_folder(to_parent, target_parent.as_deref()).await {
+                        // Still there; its destination folder is what is gone.
+                        Some(forget) => {
+                            effects.push(forget);
+                            self.replan(intent, effects).await
+                        }
+                        // A failure carries no effects (the mirror's view must stay the
+                        // store's): a retry repeats the rename, a no-op if it went through.
+                        None => {
+                            let _ = self.store.commit(m, intent, vec![]).await;
+                            self.fail(&e)
+                        }
+                    },
+                    Err(g) => {
+                        let _ = self.store.commit(m, intent, vec![]).await;
+                        self.fail(&g)
+                    }
+                }
             }
             Err(e) => {
+                // A retry repeats the rename (a no-op if it went through) and the move.
                 let _ = self.store.commit(m, intent, vec![]).await;
                 self.fail(&e)
             }

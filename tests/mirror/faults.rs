@@ -573,3 +573,75 @@ async fn a_failed_folder_move_is_retried_as_a_move() {
     );
     d.stop().await;
 }
+
+/// Another client trashes a mirrored folder on the remote while it stays on the disk. The
+/// daemon's cached id for it now answers 410: an upload into it and a move into it must
+/// not fail for good, and the move must not forget the moved file (which would leave it
+/// remotely at its old path and upload a second copy). Local is the truth: the folder and
+/// everything in it come back, the moved file is moved, and nothing is left over. A file
+/// trashed remotely and then edited locally comes back as a new remote file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_folder_trashed_remotely_by_someone_else_comes_back() {
+    let w = World::new().await;
+    w.write("a/moved.txt", b"moves into b");
+    w.write("a/stays.txt", b"stays in a");
+    w.write("a/renamed.txt", b"moves into c under a new name");
+    w.write("b/old.txt", b"was in b");
+    w.write("c/old.txt", b"was in c");
+    w.write("edited.txt", b"version 1");
+    let d = w.start().await;
+    assert!(d.settled().await.in_sync());
+    let edited_id = w.remote_id("edited.txt").await.expect("mirrored");
+    let r = w
+        .http
+        .delete(format!("{}/api/v1/files/{edited_id}", w.url))
+        .bearer_auth(crate::world::TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "trash edited.txt: {}", r.status());
+    let moved_id = w.remote_id("a/moved.txt").await.expect("mirrored");
+    let renamed_id = w.remote_id("a/renamed.txt").await.expect("mirrored");
+    for folder in ["b", "c"] {
+        let id = w.remote_id(folder).await.expect("folder mirrored");
+        let r = w
+            .http
+            .delete(format!("{}/api/v1/folders/{id}", w.url))
+            .bearer_auth(crate::world::TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "trash {folder}: {}", r.status());
+    }
+    // A move into one trashed folder, a move with a new name and a new file in the other.
+    std::fs::rename(w.root.join("a/moved.txt"), w.root.join("b/moved.txt")).unwrap();
+    std::fs::rename(w.root.join("a/renamed.txt"), w.root.join("c/new-name.txt")).unwrap();
+    w.write("c/new.txt", b"new in c");
+    // And a new version of a file someone trashed.
+    w.write("edited.txt", b"version 2, longer");
+    let s = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let s = d.handle.wait_settled().await;
+            if s.in_sync() && s.failures == 0 {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("never settled: {:?}", d.handle.status()));
+    assert_eq!(s.retrying, 0);
+    w.assert_mirrored().await;
+    w.assert_unique_names().await;
+    assert_eq!(
+        w.remote_id("b/moved.txt").await.as_deref(),
+        Some(moved_id.as_str()),
+        "the moved file is the same remote file, not a second upload"
+    );
+    assert_eq!(
+        w.remote_id("c/new-name.txt").await.as_deref(),
+        Some(renamed_id.as_str()),
+        "the renamed and moved file is the same remote file"
+    );
+    d.stop().await;
+}
