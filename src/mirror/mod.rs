@@ -964,8 +964,10 @@ impl Engine {
         let client = self.deps.uploader.client().clone();
         let intents = store.intents(t.mirror).await.map_err(|e| e.to_string())?;
         if !intents.is_empty() {
-            tracing::info!(mirror = %self.name, "settling {} operations left open (by a crash or an ambiguous failure)", intents.len());
+            tracing::info!(mirror = %self.name, "settling {} operations left open (by a crash or a failed create)", intents.len());
         }
+        // One listing per folder, however many intents point into it.
+        let mut listings: HashMap<Option<String>, crate::remote::Children> = HashMap::new();
         for intent in intents {
             tracing::debug!(mirror = %self.name, op = %intent.op, path = %intent.path, detail = %intent.detail, "resolving an open intent");
             let mut effects = Vec::new();
@@ -985,15 +987,20 @@ impl Engine {
                     } else {
                         ItemKind::Folder
                     };
-                    let found = match client.children(&t.share_id, parent.as_deref()).await {
-                        Ok(children) => children.find(&name, kind).map(|i| i.id.clone()),
-                        Err(e) => {
-                            // Left open for the next start; the pass's create-or-adopt
-                            // calls cannot duplicate meanwhile.
-                            tracing::warn!(mirror = %self.name, path = %intent.path, "cannot look up an operation left open by the last run: {e}");
-                            continue;
+                    if !listings.contains_key(&parent) {
+                        match client.children(&t.share_id, parent.as_deref()).await {
+                            Ok(children) => {
+                                listings.insert(parent.clone(), children);
+                            }
+                            Err(e) => {
+                                // Left open for the next settle; the pass's create-or-adopt
+                                // calls cannot duplicate meanwhile.
+                                tracing::warn!(mirror = %self.name, path = %intent.path, "cannot look up an operation left open: {e}");
+                                continue;
+                            }
                         }
-                    };
+                    }
+                    let found = listings[&parent].find(&name, kind).map(|i| i.id.clone());
                     let local_kind_ok = local
                         .as_ref()
                         .is_some_and(|l| (l.kind == Kind::Dir) == (kind == ItemKind::Folder));
@@ -1395,6 +1402,11 @@ impl Engine {
         let mut requeue = false;
         let mut credentials_refused = None;
         let mut quota_full = None;
+        // A create that did not end as planned leaves its intent open (the server may
+        // have applied it): settle those against the remote before anything else.
+        let settle = results
+            .iter()
+            .any(|r| !matches!(r.outcome, Outcome::Done(_)));
         for r in results {
             tracing::debug!(mirror = %self.name, op = op_label(&r.op), path = r.op.path(), outcome = ?r.outcome, "op finished");
             match r.outcome {
@@ -1434,6 +1446,12 @@ impl Engine {
                     quota_full.get_or_insert(reason);
                 }
             }
+        }
+        if settle
+            && credentials_refused.is_none()
+            && let Err(e) = self.resolve_intents().await
+        {
+            tracing::warn!(mirror = %self.name, "settling operations left open: {e}");
         }
         if let Some(reason) = credentials_refused {
             tracing::error!(mirror = %self.name, "needs new credentials: {reason}");

@@ -91,16 +91,38 @@ pub struct OpResult {
 pub struct Uploader {
     client: Client,
     store: Store,
+    /// Streams in flight across all mirrors: a small file or a folder call holds one, a
+    /// chunked upload as many as it sends chunks in parallel.
     permits: Arc<Semaphore>,
+    streams: u32,
 }
 
 impl Uploader {
     pub fn new(client: Client, store: Store, concurrency: usize) -> Uploader {
+        let streams = concurrency.clamp(1, Semaphore::MAX_PERMITS) as u32;
         Uploader {
             client,
             store,
-            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            permits: Arc::new(Semaphore::new(streams as usize)),
+            streams,
         }
+    }
+
+    /// Permits an op holds while it runs: one per stream it keeps busy. A chunked upload
+    /// sends up to `parallel_chunks` chunks at once, so many of them cannot start together
+    /// (which would multiply connections and buffers); small files fill the rest.
+    fn weight(&self, op: &Op) -> u32 {
+        let cfg = self.client.upload_config();
+        let chunked = |size: u64| {
+            let chunks = size.div_ceil(cfg.chunk_size.max(1)).max(1);
+            (cfg.parallel_chunks.max(1) as u64).min(chunks) as u32
+        };
+        let w = match op {
+            Op::Upload { item, .. } if item.size >= cfg.session_threshold => chunked(item.size),
+            Op::Replace { item, .. } => chunked(item.size),
+            _ => 1,
+        };
+        w.clamp(1, self.streams)
     }
 
     pub fn client(&self) -> &Client {
@@ -160,8 +182,9 @@ impl Uploader {
                     let permit = if matches!(next, Op::Refresh { .. }) {
                         None
                     } else {
+                        let weight = self.weight(next);
                         tokio::select! {
-                            p = self.permits.clone().acquire_owned() => p.ok(),
+                            p = self.permits.clone().acquire_many_owned(weight) => p.ok(),
                             _ = stop.cancelled() => continue,
                         }
                     };
@@ -503,19 +526,9 @@ impl OpCtx {
                 {
                     return self.replan(intent, vec![forget]).await;
                 }
-                self.close_failed_create(intent, &e).await;
+                // The intent stays open, whatever the error: see `upload`.
                 self.fail(&e)
             }
-        }
-    }
-
-    /// After a failed create: a definite refusal closes the intent; an ambiguous failure
-    /// (5xx, timeout, dropped connection: the server may have applied it) leaves it open,
-    /// so the next pass (or start) looks at the remote and records what was created, even
-    /// if the local item is gone by then, instead of leaving an orphan.
-    async fn close_failed_create(&self, intent: i64, e: &crate::remote::Error) {
-        if !e.is_transient() {
-            let _ = self.store.commit(self.target.mirror, intent, vec![]).await;
         }
     }
 
@@ -629,7 +642,12 @@ impl OpCtx {
                         return self.replan(intent, forget).await;
                     }
                 }
-                self.close_failed_create(intent, &e).await;
+                // The intent stays open, whatever the error. Even a definite refusal may
+                // follow an attempt the server applied (a response lost, then a retry
+                // refused: 409 and a replacement that failed, or a checksum that no longer
+                // matches a file being edited). The mirror settles it against the remote
+                // right after the batch, so what was created is known (and moved or
+                // deleted with the local file) instead of left behind as an orphan.
                 return self.fail(&e);
             }
         };

@@ -645,3 +645,48 @@ async fn a_folder_trashed_remotely_by_someone_else_comes_back() {
     );
     d.stop().await;
 }
+
+/// The crash loop's rare orphan, made deterministic: an upload is applied but its response
+/// is lost (500), and the file is deleted before the retry, which then fails for good on
+/// the local side. The server holds a file the daemon never recorded; the failed create's
+/// intent must stay open and be settled, so the file is recorded and then trashed like
+/// any deleted file, instead of staying on the remote forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_applied_upload_whose_retry_fails_is_not_left_behind() {
+    let w = World::new().await;
+    w.write("keep.txt", b"keep");
+    let d = w.start().await;
+    assert!(d.settled().await.in_sync());
+    // Every file request is answered 500 after it is applied, 400 ms late.
+    w.faults(json!({ "fail_after_rate": 1.0, "latency_ms": 400, "path_prefix": "/api/v1/files" }))
+        .await;
+    w.write(
+        "doomed.txt",
+        b"uploaded, then deleted locally while its response was lost",
+    );
+    d.until("the upload to start", |s| s.in_flight > 0).await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    std::fs::remove_file(w.root.join("doomed.txt")).unwrap();
+    // The retry finds no file to send.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    w.faults(json!({})).await;
+    let s = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let s = d.handle.wait_settled().await;
+            if s.in_sync() && s.failures == 0 && w.remote_tree().await == w.local_tree() {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("doomed.txt left on the remote: {:?}", d.handle.status()));
+    assert_eq!(s.retrying, 0);
+    w.assert_mirrored().await;
+    assert!(
+        w.trashed().await.iter().any(|n| n == "doomed.txt"),
+        "the uploaded file is in the trash: {:?}",
+        w.trashed().await
+    );
+    d.stop().await;
+}
