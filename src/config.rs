@@ -73,7 +73,8 @@ pub struct DaemonSection {
     pub log_format: LogFormat,
     /// `RUST_LOG`-style filter.
     pub log_level: String,
-    /// Uploads in flight across all mirrors.
+    /// Transfer streams in flight across all mirrors: a small file or folder call takes
+    /// one, a chunked upload one per chunk it sends in parallel (`remote.parallel_chunks`).
     pub upload_concurrency: usize,
     /// Seconds a graceful stop waits for transfers before checkpointing them.
     pub drain_timeout_secs: u64,
@@ -86,7 +87,7 @@ impl Default for DaemonSection {
             runtime_dir: None,
             log_format: LogFormat::Human,
             log_level: "info".into(),
-            upload_concurrency: 4,
+            upload_concurrency: 32,
             drain_timeout_secs: 20,
         }
     }

@@ -572,6 +572,11 @@ impl Engine {
                 if let Some(t) = &self.target {
                     let _ = self.deps.store.set_paused(t.mirror, None).await;
                 }
+                // Shown before the reply, so a `wait` right after `resume` does not read
+                // the old pause (a full pass comes next).
+                if self.target.is_some() {
+                    self.set_state(MirrorState::Scanning, None);
+                }
                 let _ = reply.send(());
             }
             MirrorCmd::CredentialsRenewed => {
