@@ -190,6 +190,8 @@ struct Engine {
     move_sources: HashMap<String, String>,
     skipped: Vec<SkippedItem>,
     needs_full_pass: bool,
+    /// Some op waited for a folder whose create or move failed (see [`Outcome::Blocked`]).
+    blocked: bool,
     /// Restart the watcher before the next pass (set on resume).
     rewatch: bool,
     /// Paused because the state database's file system is full.
@@ -226,6 +228,7 @@ impl Engine {
             move_sources: HashMap::new(),
             skipped: Vec::new(),
             needs_full_pass: true,
+            blocked: false,
             rewatch: false,
             space_paused: false,
             deletes_held_since: None,
@@ -1412,6 +1415,13 @@ impl Engine {
         let settle = results
             .iter()
             .any(|r| !matches!(r.outcome, Outcome::Done(_)));
+        // Ops that waited for a folder's create or move were planned against the remote
+        // as it would have been: once such an op succeeds, plan everything again.
+        let unblocks = self.blocked
+            && results.iter().any(|r| {
+                matches!(r.outcome, Outcome::Done(_))
+                    && matches!(r.op, Op::Move { .. } | Op::Mkdir { .. })
+            });
         for r in results {
             tracing::debug!(mirror = %self.name, op = op_label(&r.op), path = r.op.path(), outcome = ?r.outcome, "op finished");
             match r.outcome {
@@ -1426,6 +1436,11 @@ impl Engine {
                         store::apply_to_map(Arc::make_mut(&mut self.known), e);
                     }
                     requeue = true;
+                }
+                Outcome::Blocked(reason) => {
+                    // Planned again (by a full pass) once the op it waits for succeeds.
+                    tracing::debug!(mirror = %self.name, path = r.op.path(), "waits: {reason}");
+                    self.blocked = true;
                 }
                 Outcome::Failed { reason, permanent } => {
                     tracing::warn!(mirror = %self.name, path = r.op.path(), "failed: {reason}");
@@ -1476,9 +1491,16 @@ impl Engine {
             // Something changed under us; the watcher reports it too, but a pass makes sure.
             self.needs_full_pass = true;
         }
+        if unblocks {
+            self.blocked = false;
+            self.needs_full_pass = true;
+        }
+        // A pass still to come is not idle (a `wait` must not see "in sync" in between).
         self.set_state(
             if self.paused.is_some() {
                 MirrorState::Paused
+            } else if self.needs_full_pass {
+                MirrorState::Scanning
             } else {
                 MirrorState::Idle
             },

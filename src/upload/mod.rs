@@ -64,6 +64,10 @@ pub enum Outcome {
     Changed(Vec<Effect>),
     /// Failed; `permanent` if retrying the same thing cannot help.
     Failed { reason: String, permanent: bool },
+    /// Not attempted: it needs a folder that an op before it failed to create or move
+    /// (that op carries the failure). It was planned against the remote as that op would
+    /// have left it, so it is planned again once that op succeeds, not retried as is.
+    Blocked(String),
     /// The credentials were refused and could not be renewed: the mirror must stop.
     CredentialsNeeded(String),
     /// The share (or another quota level) is full (507): not this item's fault; the
@@ -200,10 +204,9 @@ impl Uploader {
                     };
                     let Some(parent_id) = parent_id else {
                         results.push(OpResult {
-                            outcome: Outcome::Failed {
-                                reason: format!("parent folder {par:?} is not on the remote yet"),
-                                permanent: false,
-                            },
+                            outcome: Outcome::Blocked(format!(
+                                "parent folder {par:?} is not on the remote yet"
+                            )),
                             op,
                         });
                         continue;

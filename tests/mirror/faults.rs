@@ -549,6 +549,8 @@ async fn a_failed_folder_move_is_retried_as_a_move() {
         .await;
     std::fs::rename(w.root.join("d"), w.root.join("e")).unwrap();
     w.write("e/c.txt", b"c, new inside the moved folder");
+    // Planned under the new name too: a delete that must not be lost with the failed move.
+    std::fs::remove_file(w.root.join("e/b.txt")).unwrap();
     d.until("the move to fail", |s| s.failures > 0).await;
     let s = tokio::time::timeout(Duration::from_secs(90), async {
         loop {
@@ -624,7 +626,8 @@ async fn a_folder_trashed_remotely_by_someone_else_comes_back() {
     let s = tokio::time::timeout(Duration::from_secs(60), async {
         loop {
             let s = d.handle.wait_settled().await;
-            if s.in_sync() && s.failures == 0 {
+            // Not only idle: the changes may not have reached the daemon yet.
+            if s.in_sync() && s.failures == 0 && w.remote_tree().await == w.local_tree() {
                 return s;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
