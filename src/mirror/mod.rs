@@ -35,7 +35,8 @@ use crate::remote::ItemKind;
 use crate::store::{self, Effect, Entry, EntryKind, Store};
 use crate::upload::{Counters, MirrorTarget, Outcome, Uploader};
 use crate::watch::{
-    self as local, IgnoreRules, Kind, LocalEntry, RelPath, ScanError, ScanItem, WatchError, Watcher,
+    self as local, IgnoreRules, Kind, LocalEntry, RelPath, ScanError, ScanItem, WatchError,
+    WatchEvent, Watcher,
 };
 
 pub use status::{MirrorCmd, MirrorHandle, MirrorState, MirrorStatus, SkippedItem, VerifyReport};
@@ -198,6 +199,8 @@ struct Engine {
     space_paused: bool,
     /// When waiting deletes were first held back because events kept coming.
     deletes_held_since: Option<Instant>,
+    /// When the watcher last reported a removal or lost events.
+    last_removal: Option<Instant>,
 }
 
 impl Engine {
@@ -232,6 +235,7 @@ impl Engine {
             rewatch: false,
             space_paused: false,
             deletes_held_since: None,
+            last_removal: None,
         }
     }
 
@@ -397,9 +401,11 @@ impl Engine {
                         continue;
                     };
                     let now = Instant::now();
+                    self.note_removal(&ev, now);
                     queue.push(ev, now);
                     // Drain whatever else is queued so a burst costs one wake-up.
                     while let Some(ev) = watcher.as_mut().and_then(|w| w.try_recv()) {
+                        self.note_removal(&ev, now);
                         queue.push(ev, now);
                     }
                     if poll_every.is_none() && watcher.as_ref().is_some_and(Watcher::watch_limit_reached) {
@@ -469,19 +475,42 @@ impl Engine {
     /// deletes stay waiting, so the mass-delete guard judges the whole removal at once
     /// instead of letting its first parts through batch by batch. Held for at most
     /// `DELETE_HOLD_MAX` after the first hold.
+    ///
+    /// The cap keeps a tree where files come and go all the time from holding its deletes
+    /// forever. It does not apply once the waiting deletes alone exceed the mass-delete
+    /// count: a removal that large is judged as a whole however long it takes (a million
+    /// files take minutes to `rm`).
     fn hold_deletes_while_busy(&mut self, queued: usize, now: Instant) {
-        if queued == 0 || self.pending_deletes.is_empty() {
+        let busy = queued > 0 || self.removals_recent(now);
+        if !busy || self.pending_deletes.is_empty() {
             self.deletes_held_since = None;
             return;
         }
         let since = *self.deletes_held_since.get_or_insert(now);
-        if now.duration_since(since) > DELETE_HOLD_MAX {
+        if now.duration_since(since) > DELETE_HOLD_MAX
+            && self.pending_deletes.len() <= self.cfg.mass_delete_count
+        {
             return;
         }
         let later = now + Duration::from_millis(self.cfg.quiet_period_ms) * 2;
         for deadline in self.pending_deletes.values_mut() {
             *deadline = (*deadline).max(later);
         }
+    }
+
+    /// Remembers when the watcher last reported a removal, or lost events (which during a
+    /// `rm -rf` stand for removals).
+    fn note_removal(&mut self, ev: &WatchEvent, now: Instant) {
+        if matches!(ev, WatchEvent::Removed(_) | WatchEvent::Rescan { .. }) {
+            self.last_removal = Some(now);
+        }
+    }
+
+    /// Whether removals are still coming in (one within two quiet periods).
+    fn removals_recent(&self, now: Instant) -> bool {
+        let grace = Duration::from_millis(self.cfg.quiet_period_ms) * 2;
+        self.last_removal
+            .is_some_and(|t| now.saturating_duration_since(t) < grace)
     }
 
     /// The state database's file system is full: stop all remote work, since nothing
@@ -1063,8 +1092,50 @@ impl Engine {
                         )));
                     }
                 }
-                // Moves and deletes are planned again from the disk; repeating them is
-                // harmless (a delete of a deleted item is accepted as done).
+                "move" => {
+                    // Where the item is now says whether the move (a rename, then a move
+                    // to the new folder) went through; the planner may not pair the paths
+                    // again (the file may have been replaced by an editor's save since),
+                    // and an entry left at the old path would later delete the item.
+                    let from = intent.detail["from"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string();
+                    let id = intent.detail["remote_id"].as_str().unwrap_or_default();
+                    if let Some(e) = self.known.get(&from).filter(|e| e.remote_id == id) {
+                        let now_at = if e.kind == EntryKind::Dir {
+                            client.folder(id).await.map(|f| (f.name, f.parent_id))
+                        } else {
+                            client.file(id).await.map(|f| (f.name, f.folder_id))
+                        };
+                        if let Ok((name, parent_id)) = now_at {
+                            let to = intent.path.clone();
+                            let (to_parent, to_name) = (plan::parent(&to), plan::name_of(&to));
+                            let to_parent_id = if to_parent.is_empty() {
+                                Some(t.base_folder_id.clone())
+                            } else {
+                                self.known.get(to_parent).map(|p| Some(p.remote_id.clone()))
+                            };
+                            let root = |p: &Option<String>| {
+                                p.clone().filter(|s| !s.is_empty() && s != "root")
+                            };
+                            if name == to_name
+                                && to_parent_id.is_some_and(|p| root(&p) == root(&parent_id))
+                            {
+                                effects.push(Effect::MoveTree { from, to });
+                            } else if name == to_name && name != plan::name_of(&from) {
+                                // Renamed, not yet moved.
+                                let renamed = match plan::parent(&from) {
+                                    "" => to_name.to_string(),
+                                    p => format!("{p}/{to_name}"),
+                                };
+                                effects.push(Effect::MoveTree { from, to: renamed });
+                            }
+                        }
+                    }
+                }
+                // Deletes are planned again from the disk; repeating one is harmless (a
+                // delete of a deleted item is accepted as done).
                 _ => {}
             }
             for e in &effects {
@@ -1337,14 +1408,19 @@ impl Engine {
             .await;
             return;
         }
-        self.allow_deletes = false;
+        // Told to go ahead (`resume --allow-deletes`): this pass deletes what it sees gone.
+        let allowed = std::mem::take(&mut self.allow_deletes);
         let now = Instant::now();
         let grace = Duration::from_millis(self.cfg.quiet_period_ms) * 2;
         let mut ops = Vec::with_capacity(planned.ops.len());
         let now_unix = unix_now();
+        // A full pass while removals are still coming in (the queue overflowed during a
+        // `rm -rf`) sees only part of the removal: its deletes wait like an event pass's,
+        // so the mass-delete guard judges the whole removal.
+        let hold = !allowed && (from_events || self.removals_recent(now));
         for op in planned.ops {
             if let Op::Delete { path, .. } = &op
-                && from_events
+                && hold
                 && !kind_changed.contains(path)
             {
                 match self.pending_deletes.get(path) {

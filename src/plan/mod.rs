@@ -104,6 +104,11 @@ pub fn parent(path: &str) -> &str {
     path.rsplit_once('/').map(|(p, _)| p).unwrap_or("")
 }
 
+/// `name_of("a/b/c") == "c"`, `name_of("a") == "a"`.
+pub fn name_of(path: &str) -> &str {
+    path.rsplit_once('/').map(|(_, n)| n).unwrap_or(path)
+}
+
 /// Whether `path` is `ancestor` or below it.
 pub fn is_within(path: &str, ancestor: &str) -> bool {
     path == ancestor

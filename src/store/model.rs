@@ -361,6 +361,24 @@ impl Store {
         .await
     }
 
+    /// Paths of a mirror's entries that point at remote item `remote_id` (normally at most
+    /// one). Not indexed: only asked when an upload adopted an existing remote file.
+    pub async fn paths_of_remote_id(
+        &self,
+        mirror: MirrorId,
+        remote_id: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let id = remote_id.to_string();
+        self.call(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT path FROM entries WHERE mirror_id = ?1 AND remote_id = ?2",
+            )?;
+            let rows = stmt.query_map(params![mirror, id], |r| r.get::<_, String>(0))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
     /// Applies effects without an intent (e.g. recording a new mtime after a `touch`).
     pub async fn apply(&self, mirror: MirrorId, effects: Vec<Effect>) -> Result<(), StoreError> {
         self.call(move |c| {

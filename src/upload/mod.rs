@@ -26,7 +26,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::DeleteMode;
-use crate::plan::{DiskItem, Op, parent};
+use crate::plan::{DiskItem, Op, name_of, parent};
 use crate::remote::{Client, Destination, ErrorKind, Placed, ResumableUpload};
 use crate::store::{Effect, Entry, EntryKind, MirrorId, Store, UploadSessionRecord};
 
@@ -327,10 +327,6 @@ struct OpCtx {
     counters: Arc<Counters>,
 }
 
-fn name_of(path: &str) -> &str {
-    path.rsplit_once('/').map(|(_, n)| n).unwrap_or(path)
-}
-
 /// The local fingerprint of a path now (lstat), if it is still a regular file.
 fn stat_now(abs: &Path) -> Option<(u64, i64, u64)> {
     use std::os::unix::fs::MetadataExt;
@@ -612,19 +608,20 @@ impl OpCtx {
                 });
             }));
             match self.client.upload_resumable(&up).await {
-                Err(e) if e.is_name_conflict() && replace.is_none() => self
-                    .client
-                    .upload_or_adopt(&dest, &abs, Some(&sha))
-                    .await
-                    .map(Placed::into_inner),
-                other => other,
+                Err(e) if e.is_name_conflict() && replace.is_none() => {
+                    self.client.upload_or_adopt(&dest, &abs, Some(&sha)).await
+                }
+                other => other.map(Placed::Created),
             }
         } else {
-            self.client
-                .upload_or_adopt(&dest, &abs, Some(&sha))
-                .await
-                .map(Placed::into_inner)
+            self.client.upload_or_adopt(&dest, &abs, Some(&sha)).await
         };
+        // A file that was already there under this name (adopted, or given our bytes as a
+        // new version) may be one the store knows under another path: a move that went
+        // through but was never recorded. That other entry is stale, and deleting "it"
+        // later would delete this very file.
+        let adopted = matches!(result, Ok(Placed::Adopted(_) | Placed::Replaced(_)));
+        let result = result.map(Placed::into_inner);
         let file = match result {
             Ok(f) => f,
             Err(e) => {
@@ -656,7 +653,15 @@ impl OpCtx {
         };
         let stable = same_as(item, stat_now(&abs));
         let remote_sha = file.checksum_sha256.clone().or(Some(sha));
-        let effects = vec![
+        let mut stale = Vec::new();
+        if adopted {
+            match self.store.paths_of_remote_id(m, &file.id).await {
+                Ok(paths) => stale = paths.into_iter().filter(|p| p != path).collect(),
+                Err(e) => return self.store_failed(e),
+            }
+        }
+        let mut effects: Vec<Effect> = stale.into_iter().map(Effect::Remove).collect();
+        effects.extend([
             Effect::Upsert(entry_for(
                 path,
                 item,
@@ -666,7 +671,7 @@ impl OpCtx {
             )),
             Effect::ClearFailure(path.into()),
             Effect::DeleteSession(path.into()),
-        ];
+        ]);
         if let Err(e) = self.store.commit(m, intent, effects.clone()).await {
             return self.store_failed(e);
         }

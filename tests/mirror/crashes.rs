@@ -239,3 +239,70 @@ async fn a_create_lost_to_server_errors_is_settled_even_if_the_folder_is_gone() 
     w.assert_mirrored().await;
     d.stop().await;
 }
+
+/// The crash loop's "missing remotely" case, made deterministic. A killed run had moved a
+/// file remotely (renamed, then moved to another folder) without recording it; meanwhile
+/// an editor's save replaced the local file (new inode), so the planner cannot pair the
+/// two paths. The open move intent must be settled from where the remote item is now:
+/// otherwise the store keeps the old path, the new path adopts the same remote file, and
+/// the delete planned for the old path trashes the file that was just updated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_applied_by_a_killed_run_is_recorded_not_deleted() {
+    let w = World::new().await;
+    w.write("a/x.txt", b"first content");
+    w.write("b/keep.txt", b"keep");
+    let d = w.start().await;
+    d.settled().await;
+    d.stop().await;
+    let id = w.remote_id("a/x.txt").await.expect("mirrored");
+    let b = w.remote_id("b").await.expect("mirrored");
+
+    // What the killed run did remotely: rename, then move; its intent stayed open.
+    let patch = w
+        .http
+        .patch(format!("{}/api/v1/files/{id}", w.url))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({ "name": "y.txt" }))
+        .send()
+        .await
+        .unwrap();
+    assert!(patch.status().is_success(), "rename: {}", patch.status());
+    let mv = w
+        .http
+        .post(format!("{}/api/v1/files/{id}/move", w.url))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({ "target_folder_id": b }))
+        .send()
+        .await
+        .unwrap();
+    assert!(mv.status().is_success(), "move: {}", mv.status());
+    {
+        let store = scaidrive::store::Store::open(&w.state_dir().join("state.db")).unwrap();
+        let m = store.mirrors().await.unwrap()[0].id;
+        store
+            .begin(
+                m,
+                "move",
+                "b/y.txt",
+                serde_json::json!({ "from": "a/x.txt", "remote_id": id }),
+            )
+            .await
+            .unwrap();
+        store.flush().await.unwrap();
+    }
+    // Locally: the move, then an editor's atomic save (a new inode at the new path).
+    std::fs::rename(w.root.join("a/x.txt"), w.root.join("b/y.txt")).unwrap();
+    std::fs::write(w.root.join("b/y.txt~"), b"second content, saved by an editor").unwrap();
+    std::fs::rename(w.root.join("b/y.txt~"), w.root.join("b/y.txt")).unwrap();
+
+    let d = w.start().await;
+    d.settled().await;
+    w.assert_mirrored().await;
+    assert_eq!(
+        w.remote_id("b/y.txt").await.as_deref(),
+        Some(id.as_str()),
+        "the same remote file, with the new content as a new version"
+    );
+    assert_eq!(w.versions("b/y.txt").await.len(), 2);
+    d.stop().await;
+}
