@@ -292,7 +292,11 @@ async fn a_move_applied_by_a_killed_run_is_recorded_not_deleted() {
     }
     // Locally: the move, then an editor's atomic save (a new inode at the new path).
     std::fs::rename(w.root.join("a/x.txt"), w.root.join("b/y.txt")).unwrap();
-    std::fs::write(w.root.join("b/y.txt~"), b"second content, saved by an editor").unwrap();
+    std::fs::write(
+        w.root.join("b/y.txt~"),
+        b"second content, saved by an editor",
+    )
+    .unwrap();
     std::fs::rename(w.root.join("b/y.txt~"), w.root.join("b/y.txt")).unwrap();
 
     let d = w.start().await;
