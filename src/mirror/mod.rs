@@ -201,6 +201,8 @@ struct Engine {
     deletes_held_since: Option<Instant>,
     /// When the watcher last reported a removal or lost events.
     last_removal: Option<Instant>,
+    /// Whether removals were still coming in when the running full pass started.
+    busy_at_pass_start: bool,
 }
 
 impl Engine {
@@ -236,6 +238,7 @@ impl Engine {
             space_paused: false,
             deletes_held_since: None,
             last_removal: None,
+            busy_at_pass_start: false,
         }
     }
 
@@ -463,7 +466,8 @@ impl Engine {
                         self.needs_full_pass = true;
                         continue;
                     }
-                    self.hold_deletes_while_busy(queue.len(), now);
+                    let busy = !queue.is_empty() || self.removals_recent(now);
+                    self.hold_deletes_while_busy(busy, now);
                     self.batch(settled, &shutdown).await;
                 }
             }
@@ -480,8 +484,7 @@ impl Engine {
     /// forever. It does not apply once the waiting deletes alone exceed the mass-delete
     /// count: a removal that large is judged as a whole however long it takes (a million
     /// files take minutes to `rm`).
-    fn hold_deletes_while_busy(&mut self, queued: usize, now: Instant) {
-        let busy = queued > 0 || self.removals_recent(now);
+    fn hold_deletes_while_busy(&mut self, busy: bool, now: Instant) {
         if !busy || self.pending_deletes.is_empty() {
             self.deletes_held_since = None;
             return;
@@ -1151,6 +1154,7 @@ impl Engine {
 
     /// Scans the whole root and plans everything against the whole store.
     async fn full_pass(&mut self, stop: &CancellationToken) {
+        self.busy_at_pass_start = self.removals_recent(Instant::now());
         let Some(t) = self.target.clone() else { return };
         // No op of this mirror runs between batches, so an intent still open here was left
         // by a create that failed ambiguously: settle it against the remote first.
@@ -1417,7 +1421,14 @@ impl Engine {
         // A full pass while removals are still coming in (the queue overflowed during a
         // `rm -rf`) sees only part of the removal: its deletes wait like an event pass's,
         // so the mass-delete guard judges the whole removal.
-        let hold = !allowed && (from_events || self.removals_recent(now));
+        // No events are read while a full pass scans (a million files take a while), so
+        // "still coming in" is judged as of the pass's start, and deletes that fell due
+        // during the scan are held on too.
+        let busy = self.removals_recent(now) || (!from_events && self.busy_at_pass_start);
+        if busy && !allowed {
+            self.hold_deletes_while_busy(true, now);
+        }
+        let hold = !allowed && (from_events || busy);
         for op in planned.ops {
             if let Op::Delete { path, .. } = &op
                 && hold
