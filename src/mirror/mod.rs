@@ -247,6 +247,9 @@ impl Engine {
     }
 
     fn set_state(&self, state: MirrorState, reason: Option<String>) {
+        // Deletes waiting out their grace are work still to do: never idle with them
+        // counted as done (the loop refreshes the exact depth on its next turn).
+        let waiting = self.pending_deletes.len();
         let known = self.known.len();
         let failures = self.failed.len();
         let retrying = self.failed.values().filter(|f| !f.permanent).count();
@@ -255,6 +258,7 @@ impl Engine {
         self.status_tx.send_modify(|s| {
             s.state = state;
             s.reason = reason;
+            s.queue_depth = s.queue_depth.max(waiting);
             s.entries = known;
             s.failures = failures;
             s.retrying = retrying;

@@ -200,8 +200,25 @@ impl World {
         r.json().await.unwrap()
     }
 
+    /// Like [`World::api`], but `None` when the item is gone (404, or 410 for the trash):
+    /// the daemon may delete it between a listing and this call.
+    pub async fn api_live(&self, path: &str) -> Option<Value> {
+        let r = self
+            .http
+            .get(format!("{}/api/v1{path}", self.url))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        if matches!(r.status().as_u16(), 404 | 410) {
+            return None;
+        }
+        assert!(r.status().is_success(), "GET {path}: {}", r.status());
+        Some(r.json().await.unwrap())
+    }
+
     /// The remote tree under the base folder: relative path → Some(sha256) for files,
-    /// None for folders.
+    /// None for folders. Items deleted while it walks count as gone.
     pub async fn remote_tree(&self) -> BTreeMap<String, Option<String>> {
         let mut out = BTreeMap::new();
         let mut folder = "root".to_string();
@@ -224,9 +241,13 @@ impl World {
         }
         let mut stack = vec![(folder, String::new())];
         while let Some((id, prefix)) = stack.pop() {
-            let list = self
-                .api(&format!("/folders/{id}/children?share_id={}", self.share))
-                .await;
+            let Some(list) = self
+                .api_live(&format!("/folders/{id}/children?share_id={}", self.share))
+                .await
+            else {
+                out.retain(|p, _| p != &prefix && !p.starts_with(&format!("{prefix}/")));
+                continue;
+            };
             for item in list["items"].as_array().unwrap() {
                 let name = item["name"].as_str().unwrap();
                 let path = if prefix.is_empty() {
@@ -239,8 +260,9 @@ impl World {
                     out.insert(path.clone(), None);
                     stack.push((iid, path));
                 } else {
-                    let meta = self.api(&format!("/files/{iid}")).await;
-                    out.insert(path, meta["checksum_sha256"].as_str().map(str::to_string));
+                    if let Some(meta) = self.api_live(&format!("/files/{iid}")).await {
+                        out.insert(path, meta["checksum_sha256"].as_str().map(str::to_string));
+                    }
                 }
             }
         }
