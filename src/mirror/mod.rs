@@ -1132,10 +1132,7 @@ impl Engine {
                                 effects.push(Effect::MoveTree { from, to });
                             } else if name == to_name && name != plan::name_of(&from) {
                                 // Renamed, not yet moved.
-                                let renamed = match plan::parent(&from) {
-                                    "" => to_name.to_string(),
-                                    p => format!("{p}/{to_name}"),
-                                };
+                                let renamed = plan::join(plan::parent(&from), to_name);
                                 effects.push(Effect::MoveTree { from, to: renamed });
                             }
                         }

@@ -109,6 +109,15 @@ pub fn name_of(path: &str) -> &str {
     path.rsplit_once('/').map(|(_, n)| n).unwrap_or(path)
 }
 
+/// `join("a/b", "c") == "a/b/c"`, `join("", "c") == "c"`.
+pub fn join(dir: &str, name: &str) -> String {
+    if dir.is_empty() {
+        name.to_string()
+    } else {
+        format!("{dir}/{name}")
+    }
+}
+
 /// Whether `path` is `ancestor` or below it.
 pub fn is_within(path: &str, ancestor: &str) -> bool {
     path == ancestor

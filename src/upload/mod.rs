@@ -347,14 +347,6 @@ fn is_gone(e: &crate::remote::Error) -> bool {
         .is_some_and(|s| s.as_u16() == 404 || s.as_u16() == 410)
 }
 
-fn join_path(dir: &str, name: &str) -> String {
-    if dir.is_empty() {
-        name.to_string()
-    } else {
-        format!("{dir}/{name}")
-    }
-}
-
 fn same_as(item: &DiskItem, now: Option<(u64, i64, u64)>) -> bool {
     now == Some((item.size, item.mtime_ns, item.inode))
 }
@@ -768,7 +760,7 @@ impl OpCtx {
                     // (recorded only with the replan below, whose effects the mirror sees).
                     effects.push(Effect::MoveTree {
                         from: from.into(),
-                        to: join_path(from_parent, to_name),
+                        to: crate::plan::join(from_parent, to_name),
                     });
                 }
                 match item {
@@ -833,11 +825,7 @@ impl OpCtx {
         };
         match r {
             // Already deleted or gone: the remote is where we want it.
-            Err(e)
-                if !e
-                    .status()
-                    .is_some_and(|s| s.as_u16() == 404 || s.as_u16() == 410) =>
-            {
+            Err(e) if !is_gone(&e) => {
                 let _ = self.store.commit(m, intent, vec![]).await;
                 self.fail(&e)
             }

@@ -59,6 +59,23 @@ async fn finish_in_sync(w: &World, d: &Daemon) -> MirrorStatus {
     s
 }
 
+/// Waits until the mirror is idle without failures *and* the remote equals the disk (the
+/// changes may not have reached the daemon when it first looks idle); panics naming
+/// `what` after `secs`.
+async fn until_mirrored(w: &World, d: &Daemon, secs: u64, what: &str) -> MirrorStatus {
+    tokio::time::timeout(Duration::from_secs(secs), async {
+        loop {
+            let s = d.handle.wait_settled().await;
+            if s.in_sync() && s.failures == 0 && w.remote_tree().await == w.local_tree() {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{what}: {:?}", d.handle.status()))
+}
+
 fn status_count(stats: &Value, status: u16) -> u64 {
     stats["by_status"][status.to_string()].as_u64().unwrap_or(0)
 }
@@ -596,26 +613,12 @@ async fn a_folder_trashed_remotely_by_someone_else_comes_back() {
     let d = w.start().await;
     assert!(d.settled().await.in_sync());
     let edited_id = w.remote_id("edited.txt").await.expect("mirrored");
-    let r = w
-        .http
-        .delete(format!("{}/api/v1/files/{edited_id}", w.url))
-        .bearer_auth(crate::world::TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "trash edited.txt: {}", r.status());
+    w.trash("files", &edited_id).await;
     let moved_id = w.remote_id("a/moved.txt").await.expect("mirrored");
     let renamed_id = w.remote_id("a/renamed.txt").await.expect("mirrored");
     for folder in ["b", "c"] {
         let id = w.remote_id(folder).await.expect("folder mirrored");
-        let r = w
-            .http
-            .delete(format!("{}/api/v1/folders/{id}", w.url))
-            .bearer_auth(crate::world::TOKEN)
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success(), "trash {folder}: {}", r.status());
+        w.trash("folders", &id).await;
     }
     // A move into one trashed folder, a move with a new name and a new file in the other.
     std::fs::rename(w.root.join("a/moved.txt"), w.root.join("b/moved.txt")).unwrap();
@@ -623,18 +626,7 @@ async fn a_folder_trashed_remotely_by_someone_else_comes_back() {
     w.write("c/new.txt", b"new in c");
     // And a new version of a file someone trashed.
     w.write("edited.txt", b"version 2, longer");
-    let s = tokio::time::timeout(Duration::from_secs(60), async {
-        loop {
-            let s = d.handle.wait_settled().await;
-            // Not only idle: the changes may not have reached the daemon yet.
-            if s.in_sync() && s.failures == 0 && w.remote_tree().await == w.local_tree() {
-                return s;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("never settled: {:?}", d.handle.status()));
+    let s = until_mirrored(&w, &d, 60, "never settled").await;
     assert_eq!(s.retrying, 0);
     w.assert_mirrored().await;
     w.assert_unique_names().await;
@@ -675,17 +667,7 @@ async fn an_applied_upload_whose_retry_fails_is_not_left_behind() {
     // The retry finds no file to send.
     tokio::time::sleep(Duration::from_millis(600)).await;
     w.faults(json!({})).await;
-    let s = tokio::time::timeout(Duration::from_secs(60), async {
-        loop {
-            let s = d.handle.wait_settled().await;
-            if s.in_sync() && s.failures == 0 && w.remote_tree().await == w.local_tree() {
-                return s;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("doomed.txt left on the remote: {:?}", d.handle.status()));
+    let s = until_mirrored(&w, &d, 60, "doomed.txt left on the remote").await;
     assert_eq!(s.retrying, 0);
     w.assert_mirrored().await;
     assert!(

@@ -189,15 +189,21 @@ impl World {
     }
 
     pub async fn api(&self, path: &str) -> Value {
+        self.api_live(path)
+            .await
+            .unwrap_or_else(|| panic!("GET {path}: not found or gone"))
+    }
+
+    /// Trashes a remote item as another client would (`kind`: `files` or `folders`).
+    pub async fn trash(&self, kind: &str, id: &str) {
         let r = self
             .http
-            .get(format!("{}/api/v1{path}", self.url))
+            .delete(format!("{}/api/v1/{kind}/{id}", self.url))
             .bearer_auth(TOKEN)
             .send()
             .await
             .unwrap();
-        assert!(r.status().is_success(), "GET {path}: {}", r.status());
-        r.json().await.unwrap()
+        assert!(r.status().is_success(), "trash {kind}/{id}: {}", r.status());
     }
 
     /// Like [`World::api`], but `None` when the item is gone (404, or 410 for the trash):
