@@ -508,7 +508,12 @@ impl Engine {
     /// Remembers when the watcher last reported a removal, or lost events (which during a
     /// `rm -rf` stand for removals).
     fn note_removal(&mut self, ev: &WatchEvent, now: Instant) {
-        if matches!(ev, WatchEvent::Removed(_) | WatchEvent::Rescan { .. }) {
+        if matches!(
+            ev,
+            WatchEvent::Removed(_)
+                | WatchEvent::MoveEnd { present: false, .. }
+                | WatchEvent::Rescan { .. }
+        ) {
             self.last_removal = Some(now);
         }
     }

@@ -21,6 +21,12 @@ pub struct QueueConfig {
     pub max_delay: Duration,
     /// Beyond this many distinct pending paths, everything collapses into one rescan.
     pub max_pending: usize,
+    /// The quiet period of a group that holds nothing but paired kernel renames (`mv a b`).
+    /// Such a move is atomic: there is no content to wait out, so it settles after this much
+    /// shorter period (the daemon uses the smaller of this and `quiet`). Any other event in
+    /// the group (a write, a create before the rename, as in an editor's atomic save) puts the
+    /// group back on the full quiet period.
+    pub rename_quiet: Duration,
 }
 
 impl Default for QueueConfig {
@@ -29,6 +35,7 @@ impl Default for QueueConfig {
             quiet: Duration::from_secs(2),
             max_delay: Duration::from_secs(60),
             max_pending: 65_536,
+            rename_quiet: Duration::from_millis(250),
         }
     }
 }
@@ -75,7 +82,11 @@ impl Window {
     }
 
     fn deadline(&self, cfg: &QueueConfig) -> Instant {
-        (self.last + cfg.quiet).min(self.first + cfg.max_delay)
+        self.deadline_after(cfg.quiet, cfg)
+    }
+
+    fn deadline_after(&self, quiet: Duration, cfg: &QueueConfig) -> Instant {
+        (self.last + quiet).min(self.first + cfg.max_delay)
     }
 }
 
@@ -89,6 +100,10 @@ struct Group {
     state: BTreeMap<RelPath, bool>,
     /// Compressed moves (`a→b, b→c` is kept as `a→c`).
     moves: Vec<(RelPath, RelPath)>,
+    /// Nothing but kernel renames (and their ends) so far: once it holds a paired move, the
+    /// group settles after `rename_quiet`. A lone end (a move out of or into the root) waits
+    /// the full quiet period like a removal or creation.
+    renames_only: bool,
 }
 
 impl Group {
@@ -97,7 +112,17 @@ impl Group {
             window: Window::new(now),
             state: BTreeMap::new(),
             moves: Vec::new(),
+            renames_only: true,
         }
+    }
+
+    fn deadline(&self, cfg: &QueueConfig) -> Instant {
+        let quiet = if self.renames_only && !self.moves.is_empty() {
+            cfg.rename_quiet.min(cfg.quiet)
+        } else {
+            cfg.quiet
+        };
+        self.window.deadline_after(quiet, cfg)
     }
 
     fn rename(&mut self, from: &RelPath, to: &RelPath) {
@@ -185,6 +210,7 @@ impl Queue {
         match event {
             WatchEvent::Changed(p) => self.changed(p, now),
             WatchEvent::Removed(p) => self.removed(p, now),
+            WatchEvent::MoveEnd { path, present } => self.move_end(path, present, now),
             WatchEvent::Renamed { from, to } => self.renamed(from, to, now),
             WatchEvent::Rescan { .. } => self.rescan(now),
             WatchEvent::Error(_) => return false,
@@ -193,11 +219,17 @@ impl Queue {
     }
 
     pub fn changed(&mut self, path: RelPath, now: Instant) {
-        self.presence(path, true, now);
+        self.presence(path, true, now, false);
     }
 
     pub fn removed(&mut self, path: RelPath, now: Instant) {
-        self.presence(path, false, now);
+        self.presence(path, false, now, false);
+    }
+
+    /// One end of a kernel rename: a removal or change like any other, except that it does
+    /// not cost its group the short rename quiet period.
+    pub fn move_end(&mut self, path: RelPath, present: bool, now: Instant) {
+        self.presence(path, present, now, true);
     }
 
     pub fn renamed(&mut self, from: RelPath, to: RelPath, now: Instant) {
@@ -282,7 +314,7 @@ impl Queue {
         self.rescan.is_some()
     }
 
-    fn presence(&mut self, path: RelPath, present: bool, now: Instant) {
+    fn presence(&mut self, path: RelPath, present: bool, now: Instant, move_end: bool) {
         if self.absorbed_by_rescan(now) {
             return;
         }
@@ -299,6 +331,7 @@ impl Queue {
         };
         self.update(id, now, |g| {
             g.state.insert(path.clone(), present);
+            g.renames_only &= move_end;
         });
         self.index.insert(path, id);
         self.check_bound(now);
@@ -336,7 +369,7 @@ impl Queue {
         let id = self.next_id;
         self.next_id += 1;
         let g = Group::new(now);
-        self.deadlines.insert((g.window.deadline(&self.cfg), id));
+        self.deadlines.insert((g.deadline(&self.cfg), id));
         self.groups.insert(id, g);
         id
     }
@@ -344,10 +377,10 @@ impl Queue {
     /// Applies `f` to a group and moves its deadline for an event at `now`.
     fn update(&mut self, id: u64, now: Instant, f: impl FnOnce(&mut Group)) {
         let g = self.groups.get_mut(&id).expect("indexed group exists");
-        self.deadlines.remove(&(g.window.deadline(&self.cfg), id));
+        self.deadlines.remove(&(g.deadline(&self.cfg), id));
         f(g);
         g.window.touch(now);
-        self.deadlines.insert((g.window.deadline(&self.cfg), id));
+        self.deadlines.insert((g.deadline(&self.cfg), id));
     }
 
     /// Folds the smaller of two groups into the larger; returns the survivor.
@@ -358,16 +391,17 @@ impl Queue {
             (b, a)
         };
         let g = self.groups.remove(&gone).expect("indexed group exists");
-        self.deadlines.remove(&(g.window.deadline(&self.cfg), gone));
+        self.deadlines.remove(&(g.deadline(&self.cfg), gone));
         for p in g.state.keys() {
             self.index.insert(p.clone(), keep);
         }
         let k = self.groups.get_mut(&keep).expect("indexed group exists");
-        self.deadlines.remove(&(k.window.deadline(&self.cfg), keep));
+        self.deadlines.remove(&(k.deadline(&self.cfg), keep));
         k.window = k.window.merge(g.window);
         k.state.extend(g.state);
         k.moves.extend(g.moves);
-        self.deadlines.insert((k.window.deadline(&self.cfg), keep));
+        k.renames_only &= g.renames_only;
+        self.deadlines.insert((k.deadline(&self.cfg), keep));
         keep
     }
 
@@ -413,6 +447,12 @@ mod tests {
     fn rm(s: &str) -> WatchEvent {
         WatchEvent::Removed(rp(s))
     }
+    fn end(s: &str, present: bool) -> WatchEvent {
+        WatchEvent::MoveEnd {
+            path: rp(s),
+            present,
+        }
+    }
     fn mv(a: &str, b: &str) -> WatchEvent {
         WatchEvent::Renamed {
             from: rp(a),
@@ -453,6 +493,7 @@ mod tests {
             quiet: Duration::from_millis(2_000),
             max_delay: Duration::from_millis(60_000),
             max_pending: 10,
+            rename_quiet: Duration::from_millis(250),
         }
     }
 
@@ -558,14 +599,76 @@ mod tests {
                 ],
             ),
             (
-                "kernel rename (From, To, Both) becomes one pair",
+                "kernel rename (From, To, Both) becomes one pair, settled after 250 ms",
+                vec![
+                    Ev(0, end("a", false)),
+                    Ev(0, end("b", true)),
+                    Ev(0, mv("a", "b")),
+                    Len(2),
+                    Next(Some(250)),
+                    Drain(250, vec![s_mv("a", "b")]),
+                    Len(0),
+                ],
+            ),
+            (
+                "a rename whose ends came as plain events pairs but waits the quiet period",
                 vec![
                     Ev(0, rm("a")),
                     Ev(0, ch("b")),
                     Ev(0, mv("a", "b")),
                     Len(2),
+                    Drain(300, vec![]),
                     Drain(2_000, vec![s_mv("a", "b")]),
-                    Len(0),
+                ],
+            ),
+            (
+                "a move out of the root waits the quiet period like a removal",
+                vec![
+                    Ev(0, end("a", false)),
+                    Next(Some(2_000)),
+                    Drain(2_000, vec![s_rm("a")]),
+                ],
+            ),
+            (
+                "a move into the root waits the quiet period like a creation",
+                vec![
+                    Ev(0, end("b", true)),
+                    Next(Some(2_000)),
+                    Drain(2_000, vec![s_ch("b")]),
+                ],
+            ),
+            (
+                "an editor's atomic save with kernel move ends waits the quiet period",
+                vec![
+                    Ev(0, ch("a.tmp")),
+                    Ev(10, end("a.tmp", false)),
+                    Ev(10, end("a", true)),
+                    Ev(10, mv("a.tmp", "a")),
+                    Next(Some(2_010)),
+                    Drain(2_010, vec![s_mv("a.tmp", "a")]),
+                ],
+            ),
+            (
+                "a rename over a file written just before waits the quiet period",
+                vec![
+                    Ev(0, ch("b")),
+                    Ev(10, end("a", false)),
+                    Ev(10, end("b", true)),
+                    Ev(10, mv("a", "b")),
+                    Next(Some(2_010)),
+                ],
+            ),
+            (
+                "renames inside a just-renamed directory stay on the short period",
+                vec![
+                    Ev(0, end("d", false)),
+                    Ev(0, end("e", true)),
+                    Ev(0, mv("d", "e")),
+                    Ev(100, end("e/x", false)),
+                    Ev(100, end("e/y", true)),
+                    Ev(100, mv("e/x", "e/y")),
+                    Next(Some(350)),
+                    Drain(350, vec![s_mv("d", "e"), s_mv("e/x", "e/y")]),
                 ],
             ),
             (
@@ -584,6 +687,48 @@ mod tests {
                     Ev(1_000, mv("a", "b")),
                     Drain(2_000, vec![]),
                     Drain(3_000, vec![s_mv("a", "b")]),
+                ],
+            ),
+            (
+                "a lone kernel rename settles after the short rename quiet period",
+                vec![
+                    Ev(0, mv("d", "e")),
+                    Next(Some(250)),
+                    Drain(200, vec![]),
+                    Ev(200, mv("e", "f")),
+                    Next(Some(450)),
+                    Drain(449, vec![]),
+                    Drain(450, vec![s_mv("d", "f"), s_rm("e")]),
+                ],
+            ),
+            (
+                "an atomic save (create, then rename over) waits the full quiet period",
+                vec![
+                    Ev(0, ch("a.tmp")),
+                    Ev(10, mv("a.tmp", "a")),
+                    Next(Some(2_010)),
+                    Drain(300, vec![]),
+                    Drain(2_010, vec![s_mv("a.tmp", "a")]),
+                ],
+            ),
+            (
+                "a write inside a just-renamed directory puts the move on the full quiet period",
+                vec![
+                    Ev(0, mv("d", "e")),
+                    Ev(100, ch("e/x")),
+                    Next(Some(2_100)),
+                    Drain(300, vec![]),
+                    Drain(2_100, vec![s_mv("d", "e"), s_ch("e/x")]),
+                ],
+            ),
+            (
+                "a rename joined to a pending change waits the full quiet period",
+                vec![
+                    Ev(0, mv("a", "b")),
+                    Ev(0, ch("c")),
+                    Ev(100, mv("c", "a")),
+                    Next(Some(2_100)),
+                    Drain(300, vec![]),
                 ],
             ),
             (
@@ -743,6 +888,7 @@ mod tests {
         let c = QueueConfig::default();
         assert_eq!(c.quiet, Duration::from_secs(2));
         assert_eq!(c.max_delay, Duration::from_secs(60));
+        assert!(c.rename_quiet < c.quiet);
     }
 
     /// Drives the queue the way the engine does: sleep until `next_deadline`, drain, with
@@ -763,12 +909,14 @@ mod tests {
             assert!(!batch.is_empty(), "woke at a deadline with nothing ready");
             batches.push((Instant::now() - start, batch));
         }
+        // The lone rename settles after the short rename quiet period, the write after the
+        // full one.
         assert_eq!(
             batches,
-            vec![(
-                Duration::from_millis(3_500),
-                vec![s_ch("a.txt"), s_mv("x", "y")]
-            )]
+            vec![
+                (Duration::from_millis(1_750), vec![s_mv("x", "y")]),
+                (Duration::from_millis(3_500), vec![s_ch("a.txt")]),
+            ]
         );
     }
 

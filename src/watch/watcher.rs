@@ -32,6 +32,14 @@ const WATCH_LIMIT_FIX: &str = "raise it with `sysctl fs.inotify.max_user_watches
 pub enum WatchEvent {
     Changed(RelPath),
     Removed(RelPath),
+    /// One end of a kernel rename (inotify's `IN_MOVED_FROM`/`IN_MOVED_TO`); `present` says
+    /// which. On its own (a move out of or into the root) it means `Removed`/`Changed`; when
+    /// both ends are inside the root, a `Renamed` follows. The queue tells these apart from
+    /// writes so that a plain `mv` need not wait out the full quiet period.
+    MoveEnd {
+        path: RelPath,
+        present: bool,
+    },
     /// A move seen from both ends inside the root (a strong hint for a remote move).
     Renamed {
         from: RelPath,
@@ -348,6 +356,11 @@ impl Mapper {
         let Some(presence) = classify_kind(&event.kind) else {
             return vec![];
         };
+        // Both ends of a kernel rename carry the kernel's cookie; a self-move does not.
+        let move_end = matches!(
+            event.kind,
+            EventKind::Modify(ModifyKind::Name(RenameMode::From | RenameMode::To))
+        ) && event.attrs.tracker().is_some();
         let dir_hint = match event.kind {
             EventKind::Create(CreateKind::Folder) | EventKind::Remove(RemoveKind::Folder) => {
                 Some(true)
@@ -365,7 +378,12 @@ impl Mapper {
                         Presence::Gone => true,
                         Presence::Check => std::fs::symlink_metadata(abs).is_err(),
                     };
-                    out.push(if gone {
+                    out.push(if move_end {
+                        WatchEvent::MoveEnd {
+                            path: rel,
+                            present: !gone,
+                        }
+                    } else if gone {
                         WatchEvent::Removed(rel)
                     } else {
                         WatchEvent::Changed(rel)

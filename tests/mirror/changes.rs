@@ -1,5 +1,7 @@
 //! Live changes: edits, atomic saves, renames and moves, deletes, recreations.
 
+use std::time::Duration;
+
 use crate::world::World;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -84,6 +86,66 @@ async fn renaming_a_directory_of_1000_files_is_one_call() {
     );
     assert_eq!(s["requests_total"], 1, "only the move: {s}");
     w.assert_mirrored().await;
+    d.stop().await;
+}
+
+/// A plain `mv` is atomic, so it does not wait out the quiet period (DESIGN.md's debounce
+/// exists for files still being written). With a 10-minute quiet period, a folder rename and a
+/// file rename reach the remote while a write made at the same moment is still held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kernel_rename_skips_the_quiet_period_a_write_does_not() {
+    let w = World::new().await;
+    for i in 0..50 {
+        w.write(&format!("dir/f{i:02}"), format!("{i}").as_bytes());
+    }
+    w.write("one.txt", b"one");
+    let mut m = w.mirror_config();
+    m.quiet_period_ms = 600_000;
+    m.max_delay_secs = 600;
+    let d = w.start_with(m).await;
+    d.settled().await;
+    let (dir_id, file_id) = (
+        w.remote_id("dir").await.unwrap(),
+        w.remote_id("one.txt").await.unwrap(),
+    );
+    w.reset_stats().await;
+    std::fs::rename(w.root.join("dir"), w.root.join("renamed")).unwrap();
+    std::fs::rename(w.root.join("one.txt"), w.root.join("uno.txt")).unwrap();
+    w.write("held.txt", b"written with the renames");
+    let waited = tokio::time::timeout(Duration::from_secs(60), async {
+        while w.remote_id("renamed").await.is_none() || w.remote_id("uno.txt").await.is_none() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(
+        waited.is_ok(),
+        "renames not mirrored: {}",
+        w.stats().await["by_route"]
+    );
+    assert_eq!(
+        w.remote_id("renamed").await.unwrap(),
+        dir_id,
+        "moved, not re-created"
+    );
+    assert_eq!(
+        w.remote_id("uno.txt").await.unwrap(),
+        file_id,
+        "moved, not re-uploaded"
+    );
+    assert!(w.remote_id("renamed/f07").await.is_some());
+    assert_eq!(
+        w.remote_id("held.txt").await,
+        None,
+        "the write waits out its quiet period"
+    );
+    let s = w.stats().await;
+    assert_eq!(
+        w.count("POST /api/v1/uploads").await + w.count("POST /api/v1/files").await,
+        0,
+        "{s}"
+    );
+    assert!(!d.handle.status().in_sync(), "held.txt still pending");
     d.stop().await;
 }
 

@@ -400,13 +400,29 @@ async fn watcher_reports_create_modify_rename_delete_as_relpaths() {
     .await;
 
     fs::rename(root.join("new.txt"), root.join("renamed.txt")).unwrap();
-    wait_for(&mut w, "file rename", |e| {
+    let seen = wait_for(&mut w, "file rename", |e| {
         *e == WatchEvent::Renamed {
             from: rp("new.txt"),
             to: rp("renamed.txt"),
         }
     })
     .await;
+    // Both ends come as move ends (not as a removal and a write), so the queue can settle
+    // the move without the full quiet period.
+    for (path, present) in [("new.txt", false), ("renamed.txt", true)] {
+        let want = WatchEvent::MoveEnd {
+            path: rp(path),
+            present,
+        };
+        assert!(seen.contains(&want), "no {want:?} in {seen:#?}");
+    }
+    assert!(
+        !seen.iter().any(
+            |e| matches!(e, WatchEvent::Removed(p) | WatchEvent::Changed(p)
+            if p.as_str() == "new.txt" || p.as_str() == "renamed.txt")
+        ),
+        "a rename end reported as a plain change: {seen:#?}"
+    );
 
     fs::rename(root.join("existing"), root.join("moved")).unwrap();
     wait_for(&mut w, "directory rename", |e| {
@@ -438,7 +454,10 @@ async fn watcher_reports_create_modify_rename_delete_as_relpaths() {
     })
     .await;
     for ev in &seen {
-        if let WatchEvent::Changed(p) | WatchEvent::Removed(p) = ev {
+        if let WatchEvent::Changed(p)
+        | WatchEvent::Removed(p)
+        | WatchEvent::MoveEnd { path: p, .. } = ev
+        {
             assert!(!p.is_root(), "{ev:?}");
         }
     }
@@ -489,7 +508,9 @@ async fn watcher_covers_new_directories_and_skips_ignored_paths() {
         let touches_ignored =
             |p: &RelPath| p.as_str().ends_with(".swp") || p.as_str().starts_with("build");
         match ev {
-            WatchEvent::Changed(p) | WatchEvent::Removed(p) => {
+            WatchEvent::Changed(p)
+            | WatchEvent::Removed(p)
+            | WatchEvent::MoveEnd { path: p, .. } => {
                 assert!(!touches_ignored(p), "ignored path leaked: {ev:?}")
             }
             WatchEvent::Renamed { from, to } => {
