@@ -219,8 +219,11 @@ impl Daemon {
         opts: &MirrorOpts,
     ) -> Result<Daemon> {
         let run = dir.join("run");
+        // `SCAIDRIVE_BENCH_LOG_LEVEL=debug` shows the daemon's phase timings in its log (at
+        // some cost: the figures are then not the ones to report).
+        let level = std::env::var("SCAIDRIVE_BENCH_LOG_LEVEL").unwrap_or_else(|_| "warn".into());
         let mut cfg = format!(
-            "[daemon]\nstate_dir = {state:?}\nruntime_dir = {run:?}\nlog_level = \"warn\"\n\n\
+            "[daemon]\nstate_dir = {state:?}\nruntime_dir = {run:?}\nlog_level = {level:?}\n\n\
              [remote]\nurl = {url:?}\n\n\
              [[mirror]]\nname = \"bench\"\npath = {root:?}\nshare_id = {share:?}\nremote_path = {base:?}\n",
             state = dir.join("state"),

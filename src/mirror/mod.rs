@@ -566,11 +566,13 @@ impl Engine {
         poll_every: &mut Option<Duration>,
     ) -> Result<Option<Watcher>, String> {
         let (root, rules) = (self.root(), (*self.ignore).clone());
+        let starting = std::time::Instant::now();
         let started = tokio::task::spawn_blocking(move || {
             Watcher::new(&root, rules, local::DEFAULT_CHANNEL_CAPACITY)
         })
         .await
         .map_err(|e| format!("watcher task: {e}"))?;
+        tracing::debug!(mirror = %self.name, "watcher started in {} ms", starting.elapsed().as_millis());
         match started {
             Ok(w) => Ok(Some(w)),
             Err(e) => {
@@ -813,6 +815,7 @@ impl Engine {
             base_folder_id: base,
             delete_mode: self.cfg.delete,
         }));
+        let loading = std::time::Instant::now();
         self.known = Arc::new(
             store
                 .entries(rec.id)
@@ -822,6 +825,7 @@ impl Engine {
                 .map(|e| (e.path.clone(), e))
                 .collect(),
         );
+        tracing::debug!(mirror = %self.name, "loaded {} entries from the store in {} ms", self.known.len(), loading.elapsed().as_millis());
         let now = unix_now();
         for f in store.failures(rec.id).await.map_err(|e| e.to_string())? {
             if f.next_retry_at > now {
@@ -1170,9 +1174,28 @@ impl Engine {
         self.set_state(MirrorState::Scanning, None);
         let root = t.root.clone();
         let ignore = self.ignore.clone();
-        let scanned = tokio::task::spawn_blocking(move || local::scan(&root, &ignore)).await;
-        let items = match scanned {
-            Ok(Ok(items)) => items,
+        let scanning = std::time::Instant::now();
+        let scanned = tokio::task::spawn_blocking(move || {
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+            local::scan_parallel(&root, &ignore, threads).map(|items| {
+                let mut disk = BTreeMap::new();
+                let mut skipped = Vec::new();
+                for item in items {
+                    match item {
+                        ScanItem::Entry(e) => {
+                            let d = disk_item(e.path.as_str(), &e);
+                            disk.insert(d.path.clone(), d);
+                        }
+                        ScanItem::Skipped { path, reason } => skipped.push((path, reason)),
+                    }
+                }
+                skipped.sort_by(|a, b| a.0.cmp(&b.0));
+                (disk, skipped)
+            })
+        })
+        .await;
+        let (disk, skipped) = match scanned {
+            Ok(Ok(found)) => found,
             Ok(Err(e @ ScanError::RootUnavailable { .. })) => {
                 self.pause(format!(
                     "{e}; nothing is deleted remotely while the root is unavailable"
@@ -1185,22 +1208,14 @@ impl Engine {
                 return;
             }
         };
-        let mut disk = BTreeMap::new();
+        tracing::debug!(mirror = %self.name, "full pass: scanned {} items in {} ms", disk.len(), scanning.elapsed().as_millis());
         self.skipped.clear();
-        for item in items {
-            match item {
-                ScanItem::Entry(e) => {
-                    let d = disk_item(e.path.as_str(), &e);
-                    disk.insert(d.path.clone(), d);
-                }
-                ScanItem::Skipped { path, reason } => {
-                    tracing::warn!(mirror = %self.name, "skipped {path}: {reason}");
-                    self.skipped.push(SkippedItem {
-                        path,
-                        reason: reason.to_string(),
-                    });
-                }
-            }
+        for (path, reason) in skipped {
+            tracing::warn!(mirror = %self.name, "skipped {path}: {reason}");
+            self.skipped.push(SkippedItem {
+                path,
+                reason: reason.to_string(),
+            });
         }
         if disk.is_empty() && !self.known.is_empty() {
             self.pause(format!(
@@ -1213,10 +1228,17 @@ impl Engine {
         }
         // What could not be looked at is unknown, not deleted: keep its known subtree out
         // of the comparison.
-        let mut known = (*self.known).clone();
-        for item in &self.skipped {
-            known.retain(|k, _| !plan::is_within(k, &item.path));
-        }
+        // (Shared, not copied, when nothing was skipped: a copy of 100,000 entries is most
+        // of a no-change pass's memory peak.)
+        let known = if self.skipped.is_empty() {
+            Arc::clone(&self.known)
+        } else {
+            let mut known = (*self.known).clone();
+            for item in &self.skipped {
+                known.retain(|k, _| !plan::is_within(k, &item.path));
+            }
+            Arc::new(known)
+        };
         self.plan_and_execute(known, disk, Vec::new(), false, stop)
             .await;
         if self.paused.is_none() {
@@ -1269,7 +1291,7 @@ impl Engine {
             tokio::task::spawn_blocking(move || build_scope(&root, &ignore, &known_all, &paths))
                 .await;
         let Ok((known, disk)) = scope else { return };
-        self.plan_and_execute(known, disk, renames, true, stop)
+        self.plan_and_execute(Arc::new(known), disk, renames, true, stop)
             .await;
     }
 
@@ -1366,7 +1388,7 @@ impl Engine {
 
     async fn plan_and_execute(
         &mut self,
-        known: BTreeMap<String, Entry>,
+        known: Arc<BTreeMap<String, Entry>>,
         disk: BTreeMap<String, DiskItem>,
         renames: Vec<(String, String)>,
         from_events: bool,
@@ -1375,20 +1397,25 @@ impl Engine {
         let Some(t) = self.target.clone() else { return };
         let root = t.root.clone();
         let known_count = self.known.len();
-        // A path that changed kind must be freed before its new item is created: its
-        // delete does not wait out the grace period.
-        let kind_changed: BTreeSet<String> = disk
-            .iter()
-            .filter(|(p, d)| known.get(*p).is_some_and(|k| k.kind != d.kind))
-            .map(|(p, _)| p.clone())
-            .collect();
+        let planning = std::time::Instant::now();
         let planned = tokio::task::spawn_blocking(move || {
-            plan::plan(&known, &disk, &renames, &mut |rel| {
+            // A path that changed kind must be freed before its new item is created: its
+            // delete does not wait out the grace period.
+            let kind_changed: BTreeSet<String> = disk
+                .iter()
+                .filter(|(p, d)| known.get(*p).is_some_and(|k| k.kind != d.kind))
+                .map(|(p, _)| p.clone())
+                .collect();
+            let planned = plan::plan(&known, &disk, &renames, &mut |rel| {
                 plan::hash_file(&root.join(rel))
-            })
+            });
+            (planned, kind_changed)
         })
         .await;
-        let Ok(planned) = planned else { return };
+        let Ok((planned, kind_changed)) = planned else {
+            return;
+        };
+        tracing::debug!(mirror = %self.name, "planned {} ops in {} ms", planned.ops.len(), planning.elapsed().as_millis());
         for (path, reason) in &planned.failures {
             let _ = self
                 .deps

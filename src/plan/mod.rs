@@ -11,6 +11,7 @@
 //! executed one by one: every op's parent (and a move's source) exists when it runs;
 //! deletes come last, except where a path changed kind and must be freed first.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::store::{Entry, EntryKind};
@@ -142,7 +143,9 @@ pub fn plan(
     hash: &mut dyn FnMut(&str) -> std::io::Result<String>,
 ) -> Plan {
     let mut out = Plan::default();
-    let mut view: BTreeMap<String, Entry> = known.clone();
+    // The store's view as the plan goes along; copied only if a move or kind change alters
+    // it (a pass that finds nothing moved compares against `known` itself).
+    let mut view: Cow<BTreeMap<String, Entry>> = Cow::Borrowed(known);
     let mut hashes: HashMap<String, String> = HashMap::new();
     let mut hash_of = |path: &str, failures: &mut Vec<(String, String)>| -> Option<String> {
         if let Some(h) = hashes.get(path) {
@@ -175,7 +178,7 @@ pub fn plan(
         {
             let k = k.clone();
             out.deleted_entries += view.keys().filter(|p| is_within(p, path)).count();
-            view.retain(|p, _| !is_within(p, path));
+            view.to_mut().retain(|p, _| !is_within(p, path));
             early_deletes.push(Op::Delete {
                 path: path.clone(),
                 remote_id: k.remote_id,
@@ -212,6 +215,7 @@ pub fn plan(
             .filter(|e| is_within(&e.path, &k.path))
             .cloned()
             .collect();
+        let view = view.to_mut();
         for mut e in moved {
             view.remove(&e.path);
             e.path = rekey(&e.path, &k.path, &d.path);
@@ -262,6 +266,7 @@ pub fn plan(
                 continue;
             }
             taken.insert(d.path.clone());
+            let view = view.to_mut();
             view.remove(&k.path);
             let mut moved = k.clone();
             moved.path = d.path.clone();
@@ -368,6 +373,9 @@ fn order_creations(
     moves: Vec<Op>,
     creates: Vec<Op>,
 ) -> Vec<Op> {
+    if moves.is_empty() && creates.is_empty() {
+        return Vec::new();
+    }
     let mut present: BTreeSet<String> = known.keys().cloned().collect();
     for op in early {
         if let Op::Delete { path, .. } = op {

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use scaidrive::watch::{
     IgnoreRules, Kind, PathStat, RelPath, RescanReason, ScanError, ScanItem, SkipReason,
-    WatchEvent, Watcher, scan, scan_subtree, stat_path, stat_path_detailed,
+    WatchEvent, Watcher, scan, scan_parallel, scan_subtree, stat_path, stat_path_detailed,
 };
 
 fn rp(s: &str) -> RelPath {
@@ -51,14 +51,31 @@ fn write(root: &Path, rel: &str, body: &[u8]) {
 
 /// Runs a scan on a thread with a time limit: a scan that opened a FIFO would hang forever,
 /// and a hang must fail the test, not stall CI.
+///
+/// Every scan is also run as [`scan_parallel`] (the start-up compare's walk), which must find
+/// exactly the same items, in whatever order.
 fn scan_with_timeout(root: &Path, rules: &IgnoreRules) -> Result<Vec<ScanItem>, ScanError> {
     let (tx, rx) = std::sync::mpsc::channel();
     let (root, rules) = (root.to_path_buf(), rules.clone());
     std::thread::spawn(move || {
-        let _ = tx.send(scan(&root, &rules));
+        let _ = tx.send((scan(&root, &rules), scan_parallel(&root, &rules, 3)));
     });
-    rx.recv_timeout(Duration::from_secs(20))
-        .expect("scan did not finish: it must never open special files")
+    let (seq, par) = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("scan did not finish: it must never open special files");
+    let sorted = |r: &Result<Vec<ScanItem>, ScanError>| {
+        r.as_ref().ok().map(|items| {
+            let mut items = items.clone();
+            items.sort_by_key(|i| match i {
+                ScanItem::Entry(e) => e.path.as_str().to_string(),
+                ScanItem::Skipped { path, .. } => path.clone(),
+            });
+            items
+        })
+    };
+    assert_eq!(sorted(&seq), sorted(&par), "the parallel scan differs");
+    assert_eq!(seq.is_err(), par.is_err());
+    seq
 }
 
 #[test]
@@ -265,6 +282,10 @@ fn unavailable_root_is_an_error_never_an_empty_tree() {
     let file = dir.path().join("file");
     fs::write(&file, b"x").unwrap();
     for root in [&missing, &file] {
+        assert!(matches!(
+            scan_parallel(root, &rules(), 2),
+            Err(ScanError::RootUnavailable { .. })
+        ));
         match scan(root, &rules()) {
             Err(ScanError::RootUnavailable { root: r, reason }) => {
                 assert_eq!(&r, root);
