@@ -1,6 +1,8 @@
 //! Folder routes (the Folders seed page): get, children (with `root` and
 //! `include_deleted`), create, rename/restore, soft and permanent delete, move.
 
+use std::collections::HashMap;
+
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -206,15 +208,55 @@ fn rename_tree(
         Some(&old_path),
         None,
     )?;
-    for d in model::descendants(conn, &node.id)?
-        .iter()
-        .filter(|d| !d.is_deleted())
-    {
-        let d_new = model::node_path(conn, d)?;
+    // Descendants' paths are built top-down from the folder's (one pass over the subtree,
+    // not a walk up the parent chain per item).
+    let subtree = model::descendants(conn, &node.id)?;
+    let by_id: HashMap<&str, &Node> = subtree.iter().map(|d| (d.id.as_str(), d)).collect();
+    let mut paths: HashMap<&str, String> = HashMap::from([(node.id.as_str(), new_path.clone())]);
+    for d in subtree.iter().filter(|d| !d.is_deleted()) {
+        let d_new = subtree_path(d, &by_id, &mut paths)?;
         let d_old = format!("{old_path}{}", &d_new[new_path.len()..]);
-        model::record_node_change(conn, d, "renamed", &caller.user_id, now, Some(&d_old), None)?;
+        model::record_node_change_at(
+            conn,
+            d,
+            ("renamed", &caller.user_id, now),
+            Some(&d_old),
+            Some(&d_new),
+            None,
+        )?;
     }
     Ok(())
+}
+
+/// The path of `d`, a node of a subtree whose top's path is already in `paths`; fills in
+/// the paths of the folders passed on the way.
+fn subtree_path<'a>(
+    d: &'a Node,
+    by_id: &HashMap<&str, &'a Node>,
+    paths: &mut HashMap<&'a str, String>,
+) -> ApiResult<String> {
+    let mut chain = vec![d];
+    let mut base = loop {
+        let up = chain
+            .last()
+            .expect("chain starts non-empty")
+            .parent_id
+            .as_str();
+        if let Some(p) = paths.get(up) {
+            break p.clone();
+        }
+        match by_id.get(up) {
+            Some(n) if chain.len() <= by_id.len() => chain.push(n),
+            _ => return Err(ApiError::internal("folder outside its subtree")),
+        }
+    };
+    for n in chain.into_iter().rev() {
+        base = format!("{base}/{}", n.name);
+        if n.kind == "folder" {
+            paths.insert(n.id.as_str(), base.clone());
+        }
+    }
+    Ok(base)
 }
 
 /// Restores a soft-deleted folder and what its delete took with it.

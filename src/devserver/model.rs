@@ -385,25 +385,26 @@ pub struct Change<'a> {
 }
 
 pub fn record_change(conn: &Connection, c: Change<'_>) -> ApiResult<i64> {
-    conn.execute(
+    // Cached: a folder rename records one change per item below it.
+    conn.prepare_cached(
         "INSERT INTO changes (id, tenant_id, share_id, resource_type, resource_id, change_type, \
          changed_by, changed_at, old_path, new_path, version_id, metadata) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-        params![
-            new_id("chg"),
-            c.tenant_id,
-            c.share_id,
-            c.resource_type,
-            c.resource_id,
-            c.change_type,
-            c.changed_by,
-            c.changed_at,
-            c.old_path,
-            c.new_path,
-            c.version_id,
-            c.metadata.to_string(),
-        ],
-    )?;
+    )?
+    .execute(params![
+        new_id("chg"),
+        c.tenant_id,
+        c.share_id,
+        c.resource_type,
+        c.resource_id,
+        c.change_type,
+        c.changed_by,
+        c.changed_at,
+        c.old_path,
+        c.new_path,
+        c.version_id,
+        c.metadata.to_string(),
+    ])?;
     Ok(conn.last_insert_rowid())
 }
 
@@ -422,6 +423,26 @@ pub fn record_node_change(
     } else {
         Some(node_path(conn, node)?)
     };
+    record_node_change_at(
+        conn,
+        node,
+        (change_type, by, at),
+        old_path,
+        new_path.as_deref(),
+        version_id,
+    )
+}
+
+/// [`record_node_change`] with `new_path` given by a caller that already knows it;
+/// `what` is (change type, changed by, changed at).
+pub fn record_node_change_at(
+    conn: &Connection,
+    node: &Node,
+    (change_type, by, at): (&str, &str, &str),
+    old_path: Option<&str>,
+    new_path: Option<&str>,
+    version_id: Option<&str>,
+) -> ApiResult<i64> {
     let metadata = if node.kind == "file" {
         json!({ "size": node.size, "mime_type": node.mime_type, "checksum_sha256": node.sha256,
                 "version": node.version, "name": node.name, "parent_id": node.parent_json() })
@@ -439,7 +460,7 @@ pub fn record_node_change(
             changed_by: by,
             changed_at: at,
             old_path,
-            new_path: new_path.as_deref(),
+            new_path,
             version_id,
             metadata,
         },
