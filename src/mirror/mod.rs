@@ -203,6 +203,9 @@ struct Engine {
     last_removal: Option<Instant>,
     /// Whether removals were still coming in when the running full pass started.
     busy_at_pass_start: bool,
+    /// The watcher being set up (a walk of the whole tree), started as soon as the ignore
+    /// rules are known so that it overlaps with loading the store.
+    watcher_starting: Option<tokio::task::JoinHandle<(Result<Watcher, WatchError>, Duration)>>,
 }
 
 impl Engine {
@@ -239,6 +242,7 @@ impl Engine {
             deletes_held_since: None,
             last_removal: None,
             busy_at_pass_start: false,
+            watcher_starting: None,
         }
     }
 
@@ -561,18 +565,26 @@ impl Engine {
     /// Starts the file watcher. When it cannot run (watch limit reached, a directory it
     /// cannot watch, the root unavailable) the mirror is kept in sync by periodic full
     /// scans instead (`poll_every`), after one error line that says why.
+    /// Sets up the watcher on a blocking thread (it walks the whole tree to add watches).
+    fn spawn_watcher(&self) -> tokio::task::JoinHandle<(Result<Watcher, WatchError>, Duration)> {
+        let (root, rules) = (self.root(), (*self.ignore).clone());
+        tokio::task::spawn_blocking(move || {
+            let starting = std::time::Instant::now();
+            let w = Watcher::new(&root, rules, local::DEFAULT_CHANNEL_CAPACITY);
+            (w, starting.elapsed())
+        })
+    }
+
     async fn start_watcher(
-        &self,
+        &mut self,
         poll_every: &mut Option<Duration>,
     ) -> Result<Option<Watcher>, String> {
-        let (root, rules) = (self.root(), (*self.ignore).clone());
-        let starting = std::time::Instant::now();
-        let started = tokio::task::spawn_blocking(move || {
-            Watcher::new(&root, rules, local::DEFAULT_CHANNEL_CAPACITY)
-        })
-        .await
-        .map_err(|e| format!("watcher task: {e}"))?;
-        tracing::debug!(mirror = %self.name, "watcher started in {} ms", starting.elapsed().as_millis());
+        let pending = match self.watcher_starting.take() {
+            Some(pending) => pending,
+            None => self.spawn_watcher(),
+        };
+        let (started, took) = pending.await.map_err(|e| format!("watcher task: {e}"))?;
+        tracing::debug!(mirror = %self.name, "watcher started in {} ms", took.as_millis());
         match started {
             Ok(w) => Ok(Some(w)),
             Err(e) => {
@@ -783,6 +795,9 @@ impl Engine {
             .map_err(|e| format!("ignore rules: {e}"))?
             .map_err(|e| format!("ignore rules: {e}"))?;
         self.ignore = Arc::new(rules);
+        if self.watcher_starting.is_none() {
+            self.watcher_starting = Some(self.spawn_watcher());
+        }
         // Whether the remote base folder may hold items this store does not know (it
         // existed before this start, or was recorded by an earlier run).
         let mut base_existed = true;
