@@ -1414,16 +1414,19 @@ impl Engine {
         let known_count = self.known.len();
         let planning = std::time::Instant::now();
         let planned = tokio::task::spawn_blocking(move || {
-            // A path that changed kind must be freed before its new item is created: its
-            // delete does not wait out the grace period.
-            let kind_changed: BTreeSet<String> = disk
-                .iter()
-                .filter(|(p, d)| known.get(*p).is_some_and(|k| k.kind != d.kind))
-                .map(|(p, _)| p.clone())
-                .collect();
             let planned = plan::plan(&known, &disk, &renames, &mut |rel| {
                 plan::hash_file(&root.join(rel))
             });
+            // A path that changed kind must be freed before its new item is created: its
+            // delete does not wait out the grace period.
+            let mut kind_changed = BTreeSet::new();
+            for op in &planned.ops {
+                if let Op::Delete { path, kind, .. } = op
+                    && disk.get(path).is_some_and(|d| d.kind != *kind)
+                {
+                    kind_changed.insert(path.clone());
+                }
+            }
             (planned, kind_changed)
         })
         .await;

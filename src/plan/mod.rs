@@ -143,6 +143,9 @@ pub fn plan(
     hash: &mut dyn FnMut(&str) -> std::io::Result<String>,
 ) -> Plan {
     let mut out = Plan::default();
+    if renames.is_empty() && unchanged(known, disk) {
+        return out;
+    }
     // The store's view as the plan goes along; copied only if a move or kind change alters
     // it (a pass that finds nothing moved compares against `known` itself).
     let mut view: Cow<BTreeMap<String, Entry>> = Cow::Borrowed(known);
@@ -364,6 +367,19 @@ pub fn plan(
     out
 }
 
+/// Whether disk and store list the same paths with the same kinds and stat data (one merge
+/// over the two sorted maps): the common case of a restart or periodic rescan, which then
+/// needs none of the lookups below. Directories compare by inode only, as in [`plan`].
+fn unchanged(known: &BTreeMap<String, Entry>, disk: &BTreeMap<String, DiskItem>) -> bool {
+    known.len() == disk.len()
+        && known.iter().zip(disk).all(|((kp, k), (dp, d))| {
+            kp == dp
+                && k.kind == d.kind
+                && k.inode == d.inode
+                && (k.kind == EntryKind::Dir || (k.size == d.size && k.mtime_ns == d.mtime_ns))
+        })
+}
+
 /// Orders moves and creations so that every op's parent, and a move's source, exists
 /// when it runs. Moves keep their computed order (a later move's source is expressed in
 /// the coordinates earlier moves produced).
@@ -550,6 +566,20 @@ mod tests {
         let (ops, notes, _) = run(&disk, &known, &[], &[]);
         assert!(ops.is_empty(), "{ops:?}");
         assert!(notes.is_empty(), "{notes:?}");
+
+        // Same paths and count, one difference each: the quick "unchanged" check must not
+        // hide any of them.
+        let cases: &[(&str, DiskItem, &str)] =
+            &[("a directory replaced (new inode)", dir("a", 9), "refresh a")];
+        for (case, d, want) in cases {
+            let disk = [d.clone(), file("a/x", 2, 5, 10)];
+            let (ops, _, _) = run(&disk, &known, &[("a", "h0")], &[]);
+            assert_eq!(
+                ops.first().map(String::as_str),
+                Some(*want),
+                "{case}: {ops:?}"
+            );
+        }
     }
 
     #[test]
