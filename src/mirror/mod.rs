@@ -562,9 +562,6 @@ impl Engine {
         }
     }
 
-    /// Starts the file watcher. When it cannot run (watch limit reached, a directory it
-    /// cannot watch, the root unavailable) the mirror is kept in sync by periodic full
-    /// scans instead (`poll_every`), after one error line that says why.
     /// Sets up the watcher on a blocking thread (it walks the whole tree to add watches).
     fn spawn_watcher(&self) -> tokio::task::JoinHandle<(Result<Watcher, WatchError>, Duration)> {
         let (root, rules) = (self.root(), (*self.ignore).clone());
@@ -575,6 +572,10 @@ impl Engine {
         })
     }
 
+    /// Starts the file watcher (or takes the one `start` set going). When it cannot run
+    /// (watch limit reached, a directory it cannot watch, the root unavailable) the mirror
+    /// is kept in sync by periodic full scans instead (`poll_every`), after one error line
+    /// that says why.
     async fn start_watcher(
         &mut self,
         poll_every: &mut Option<Duration>,
