@@ -203,6 +203,8 @@ struct Engine {
     last_removal: Option<Instant>,
     /// Whether removals were still coming in when the running full pass started.
     busy_at_pass_start: bool,
+    /// How many known entries the last pass's deletes would remove (waiting ones included).
+    waiting_delete_entries: usize,
     /// The watcher being set up (a walk of the whole tree), started as soon as the ignore
     /// rules are known so that it overlaps with loading the store.
     watcher_starting: Option<tokio::task::JoinHandle<(Result<Watcher, WatchError>, Duration)>>,
@@ -242,6 +244,7 @@ impl Engine {
             deletes_held_since: None,
             last_removal: None,
             busy_at_pass_start: false,
+            waiting_delete_entries: 0,
             watcher_starting: None,
         }
     }
@@ -489,18 +492,19 @@ impl Engine {
     /// `DELETE_HOLD_MAX` after the first hold.
     ///
     /// The cap keeps a tree where files come and go all the time from holding its deletes
-    /// forever. It does not apply once the waiting deletes alone exceed the mass-delete
-    /// count: a removal that large is judged as a whole however long it takes (a million
-    /// files take minutes to `rm`).
+    /// forever. It does not apply once the entries the waiting deletes would remove exceed
+    /// the mass-delete count: a removal that large is judged as a whole however long it
+    /// takes (a million files take minutes to `rm`).
     fn hold_deletes_while_busy(&mut self, busy: bool, now: Instant) {
         if !busy || self.pending_deletes.is_empty() {
             self.deletes_held_since = None;
             return;
         }
         let since = *self.deletes_held_since.get_or_insert(now);
-        if now.duration_since(since) > DELETE_HOLD_MAX
-            && self.pending_deletes.len() <= self.cfg.mass_delete_count
-        {
+        // Counted in entries, not delete calls: one waiting delete of a folder can stand
+        // for 50,000 files.
+        let waiting = self.waiting_delete_entries.max(self.pending_deletes.len());
+        if now.duration_since(since) > DELETE_HOLD_MAX && waiting <= self.cfg.mass_delete_count {
             return;
         }
         let later = now + Duration::from_millis(self.cfg.quiet_period_ms) * 2;
@@ -1477,6 +1481,7 @@ impl Engine {
         // "still coming in" is judged as of the pass's start, and deletes that fell due
         // during the scan are held on too.
         let busy = self.removals_recent(now) || (!from_events && self.busy_at_pass_start);
+        self.waiting_delete_entries = planned.deleted_entries;
         if busy && !allowed {
             self.hold_deletes_while_busy(true, now);
         }
@@ -1528,6 +1533,9 @@ impl Engine {
             .collect();
         self.pending_deletes
             .retain(|p, _| self.known.contains_key(p) && !planned_deletes.contains(p));
+        if self.pending_deletes.is_empty() {
+            self.waiting_delete_entries = 0;
+        }
         if ops.is_empty() {
             self.set_state(
                 if self.paused.is_some() {

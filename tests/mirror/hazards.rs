@@ -681,3 +681,89 @@ async fn mass_rm_rf_pauses_then_deletes_one_call_per_top_folder() {
     );
     d.stop().await;
 }
+
+/// A removal that goes on for longer than the 30 s hold cap and stays under the percentage
+/// threshold all that time, made of a few folder deletes that stand for many files, is still
+/// held until it ends and then judged as a whole. (The cap's exemption once counted delete
+/// calls, not entries: the million-file `rm -rf` let 219 deletes through that way.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_removal_longer_than_the_hold_cap_is_judged_whole() {
+    let w = World::new().await;
+    for b in 0..10 {
+        for f in 0..100 {
+            w.write(&format!("b{b:02}/f{f:03}"), format!("{b}/{f}").as_bytes());
+        }
+    }
+    // 20 more folders no one touches, so the removal stays under 25 % for > 30 s.
+    for b in 10..30 {
+        for f in 0..100 {
+            w.write(&format!("b{b:02}/f{f:03}"), b"x");
+        }
+    }
+    for f in 0..150 {
+        w.write(&format!("drip/f{f:03}"), b"d");
+    }
+    let mut m = w.mirror_config();
+    m.mass_delete_count = 200;
+    m.mass_delete_percent = 25;
+    m.quiet_period_ms = 1000;
+    let d = w.start_with(m).await;
+    let s = d.settled().await;
+    assert!(s.in_sync(), "{s:?}");
+    w.reset_stats().await;
+
+    // A file every 300 ms keeps removals coming (well inside two quiet periods); a folder
+    // of 100 files every 5 s; four more folders after the cap has run out.
+    let root = w.root.clone();
+    let remover = std::thread::spawn(move || {
+        let t0 = Instant::now();
+        let mut next_folder = 0;
+        for i in 0..120 {
+            let at = t0.elapsed();
+            if next_folder < 6 && at >= Duration::from_secs(5 * next_folder as u64) {
+                std::fs::remove_dir_all(root.join(format!("b{next_folder:02}"))).unwrap();
+                next_folder += 1;
+            }
+            if i == 110 {
+                for b in 6..10 {
+                    std::fs::remove_dir_all(root.join(format!("b{b:02}"))).unwrap();
+                }
+            }
+            std::fs::remove_file(root.join(format!("drip/f{i:03}"))).unwrap();
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        t0.elapsed()
+    });
+    let s = d
+        .until("the mass-delete pause", |s| s.state == MirrorState::Paused)
+        .await;
+    let took = remover.join().unwrap();
+    assert!(took > Duration::from_secs(33), "the removal took {took:?}");
+    assert!(
+        s.reason.as_deref().unwrap_or("").contains("allow-deletes"),
+        "{s:?}"
+    );
+    let deletes = w.count("DELETE /api/v1/files/{file_id}").await
+        + w.count("DELETE /api/v1/folders/{folder_id}").await;
+    assert_eq!(
+        deletes,
+        0,
+        "nothing deleted before the pause: {}",
+        w.stats().await["by_route"]
+    );
+
+    d.handle
+        .ask(|reply| MirrorCmd::Resume {
+            allow_deletes: true,
+            reply,
+        })
+        .await;
+    let s = d
+        .until("deletes done", |s| {
+            s.in_sync() && s.state != MirrorState::Paused
+        })
+        .await;
+    assert!(s.in_sync(), "{s:?}");
+    w.assert_mirrored().await;
+    d.stop().await;
+}
