@@ -103,10 +103,27 @@ pub fn scan_parallel(
     })?;
     let mut out = Vec::new();
     let mut jobs = Vec::with_capacity(children.len());
-    for (name, _) in children.into_iter().rev() {
-        match child_path(&RelPath::root(), &name) {
-            Ok(path) => jobs.push(path),
-            Err(item) => out.push(item),
+    // Top-level directories become jobs; everything else at the top is classified from the
+    // listing's own lstat (no second stat per file).
+    for (name, meta) in children.into_iter().rev() {
+        let path = match child_path(&RelPath::root(), &name) {
+            Ok(path) => path,
+            Err(item) => {
+                out.push(item);
+                continue;
+            }
+        };
+        let is_dir = meta.file_type().is_dir();
+        if rules.is_ignored(&path, is_dir) {
+            continue;
+        }
+        if is_dir {
+            jobs.push(path);
+            continue;
+        }
+        match classify(&path, &meta) {
+            Ok(entry) => out.push(ScanItem::Entry(entry)),
+            Err(reason) => out.push(skipped(path.as_str(), reason)),
         }
     }
     let threads = threads.clamp(1, jobs.len().max(1));
