@@ -199,8 +199,11 @@ struct Engine {
     space_paused: bool,
     /// When waiting deletes were first held back because events kept coming.
     deletes_held_since: Option<Instant>,
-    /// When the watcher last reported a removal or lost events.
+    /// When the watcher last reported a removal or lost events (as read from its channel).
     last_removal: Option<Instant>,
+    /// The watcher's own record of removals, stamped as they arrive: no events are read
+    /// while a pass runs, and "still coming in" must not go stale during a long one.
+    removals: Option<Arc<local::RemovalClock>>,
     /// Whether removals were still coming in when the running full pass started.
     busy_at_pass_start: bool,
     /// How many known entries the last pass's deletes would remove (waiting ones included).
@@ -243,6 +246,7 @@ impl Engine {
             space_paused: false,
             deletes_held_since: None,
             last_removal: None,
+            removals: None,
             busy_at_pass_start: false,
             waiting_delete_entries: 0,
             watcher_starting: None,
@@ -526,10 +530,17 @@ impl Engine {
         }
     }
 
-    /// Whether removals are still coming in (one within two quiet periods).
+    /// Whether removals are still coming in (one within two quiet periods), counting the
+    /// ones the watcher has received but the loop has not read yet.
     fn removals_recent(&self, now: Instant) -> bool {
         let grace = Duration::from_millis(self.cfg.quiet_period_ms) * 2;
+        let arrived = self
+            .removals
+            .as_ref()
+            .and_then(|c| c.last())
+            .map(Instant::from_std);
         self.last_removal
+            .max(arrived)
             .is_some_and(|t| now.saturating_duration_since(t) < grace)
     }
 
@@ -591,7 +602,10 @@ impl Engine {
         let (started, took) = pending.await.map_err(|e| format!("watcher task: {e}"))?;
         tracing::debug!(mirror = %self.name, "watcher started in {} ms", took.as_millis());
         match started {
-            Ok(w) => Ok(Some(w)),
+            Ok(w) => {
+                self.removals = Some(w.removals());
+                Ok(Some(w))
+            }
             Err(e) => {
                 let every = fallback_scan_interval(&self.cfg);
                 match &e {

@@ -18,4 +18,6 @@ pub use scan::{
     Kind, LocalEntry, PathStat, ScanError, ScanItem, SkipReason, scan, scan_parallel, scan_subtree,
     stat_path, stat_path_detailed,
 };
-pub use watcher::{DEFAULT_CHANNEL_CAPACITY, RescanReason, WatchError, WatchEvent, Watcher};
+pub use watcher::{
+    DEFAULT_CHANNEL_CAPACITY, RemovalClock, RescanReason, WatchError, WatchEvent, Watcher,
+};

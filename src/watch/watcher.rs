@@ -6,8 +6,9 @@
 use std::collections::{HashSet, VecDeque};
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Instant;
 
 use notify::event::{AccessKind, AccessMode, CreateKind, MetadataKind, ModifyKind, RemoveKind};
 use notify::event::{EventKind, RenameMode};
@@ -113,10 +114,61 @@ impl WatchError {
     }
 }
 
+/// When the backend last reported a removal (a delete, a move out, or lost events, which
+/// during a `rm -rf` stand for removals), stamped on the backend's thread as the event
+/// arrives. The engine reads no events while a pass runs, and a pass over a million entries
+/// takes seconds; events read afterwards would say "removals are still coming in" too late.
+#[derive(Debug)]
+pub struct RemovalClock {
+    base: Instant,
+    /// Milliseconds after `base`, plus one; 0 = never.
+    last: AtomicU64,
+}
+
+impl RemovalClock {
+    pub fn new() -> Self {
+        RemovalClock {
+            base: Instant::now(),
+            last: AtomicU64::new(0),
+        }
+    }
+
+    /// Records a removal now.
+    pub fn note(&self) {
+        let ms = u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
+        self.last.fetch_max(ms + 1, Ordering::Relaxed);
+    }
+
+    /// When the last removal was recorded (to the millisecond).
+    pub fn last(&self) -> Option<Instant> {
+        match self.last.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(self.base + std::time::Duration::from_millis(ms - 1)),
+        }
+    }
+}
+
+impl Default for RemovalClock {
+    fn default() -> Self {
+        RemovalClock::new()
+    }
+}
+
+/// Whether a mapped event says something was removed (or may have been: lost events).
+fn is_removal(ev: &WatchEvent) -> bool {
+    matches!(
+        ev,
+        WatchEvent::Removed(_)
+            | WatchEvent::MoveEnd { present: false, .. }
+            | WatchEvent::Rescan { .. }
+    )
+}
+
 /// A recursive watch on one root. Dropping it stops the watch.
 pub struct Watcher {
     _backend: RecommendedWatcher,
     rx: mpsc::Receiver<WatchEvent>,
+    removals: Arc<RemovalClock>,
     rescan_needed: Arc<AtomicBool>,
     watch_limit: Arc<AtomicBool>,
     rules: Arc<RwLock<Arc<IgnoreRules>>>,
@@ -156,6 +208,7 @@ impl Watcher {
         let rescan_needed = Arc::new(AtomicBool::new(false));
         let watch_limit = Arc::new(AtomicBool::new(false));
         let rules = Arc::new(RwLock::new(Arc::new(rules)));
+        let removals = Arc::new(RemovalClock::new());
         let mut bridge = Bridge {
             mapper: Mapper {
                 root: canon.clone(),
@@ -164,6 +217,7 @@ impl Watcher {
                 recent_dir_moves: VecDeque::new(),
             },
             tx,
+            removals: removals.clone(),
             rescan_needed: rescan_needed.clone(),
             watch_limit: watch_limit.clone(),
         };
@@ -179,6 +233,7 @@ impl Watcher {
         Ok(Watcher {
             _backend: backend,
             rx,
+            removals,
             rescan_needed,
             watch_limit,
             rules,
@@ -203,6 +258,12 @@ impl Watcher {
     /// Non-waiting variant of [`Watcher::recv`].
     pub fn try_recv(&mut self) -> Option<WatchEvent> {
         self.take_overflow().or_else(|| self.rx.try_recv().ok())
+    }
+
+    /// When removals last arrived from the backend, whether or not their events have been
+    /// read yet.
+    pub fn removals(&self) -> Arc<RemovalClock> {
+        self.removals.clone()
     }
 
     /// Whether an overflow happened that `recv` has not reported yet.
@@ -241,6 +302,7 @@ impl Watcher {
 struct Bridge {
     mapper: Mapper,
     tx: mpsc::Sender<WatchEvent>,
+    removals: Arc<RemovalClock>,
     rescan_needed: Arc<AtomicBool>,
     watch_limit: Arc<AtomicBool>,
 }
@@ -253,14 +315,28 @@ impl Bridge {
             self.watch_limit.store(true, Ordering::Release);
         }
         // Once a rescan is owed, every event until the engine picks it up is covered by that
-        // rescan (it starts later), so sending them would only fill the channel again.
+        // rescan (it starts later), so sending them would only fill the channel again. Its
+        // removals still count as removals coming in (unmapped: no lstat per event here).
         if self.rescan_needed.load(Ordering::Acquire) {
+            if let Ok(ev) = &res
+                && (ev.need_rescan()
+                    || matches!(
+                        ev.kind,
+                        EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(_))
+                    ))
+            {
+                self.removals.note();
+            }
             return;
         }
         for ev in self.mapper.map(res) {
+            if is_removal(&ev) {
+                self.removals.note();
+            }
             match self.tx.try_send(ev) {
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(_)) => {
+                    self.removals.note();
                     self.rescan_needed.store(true, Ordering::Release);
                     return;
                 }
@@ -717,6 +793,7 @@ mod tests {
         let mut bridge = Bridge {
             mapper: mapper(root),
             tx,
+            removals: Arc::new(RemovalClock::new()),
             rescan_needed: Arc::new(AtomicBool::new(false)),
             watch_limit: Arc::new(AtomicBool::new(false)),
         };
@@ -736,6 +813,44 @@ mod tests {
         drop(rx);
         bridge.rescan_needed.store(false, Ordering::Release);
         bridge.handle(create("d")); // receiver gone: no panic, nothing to do
+    }
+
+    #[test]
+    fn removals_are_stamped_when_they_arrive_not_when_they_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let (tx, mut rx) = mpsc::channel(4);
+        let removals = Arc::new(RemovalClock::new());
+        let mut bridge = Bridge {
+            mapper: mapper(root),
+            tx,
+            removals: removals.clone(),
+            rescan_needed: Arc::new(AtomicBool::new(false)),
+            watch_limit: Arc::new(AtomicBool::new(false)),
+        };
+        let at = |kind: EventKind, name: &str| ev(kind, &[&root.join(name)]);
+        bridge.handle(at(EventKind::Create(CreateKind::File), "a"));
+        bridge.handle(at(EventKind::Modify(ModifyKind::Any), "a"));
+        assert_eq!(removals.last(), None, "writes are not removals");
+        let before = Instant::now();
+        bridge.handle(at(EventKind::Remove(RemoveKind::File), "gone"));
+        let first = removals
+            .last()
+            .expect("a removal is stamped before it is read");
+        assert!(first + std::time::Duration::from_millis(1) >= before);
+        assert_eq!(rx.try_recv().ok(), Some(WatchEvent::Changed(rp("a"))));
+
+        // While a rescan is owed nothing is sent, yet removals are still stamped.
+        bridge.rescan_needed.store(true, Ordering::Release);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        bridge.handle(at(EventKind::Create(CreateKind::File), "b"));
+        assert_eq!(removals.last(), Some(first), "a create is not a removal");
+        bridge.handle(at(EventKind::Remove(RemoveKind::Any), "c"));
+        let second = removals.last().unwrap();
+        assert!(
+            second >= first + std::time::Duration::from_millis(19),
+            "{first:?} {second:?}"
+        );
     }
 
     #[test]

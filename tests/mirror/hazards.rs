@@ -579,6 +579,20 @@ async fn paths_longer_than_path_max_fail_alone() {
 async fn mass_rm_rf_pauses_then_deletes_one_call_per_top_folder() {
     let long = std::env::var("SCAIDRIVE_LONG").is_ok_and(|v| v == "1");
     let (tops, subs, per) = if long { (50, 100, 200) } else { (20, 10, 100) };
+    mass_rm_rf(tops, subs, per, 200, long).await;
+}
+
+/// The same `rm -rf`, with a quiet period so short (10 ms, so "removals are still coming
+/// in" lasts 20 ms) that every pass over the 20,000 entries outlasts it. The mirror reads
+/// no watcher events while a pass runs, so removals must be noticed where they arrive, not
+/// where they are read: the million-file `rm -rf` let 32 folder deletes through in its
+/// first seconds because its passes outlasted the 400 ms it allowed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removal_is_held_while_passes_outlast_the_quiet_period() {
+    mass_rm_rf(20, 10, 100, 10, false).await;
+}
+
+async fn mass_rm_rf(tops: usize, subs: usize, per: usize, quiet_ms: u64, long: bool) {
     let total = tops * subs * per;
     let w = World::new().await;
     let t0 = Instant::now();
@@ -596,6 +610,7 @@ async fn mass_rm_rf_pauses_then_deletes_one_call_per_top_folder() {
     let mut m = w.mirror_config();
     m.mass_delete_count = 500;
     m.mass_delete_percent = 25;
+    m.quiet_period_ms = quiet_ms;
     let t1 = Instant::now();
     let d = w.start_with(m).await;
     // A bound on a hang, not a speed target: the long variant's first sync takes 30-60
