@@ -173,6 +173,11 @@ impl BlobWriter {
         self.size
     }
 
+    /// Lowercase hex SHA-256 of what has been written so far.
+    pub fn sha256(&self) -> String {
+        hex::encode(self.hasher.clone().finalize())
+    }
+
     /// Flushes, hashes and stores the blob; returns (sha256 hex, size).
     pub async fn finish(mut self) -> std::io::Result<(String, u64)> {
         self.file.finish().await?.sync_all().await?;

@@ -725,11 +725,11 @@ async fn complete(
     Ok(Json(done))
 }
 
-/// Streams the chunk files in order into a blob; verifies the session's checksum before
-/// the blob is stored, so a mismatch leaves nothing behind but the chunks.
+/// Streams the chunk files in order into a blob; verifies the session's checksum (from
+/// the blob writer's own running hash, so the bytes are hashed once) before the blob is
+/// stored, so a mismatch leaves nothing behind but the chunks.
 async fn assemble(state: &AppState, s: &Session) -> ApiResult<(String, u64)> {
     let mut writer = state.blobs.writer().await?;
-    let mut check = s.checksum_sha256.as_ref().map(|_| Sha256::new());
     let dir = session_dir(state, &s.id);
     let mut buf = vec![0u8; IO_BUF];
     let mut copied: ApiResult<()> = Ok(());
@@ -753,9 +753,6 @@ async fn assemble(state: &AppState, s: &Session) -> ApiResult<(String, u64)> {
                     break 'chunks;
                 }
             };
-            if let Some(h) = check.as_mut() {
-                h.update(&buf[..n]);
-            }
             if let Err(e) = writer.write(&buf[..n]).await {
                 copied = Err(e.into());
                 break 'chunks;
@@ -770,8 +767,8 @@ async fn assemble(state: &AppState, s: &Session) -> ApiResult<(String, u64)> {
             s.file_size
         )));
     }
-    if let (Ok(()), Some(want), Some(h)) = (&copied, &s.checksum_sha256, check) {
-        let got = hex::encode(h.finalize());
+    if let (Ok(()), Some(want)) = (&copied, &s.checksum_sha256) {
+        let got = writer.sha256();
         if *want != got {
             copied = Err(checksum_mismatch("assembled file", want, &got));
         }
