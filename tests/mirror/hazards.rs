@@ -582,14 +582,16 @@ async fn mass_rm_rf_pauses_then_deletes_one_call_per_top_folder() {
     mass_rm_rf(tops, subs, per, 200, long).await;
 }
 
-/// The same `rm -rf`, with a quiet period so short (10 ms, so "removals are still coming
-/// in" lasts 20 ms) that every pass over the 20,000 entries outlasts it. The mirror reads
-/// no watcher events while a pass runs, so removals must be noticed where they arrive, not
+/// The same `rm -rf`, with a quiet period so short (20 ms, so "removals are still coming
+/// in" lasts 40 ms) that passes over the 20,000 entries outlast it. The mirror reads no
+/// watcher events while a pass runs, so removals must be noticed where they arrive, not
 /// where they are read: the million-file `rm -rf` let 32 folder deletes through in its
-/// first seconds because its passes outlasted the 400 ms it allowed.
+/// first seconds because its passes outlasted the 400 ms it allowed. (Without the fix 10
+/// and 16 deletes went out before the pause; at 50 ms the passes here are too quick to
+/// show it.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_removal_is_held_while_passes_outlast_the_quiet_period() {
-    mass_rm_rf(20, 10, 100, 10, false).await;
+    mass_rm_rf(20, 10, 100, 20, false).await;
 }
 
 async fn mass_rm_rf(tops: usize, subs: usize, per: usize, quiet_ms: u64, long: bool) {
