@@ -35,8 +35,7 @@ use crate::remote::ItemKind;
 use crate::store::{self, Effect, Entry, EntryKind, Store};
 use crate::upload::{Counters, MirrorTarget, Outcome, Uploader};
 use crate::watch::{
-    self as local, IgnoreRules, Kind, LocalEntry, RelPath, ScanError, ScanItem, WatchError,
-    WatchEvent, Watcher,
+    self as local, IgnoreRules, Kind, LocalEntry, RelPath, ScanError, ScanItem, WatchError, Watcher,
 };
 
 pub use status::{MirrorCmd, MirrorHandle, MirrorState, MirrorStatus, SkippedItem, VerifyReport};
@@ -199,10 +198,9 @@ struct Engine {
     space_paused: bool,
     /// When waiting deletes were first held back because events kept coming.
     deletes_held_since: Option<Instant>,
-    /// When the watcher last reported a removal or lost events (as read from its channel).
-    last_removal: Option<Instant>,
-    /// The watcher's own record of removals, stamped as they arrive: no events are read
-    /// while a pass runs, and "still coming in" must not go stale during a long one.
+    /// When the watcher last received a removal or lost events, stamped as they arrive
+    /// (not when the loop reads them: no events are read while a pass runs, and "still
+    /// coming in" must not go stale during a long one).
     removals: Option<Arc<local::RemovalClock>>,
     /// Whether removals were still coming in when the running full pass started.
     busy_at_pass_start: bool,
@@ -245,7 +243,6 @@ impl Engine {
             rewatch: false,
             space_paused: false,
             deletes_held_since: None,
-            last_removal: None,
             removals: None,
             busy_at_pass_start: false,
             waiting_delete_entries: 0,
@@ -419,11 +416,9 @@ impl Engine {
                         continue;
                     };
                     let now = Instant::now();
-                    self.note_removal(&ev, now);
                     queue.push(ev, now);
                     // Drain whatever else is queued so a burst costs one wake-up.
                     while let Some(ev) = watcher.as_mut().and_then(|w| w.try_recv()) {
-                        self.note_removal(&ev, now);
                         queue.push(ev, now);
                     }
                     if poll_every.is_none() && watcher.as_ref().is_some_and(Watcher::watch_limit_reached) {
@@ -517,31 +512,14 @@ impl Engine {
         }
     }
 
-    /// Remembers when the watcher last reported a removal, or lost events (which during a
-    /// `rm -rf` stand for removals).
-    fn note_removal(&mut self, ev: &WatchEvent, now: Instant) {
-        if matches!(
-            ev,
-            WatchEvent::Removed(_)
-                | WatchEvent::MoveEnd { present: false, .. }
-                | WatchEvent::Rescan { .. }
-        ) {
-            self.last_removal = Some(now);
-        }
-    }
-
     /// Whether removals are still coming in (one within two quiet periods), counting the
     /// ones the watcher has received but the loop has not read yet.
     fn removals_recent(&self, now: Instant) -> bool {
         let grace = Duration::from_millis(self.cfg.quiet_period_ms) * 2;
-        let arrived = self
-            .removals
+        self.removals
             .as_ref()
             .and_then(|c| c.last())
-            .map(Instant::from_std);
-        self.last_removal
-            .max(arrived)
-            .is_some_and(|t| now.saturating_duration_since(t) < grace)
+            .is_some_and(|t| now.saturating_duration_since(Instant::from_std(t)) < grace)
     }
 
     /// The state database's file system is full: stop all remote work, since nothing
