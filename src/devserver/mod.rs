@@ -432,7 +432,29 @@ async fn apply_faults(state: &AppState, req: Request, next: Next) -> Response {
         std::future::pending::<()>().await;
         unreachable!("the connection task drops this future");
     }
-    let resp = next.run(req).await;
+    let resp = if faults.apply_delay_ms > 0 {
+        let (parts, body) = req.into_parts();
+        let Ok(body) = body.collect().await else {
+            // The client went away before the request was whole: nothing to apply.
+            return ApiError::bad_request("INVALID_REQUEST", "request body incomplete")
+                .into_response();
+        };
+        let req = Request::from_parts(parts, Body::from(body.to_bytes()));
+        let delay = Duration::from_millis(faults.apply_delay_ms);
+        // Detached: dropping this handler (the connection closed) does not cancel it.
+        let applying = tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            next.run(req).await
+        });
+        match applying.await {
+            Ok(resp) => resp,
+            Err(e) => {
+                ApiError::internal(format!("applying the request failed: {e}")).into_response()
+            }
+        }
+    } else {
+        next.run(req).await
+    };
     if roll_after < faults.fail_after_rate {
         // The change is applied; the client only sees a failure (a lost response).
         let (_, body) = resp.into_parts();

@@ -41,6 +41,10 @@ pub struct Faults {
     pub drop_next: u64,
     /// How many request body bytes are read before a drop (0 = drop at once).
     pub drop_after_bytes: u64,
+    /// Read each request whole, then wait this long (ms) before applying it, on a task of
+    /// its own: the change lands even if the client gave up or died meanwhile, as on a
+    /// server that finishes a request whose connection closed.
+    pub apply_delay_ms: u64,
     /// Only requests whose path starts with this prefix get faults ("" = all API requests).
     pub path_prefix: String,
 }

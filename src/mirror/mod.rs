@@ -206,6 +206,14 @@ struct Engine {
     busy_at_pass_start: bool,
     /// How many known entries the last pass's deletes would remove (waiting ones included).
     waiting_delete_entries: usize,
+    /// Intents open when this run started (left by an earlier run, maybe with a request
+    /// still being applied by the server when this run looked).
+    inherited: std::collections::HashSet<i64>,
+    /// Intents whose create or replace may still land, with when this run first found
+    /// it missing; settled again every [`HELD_RECHECK`] until it shows up or the landing
+    /// window (the request timeout plus [`LANDING_MARGIN`]) has passed. Counted as work
+    /// to do: the mirror is not in sync while one is held.
+    held: HashMap<i64, Instant>,
     /// The watcher being set up (a walk of the whole tree), started as soon as the ignore
     /// rules are known so that it overlaps with loading the store.
     watcher_starting: Option<tokio::task::JoinHandle<(Result<Watcher, WatchError>, Duration)>>,
@@ -247,6 +255,8 @@ impl Engine {
             busy_at_pass_start: false,
             waiting_delete_entries: 0,
             watcher_starting: None,
+            inherited: Default::default(),
+            held: HashMap::new(),
         }
     }
 
@@ -257,7 +267,7 @@ impl Engine {
     fn set_state(&self, state: MirrorState, reason: Option<String>) {
         // Deletes waiting out their grace are work still to do: never idle with them
         // counted as done (the loop refreshes the exact depth on its next turn).
-        let waiting = self.pending_deletes.len();
+        let waiting = self.pending_deletes.len() + self.held.len();
         let known = self.known.len();
         let failures = self.failed.len();
         let retrying = self.failed.values().filter(|f| !f.permanent).count();
@@ -357,6 +367,7 @@ impl Engine {
         // identity is checked every few seconds instead.
         let mut root_id = root_identity(&self.cfg.path);
         let mut next_root_check = Instant::now() + ROOT_CHECK;
+        let mut next_held_check = Instant::now() + HELD_RECHECK;
 
         loop {
             if !self.space_paused && self.deps.store.is_full() {
@@ -401,7 +412,10 @@ impl Engine {
             if let Some(d) = self.quota_check_at {
                 deadline = deadline.min(d);
             }
-            self.set_queue(queue.len() + self.pending_deletes.len());
+            if !self.held.is_empty() && self.paused.is_none() {
+                deadline = deadline.min(next_held_check);
+            }
+            self.set_queue(queue.len() + self.pending_deletes.len() + self.held.len());
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 cmd = cmd_rx.recv() => match cmd {
@@ -448,6 +462,19 @@ impl Engine {
                     if self.quota_check_at.is_some_and(|at| now >= at) {
                         self.recheck_quota().await;
                         continue;
+                    }
+                    if now >= next_held_check {
+                        next_held_check = now + HELD_RECHECK;
+                        if !self.held.is_empty() && self.paused.is_none() {
+                            match self.resolve_intents().await {
+                                // What showed up is known now: the pass moves, replaces
+                                // or deletes it to match the disk.
+                                Ok(n) if n > 0 => self.needs_full_pass = true,
+                                Ok(_) => {}
+                                Err(e) => tracing::warn!(mirror = %self.name, "settling operations left open: {e}"),
+                            }
+                            continue;
+                        }
                     }
                     if now >= next_rescan {
                         // Also moved here: while paused no pass runs to move it, and a
@@ -844,6 +871,14 @@ impl Engine {
                 self.failed.insert(f.path.clone(), FailedItem::of(&f));
             }
         }
+        // No op of this run has begun yet: every open intent is an earlier run's.
+        self.inherited = store
+            .intents(rec.id)
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|i| i.id)
+            .collect();
         self.resolve_intents().await?;
         if self.known.is_empty() && base_existed {
             self.adopt_remote().await?;
@@ -1021,16 +1056,33 @@ impl Engine {
     /// Settles every intent a crash left open by looking at the remote: a create whose
     /// item exists with our content is adopted without sending the bytes again; anything
     /// else is left to the planner, whose create-or-adopt calls cannot duplicate.
-    async fn resolve_intents(&mut self) -> Result<(), String> {
+    ///
+    /// A create or replace that is not (yet) on the remote is only concluded "not done"
+    /// if no request for it can still land: one left by an earlier run (killed while the
+    /// server was still working on it) or one that ended without an answer may be applied
+    /// after this look. Those stay open and are looked at again (see [`Self::held`])
+    /// until they show up or the time such a request can take has passed; otherwise an
+    /// item created a moment later would be an orphan no pass knows to move or delete.
+    /// Returns how many intents recorded something (the next pass must see it).
+    async fn resolve_intents(&mut self) -> Result<usize, String> {
         let Some(t) = self.target.clone() else {
-            return Ok(());
+            return Ok(0);
         };
         let store = self.deps.store.clone();
         let client = self.deps.uploader.client().clone();
         let intents = store.intents(t.mirror).await.map_err(|e| e.to_string())?;
-        if !intents.is_empty() {
-            tracing::info!(mirror = %self.name, "settling {} operations left open (by a crash or a failed create)", intents.len());
+        let fresh = intents
+            .iter()
+            .filter(|i| !self.held.contains_key(&i.id))
+            .count();
+        if fresh > 0 {
+            tracing::info!(mirror = %self.name, "settling {fresh} operations left open (by a crash or a failed create)");
         }
+        let now = Instant::now();
+        let window = client.request_timeout() + LANDING_MARGIN;
+        let open: BTreeSet<i64> = intents.iter().map(|i| i.id).collect();
+        self.held.retain(|id, _| open.contains(id));
+        let mut recorded = 0;
         // One listing per folder, however many intents point into it.
         let mut listings: HashMap<Option<String>, crate::remote::Children> = HashMap::new();
         for intent in intents {
@@ -1040,6 +1092,21 @@ impl Engine {
             let local = RelPath::new(intent.path.clone())
                 .ok()
                 .and_then(|r| local::stat_path(&t.root, &r).ok().flatten());
+            let known = self.known.get(&intent.path).cloned();
+            // Not on the remote yet: wait if a request for it may still land.
+            let may_land =
+                self.inherited.contains(&intent.id) || intent.detail["uncertain"] == true;
+            let mut hold = || -> bool {
+                if !may_land {
+                    return false;
+                }
+                let since = *self.held.entry(intent.id).or_insert(now);
+                if now.saturating_duration_since(since) < window {
+                    return true;
+                }
+                tracing::info!(mirror = %self.name, path = %intent.path, "the {} of {} is still not on the remote {} s after it was first looked for; settled as not done", intent.op, intent.path, window.as_secs());
+                false
+            };
             match intent.op.as_str() {
                 "mkdir" | "upload" => {
                     let parent = intent.detail["parent_id"].as_str().map(str::to_string);
@@ -1066,39 +1133,64 @@ impl Engine {
                         }
                     }
                     let found = listings[&parent].find(&name, kind).map(|i| i.id.clone());
-                    let local_kind_ok = local
-                        .as_ref()
-                        .is_some_and(|l| (l.kind == Kind::Dir) == (kind == ItemKind::Folder));
-                    if let (Some(local), Some(id), true) = (&local, &found, local_kind_ok) {
-                        let item = disk_item(&intent.path, local);
-                        if kind == ItemKind::Folder {
-                            effects.push(Effect::Upsert(entry_of(&item, id, None, None)));
-                        } else {
-                            let sha = intent.detail["sha256"]
-                                .as_str()
-                                .unwrap_or_default()
-                                .to_string();
-                            if let Ok(f) = client.file(id).await
-                                && f.checksum_sha256.as_deref() == Some(sha.as_str())
-                                && plan::hash_file(&abs).ok().as_deref() == Some(sha.as_str())
-                            {
-                                effects.push(Effect::Upsert(entry_of(
-                                    &item,
-                                    &f.id,
-                                    Some(sha),
-                                    Some(f.version as i64),
-                                )));
+                    match (found, known) {
+                        (None, _) => {
+                            if hold() {
+                                continue;
                             }
                         }
-                    }
-                    if let (Some(id), true) = (&found, effects.is_empty()) {
-                        // Created remotely, but the local item is not that any more (gone,
-                        // moved, edited, replaced by the other kind) and the run never
-                        // recorded it: record what was created, with the fingerprint the
-                        // intent kept, so the pass moves, replaces or deletes it like any
-                        // known item instead of leaving an orphan on the remote.
-                        if let Some(e) = created_entry(&client, &intent, id, kind).await {
-                            effects.push(Effect::Upsert(e));
+                        // Recorded since (the pass created or adopted it): nothing to do.
+                        (Some(id), Some(k)) if k.remote_id == id => {}
+                        (Some(id), Some(k)) => {
+                            tracing::warn!(mirror = %self.name, path = %intent.path, "an earlier attempt created {} remotely as {id}, but {} is mirrored as {} now; {id} is left as it is", intent.path, intent.path, k.remote_id);
+                        }
+                        (Some(id), None) => {
+                            let remote = if kind == ItemKind::File {
+                                match client.file(&id).await {
+                                    Ok(f) => Some(f),
+                                    Err(e) => {
+                                        // Closing it now would forget what was created.
+                                        tracing::warn!(mirror = %self.name, path = %intent.path, "cannot look up an operation left open: {e}");
+                                        continue;
+                                    }
+                                }
+                            } else {
+                                None
+                            };
+                            let local_kind_ok = local.as_ref().is_some_and(|l| {
+                                (l.kind == Kind::Dir) == (kind == ItemKind::Folder)
+                            });
+                            let sha = intent.detail["sha256"].as_str().unwrap_or_default();
+                            if let (Some(local), true) = (&local, local_kind_ok) {
+                                let item = disk_item(&intent.path, local);
+                                match &remote {
+                                    None => effects
+                                        .push(Effect::Upsert(entry_of(&item, &id, None, None))),
+                                    Some(f)
+                                        if f.checksum_sha256.as_deref() == Some(sha)
+                                            && plan::hash_file(&abs).ok().as_deref()
+                                                == Some(sha) =>
+                                    {
+                                        effects.push(Effect::Upsert(entry_of(
+                                            &item,
+                                            &f.id,
+                                            Some(sha.to_string()),
+                                            Some(f.version as i64),
+                                        )));
+                                    }
+                                    Some(_) => {}
+                                }
+                            }
+                            if effects.is_empty() {
+                                // Created remotely, but the local item is not that any more
+                                // (gone, moved, edited, replaced by the other kind) and the run
+                                // never recorded it: record what was created, with the
+                                // fingerprint the intent kept, so the pass moves, replaces or
+                                // deletes it like any known item instead of leaving an orphan.
+                                if let Some(e) = created_entry(&intent, &id, remote.as_ref()) {
+                                    effects.push(Effect::Upsert(e));
+                                }
+                            }
                         }
                     }
                 }
@@ -1107,17 +1199,43 @@ impl Engine {
                         .as_str()
                         .unwrap_or_default();
                     let sha = intent.detail["sha256"].as_str().unwrap_or_default();
-                    if let (Some(local), Ok(f)) = (local, client.file(id).await)
-                        && f.checksum_sha256.as_deref() == Some(sha)
-                        && plan::hash_file(&abs).ok().as_deref() == Some(sha)
+                    let f = match client.file(id).await {
+                        Ok(f) => f,
+                        // Gone remotely: the pass uploads the file again.
+                        Err(e) if e.is_gone() || e.status().is_some_and(|s| s.as_u16() == 404) => {
+                            self.commit_intent(&t, intent.id, effects).await?;
+                            continue;
+                        }
+                        Err(e) => {
+                            tracing::warn!(mirror = %self.name, path = %intent.path, "cannot look up an operation left open: {e}");
+                            continue;
+                        }
+                    };
+                    let same_item = known.as_ref().is_some_and(|k| k.remote_id == f.id);
+                    if f.checksum_sha256.as_deref() != Some(sha) {
+                        if hold() {
+                            continue;
+                        }
+                    } else if !same_item
+                        || known.as_ref().and_then(|k| k.remote_version) == Some(f.version as i64)
                     {
-                        let item = disk_item(&intent.path, &local);
+                        // Not this path's file any more, or recorded since.
+                    } else if let Some(local) = local
+                        .as_ref()
+                        .filter(|_| plan::hash_file(&abs).ok().as_deref() == Some(sha))
+                    {
+                        let item = disk_item(&intent.path, local);
                         effects.push(Effect::Upsert(entry_of(
                             &item,
                             &f.id,
                             Some(sha.to_string()),
                             Some(f.version as i64),
                         )));
+                    } else if let Some(e) = created_entry(&intent, &f.id, Some(&f)) {
+                        // The new version went up, but the file changed (or went) since:
+                        // record what the remote holds now, so the pass sends the file
+                        // again (or deletes it) instead of believing the old version.
+                        effects.push(Effect::Upsert(e));
                     }
                 }
                 "move" => {
@@ -1163,15 +1281,31 @@ impl Engine {
                 // delete of a deleted item is accepted as done).
                 _ => {}
             }
-            for e in &effects {
-                store::apply_to_map(Arc::make_mut(&mut self.known), e);
+            if !effects.is_empty() {
+                recorded += 1;
             }
-            store
-                .commit(t.mirror, intent.id, effects)
-                .await
-                .map_err(|e| e.to_string())?;
+            self.commit_intent(&t, intent.id, effects).await?;
         }
-        Ok(())
+        Ok(recorded)
+    }
+
+    /// Closes an intent with its effects, in the store and in the known map.
+    async fn commit_intent(
+        &mut self,
+        t: &MirrorTarget,
+        intent: i64,
+        effects: Vec<Effect>,
+    ) -> Result<(), String> {
+        for e in &effects {
+            store::apply_to_map(Arc::make_mut(&mut self.known), e);
+        }
+        self.held.remove(&intent);
+        self.inherited.remove(&intent);
+        self.deps
+            .store
+            .commit(t.mirror, intent, effects)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     /// Scans the whole root and plans everything against the whole store.
@@ -1648,14 +1782,14 @@ impl Engine {
     }
 }
 
-/// The entry for an item a crashed run created remotely (intent `mkdir` or `upload`),
-/// with the local fingerprint the intent recorded; `None` if a file's remote content is
-/// not the one the run sent (then it is not ours to track).
-async fn created_entry(
-    client: &crate::remote::Client,
+/// The entry for an item a crashed run created remotely (intent `mkdir` or `upload`) or
+/// gave a new version (`replace`), with the local fingerprint the intent recorded; `remote`
+/// is the file as the remote has it (`None` for a folder). `None` if a file's remote content
+/// is not the one the run sent (then it is not ours to track).
+fn created_entry(
     intent: &store::Intent,
     id: &str,
-    kind: ItemKind,
+    remote: Option<&crate::remote::RemoteFile>,
 ) -> Option<Entry> {
     let d = &intent.detail;
     let (inode, mtime_ns) = (d["inode"].as_u64()?, d["mtime_ns"].as_i64()?);
@@ -1669,8 +1803,7 @@ async fn created_entry(
         sha256: None,
         remote_version: None,
     };
-    if kind == ItemKind::File {
-        let f = client.file(id).await.ok()?;
+    if let Some(f) = remote {
         let sha = d["sha256"].as_str()?;
         if f.checksum_sha256.as_deref() != Some(sha) {
             return None;
@@ -1717,6 +1850,13 @@ impl FailedItem {
 
 /// Longest time waiting deletes are held back while events keep coming.
 const DELETE_HOLD_MAX: Duration = Duration::from_secs(30);
+
+/// Added to the request timeout: how long after this run first looked a request an
+/// earlier run (or an unanswered attempt) sent may still be applied by the server.
+const LANDING_MARGIN: Duration = Duration::from_secs(5);
+
+/// How often intents that may still land are looked at again.
+const HELD_RECHECK: Duration = Duration::from_secs(1);
 
 /// How often the root's identity (device, inode) is checked.
 const ROOT_CHECK: Duration = Duration::from_secs(2);

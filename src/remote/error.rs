@@ -251,6 +251,21 @@ impl Error {
         }
     }
 
+    /// Whether the server may still apply the request after this error was seen: no
+    /// answer came (a timeout or a connection lost after the body went out), or a
+    /// gateway answered for a backend that may still be working (502/503/504). Any other
+    /// answer means the server finished with the request.
+    pub fn may_apply_later(&self) -> bool {
+        match self.d.kind {
+            ErrorKind::Transport => self.code() != Some(TLS_CERTIFICATE),
+            ErrorKind::Http => self
+                .d
+                .status
+                .is_some_and(|s| matches!(s.as_u16(), 502..=504)),
+            _ => false,
+        }
+    }
+
     /// True for errors that only a change on the local side can fix (bad name, unreadable
     /// file): the item should be recorded as failed, not retried soon.
     pub fn is_local(&self) -> bool {

@@ -429,6 +429,11 @@ impl Client {
         &self.inner.upload
     }
 
+    /// The longest a (non-streaming) request is waited for before it counts as failed.
+    pub fn request_timeout(&self) -> Duration {
+        self.inner.request_timeout
+    }
+
     /// One attempt: pace, send, and turn an error status into an [`Error`].
     async fn attempt(&self, call: &Call, used_gen: &AtomicU64) -> Result<reqwest::Response, Error> {
         let permit = self.inner.pacer.acquire(call.cost).await;

@@ -426,6 +426,20 @@ impl Store {
         .await
     }
 
+    /// Notes on an open intent that its request ended without an answer (a timeout, a
+    /// dropped connection, a gateway's 5xx): the server may still apply it after the
+    /// mirror looked, so settling it waits before concluding "not done".
+    pub async fn mark_uncertain(&self, intent: i64) -> Result<(), StoreError> {
+        self.call(move |c| {
+            c.execute(
+                "UPDATE journal SET detail = json_set(detail, '$.uncertain', json('true')) WHERE id = ?1",
+                [intent],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
     /// Open intents of a mirror, oldest first (resolved at start-up).
     pub async fn intents(&self, mirror: MirrorId) -> Result<Vec<Intent>, StoreError> {
         self.call(move |c| {
@@ -786,6 +800,14 @@ mod tests {
         assert_eq!(open.len(), 2);
         assert_eq!(open[0].op, "upload");
         assert_eq!(open[0].detail["sha256"], "00");
+        assert_eq!(open[0].detail.get("uncertain"), None);
+        s.mark_uncertain(id).await.unwrap();
+        let open = s.intents(m).await.unwrap();
+        assert_eq!(open[0].detail["uncertain"], true, "{}", open[0].detail);
+        assert_eq!(
+            open[0].detail["sha256"], "00",
+            "the rest of the detail is kept"
+        );
         s.commit(m, id, vec![Effect::Upsert(entry("a.txt", EntryKind::File))])
             .await
             .unwrap();

@@ -387,6 +387,18 @@ impl OpCtx {
         }
     }
 
+    /// [`Self::fail`] for a create or replace whose intent stays open. If the server may
+    /// still apply the request (no answer came), the intent says so: settling it then
+    /// waits out the time such a request can take before it concludes "not done".
+    async fn fail_open(&self, intent: i64, e: &crate::remote::Error) -> Outcome {
+        if e.may_apply_later()
+            && let Err(se) = self.store.mark_uncertain(intent).await
+        {
+            tracing::warn!("cannot note that {e} may still be applied: {se}");
+        }
+        self.fail(e)
+    }
+
     /// After a 404 or 410 on a call that put something into the folder `folder_path`
     /// (id `folder_id`): if that folder is gone remotely (trashed or deleted by someone
     /// else while it stays on the disk), the effect that forgets it and all the store knew
@@ -518,7 +530,7 @@ impl OpCtx {
                     return self.replan(intent, vec![forget]).await;
                 }
                 // The intent stays open, whatever the error: see `upload`.
-                self.fail(&e)
+                self.fail_open(intent, &e).await
             }
         }
     }
@@ -640,7 +652,7 @@ impl OpCtx {
                 // matches a file being edited). The mirror settles it against the remote
                 // right after the batch, so what was created is known (and moved or
                 // deleted with the local file) instead of left behind as an orphan.
-                return self.fail(&e);
+                return self.fail_open(intent, &e).await;
             }
         };
         let stable = same_as(item, stat_now(&abs));

@@ -360,6 +360,43 @@ async fn dropped_connection_reaches_the_client_as_a_transport_error() {
     .expect(201);
 }
 
+/// `apply_delay_ms`: a request read whole is applied after the delay even though its
+/// client gave up (timed out, connection closed) before the answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delayed_request_is_applied_after_its_client_gave_up() {
+    let h = Harness::start().await;
+    h.admin(
+        Method::POST,
+        "/faults",
+        json!({ "apply_delay_ms": 700, "path_prefix": "/api/v1/folders" }),
+    )
+    .await;
+    let err = h
+        .req(Method::POST, "/folders")
+        .json(&json!({ "share_id": h.share, "name": "Late" }))
+        .timeout(Duration::from_millis(150))
+        .send()
+        .await
+        .expect_err("the client gives up first");
+    assert!(err.is_timeout(), "{err}");
+    h.admin(Method::POST, "/faults", json!({})).await;
+    let listed = |v: &Value| {
+        v["items"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|i| i["name"] == "Late"))
+    };
+    let path = format!("/folders/root/children?share_id={}", h.share);
+    assert!(
+        !listed(&h.get(&path).await.expect(200).json),
+        "not applied yet"
+    );
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert!(
+        listed(&h.get(&path).await.expect(200).json),
+        "applied after the delay"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn latency_is_added_per_request() {
     let h = Harness::start().await;
