@@ -1124,10 +1124,18 @@ impl Engine {
                             Ok(children) => {
                                 listings.insert(parent.clone(), children);
                             }
+                            // The folder was deleted: nothing can be created in it any
+                            // more, and what was is deleted with it.
+                            Err(e) if e.is_absent() => {
+                                tracing::debug!(mirror = %self.name, path = %intent.path, "settled: its folder is gone ({e})");
+                                self.commit_intent(&t, intent.id, effects).await?;
+                                continue;
+                            }
                             Err(e) => {
                                 // Left open for the next settle; the pass's create-or-adopt
                                 // calls cannot duplicate meanwhile.
                                 tracing::warn!(mirror = %self.name, path = %intent.path, "cannot look up an operation left open: {e}");
+                                self.unhold_expired(intent.id, now, window);
                                 continue;
                             }
                         }
@@ -1148,9 +1156,15 @@ impl Engine {
                             let remote = if kind == ItemKind::File {
                                 match client.file(&id).await {
                                     Ok(f) => Some(f),
+                                    // Listed a moment ago, deleted since: nothing to record.
+                                    Err(e) if e.is_absent() => {
+                                        self.commit_intent(&t, intent.id, effects).await?;
+                                        continue;
+                                    }
                                     Err(e) => {
                                         // Closing it now would forget what was created.
                                         tracing::warn!(mirror = %self.name, path = %intent.path, "cannot look up an operation left open: {e}");
+                                        self.unhold_expired(intent.id, now, window);
                                         continue;
                                     }
                                 }
@@ -1202,12 +1216,13 @@ impl Engine {
                     let f = match client.file(id).await {
                         Ok(f) => f,
                         // Gone remotely: the pass uploads the file again.
-                        Err(e) if e.is_gone() || e.status().is_some_and(|s| s.as_u16() == 404) => {
+                        Err(e) if e.is_absent() => {
                             self.commit_intent(&t, intent.id, effects).await?;
                             continue;
                         }
                         Err(e) => {
                             tracing::warn!(mirror = %self.name, path = %intent.path, "cannot look up an operation left open: {e}");
+                            self.unhold_expired(intent.id, now, window);
                             continue;
                         }
                     };
@@ -1287,6 +1302,19 @@ impl Engine {
             self.commit_intent(&t, intent.id, effects).await?;
         }
         Ok(recorded)
+    }
+
+    /// An intent that could not be looked at stays open for the next settle, but once its
+    /// landing window has passed it no longer holds the mirror out of sync (nor is it
+    /// looked at every second): it is then no different from any create that failed.
+    fn unhold_expired(&mut self, intent: i64, now: Instant, window: Duration) {
+        if self
+            .held
+            .get(&intent)
+            .is_some_and(|since| now.saturating_duration_since(*since) >= window)
+        {
+            self.held.remove(&intent);
+        }
     }
 
     /// Closes an intent with its effects, in the store and in the known map.

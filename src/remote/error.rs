@@ -285,6 +285,14 @@ impl Error {
         self.d.status == Some(StatusCode::GONE)
     }
 
+    /// 404 or 410: the item (or the folder named in the path) is not there, or is deleted.
+    pub fn is_absent(&self) -> bool {
+        matches!(
+            self.d.status,
+            Some(StatusCode::NOT_FOUND | StatusCode::GONE)
+        )
+    }
+
     /// `error.details.existing_id` on a name conflict, when the server names the sibling.
     pub fn existing_id(&self) -> Option<&str> {
         self.d.details.as_ref()?.get("existing_id")?.as_str()

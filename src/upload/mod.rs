@@ -343,8 +343,7 @@ fn stat_now(abs: &Path) -> Option<(u64, i64, u64)> {
 
 /// 404 or 410: what the call named does not exist (any more) on the remote.
 fn is_gone(e: &crate::remote::Error) -> bool {
-    e.status()
-        .is_some_and(|s| s.as_u16() == 404 || s.as_u16() == 410)
+    e.is_absent()
 }
 
 fn same_as(item: &DiskItem, now: Option<(u64, i64, u64)>) -> bool {

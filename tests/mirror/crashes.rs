@@ -475,3 +475,58 @@ async fn an_upload_that_got_no_answer_is_held_until_it_could_have_landed() {
     assert_eq!(open_uploads(&w), 0, "the intent is settled");
     d.stop().await;
 }
+
+/// A create held because it may still land, whose folder is then deleted remotely, is
+/// settled at once (nothing can land in a deleted folder) instead of being looked for
+/// every second, the mirror out of sync, for as long as the folder stays deleted. Found
+/// by the first long crash loop after defect 35's fix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_create_whose_folder_is_deleted_is_settled() {
+    let w = World::new().await;
+    w.write("keep.txt", b"keep");
+    let d = w.start().await;
+    d.settled().await;
+    d.stop().await;
+    let base = w.remote_base_id().await.expect("base folder");
+    let folder = w
+        .http
+        .post(format!("{}/api/v1/folders", w.url))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({ "share_id": w.share, "parent_id": base, "name": "elsewhere" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(folder.status(), 201);
+    let folder: serde_json::Value = folder.json().await.unwrap();
+    let folder = folder["id"].as_str().unwrap().to_string();
+    {
+        let store = scaidrive::store::Store::open(&w.state_dir().join("state.db")).unwrap();
+        let m = store.mirrors().await.unwrap()[0].id;
+        store
+            .begin(
+                m,
+                "upload",
+                "elsewhere/x.txt",
+                serde_json::json!({ "parent_id": folder, "name": "x.txt", "sha256": "00",
+                                    "size": 2, "inode": 2, "mtime_ns": 0, "replace_file_id": null }),
+            )
+            .await
+            .unwrap();
+        store.flush().await.unwrap();
+    }
+    // The default request timeout: a 65 s landing window.
+    let d = w.start().await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!d.handle.status().in_sync(), "held");
+    w.trash("folders", &folder).await;
+    let started = std::time::Instant::now();
+    d.settled().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "settled after {:?}: not when its folder went",
+        started.elapsed()
+    );
+    assert_eq!(open_uploads(&w), 0, "the intent is settled");
+    w.assert_mirrored().await;
+    d.stop().await;
+}
