@@ -205,6 +205,7 @@ pub async fn start(config: DevServerConfig) -> anyhow::Result<RunningServer> {
         settings: RwLock::new(config.settings.clone()),
         limiter: Mutex::new(RateLimiter::default()),
         stats: Stats::default(),
+        sessions: Default::default(),
         public_url: config.public_url.clone().unwrap_or_else(|| url.clone()),
     }));
     let app = router(state.clone());

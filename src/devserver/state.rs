@@ -278,6 +278,88 @@ impl SparseWriter {
     }
 }
 
+/// Writes `data` into `file` at `offset` so that afterwards the range holds exactly these
+/// bytes: runs of non-zero 4 KiB blocks are written, runs of zero blocks become holes
+/// (punched, so they read as zero whatever an earlier failed write left there, and cost no
+/// disk), as [`SparseWriter`] does for a file written front to back.
+pub fn write_region(file: &std::fs::File, offset: u64, data: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    const BLOCK: usize = SparseWriter::BLOCK;
+    let zero = |i: usize| data[i..(i + BLOCK).min(data.len())].iter().all(|b| *b == 0);
+    let mut start = 0;
+    while start < data.len() {
+        let kind = zero(start);
+        let mut end = start;
+        while end < data.len() && zero(end) == kind {
+            end = (end + BLOCK).min(data.len());
+        }
+        let at = offset + start as u64;
+        if kind {
+            zero_range(file, at, &data[start..end])?;
+        } else {
+            file.write_all_at(&data[start..end], at)?;
+        }
+        start = end;
+    }
+    Ok(())
+}
+
+/// Makes `zeros.len()` bytes at `at` read as zero: a punched hole where the file system
+/// supports it, written zeros otherwise.
+fn zero_range(file: &std::fs::File, at: u64, zeros: &[u8]) -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::fs::FallocateFlags;
+        let punch = FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE;
+        if rustix::fs::fallocate(file, punch, at, zeros.len() as u64).is_ok() {
+            return Ok(());
+        }
+    }
+    std::os::unix::fs::FileExt::write_all_at(file, zeros, at)
+}
+
+/// Locks of the upload sessions being written. Chunk PUTs write into the session's file
+/// in place: one PUT of a chunk at a time (per-chunk lock), and no PUT while `complete`
+/// hashes and stores the file (PUTs hold the file lock shared, `complete` exclusively).
+#[derive(Default)]
+pub struct SessionLocks(Mutex<HashMap<String, Arc<SessionLock>>>);
+
+#[derive(Default)]
+pub struct SessionLock {
+    pub file: tokio::sync::RwLock<()>,
+    chunks: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl SessionLocks {
+    pub fn of(&self, session_id: &str) -> Arc<SessionLock> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(session_id.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// Drops a finished session's locks (requests still holding them finish on their own).
+    pub fn forget(&self, session_id: &str) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(session_id);
+    }
+}
+
+impl SessionLock {
+    pub fn chunk(&self, idx: u64) -> Arc<tokio::sync::Mutex<()>> {
+        self.chunks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(idx)
+            .or_default()
+            .clone()
+    }
+}
+
 /// Sliding-window cost accounting per access token.
 #[derive(Default)]
 pub struct RateLimiter {
@@ -407,6 +489,7 @@ pub struct Inner {
     pub settings: RwLock<Settings>,
     pub limiter: Mutex<RateLimiter>,
     pub stats: Stats,
+    pub sessions: SessionLocks,
     /// Base of public link URLs, e.g. `http://127.0.0.1:8080`.
     pub public_url: String,
 }

@@ -1,8 +1,9 @@
 //! Resumable upload sessions (`scaidrive-api.md` §10.2) under `/api/v1/uploads`: create,
 //! chunk PUT (0-based, any order, idempotent re-PUT, optional `X-Chunk-SHA256`), status,
 //! complete (assembles the chunks into a new file or, with `replace_file_id`, a new version
-//! of an existing one) and abort. Chunks live as files in the session's directory of the
-//! blob store until the session completes, is aborted or expires after
+//! of an existing one) and abort. Chunks are written in place into one file per session
+//! (in the session's directory of the blob store), which becomes the blob when the session
+//! completes; it is removed when the session is aborted or expires after
 //! `session_ttl_secs` of inactivity on the server clock. Sessions belong to the user who
 //! created them; everyone else gets 404.
 
@@ -19,12 +20,11 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncReadExt;
 
 use super::error::{ApiError, ApiResult, Json, Path};
 use super::files::{content_length, discard_stream};
 use super::model::{self, CREATE, Caller, Node, READ, WRITE};
-use super::state::{AppState, SparseWriter};
+use super::state::{AppState, SparseWriter, write_region};
 use super::util::{check_name, iso_unix, mime_for, new_id};
 
 pub fn routes() -> Router<AppState> {
@@ -436,6 +436,190 @@ async fn status(
 
 /// Streams a chunk body into `path`, refusing more than `expected` bytes; returns its
 /// SHA-256 when `hash` is set.
+/// Where an accepted chunk goes: the session's directory and file, the chunk's offset and
+/// length, and whether the session already holds this chunk (a re-PUT).
+struct ChunkPlan {
+    dir: PathBuf,
+    data: PathBuf,
+    file_size: u64,
+    offset: u64,
+    expected: u64,
+    received: bool,
+}
+
+/// The session's file: chunks are written into it at their offsets as they arrive, and
+/// `complete` stores it as the blob without copying it.
+fn data_path(dir: &FsPath) -> PathBuf {
+    dir.join("data")
+}
+
+/// A chunk index as the URL gives it (`None` if it is not one; `plan_chunk` says why).
+fn chunk_index(index: &str) -> Option<u64> {
+    index
+        .parse::<u64>()
+        .ok()
+        .filter(|_| index.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Everything a chunk PUT checks before it reads the body.
+async fn plan_chunk(
+    state: &AppState,
+    caller: &Caller,
+    sid: &str,
+    index: &str,
+    headers: &HeaderMap,
+    clock: Clock,
+) -> ApiResult<(u64, Option<String>, ChunkPlan)> {
+    let Some(idx) = chunk_index(index) else {
+        return Err(invalid_chunk(format!(
+            "chunk index {index:?} is not a non-negative integer"
+        )));
+    };
+    let want_sha = match headers.get("x-chunk-sha256") {
+        None => None,
+        Some(v) => match v.to_str().ok().map(str::trim).filter(|s| is_sha256_hex(s)) {
+            Some(s) => Some(s.to_ascii_lowercase()),
+            None => {
+                return Err(ApiError::validation(
+                    &["header", "x-chunk-sha256"],
+                    "X-Chunk-SHA256 must be 64 hex digits",
+                ));
+            }
+        },
+    };
+    let (c2, s2) = (caller.clone(), sid.to_string());
+    let r = state
+        .db
+        .tx(move |tx| {
+            let Step::Done(s) = load_session(tx, &c2, &s2, clock)? else {
+                return Ok(Step::Expired);
+            };
+            let received = received(tx, &s2)?.iter().any(|(i, _)| *i == idx);
+            Ok(Step::Done((s, received)))
+        })
+        .await;
+    let (session, received) = settle(state, sid, r).await?;
+    if session.status == "completed" {
+        return Err(completed_error(sid));
+    }
+    if idx >= session.total_chunks {
+        return Err(invalid_chunk(format!(
+            "chunk index {idx} is out of range: the session has {} chunks",
+            session.total_chunks
+        )));
+    }
+    let expected = session.chunk_len(idx);
+    if let Some(len) = content_length(headers)
+        && len != expected
+    {
+        return Err(invalid_chunk(format!(
+            "chunk {idx} must be exactly {expected} bytes, got {len}"
+        )));
+    }
+    let dir = session_dir(state, sid);
+    tokio::fs::create_dir_all(&dir).await?;
+    Ok((
+        idx,
+        want_sha,
+        ChunkPlan {
+            data: data_path(&dir),
+            dir,
+            file_size: session.file_size,
+            offset: idx * session.chunk_size,
+            expected,
+            received,
+        },
+    ))
+}
+
+/// Opens the session's file for writing, creating it at its full (sparse) length.
+async fn open_data(path: &FsPath, size: u64) -> std::io::Result<std::fs::File> {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)?;
+        if f.metadata()?.len() < size {
+            f.set_len(size)?;
+        }
+        Ok(f)
+    })
+    .await
+    .map_err(std::io::Error::other)?
+}
+
+/// Writes one buffer at `offset` on the blocking pool; gives the file and buffer back.
+async fn write_at(
+    file: std::fs::File,
+    offset: u64,
+    buf: Vec<u8>,
+) -> std::io::Result<(std::fs::File, Vec<u8>)> {
+    tokio::task::spawn_blocking(move || {
+        write_region(&file, offset, &buf)?;
+        Ok((file, buf))
+    })
+    .await
+    .map_err(std::io::Error::other)?
+}
+
+/// Streams a chunk body straight into the session's file at its offset, checking its
+/// length (and hashing it if `hash`). A body that fails leaves the range unfinished, which
+/// is harmless for a chunk the session does not hold yet: it is not recorded, and the next
+/// PUT of it overwrites the whole range.
+async fn write_in_place(
+    stream: &mut BodyDataStream,
+    plan: &ChunkPlan,
+    hash: bool,
+) -> ApiResult<Option<String>> {
+    let mut file = Some(open_data(&plan.data, plan.file_size).await?);
+    let mut hasher = hash.then(Sha256::new);
+    let mut buf = Vec::with_capacity(IO_BUF);
+    let (mut size, mut at) = (0u64, plan.offset);
+    loop {
+        let next = stream.next().await;
+        if let Some(data) = &next {
+            let data = data
+                .as_ref()
+                .map_err(|e| invalid_chunk(format!("reading the chunk body failed: {e}")))?;
+            size += data.len() as u64;
+            if size > plan.expected {
+                return Err(invalid_chunk(format!(
+                    "chunk is longer than its expected {} bytes",
+                    plan.expected
+                )));
+            }
+            if let Some(h) = hasher.as_mut() {
+                h.update(data);
+            }
+            buf.extend_from_slice(data);
+        }
+        if buf.len() >= IO_BUF || (next.is_none() && !buf.is_empty()) {
+            let len = buf.len() as u64;
+            let f = file
+                .take()
+                .expect("the file is given back after each write");
+            let (f, mut back) = write_at(f, at, std::mem::take(&mut buf)).await?;
+            back.clear();
+            (file, buf, at) = (Some(f), back, at + len);
+        }
+        if next.is_none() {
+            break;
+        }
+    }
+    if size != plan.expected {
+        return Err(invalid_chunk(format!(
+            "chunk has {size} bytes, expected exactly {}",
+            plan.expected
+        )));
+    }
+    Ok(hasher.map(|h| hex::encode(h.finalize())))
+}
+
+/// Receives a chunk body into a file of its own, checking its length (and hashing it if
+/// `hash`): a re-PUT of a chunk the session holds is only copied over it once whole.
 async fn receive_chunk(
     stream: &mut BodyDataStream,
     path: &FsPath,
@@ -464,75 +648,85 @@ async fn receive_chunk(
             "chunk has {size} bytes, expected exactly {expected}"
         )));
     }
-    // No fsync: chunks only need to survive a restart of the process, which the page
-    // cache gives; the assembled blob is synced when the session completes.
     out.finish().await?;
     Ok(hasher.map(|h| hex::encode(h.finalize())))
 }
 
-/// Where an accepted chunk goes: the session's directory, its length and its temp file.
-struct ChunkPlan {
-    dir: PathBuf,
-    tmp: PathBuf,
-    expected: u64,
+/// Copies a whole received chunk file over its range of the session's file.
+async fn copy_in(tmp: &FsPath, plan: &ChunkPlan) -> std::io::Result<()> {
+    let (tmp, data) = (tmp.to_path_buf(), plan.data.clone());
+    let (size, offset) = (plan.file_size, plan.offset);
+    let file = open_data(&data, size).await?;
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let mut src = std::fs::File::open(&tmp)?;
+        let mut buf = vec![0u8; IO_BUF];
+        let mut at = offset;
+        loop {
+            let n = src.read(&mut buf)?;
+            if n == 0 {
+                return Ok(());
+            }
+            write_region(&file, at, &buf[..n])?;
+            at += n as u64;
+        }
+    })
+    .await
+    .map_err(std::io::Error::other)?
 }
 
-/// Everything a chunk PUT checks before it reads the body.
-async fn plan_chunk(
+/// The body of a chunk PUT once it is planned: straight into place for a chunk the
+/// session does not hold yet; through a file of its own for a re-PUT, so a body that
+/// fails leaves the chunk the session holds intact.
+async fn write_chunk(
     state: &AppState,
-    caller: &Caller,
     sid: &str,
-    index: &str,
-    headers: &HeaderMap,
-    clock: Clock,
-) -> ApiResult<(u64, Option<String>, ChunkPlan)> {
-    let idx = match index.parse::<u64>() {
-        Ok(i) if index.bytes().all(|b| b.is_ascii_digit()) => i,
-        _ => {
-            return Err(invalid_chunk(format!(
-                "chunk index {index:?} is not a non-negative integer"
-            )));
+    stream: &mut BodyDataStream,
+    plan: &ChunkPlan,
+    idx: u64,
+    want_sha: Option<&String>,
+) -> ApiResult<()> {
+    let check = |digest: Option<String>| match (want_sha, digest) {
+        (Some(want), Some(got)) if *want != got => {
+            Err(checksum_mismatch(&format!("chunk {idx}"), want, &got))
         }
+        _ => Ok(()),
     };
-    let want_sha = match headers.get("x-chunk-sha256") {
-        None => None,
-        Some(v) => match v.to_str().ok().map(str::trim).filter(|s| is_sha256_hex(s)) {
-            Some(s) => Some(s.to_ascii_lowercase()),
-            None => {
-                return Err(ApiError::validation(
-                    &["header", "x-chunk-sha256"],
-                    "X-Chunk-SHA256 must be 64 hex digits",
-                ));
+    if !plan.received {
+        return check(write_in_place(stream, plan, want_sha.is_some()).await?);
+    }
+    let tmp = plan.dir.join(format!(".{idx}.{}.part", new_id("tmp")));
+    let received =
+        async { check(receive_chunk(stream, &tmp, plan.expected, want_sha.is_some()).await?) }
+            .await;
+    let r = match received {
+        Ok(()) => copy_in(&tmp, plan)
+            .await
+            .map_err(|e| (ApiError::from(e), true)),
+        Err(e) => Err((e, false)),
+    };
+    let _ = tokio::fs::remove_file(&tmp).await;
+    match r {
+        Ok(()) => Ok(()),
+        Err((e, damaged)) => {
+            if damaged {
+                // The copy over the chunk the session held broke off: it no longer holds
+                // it, and `status` and `complete` say so until it is sent again.
+                let s2 = sid.to_string();
+                let _ = state
+                    .db
+                    .tx(move |tx| {
+                        tx.execute(
+                            "DELETE FROM session_chunks WHERE session_id = ?1 AND idx = ?2",
+                            params![s2, idx as i64],
+                        )?;
+                        Ok(())
+                    })
+                    .await;
             }
-        },
-    };
-    let (c2, s2) = (caller.clone(), sid.to_string());
-    let r = state
-        .db
-        .tx(move |tx| load_session(tx, &c2, &s2, clock))
-        .await;
-    let session = settle(state, sid, r).await?;
-    if session.status == "completed" {
-        return Err(completed_error(sid));
+            Err(e)
+        }
     }
-    if idx >= session.total_chunks {
-        return Err(invalid_chunk(format!(
-            "chunk index {idx} is out of range: the session has {} chunks",
-            session.total_chunks
-        )));
-    }
-    let expected = session.chunk_len(idx);
-    if let Some(len) = content_length(headers)
-        && len != expected
-    {
-        return Err(invalid_chunk(format!(
-            "chunk {idx} must be exactly {expected} bytes, got {len}"
-        )));
-    }
-    let dir = session_dir(state, sid);
-    tokio::fs::create_dir_all(&dir).await?;
-    let tmp = dir.join(format!(".{idx}.{}.part", new_id("tmp")));
-    Ok((idx, want_sha, ChunkPlan { dir, tmp, expected }))
 }
 
 async fn put_chunk(
@@ -544,32 +738,33 @@ async fn put_chunk(
 ) -> ApiResult<Json<Value>> {
     let clock = Clock::of(&state);
     let mut stream = body.into_data_stream();
+    // Shared with other chunks, exclusive of `complete`; one PUT per chunk at a time.
+    let lock = state.sessions.of(&sid);
+    let _writing = lock.file.read().await;
+    let chunk_lock = chunk_index(&index).map(|i| lock.chunk(i));
+    let _this_chunk = match &chunk_lock {
+        Some(l) => Some(l.lock().await),
+        None => None,
+    };
     let (idx, want_sha, plan) =
         match plan_chunk(&state, &caller, &sid, &index, &headers, clock).await {
             Ok(p) => p,
             Err(e) => {
                 discard_stream(stream);
+                if matches!(e.status, StatusCode::NOT_FOUND | StatusCode::GONE) {
+                    // No live session by that id: keep no locks for it.
+                    state.sessions.forget(&sid);
+                }
                 return Err(e);
             }
         };
-    let ChunkPlan { dir, tmp, expected } = plan;
-    let digest = match receive_chunk(&mut stream, &tmp, expected, want_sha.is_some()).await {
-        Ok(d) => d,
-        Err(e) => {
-            discard_stream(stream);
-            let _ = tokio::fs::remove_file(&tmp).await;
-            return Err(e);
-        }
-    };
-    if let (Some(want), Some(got)) = (&want_sha, &digest)
-        && want != got
-    {
-        let _ = tokio::fs::remove_file(&tmp).await;
-        return Err(checksum_mismatch(&format!("chunk {idx}"), want, got));
+    if let Err(e) = write_chunk(&state, &sid, &mut stream, &plan, idx, want_sha.as_ref()).await {
+        discard_stream(stream);
+        return Err(e);
     }
 
-    let dest = dir.join(idx.to_string());
-    let (s2, tmp2) = (sid.clone(), tmp.clone());
+    let s2 = sid.clone();
+    let expected = plan.expected;
     let r = state
         .db
         .tx(move |tx| {
@@ -577,9 +772,6 @@ async fn put_chunk(
             if s.status == "completed" {
                 return Err(completed_error(&s2));
             }
-            // Renaming while the session row is held makes the chunk visible exactly when
-            // the session is still live; a re-PUT simply replaces the file.
-            std::fs::rename(&tmp2, &dest)?;
             tx.execute(
                 "INSERT INTO session_chunks (session_id, idx, size) VALUES (?1, ?2, ?3) \
                  ON CONFLICT (session_id, idx) DO UPDATE SET size = excluded.size",
@@ -591,11 +783,6 @@ async fn put_chunk(
             Ok(Step::Done(json!({ "session_id": s2, "chunk_index": idx, "size": expected, "received_chunks": count })))
         })
         .await;
-    if !matches!(r, Ok(Step::Done(_))) {
-        let _ = tokio::fs::remove_file(&tmp).await;
-        // The session is gone or finished: drop the directory if this request recreated it.
-        let _ = tokio::fs::remove_dir(&dir).await;
-    }
     Ok(Json(settle(&state, &sid, r).await?))
 }
 
@@ -621,9 +808,12 @@ async fn complete(
     Path(sid): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let clock = Clock::of(&state);
+    // No chunk PUT runs while the file is checked and stored (PUTs under way finish first).
+    let lock = state.sessions.of(&sid);
+    let _storing = lock.file.write().await;
     let (c2, s2) = (caller.clone(), sid.clone());
     // Everything that can be judged without the bytes is judged first, so a doomed
-    // request does not assemble gigabytes.
+    // request does not hash gigabytes.
     let r = state
         .db
         .tx(move |tx| {
@@ -660,7 +850,9 @@ async fn complete(
         Plan::Assemble(s) => s,
     };
 
-    let (sha, size) = assemble(&state, &session).await?;
+    let (sha, size) = check_session_file(&state, &session).await?;
+    let data = data_path(&session_dir(&state, &sid));
+    let blob = state.blobs.path(&sha);
     let now = model::now_iso(&state);
     let s2 = sid.clone();
     let done = state
@@ -692,92 +884,107 @@ async fn complete(
                 s.replace_file_id.as_deref(),
                 size,
             )?;
-            let node = match target {
-                Target::New { parent } => {
-                    let mime = s
-                        .mime_type
-                        .clone()
-                        .unwrap_or_else(|| mime_for(&s.file_name).to_string());
-                    model::insert_file(
-                        tx,
-                        &caller,
-                        &s.share_id,
-                        &parent,
-                        &s.file_name,
-                        &sha,
-                        size as i64,
-                        &mime,
-                        &now,
-                    )?
+            // The file becomes the blob (linked, not copied) in the transaction that
+            // records it, so no other request sees one without the other.
+            let mut linked = false;
+            if !blob.exists() {
+                std::fs::create_dir_all(blob.parent().expect("blob path has a parent"))?;
+                match std::fs::hard_link(&data, &blob) {
+                    Ok(()) => linked = true,
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(e.into()),
                 }
-                Target::Replace(file) => {
-                    model::add_version(tx, &caller, &file, &sha, size as i64, &now)?
-                }
-            };
-            tx.execute(
-                "UPDATE upload_sessions SET status = 'completed', file_id = ?2 WHERE id = ?1",
-                params![s2, node.id],
-            )?;
-            Ok(json!({ "file_id": node.id, "file": model::file_json(tx, &node)? }))
+            }
+            let recorded = record_file(tx, &caller, &s, &s2, target, &sha, size, &now);
+            if recorded.is_err() && linked {
+                // Nothing refers to it; the session keeps the file for another try.
+                let _ = std::fs::remove_file(&blob);
+            }
+            recorded
         })
         .await?;
     remove_session_dir(&state, &sid).await;
+    state.sessions.forget(&sid);
     Ok(Json(done))
 }
 
-/// Streams the chunk files in order into a blob; verifies the session's checksum (from
-/// the blob writer's own running hash, so the bytes are hashed once) before the blob is
-/// stored, so a mismatch leaves nothing behind but the chunks.
-async fn assemble(state: &AppState, s: &Session) -> ApiResult<(String, u64)> {
-    let mut writer = state.blobs.writer().await?;
-    let dir = session_dir(state, &s.id);
-    let mut buf = vec![0u8; IO_BUF];
-    let mut copied: ApiResult<()> = Ok(());
-    'chunks: for i in 0..s.total_chunks {
-        let mut f = match tokio::fs::File::open(dir.join(i.to_string())).await {
-            Ok(f) => f,
-            Err(e) => {
-                copied = Err(ApiError::internal(format!(
-                    "chunk {i} of session {} unreadable: {e}",
-                    s.id
-                )));
+/// Records a completed session's file: a new file or a new version, and the session as
+/// completed with it.
+#[allow(clippy::too_many_arguments)]
+fn record_file(
+    tx: &rusqlite::Transaction<'_>,
+    caller: &Caller,
+    s: &Session,
+    sid: &str,
+    target: Target,
+    sha: &str,
+    size: u64,
+    now: &str,
+) -> ApiResult<Value> {
+    let node = match target {
+        Target::New { parent } => {
+            let mime = s
+                .mime_type
+                .clone()
+                .unwrap_or_else(|| mime_for(&s.file_name).to_string());
+            model::insert_file(
+                tx,
+                caller,
+                &s.share_id,
+                &parent,
+                &s.file_name,
+                sha,
+                size as i64,
+                &mime,
+                now,
+            )?
+        }
+        Target::Replace(file) => model::add_version(tx, caller, &file, sha, size as i64, now)?,
+    };
+    tx.execute(
+        "UPDATE upload_sessions SET status = 'completed', file_id = ?2 WHERE id = ?1",
+        params![sid, node.id],
+    )?;
+    Ok(json!({ "file_id": node.id, "file": model::file_json(tx, &node)? }))
+}
+
+/// Hashes the session's file (every chunk is in place) and checks its size and the
+/// session's checksum; then syncs it, so it can become the blob as it is.
+async fn check_session_file(state: &AppState, s: &Session) -> ApiResult<(String, u64)> {
+    let data = data_path(&session_dir(state, &s.id));
+    tokio::fs::create_dir_all(session_dir(state, &s.id)).await?;
+    // A file of no bytes has no chunks, so nothing has created it yet.
+    let file = open_data(&data, s.file_size).await?;
+    let (sid, want_size) = (s.id.clone(), s.file_size);
+    let (sha, size) = tokio::task::spawn_blocking(move || -> ApiResult<(String, u64)> {
+        use std::io::Read;
+        let size = file.metadata()?.len();
+        if size != want_size {
+            return Err(ApiError::internal(format!(
+                "the file of session {sid} has {size} bytes, expected {want_size}"
+            )));
+        }
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; IO_BUF];
+        let mut f = &file;
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
                 break;
             }
-        };
-        loop {
-            let n = match f.read(&mut buf).await {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) => {
-                    copied = Err(e.into());
-                    break 'chunks;
-                }
-            };
-            if let Err(e) = writer.write(&buf[..n]).await {
-                copied = Err(e.into());
-                break 'chunks;
-            }
+            hasher.update(&buf[..n]);
         }
+        file.sync_all()?;
+        Ok((hex::encode(hasher.finalize()), size))
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("hashing session {}: {e}", s.id)))??;
+    if let Some(want) = &s.checksum_sha256
+        && *want != sha
+    {
+        return Err(checksum_mismatch("assembled file", want, &sha));
     }
-    if copied.is_ok() && writer.size() != s.file_size {
-        copied = Err(ApiError::internal(format!(
-            "assembled {} bytes for session {}, expected {}",
-            writer.size(),
-            s.id,
-            s.file_size
-        )));
-    }
-    if let (Ok(()), Some(want)) = (&copied, &s.checksum_sha256) {
-        let got = writer.sha256();
-        if *want != got {
-            copied = Err(checksum_mismatch("assembled file", want, &got));
-        }
-    }
-    if let Err(e) = copied {
-        writer.abort().await;
-        return Err(e);
-    }
-    Ok(writer.finish().await?)
+    Ok((sha, size))
 }
 
 async fn abort(
@@ -786,6 +993,8 @@ async fn abort(
     Path(sid): Path<String>,
 ) -> ApiResult<StatusCode> {
     let clock = Clock::of(&state);
+    let lock = state.sessions.of(&sid);
+    let _removing = lock.file.write().await;
     let s2 = sid.clone();
     let r = state
         .db
@@ -800,5 +1009,6 @@ async fn abort(
         .await;
     settle(&state, &sid, r).await?;
     remove_session_dir(&state, &sid).await;
+    state.sessions.forget(&sid);
     Ok(StatusCode::NO_CONTENT)
 }

@@ -386,10 +386,19 @@ async fn checksum_mismatch_at_complete_keeps_the_session() {
     let st = h.get(&format!("/uploads/{sid}")).await.expect(200);
     assert_eq!(st.json["status"], "active");
     assert_eq!(st.json["received_chunks"], json!([0, 1]));
+    let kept: Vec<_> = std::fs::read_dir(session_dir(&h, &sid))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
     assert_eq!(
-        std::fs::read_dir(session_dir(&h, &sid)).unwrap().count(),
-        2,
-        "chunks are kept"
+        kept,
+        ["data"],
+        "the session's file is kept (chunks in place)"
+    );
+    assert_eq!(
+        std::fs::read(session_dir(&h, &sid).join("data")).unwrap(),
+        data,
+        "holding both chunks"
     );
     let list = h
         .get(&format!("/folders/root/children?share_id={}", h.share))
@@ -896,4 +905,101 @@ async fn blobs_with_holes_and_data_round_trip_exactly() {
         .expect(200);
     assert_eq!(got.bytes.len(), content.len());
     assert!(got.bytes == content, "downloaded bytes differ");
+}
+
+/// A chunk body that sends `good` bytes and then breaks off (the client's connection dies).
+async fn put_broken_chunk(h: &Harness, sid: &str, idx: &str, good: Vec<u8>) {
+    let parts: Vec<Result<Vec<u8>, std::io::Error>> = vec![
+        Ok(good),
+        Err(std::io::Error::other("the client died mid-body")),
+    ];
+    let body = reqwest::Body::wrap_stream(futures_util::stream::iter(parts));
+    let r = h
+        .req(Method::PUT, &format!("/uploads/{sid}/chunks/{idx}"))
+        .body(body)
+        .send()
+        .await;
+    assert!(r.is_err(), "the request breaks off: {r:?}");
+}
+
+/// Chunks are written straight into the session's file. A first PUT that breaks off
+/// leaves garbage in its range, and the PUT that follows must replace all of it, zero
+/// blocks (kept as holes) included; a re-PUT of a chunk the session holds that breaks off
+/// must leave that chunk as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunk_puts_that_break_off_corrupt_nothing() {
+    let h = Harness::start().await;
+    // Bodies are written in 1 MiB pieces: 2 MiB chunks let a broken body write some.
+    const CHUNK: usize = 2 << 20;
+    // Chunk 0: zeros (holes) then data; chunk 1: data; chunk 2 (short): zeros.
+    let mut data = vec![0u8; CHUNK / 2];
+    data.extend(pattern(CHUNK / 2 + CHUNK));
+    data.extend(vec![0u8; CHUNK * 3 / 4]);
+    let size = data.len();
+    let sid = session(
+        &h,
+        json!({ "share_id": h.share, "file_name": "b.bin", "file_size": size, "chunk_size": CHUNK,
+                "checksum_sha256": sha(&data) }),
+    )
+    .await;
+    // First attempts of chunks 0 and 2 break off after writing non-zero bytes.
+    put_broken_chunk(&h, &sid, "0", vec![0xAA; CHUNK * 3 / 4]).await;
+    put_broken_chunk(&h, &sid, "2", vec![0x55; CHUNK * 5 / 8]).await;
+    let st = h.get(&format!("/uploads/{sid}")).await.expect(200);
+    assert_eq!(
+        st.json["missing_chunks"],
+        json!([0, 1, 2]),
+        "nothing recorded"
+    );
+    for (i, range) in [(0, 0..CHUNK), (1, CHUNK..2 * CHUNK), (2, 2 * CHUNK..size)] {
+        put_chunk(&h, &sid, &i.to_string(), data[range].to_vec())
+            .await
+            .expect(200);
+    }
+    // A re-PUT of chunk 1 that breaks off: the session still holds chunk 1 as it was.
+    put_broken_chunk(&h, &sid, "1", vec![0xCC; CHUNK * 3 / 4]).await;
+    let st = h.get(&format!("/uploads/{sid}")).await.expect(200);
+    assert_eq!(st.json["missing_chunks"], json!([]));
+    let (file, content) = complete_and_read(&h, &sid).await;
+    assert_eq!(file["checksum_sha256"], json!(sha(&data)));
+    assert_eq!(content, data);
+    assert!(
+        !session_dir(&h, &sid).exists(),
+        "the session's file is now the blob"
+    );
+}
+
+/// Many PUTs of one chunk at the same time, with different bytes: they are applied one
+/// after the other, so the chunk holds exactly one body, never a mix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_puts_of_one_chunk_never_mix() {
+    let h = Harness::start().await;
+    const CHUNK: usize = 1 << 20;
+    let sid = session(
+        &h,
+        json!({ "share_id": h.share, "file_name": "c.bin", "file_size": CHUNK, "chunk_size": CHUNK }),
+    )
+    .await;
+    let bodies: Vec<Vec<u8>> = (1..=6u8).map(|b| vec![b; CHUNK]).collect();
+    let puts = bodies.iter().map(|b| put_chunk(&h, &sid, "0", b.clone()));
+    for r in futures_util::future::join_all(puts).await {
+        r.expect(200);
+    }
+    let (_, got) = complete_and_read(&h, &sid).await;
+    assert!(bodies.contains(&got), "one whole body, not a mix");
+}
+
+/// Completes a session; returns the file's JSON and its content as downloaded.
+async fn complete_and_read(h: &Harness, sid: &str) -> (Value, Vec<u8>) {
+    let done = h
+        .post(&format!("/uploads/{sid}/complete"), json!({}))
+        .await
+        .expect(200);
+    let fid = done.json["file_id"].as_str().unwrap();
+    let content = h
+        .get(&format!("/files/{fid}/content"))
+        .await
+        .expect(200)
+        .bytes;
+    (done.json["file"].clone(), content)
 }
