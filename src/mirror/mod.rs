@@ -1100,7 +1100,10 @@ impl Engine {
                 if !may_land {
                     return false;
                 }
-                let since = *self.held.entry(intent.id).or_insert(now);
+                let since = *self.held.entry(intent.id).or_insert_with(|| {
+                    tracing::info!(mirror = %self.name, path = %intent.path, "the {} of {} is not on the remote yet, but its request may still be applied: looking again for up to {} s", intent.op, intent.path, window.as_secs());
+                    now
+                });
                 if now.saturating_duration_since(since) < window {
                     return true;
                 }
