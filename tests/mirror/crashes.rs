@@ -375,21 +375,14 @@ async fn a_create_that_never_lands_is_settled_after_the_landing_window() {
     d.settled().await;
     d.stop().await;
     let base = w.remote_base_id().await.expect("base folder");
-    {
-        let store = scaidrive::store::Store::open(&w.state_dir().join("state.db")).unwrap();
-        let m = store.mirrors().await.unwrap()[0].id;
-        store
-            .begin(
-                m,
-                "upload",
-                "never.txt",
-                serde_json::json!({ "parent_id": base, "name": "never.txt", "sha256": "00",
+    leave_intent(
+        &w,
+        "upload",
+        "never.txt",
+        serde_json::json!({ "parent_id": base, "name": "never.txt", "sha256": "00",
                                     "size": 2, "inode": 2, "mtime_ns": 0, "replace_file_id": null }),
-            )
-            .await
-            .unwrap();
-        store.flush().await.unwrap();
-    }
+    )
+    .await;
     let mut config = w.config_with(w.mirror_config());
     config.remote.timeout_secs = 1;
     let started = std::time::Instant::now();
@@ -499,21 +492,14 @@ async fn a_held_create_whose_folder_is_deleted_is_settled() {
     assert_eq!(folder.status(), 201);
     let folder: serde_json::Value = folder.json().await.unwrap();
     let folder = folder["id"].as_str().unwrap().to_string();
-    {
-        let store = scaidrive::store::Store::open(&w.state_dir().join("state.db")).unwrap();
-        let m = store.mirrors().await.unwrap()[0].id;
-        store
-            .begin(
-                m,
-                "upload",
-                "elsewhere/x.txt",
-                serde_json::json!({ "parent_id": folder, "name": "x.txt", "sha256": "00",
+    leave_intent(
+        &w,
+        "upload",
+        "elsewhere/x.txt",
+        serde_json::json!({ "parent_id": folder, "name": "x.txt", "sha256": "00",
                                     "size": 2, "inode": 2, "mtime_ns": 0, "replace_file_id": null }),
-            )
-            .await
-            .unwrap();
-        store.flush().await.unwrap();
-    }
+    )
+    .await;
     // The default request timeout: a 65 s landing window.
     let d = w.start().await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -529,4 +515,12 @@ async fn a_held_create_whose_folder_is_deleted_is_settled() {
     assert_eq!(open_uploads(&w), 0, "the intent is settled");
     w.assert_mirrored().await;
     d.stop().await;
+}
+
+/// Leaves an open intent in the stopped daemon's store, as a run killed mid-operation does.
+async fn leave_intent(w: &World, op: &str, path: &str, detail: serde_json::Value) {
+    let store = scaidrive::store::Store::open(&w.state_dir().join("state.db")).unwrap();
+    let m = store.mirrors().await.unwrap()[0].id;
+    store.begin(m, op, path, detail).await.unwrap();
+    store.flush().await.unwrap();
 }
