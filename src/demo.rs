@@ -88,12 +88,16 @@ pub async fn run(
     let server = devserver::start(sc)
         .await
         .map_err(|e| DaemonError::Other(format!("local server: {e}")))?;
-    println!(
+    crate::say!(
         "Local ScaiDrive server: {} (share {})",
         server.url(),
         server.share_id()
     );
-    println!("Mirroring {} → /{folder_name} …", root.display());
+    crate::say!("Mirroring {} → /{folder_name} …", root.display());
+    crate::say!(
+        "Control it with:  scaidrivectl --socket {} status",
+        base.join("run").join("scaidrived.sock").display()
+    );
 
     let mut config = Config {
         remote: RemoteSection {
@@ -149,7 +153,7 @@ pub async fn run(
         tokio::spawn(async move {
             let s = h.wait_settled().await;
             if s.state != MirrorState::Idle {
-                println!(
+                crate::say!(
                     "The first pass did not finish: {} ({})",
                     s.state,
                     s.reason.unwrap_or_default()
@@ -158,18 +162,19 @@ pub async fn run(
             }
             match share_link(&url, &token, &share_id, &folder_name).await {
                 Ok((link, password)) => {
-                    println!(
+                    crate::say!(
                         "First pass done: {} files, {} bytes uploaded.",
-                        s.files_done, s.bytes_done
+                        s.files_done,
+                        s.bytes_done
                     );
-                    println!();
-                    println!("Share link: {link}");
-                    println!("Password:   {password}");
-                    println!();
-                    println!("Open it with:  curl -H 'X-Link-Password: {password}' {link}");
-                    println!("Changes in {} keep being mirrored; Ctrl-C stops.", s.root);
+                    crate::say!();
+                    crate::say!("Share link: {link}");
+                    crate::say!("Password:   {password}");
+                    crate::say!();
+                    crate::say!("Open it with:  curl -H 'X-Link-Password: {password}' {link}");
+                    crate::say!("Changes in {} keep being mirrored; Ctrl-C stops.", s.root);
                 }
-                Err(e) => println!("Could not create the share link: {e}"),
+                Err(e) => crate::say!("Could not create the share link: {e}"),
             }
         });
     };

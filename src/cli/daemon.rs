@@ -49,14 +49,14 @@ pub fn main(args: Args) -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("scaidrived: cannot start the runtime: {e}");
+            process::say_err(format_args!("scaidrived: cannot start the runtime: {e}"));
             return ExitCode::from(1);
         }
     };
     match rt.block_on(real_main(args)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("scaidrived: {e}");
+            process::say_err(format_args!("scaidrived: {e}"));
             ExitCode::from(e.exit_code() as u8)
         }
     }
@@ -128,7 +128,7 @@ async fn real_main(args: Args) -> Result<u8, DaemonError> {
     let report = daemon::run(config, &env, opts, shutdown).await?;
     if args.once {
         for m in &report.mirrors {
-            println!(
+            crate::say!(
                 "{}: {} — {} files uploaded ({} bytes), {} failed, {} skipped{}",
                 m.name,
                 if m.in_sync() && m.failures == 0 {

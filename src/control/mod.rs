@@ -463,5 +463,15 @@ async fn metrics(State(state): State<ControlState>) -> Response {
             ));
         }
     }
+    metric(
+        &mut out,
+        "log_lines_dropped_total",
+        "Log lines that could not be written (the log sink was closed).",
+        "counter",
+    );
+    out.push_str(&format!(
+        "scaidrive_log_lines_dropped_total {}\n",
+        crate::daemon::process::LOG_LINES_DROPPED.load(std::sync::atomic::Ordering::Relaxed)
+    ));
     ([("content-type", "text/plain; version=0.0.4")], out).into_response()
 }

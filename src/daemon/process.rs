@@ -132,10 +132,59 @@ impl Notifier {
     }
 }
 
+/// Log lines that could not be written (stderr closed: a `| head`, a log shipper that went
+/// away). Exported as `scaidrive_log_lines_dropped_total`.
+pub static LOG_LINES_DROPPED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The daemon's log sink: stderr, but a line that cannot be written is counted and dropped.
+/// A dead sink must never stop the daemon's work or its shutdown: `tracing-subscriber`
+/// reports a failed write with `eprintln!`, which panics on a closed stderr, in whatever
+/// task was logging (the signal task among them).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LossyStderr;
+
+impl std::io::Write for LossyStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if std::io::stderr().lock().write_all(buf).is_err() {
+            LOG_LINES_DROPPED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = std::io::stderr().flush();
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LossyStderr {
+    type Writer = LossyStderr;
+    fn make_writer(&'a self) -> Self::Writer {
+        LossyStderr
+    }
+}
+
+/// `println!` that never panics: a daemon's report to a closed stdout is dropped.
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// `eprintln!` that never panics (the last words of a daemon whose stderr is gone).
+pub fn say_err(line: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 /// Initializes `tracing`: human lines on stderr (without timestamps under systemd, whose
-/// journal adds its own), or JSON lines. `filter` uses `RUST_LOG` syntax; `RUST_LOG`
-/// overrides it when set.
+/// journal adds its own; coloured only on a terminal), or JSON lines. Lines that cannot be
+/// written are dropped and counted ([`LOG_LINES_DROPPED`]). `filter` uses `RUST_LOG`
+/// syntax; `RUST_LOG` overrides it when set.
 pub fn init_logging(filter: &str, json: bool) {
+    use std::io::IsTerminal as _;
     use tracing_subscriber::EnvFilter;
     let filter = std::env::var("RUST_LOG")
         .ok()
@@ -145,13 +194,16 @@ pub fn init_logging(filter: &str, json: bool) {
     let under_journal = std::env::var_os("JOURNAL_STREAM").is_some();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(env_filter)
-        .with_writer(std::io::stderr);
+        .log_internal_errors(false)
+        .with_writer(LossyStderr);
     let result = if json {
         builder.json().try_init()
     } else if under_journal {
         builder.without_time().with_ansi(false).try_init()
     } else {
-        builder.try_init()
+        builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init()
     };
     // A second init (tests running the daemon in-process) keeps the first subscriber.
     let _ = result;

@@ -65,6 +65,9 @@ enum AutoResume {
     Credentials,
     /// A quota is full (507): resumes when a periodic check sees space freed.
     Quota,
+    /// The root vanished or is another directory now: resumes when the directory the
+    /// mirror was synced from is back at its path.
+    RootBack,
 }
 
 /// Delay before a failed item is tried again: 30 s doubling to 1 h; permanent failures
@@ -196,6 +199,9 @@ struct Engine {
     rewatch: bool,
     /// Paused because the state database's file system is full.
     space_paused: bool,
+    /// The root directory the mirror was synced from (kept in the store): a pass over
+    /// another directory at the same path is refused.
+    root_anchor: Option<store::RootIdentity>,
     /// When waiting deletes were first held back because events kept coming.
     deletes_held_since: Option<Instant>,
     /// When the watcher last received a removal or lost events, stamped as they arrive
@@ -250,6 +256,7 @@ impl Engine {
             blocked: false,
             rewatch: false,
             space_paused: false,
+            root_anchor: None,
             deletes_held_since: None,
             removals: None,
             busy_at_pass_start: false,
@@ -345,6 +352,14 @@ impl Engine {
             }
             self.set_state(MirrorState::Starting, None);
         }
+        if self.paused.is_some() && root_identity(&self.cfg.path).is_none() {
+            // Paused by a previous run and the root is still gone: the pause lifts when the
+            // directory the mirror was synced from is back (a saved pause of another kind
+            // is judged again by the pass that follows).
+            self.resume_when_root_is_back();
+        }
+        // Another directory at the root's path pauses now, with that reason.
+        self.check_root().await;
         if let Some(reason) = self.paused.clone() {
             // Paused by a previous run (mass delete, vanished root): say so right away.
             tracing::warn!(mirror = %self.name, "still paused: {reason}");
@@ -449,6 +464,19 @@ impl Engine {
                     if now >= next_root_check {
                         next_root_check = now + ROOT_CHECK;
                         let id = root_identity(&self.cfg.path);
+                        if self.auto_resume == Some(AutoResume::RootBack)
+                            && id != root_id
+                            && self.root_anchor.is_some_and(|a| id.is_some_and(|c| a.same_dir(&c)))
+                        {
+                            tracing::info!(mirror = %self.name, "root {} is back; resuming", self.cfg.path.display());
+                            root_id = id;
+                            self.lift_pause().await;
+                            continue;
+                        }
+                        if id != root_id && self.paused.is_none() && !self.check_root().await {
+                            root_id = id;
+                            continue;
+                        }
                         if id != root_id && self.paused.is_none() {
                             tracing::warn!(mirror = %self.name, "root {} changed (unmounted or mounted over?); scanning it again", self.cfg.path.display());
                             root_id = id;
@@ -640,6 +668,11 @@ impl Engine {
                 allow_deletes,
                 reply,
             } => {
+                if self.auto_resume == Some(AutoResume::RootBack) {
+                    // Told to go on with the directory that is there now: it becomes
+                    // the one the mirror is synced from.
+                    self.anchor_root(root_identity(&self.cfg.path)).await;
+                }
                 self.paused = None;
                 self.auto_resume = None;
                 self.quota_check_at = None;
@@ -846,6 +879,7 @@ impl Engine {
         if let Some(reason) = &rec.paused_reason {
             self.paused = Some(reason.clone());
         }
+        self.root_anchor = rec.root_identity;
         self.target = Some(Arc::new(MirrorTarget {
             mirror: rec.id,
             name: self.name.clone(),
@@ -1343,6 +1377,9 @@ impl Engine {
     async fn full_pass(&mut self, stop: &CancellationToken) {
         self.busy_at_pass_start = self.removals_recent(Instant::now());
         let Some(t) = self.target.clone() else { return };
+        if !self.check_root().await {
+            return;
+        }
         // No op of this mirror runs between batches, so an intent still open here was left
         // by a create that failed ambiguously: settle it against the remote first.
         if let Err(e) = self.resolve_intents().await {
@@ -1378,6 +1415,7 @@ impl Engine {
                     "{e}; nothing is deleted remotely while the root is unavailable"
                 ))
                 .await;
+                self.resume_when_root_is_back();
                 return;
             }
             Err(e) => {
@@ -1436,6 +1474,10 @@ impl Engine {
                 t.root.display()
             ))
             .await;
+            self.resume_when_root_is_back();
+            return;
+        }
+        if !self.check_root().await {
             return;
         }
         let mut paths: BTreeSet<String> = BTreeSet::new();
@@ -1470,6 +1512,62 @@ impl Engine {
         let Ok((known, disk)) = scope else { return };
         self.plan_and_execute(Arc::new(known), disk, renames, true, stop)
             .await;
+    }
+
+    /// Whether the root is still the directory the mirror was synced from. If it is
+    /// another one, pauses (whatever the mirror's size: a swapped root would be mirrored
+    /// as deletes of everything) until that directory is back or `resume` accepts the new
+    /// one. The first directory seen becomes the anchor.
+    async fn check_root(&mut self) -> bool {
+        let Some(now) = root_identity(&self.cfg.path) else {
+            // Gone: the scan pauses with the reason the file system gives.
+            return true;
+        };
+        let Some(anchor) = self.root_anchor else {
+            self.anchor_root(Some(now)).await;
+            return true;
+        };
+        if anchor.same_dir(&now) {
+            return true;
+        }
+        if self.auto_resume != Some(AutoResume::RootBack) {
+            self.pause(format!(
+                "root {} is another directory now ({now}, was {anchor}: unmounted, mounted over or a re-pointed symlink?); \
+                 nothing is deleted remotely; resumes when the original is back, or `scaidrivectl resume` mirrors what is there now",
+                self.cfg.path.display()
+            ))
+            .await;
+            self.resume_when_root_is_back();
+        }
+        false
+    }
+
+    async fn anchor_root(&mut self, id: Option<store::RootIdentity>) {
+        let Some(id) = id else { return };
+        self.root_anchor = Some(id);
+        if let Some(t) = &self.target {
+            let _ = self.deps.store.set_root_identity(t.mirror, Some(id)).await;
+        }
+    }
+
+    /// A pause for the root lifts by itself once the directory the mirror was synced
+    /// from is back at its path.
+    fn resume_when_root_is_back(&mut self) {
+        if self.root_anchor.is_some() {
+            self.auto_resume = Some(AutoResume::RootBack);
+        }
+    }
+
+    /// Ends a pause that lifted by itself: a full pass on a fresh watcher follows.
+    async fn lift_pause(&mut self) {
+        self.paused = None;
+        self.auto_resume = None;
+        self.needs_full_pass = true;
+        self.rewatch = true;
+        if let Some(t) = &self.target {
+            let _ = self.deps.store.set_paused(t.mirror, None).await;
+        }
+        self.set_state(MirrorState::Scanning, None);
     }
 
     async fn pause(&mut self, reason: String) {
@@ -1892,10 +1990,17 @@ const HELD_RECHECK: Duration = Duration::from_secs(1);
 /// How often the root's identity (device, inode) is checked.
 const ROOT_CHECK: Duration = Duration::from_secs(2);
 
-/// The root directory's (device, inode), `None` if it cannot be looked at.
-fn root_identity(root: &std::path::Path) -> Option<(u64, u64)> {
+/// Which directory the root is (through a symlink), `None` if it cannot be looked at or
+/// is not a directory.
+fn root_identity(root: &std::path::Path) -> Option<store::RootIdentity> {
     use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(root).ok().map(|m| (m.dev(), m.ino()))
+    let m = std::fs::metadata(root).ok().filter(|m| m.is_dir())?;
+    let fsid = rustix::fs::statvfs(root).map_or(0, |v| v.f_fsid);
+    Some(store::RootIdentity {
+        dev: m.dev(),
+        ino: m.ino(),
+        fsid,
+    })
 }
 
 /// How often a mirror without a working file watcher is scanned: its rescan interval,

@@ -73,9 +73,10 @@ impl std::fmt::Debug for Store {
 }
 
 fn migrations() -> rusqlite_migration::Migrations<'static> {
-    rusqlite_migration::Migrations::new(vec![rusqlite_migration::M::up(include_str!(
-        "../../migrations/01-initial/up.sql"
-    ))])
+    rusqlite_migration::Migrations::new(vec![
+        rusqlite_migration::M::up(include_str!("../../migrations/01-initial/up.sql")),
+        rusqlite_migration::M::up(include_str!("../../migrations/02-root-identity/up.sql")),
+    ])
 }
 
 fn open_connection(path: &Path) -> Result<Connection, StoreError> {

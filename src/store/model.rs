@@ -67,6 +67,41 @@ pub struct MirrorRecord {
     pub base_folder_id: Option<String>,
     pub paused_reason: Option<String>,
     pub first_pass_done: bool,
+    /// The root directory this mirror was synced from (`None` before the first look).
+    pub root_identity: Option<RootIdentity>,
+}
+
+/// Which directory a mirror root is: another directory at the same path (the mount point
+/// of a disk that is gone, a tmpfs mounted over it, a re-pointed symlink) has another
+/// identity, and mirroring it would turn the old content into remote deletes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RootIdentity {
+    pub dev: u64,
+    pub ino: u64,
+    /// The file system's id (`statvfs` `f_fsid`, 0 if it has none): stable across
+    /// reboots where a disk's device number may not be.
+    pub fsid: u64,
+}
+
+impl RootIdentity {
+    /// The same directory: the same inode on the same file system, known by its device
+    /// number or, if that changed (a disk re-plugged as another device), by its id.
+    pub fn same_dir(&self, other: &RootIdentity) -> bool {
+        self.ino == other.ino
+            && (self.dev == other.dev || (self.fsid != 0 && self.fsid == other.fsid))
+    }
+}
+
+impl std::fmt::Display for RootIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "device {}:{} inode {}",
+            self.dev >> 8,
+            self.dev & 0xff,
+            self.ino
+        )
+    }
 }
 
 /// A remote operation whose outcome is not yet recorded.
@@ -267,7 +302,7 @@ impl Store {
                         }
                         c.execute(
                             "UPDATE mirrors SET root = ?2, share_id = ?3, remote_path = ?4, base_folder_id = NULL, \
-                             first_pass_done = 0 WHERE id = ?1",
+                             first_pass_done = 0, root_dev = NULL, root_ino = NULL, root_fsid = NULL WHERE id = ?1",
                             params![id, root, share_id, remote_path],
                         )?;
                     }
@@ -313,6 +348,29 @@ impl Store {
             c.execute(
                 "UPDATE mirrors SET paused_reason = ?2 WHERE id = ?1",
                 params![mirror, reason],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Records the root directory the mirror is synced from (`None` forgets it).
+    pub async fn set_root_identity(
+        &self,
+        mirror: MirrorId,
+        id: Option<RootIdentity>,
+    ) -> Result<(), StoreError> {
+        // SQLite integers are signed: the bits are stored as they are.
+        let cols = id.map(|i| (i.dev as i64, i.ino as i64, i.fsid as i64));
+        self.call(move |c| {
+            c.execute(
+                "UPDATE mirrors SET root_dev = ?2, root_ino = ?3, root_fsid = ?4 WHERE id = ?1",
+                params![
+                    mirror,
+                    cols.map(|c| c.0),
+                    cols.map(|c| c.1),
+                    cols.map(|c| c.2)
+                ],
             )?;
             Ok(())
         })
@@ -617,8 +675,8 @@ pub fn mirror_by_name(c: &Connection, name: &str) -> Result<Option<MirrorRecord>
 
 pub fn all_mirrors(c: &Connection) -> Result<Vec<MirrorRecord>, StoreError> {
     let mut stmt = c.prepare_cached(
-        "SELECT id, name, root, share_id, remote_path, base_folder_id, paused_reason, first_pass_done \
-         FROM mirrors ORDER BY id",
+        "SELECT id, name, root, share_id, remote_path, base_folder_id, paused_reason, first_pass_done, \
+         root_dev, root_ino, root_fsid FROM mirrors ORDER BY id",
     )?;
     let rows = stmt.query_map([], |r| {
         Ok(MirrorRecord {
@@ -630,6 +688,18 @@ pub fn all_mirrors(c: &Connection) -> Result<Vec<MirrorRecord>, StoreError> {
             base_folder_id: r.get(5)?,
             paused_reason: r.get(6)?,
             first_pass_done: r.get(7)?,
+            root_identity: match (
+                r.get::<_, Option<i64>>(8)?,
+                r.get::<_, Option<i64>>(9)?,
+                r.get::<_, Option<i64>>(10)?,
+            ) {
+                (Some(dev), Some(ino), Some(fsid)) => Some(RootIdentity {
+                    dev: dev as u64,
+                    ino: ino as u64,
+                    fsid: fsid as u64,
+                }),
+                _ => None,
+            },
         })
     })?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?)

@@ -630,3 +630,80 @@ async fn notify_socket_gets_ready_and_status() {
 
 // The token-leak test lives in tests/security (with the link password, status, links,
 // metrics, Debug output and the state database files).
+
+/// Issue 17 item 2: `scaidrived 2>&1 | head -1`. A log sink that goes away must not stop
+/// the daemon's work or its shutdown: with the server reachable the daemon used to panic
+/// (exit 101, stale socket), with it unreachable it ignored TERM (its signal task had
+/// panicked writing a log line).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_log_pipe_stops_neither_work_nor_shutdown() {
+    let e = Env::new().await;
+    let root = e.root("piped");
+    std::fs::write(root.join("first.txt"), "1").unwrap();
+    let cfg = e.config(&[("piped", &root)]);
+    let spawn = |url: Option<&str>| {
+        let mut c = e.daemon();
+        c.arg("--config")
+            .arg(&cfg)
+            .env("RUST_LOG", "debug")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(u) = url {
+            c.env("SCAIDRIVE_URL", u);
+        }
+        let mut child = c.spawn().unwrap();
+        // The reader goes away at once, as `head -1` does after its line.
+        drop(child.stdout.take());
+        drop(child.stderr.take());
+        Proc(child)
+    };
+
+    let socket_up = |child: &mut Proc| {
+        let start = Instant::now();
+        while !e.socket().exists() {
+            assert!(start.elapsed() < Duration::from_secs(20), "no socket");
+            assert!(child.try_wait().unwrap().is_none(), "the daemon died");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+
+    // Reachable: it mirrors, keeps mirroring, and stops cleanly.
+    let mut child = spawn(None);
+    socket_up(&mut child);
+    let out = e.ctl(&["wait", "--timeout", "60"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    std::fs::write(root.join("second.txt"), "2").unwrap();
+    let start = Instant::now();
+    while e.remote_names("piped").await != ["first.txt", "second.txt"] {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "second.txt not mirrored: {:?}",
+            e.remote_names("piped").await
+        );
+        assert!(child.try_wait().unwrap().is_none(), "the daemon died");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let metrics = String::from_utf8_lossy(&e.ctl(&["metrics"]).stdout).into_owned();
+    let dropped = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("scaidrive_log_lines_dropped_total "))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no dropped-lines counter in:\n{metrics}"));
+    assert!(dropped > 0, "debug lines were written to the closed pipe");
+    signal(&child, "TERM");
+    let status = wait_exit(&mut child, Duration::from_secs(20));
+    assert!(status.success(), "graceful stop exits 0: {status}");
+    assert!(!e.socket().exists(), "socket removed on stop");
+
+    // Unreachable: TERM still stops it.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", dead.local_addr().unwrap());
+    drop(dead);
+    let mut child = spawn(Some(&url));
+    socket_up(&mut child);
+    std::thread::sleep(Duration::from_millis(1500));
+    signal(&child, "TERM");
+    let status = wait_exit(&mut child, Duration::from_secs(20));
+    assert!(status.success(), "graceful stop exits 0: {status}");
+    assert!(!e.socket().exists(), "socket removed on stop");
+}

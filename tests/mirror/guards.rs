@@ -258,3 +258,89 @@ async fn verify_reports_remote_drift_and_repair_restores_it() {
     assert!(after.in_sync(), "{after:?}");
     d.stop().await;
 }
+
+/// Points the symlink `link` at `to`, atomically (a new link renamed over the old one).
+fn repoint(link: &std::path::Path, to: &std::path::Path) {
+    let tmp = link.with_extension("repoint");
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(to, &tmp).unwrap();
+    std::fs::rename(&tmp, link).unwrap();
+}
+
+/// Issue 17 item 1: a root swapped for another non-empty directory (a re-pointed symlink
+/// here; an unmount or a mount over the root changes the root's identity the same way)
+/// used to be mirrored as a delete of everything when the mirror was below the
+/// mass-delete count. It pauses whatever the mirror's size, deletes nothing, lifts by
+/// itself when the original is back, is seen again after a restart, and the new
+/// directory is mirrored only on `resume`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swapped_root_pauses_until_the_original_is_back_or_resume() {
+    let w = World::new().await;
+    let a = w.dir.path().join("disk-a");
+    let b = w.dir.path().join("disk-b");
+    for (dir, n) in [(&a, 3), (&b, 31)] {
+        std::fs::create_dir_all(dir).unwrap();
+        for i in 0..n {
+            std::fs::write(dir.join(format!("f{i:02}.txt")), format!("{i} in {dir:?}")).unwrap();
+        }
+    }
+    std::fs::remove_dir(&w.root).unwrap();
+    std::os::unix::fs::symlink(&a, &w.root).unwrap();
+    let d = w.start().await;
+    assert!(d.settled().await.in_sync());
+    let before = w.remote_tree().await;
+    assert_eq!(before.len(), 3, "{before:?}");
+    w.reset_stats().await;
+    let untouched = async || {
+        assert_eq!(w.remote_tree().await, before, "remote changed");
+        for route in [
+            "DELETE /api/v1/files/{file_id}",
+            "DELETE /api/v1/folders/{folder_id}",
+            "POST /api/v1/files",
+        ] {
+            assert_eq!(w.count(route).await, 0, "{route}");
+        }
+    };
+
+    repoint(&w.root, &b);
+    let s = d.until("paused", |s| s.state == MirrorState::Paused).await;
+    let reason = s.reason.unwrap_or_default();
+    assert!(reason.contains("another directory"), "{reason}");
+    assert!(reason.contains(&w.root.display().to_string()), "{reason}");
+    // Passes asked for meanwhile are refused too.
+    d.handle.ask(scaidrive::mirror::MirrorCmd::Rescan).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(d.handle.status().state, MirrorState::Paused);
+    untouched().await;
+
+    // The original comes back: the pause lifts by itself, with nothing to do.
+    repoint(&w.root, &a);
+    d.until("in sync", |s| s.in_sync()).await;
+    untouched().await;
+    d.stop().await;
+
+    // Swapped while the daemon is down: seen at start, before any pass.
+    repoint(&w.root, &b);
+    let d = w.start().await;
+    let s = d.until("paused", |s| s.state == MirrorState::Paused).await;
+    assert!(
+        s.reason.unwrap_or_default().contains("another directory"),
+        "after a restart"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    untouched().await;
+
+    // `resume` accepts the directory that is there now.
+    d.handle
+        .ask(|reply| scaidrive::mirror::MirrorCmd::Resume {
+            allow_deletes: false,
+            reply,
+        })
+        .await;
+    d.until("in sync", |s| s.in_sync()).await;
+    w.assert_mirrored().await;
+    // f00-f02 are in both directories: they become new versions; the other 28 are new.
+    assert_eq!(w.count("POST /api/v1/files").await, 28);
+    assert_eq!(w.versions("f00.txt").await.len(), 2);
+    d.stop().await;
+}
