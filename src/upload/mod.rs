@@ -334,11 +334,7 @@ fn stat_now(abs: &Path) -> Option<(u64, i64, u64)> {
     if !md.is_file() {
         return None;
     }
-    Some((
-        md.len(),
-        md.mtime() * 1_000_000_000 + md.mtime_nsec(),
-        md.ino(),
-    ))
+    Some((md.len(), crate::watch::mtime_ns(&md), md.ino()))
 }
 
 /// 404 or 410: what the call named does not exist (any more) on the remote.

@@ -324,12 +324,19 @@ fn classify(path: &RelPath, meta: &Metadata) -> Result<LocalEntry, SkipReason> {
         path: path.clone(),
         kind,
         size: if kind == Kind::File { meta.len() } else { 0 },
-        mtime_ns: meta
-            .mtime()
-            .saturating_mul(1_000_000_000)
-            .saturating_add(meta.mtime_nsec()),
+        mtime_ns: mtime_ns(&meta),
         inode: meta.ino(),
     })
+}
+
+/// A file's modification time in nanoseconds since 1970, the one way every stage reads it
+/// (the scan's fingerprint and the uploader's re-stat must agree, or a file is "changed
+/// while sent" for ever). Times outside what an i64 of nanoseconds holds (before 1677,
+/// after 2262) are clamped to its ends.
+pub fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
+    meta.mtime()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(meta.mtime_nsec())
 }
 
 fn check_root(root: &Path) -> Result<(), ScanError> {

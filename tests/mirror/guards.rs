@@ -344,3 +344,48 @@ async fn a_swapped_root_pauses_until_the_original_is_back_or_resume() {
     assert_eq!(w.versions("f00.txt").await.len(), 2);
     d.stop().await;
 }
+
+/// Issue 17 item 3: a modification time after 2262 (beyond an i64 of nanoseconds) was
+/// read one way by the scan (clamped) and another by the uploader's re-stat (wrapped), so
+/// the file counted as "changed while sent" for ever and the mirror never settled. Times
+/// before 1970 are negative and must round-trip too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_dated_after_2262_and_before_1970_are_mirrored() {
+    use std::time::{Duration, SystemTime};
+    let w = World::new().await;
+    let dated = [
+        (
+            "y2300.txt",
+            SystemTime::UNIX_EPOCH + Duration::from_secs(10_413_792_000),
+        ),
+        (
+            "y1960.txt",
+            SystemTime::UNIX_EPOCH - Duration::from_secs(315_619_200),
+        ),
+        (
+            "y2500.txt",
+            SystemTime::UNIX_EPOCH + Duration::from_secs(16_725_225_600),
+        ),
+    ];
+    for (name, at) in dated {
+        w.write(name, name.as_bytes());
+        let f = std::fs::File::options()
+            .write(true)
+            .open(w.root.join(name))
+            .unwrap();
+        f.set_modified(at).unwrap();
+    }
+    let d = w.start().await;
+    let s = d.until("in sync", |s| s.in_sync()).await;
+    assert_eq!(s.failures, 0, "{s:?}");
+    w.assert_mirrored().await;
+    assert_eq!(w.count("POST /api/v1/files").await, 3);
+    // A restart finds nothing to do (the clamped times are stored as read).
+    d.stop().await;
+    w.reset_stats().await;
+    let d = w.start().await;
+    d.until("in sync", |s| s.in_sync()).await;
+    assert_eq!(w.count("POST /api/v1/files").await, 0);
+    assert_eq!(w.count("POST /api/v1/uploads").await, 0);
+    d.stop().await;
+}
