@@ -572,6 +572,18 @@ pub fn load_token(cfg: &Config, env: &Env) -> Result<Option<String>, ConfigError
         .filter(|t| !t.is_empty()))
 }
 
+/// The credential checks the daemon makes at start, for `scaidrivectl config check`: every
+/// configured token source must be readable, private and not empty. The secrets are read
+/// and dropped. `Ok(false)`: no access token is configured in this environment (the
+/// service's may differ: systemd `LoadCredential=`, its own `SCAIDRIVE_TOKEN`).
+pub fn check_credentials(cfg: &Config, env: &Env) -> Result<bool, ConfigError> {
+    let access = load_token(cfg, env)?.is_some();
+    if let Some(p) = &cfg.remote.refresh_token_file {
+        read_secret_file(p, true)?;
+    }
+    Ok(access)
+}
+
 /// Reads a one-line secret file, refusing group/world-readable files when `check_mode`.
 pub fn read_secret_file(p: &Path, check_mode: bool) -> Result<String, ConfigError> {
     let err = |message: String| ConfigError::Token {

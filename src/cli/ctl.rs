@@ -592,14 +592,21 @@ fn config_check(file: Option<&PathBuf>) -> u8 {
     let env = process_env();
     let result = Config::load(file.map(PathBuf::as_path), &env, None).and_then(|c| {
         let state = c.state_dir(&env)?;
-        c.validate(&state).map(|()| (c, state))
+        c.validate(&state)?;
+        let token = crate::config::check_credentials(&c, &env)?;
+        Ok((c, state, token))
     });
     match result {
-        Ok((c, state)) => {
+        Ok((c, state, token)) => {
             println!(
-                "ok: {} mirror(s); state directory {}",
+                "ok: {} mirror(s); state directory {}{}",
                 c.mirrors.len(),
-                state.display()
+                state.display(),
+                if token {
+                    ""
+                } else {
+                    "; no access token here (the daemon needs SCAIDRIVE_TOKEN, remote.token_file or LoadCredential=token)"
+                }
             );
             0
         }

@@ -707,3 +707,53 @@ async fn a_closed_log_pipe_stops_neither_work_nor_shutdown() {
     assert!(status.success(), "graceful stop exits 0: {status}");
     assert!(!e.socket().exists(), "socket removed on stop");
 }
+
+/// Issue 17 item 12: `config check` accepted an empty token file that the daemon then
+/// refused with exit 78. Both now run the same credential checks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_check_refuses_the_token_file_the_daemon_refuses() {
+    let e = Env::new().await;
+    let root = e.root("m");
+    let token = e.path("token");
+    std::fs::write(&token, "\n").unwrap();
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let base = std::fs::read_to_string(e.config(&[("m", &root)])).unwrap();
+    let cfg = e.path("with-token-file.toml");
+    std::fs::write(
+        &cfg,
+        base.replace("[remote]\n", &format!("[remote]\ntoken_file = {token:?}\n")),
+    )
+    .unwrap();
+    let daemon = e
+        .daemon()
+        .arg("--config")
+        .arg(&cfg)
+        .env_remove("SCAIDRIVE_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(daemon.status.code(), Some(78), "{}", stderr(&daemon));
+    let check = Command::new(env!("CARGO_BIN_EXE_scaidrivectl"))
+        .args(["config", "check"])
+        .arg(&cfg)
+        .env_remove("SCAIDRIVE_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(check.status.code(), Some(78), "{}", stderr(&check));
+    let line = stderr(&check);
+    assert_eq!(line.trim().lines().count(), 1, "{line}");
+    assert!(
+        line.contains(&token.display().to_string()) && line.contains("empty"),
+        "{line}"
+    );
+
+    // With a token in it, both accept it.
+    std::fs::write(&token, "test-token\n").unwrap();
+    let check = Command::new(env!("CARGO_BIN_EXE_scaidrivectl"))
+        .args(["config", "check"])
+        .arg(&cfg)
+        .env_remove("SCAIDRIVE_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(check.status.code(), Some(0), "{}", stderr(&check));
+    assert!(!String::from_utf8_lossy(&check.stdout).contains("no access token"));
+}
