@@ -11,8 +11,8 @@ use crate::config::{Config, process_env};
 use crate::control::client::{self, CtlError};
 use crate::control::protocol::{
     ActionRequest, ActionResponse, FailuresResponse, LinkBody, LinkResponse, LinksQuery,
-    LinksResponse, MirrorQuery, MirrorState, MirrorView, Outcome, ResumeRequest, StatusResponse,
-    UnlinkBody, UnlinkResponse, VerifyRequest, VerifyResponse, route,
+    LinksResponse, MirrorQuery, MirrorState, Outcome, ResumeRequest, StatusResponse, UnlinkBody,
+    UnlinkResponse, VerifyRequest, VerifyResponse, route,
 };
 use crate::remote::Secret;
 use clap::{Parser, Subcommand};
@@ -409,7 +409,7 @@ async fn wait(socket: &Path, timeout: Option<Duration>) -> Result<u8, CtlError> 
     let start = Instant::now();
     loop {
         let v: StatusResponse = client::get(socket, route::STATUS).await?;
-        let mirrors: Vec<&MirrorView> = v.mirrors.iter().collect();
+        let mirrors = &v.mirrors;
         if let Some(s) = mirrors.iter().map(|m| &m.status).find(|s| {
             matches!(
                 s.state,
