@@ -8,9 +8,15 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use crate::config::{Config, process_env};
-use crate::control::client::{CtlError, call, call_text};
+use crate::control::client::{self, CtlError};
+use crate::control::protocol::{
+    ActionRequest, ActionResponse, FailuresResponse, LinkBody, LinkResponse, LinksQuery,
+    LinksResponse, MirrorQuery, MirrorState, Outcome, ResumeRequest, StatusResponse, UnlinkBody,
+    UnlinkResponse, VerifyRequest, VerifyResponse, route,
+};
+use crate::remote::Secret;
 use clap::{Parser, Subcommand};
-use serde_json::{Value, json};
+use serde::Serialize;
 
 /// Query and steer scaidrived.
 ///
@@ -153,11 +159,17 @@ fn socket_path(args: &Args) -> Result<PathBuf, CtlError> {
     Ok(dir.join("scaidrived.sock"))
 }
 
-fn target(mirror: &Option<String>) -> String {
-    match mirror {
-        Some(m) => format!("?mirror={}", m.replace('&', "%26").replace(' ', "%20")),
-        None => String::new(),
-    }
+fn status_path(mirror: &Option<String>) -> String {
+    format!(
+        "{}{}",
+        route::STATUS,
+        MirrorQuery::new(mirror.clone()).to_query()
+    )
+}
+
+/// `--json` output: the response as the daemon's protocol types write it.
+fn print_json<T: Serialize>(v: &T) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
 async fn run(args: Args) -> Result<u8, CtlError> {
@@ -182,17 +194,8 @@ async fn run(args: Args) -> Result<u8, CtlError> {
             json,
             watch,
         } => loop {
-            match call(
-                &socket,
-                "GET",
-                &format!("/v1/status{}", target(mirror)),
-                None,
-            )
-            .await
-            {
-                Ok(v) if *json => {
-                    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default())
-                }
+            match client::get::<StatusResponse>(&socket, &status_path(mirror)).await {
+                Ok(v) if *json => print_json(&v),
                 Ok(v) => print_status(&v),
                 Err(CtlError::NotRunning(p)) => {
                     println!(
@@ -210,43 +213,56 @@ async fn run(args: Args) -> Result<u8, CtlError> {
             tokio::time::sleep(Duration::from_secs(1)).await;
         },
         Cmd::Wait { timeout } => wait(&socket, timeout.map(Duration::from_secs)).await,
-        Cmd::Pause { mirror } => action(&socket, "pause", json!({ "mirror": mirror })).await,
+        Cmd::Pause { mirror } => {
+            let body = ActionRequest {
+                mirror: mirror.clone(),
+            };
+            action(&socket, "pause", route::PAUSE, &body).await
+        }
         Cmd::Resume {
             mirror,
             allow_deletes,
         } => {
-            action(
-                &socket,
-                "resume",
-                json!({ "mirror": mirror, "allow_deletes": allow_deletes }),
-            )
-            .await
+            let body = ResumeRequest {
+                mirror: mirror.clone(),
+                allow_deletes: *allow_deletes,
+            };
+            action(&socket, "resume", route::RESUME, &body).await
         }
-        Cmd::Rescan { mirror } => action(&socket, "rescan", json!({ "mirror": mirror })).await,
-        Cmd::Retry { mirror } => action(&socket, "retry", json!({ "mirror": mirror })).await,
+        Cmd::Rescan { mirror } => {
+            let body = ActionRequest {
+                mirror: mirror.clone(),
+            };
+            action(&socket, "rescan", route::RESCAN, &body).await
+        }
+        Cmd::Retry { mirror } => {
+            let body = ActionRequest {
+                mirror: mirror.clone(),
+            };
+            action(&socket, "retry", route::RETRY, &body).await
+        }
         Cmd::Failures { mirror, json } => {
-            let v = call(
-                &socket,
-                "GET",
-                &format!("/v1/failures{}", target(mirror)),
-                None,
-            )
-            .await?;
+            let path = format!(
+                "{}{}",
+                route::FAILURES,
+                MirrorQuery::new(mirror.clone()).to_query()
+            );
+            let v: FailuresResponse = client::get(&socket, &path).await?;
             if *json {
-                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                print_json(&v);
                 return Ok(0);
             }
             let mut any = false;
-            for m in v["mirrors"].as_array().into_iter().flatten() {
-                for f in m["failures"].as_array().into_iter().flatten() {
+            for m in &v.mirrors {
+                for f in &m.failures {
                     any = true;
                     println!(
                         "{}: {} — {} ({} attempt(s){})",
-                        m["mirror"].as_str().unwrap_or(""),
-                        f["path"].as_str().unwrap_or(""),
-                        f["reason"].as_str().unwrap_or(""),
-                        f["attempts"],
-                        if f["permanent"].as_bool() == Some(true) {
+                        m.mirror,
+                        f.path,
+                        f.reason,
+                        f.attempts,
+                        if f.permanent {
                             ", needs a change or `retry`"
                         } else {
                             ""
@@ -268,65 +284,58 @@ async fn run(args: Args) -> Result<u8, CtlError> {
             repair,
             json,
         } => {
-            let body = json!({ "mirror": mirror, "checksums": checksums, "repair": repair });
-            let v = call(&socket, "POST", "/v1/verify", Some(&body)).await?;
+            let body = VerifyRequest {
+                mirror: mirror.clone(),
+                checksums: *checksums,
+                repair: *repair,
+            };
+            let v: VerifyResponse = client::post(&socket, route::VERIFY, &body).await?;
             if *json {
-                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                print_json(&v);
             }
             let mut drift = false;
-            for r in v["reports"].as_array().into_iter().flatten() {
-                let name = r["mirror"].as_str().unwrap_or("");
-                let list = |k: &str| r[k].as_array().cloned().unwrap_or_default();
-                let (missing, extra, different) = (
-                    list("missing_remotely"),
-                    list("extra_remotely"),
-                    list("different"),
-                );
-                if let Some(e) = r["error"].as_str() {
+            for r in &v.reports {
+                let name = &r.mirror;
+                let (missing, extra, different) =
+                    (&r.missing_remotely, &r.extra_remotely, &r.different);
+                if let Some(e) = &r.error {
                     drift = true;
                     if !*json {
                         println!("{name}: verify failed: {e}");
                     }
                     continue;
                 }
-                drift |= !missing.is_empty() || !different.is_empty();
+                drift |= !r.in_sync();
                 if *json {
                     continue;
                 }
                 println!(
                     "{name}: {} remote items, {} known; {} missing remotely, {} different, {} extra remotely{}",
-                    r["remote_items"],
-                    r["known_items"],
+                    r.remote_items,
+                    r.known_items,
                     missing.len(),
                     different.len(),
                     extra.len(),
-                    if r["repaired"].as_u64().unwrap_or(0) > 0 {
-                        format!(
-                            "; {} forgotten, the next pass re-uploads them",
-                            r["repaired"]
-                        )
+                    if r.repaired > 0 {
+                        format!("; {} forgotten, the next pass re-uploads them", r.repaired)
                     } else {
                         String::new()
                     }
                 );
                 for p in missing.iter().take(20) {
-                    println!("  missing remotely: {}", p.as_str().unwrap_or(""));
+                    println!("  missing remotely: {p}");
                 }
-                for d in different.iter().take(20) {
-                    println!(
-                        "  different: {} ({})",
-                        d[0].as_str().unwrap_or(""),
-                        d[1].as_str().unwrap_or("")
-                    );
+                for (path, what) in different.iter().take(20) {
+                    println!("  different: {path} ({what})");
                 }
                 for p in extra.iter().take(20) {
-                    println!("  extra remotely: {}", p.as_str().unwrap_or(""));
+                    println!("  extra remotely: {p}");
                 }
             }
             Ok(if drift { 4 } else { 0 })
         }
         Cmd::Metrics => {
-            print!("{}", call_text(&socket, "/metrics").await?);
+            print!("{}", client::metrics(&socket).await?);
             Ok(0)
         }
         Cmd::Config { .. } | Cmd::Service { .. } => unreachable!("handled above"),
@@ -347,17 +356,12 @@ async fn watch_bars(socket: &Path, mirror: &Option<String>) -> Result<u8, CtlErr
     let mut bars: std::collections::HashMap<String, (ProgressBar, u64)> =
         std::collections::HashMap::new();
     loop {
-        let v = call(
-            socket,
-            "GET",
-            &format!("/v1/status{}", target(mirror)),
-            None,
-        )
-        .await?;
-        for m in v["mirrors"].as_array().into_iter().flatten() {
-            let name = m["name"].as_str().unwrap_or("").to_string();
-            let done = m["bytes_done"].as_u64().unwrap_or(0);
-            let remaining = m["bytes_remaining"].as_u64().unwrap_or(0);
+        let v: StatusResponse = client::get(socket, &status_path(mirror)).await?;
+        for m in &v.mirrors {
+            let s = &m.status;
+            let name = s.name.clone();
+            let done = s.bytes_done;
+            let remaining = s.bytes_remaining;
             let (bar, base) = bars.entry(name.clone()).or_insert_with(|| {
                 let b = multi.add(ProgressBar::new(0));
                 b.set_style(style.clone());
@@ -370,33 +374,32 @@ async fn watch_bars(socket: &Path, mirror: &Option<String>) -> Result<u8, CtlErr
             let pos = done.saturating_sub(*base);
             bar.set_length(pos + remaining);
             bar.set_position(pos);
-            let mut msg = m["state"].as_str().unwrap_or("").to_string();
-            if let Some(r) = m["reason"].as_str() {
+            let mut msg = s.state.wire_name().to_string();
+            if let Some(r) = &s.reason {
                 msg.push_str(&format!(" ({r})"));
-            } else if m["in_sync"].as_bool() == Some(true) {
+            } else if m.in_sync {
                 msg.push_str(", in sync");
             }
-            msg.push_str(&format!(", {} failed", m["failures"]));
+            msg.push_str(&format!(", {} failed", s.failures));
             bar.set_message(msg);
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
-async fn action(socket: &Path, what: &str, body: Value) -> Result<u8, CtlError> {
-    let v = call(socket, "POST", &format!("/v1/{what}"), Some(&body)).await?;
-    let names: Vec<&str> = v["mirrors"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect();
+async fn action<B: Serialize>(
+    socket: &Path,
+    what: &str,
+    path: &str,
+    body: &B,
+) -> Result<u8, CtlError> {
+    let v: ActionResponse = client::post(socket, path, body).await?;
     println!(
         "{what}: {}",
-        if names.is_empty() {
+        if v.mirrors.is_empty() {
             "no mirror".to_string()
         } else {
-            names.join(", ")
+            v.mirrors.join(", ")
         }
     );
     Ok(0)
@@ -405,35 +408,30 @@ async fn action(socket: &Path, what: &str, body: Value) -> Result<u8, CtlError> 
 async fn wait(socket: &Path, timeout: Option<Duration>) -> Result<u8, CtlError> {
     let start = Instant::now();
     loop {
-        let v = call(socket, "GET", "/v1/status", None).await?;
-        let mirrors = v["mirrors"].as_array().cloned().unwrap_or_default();
-        let state = |m: &Value| m["state"].as_str().unwrap_or("").to_string();
-        if let Some(m) = mirrors
-            .iter()
-            .find(|m| matches!(state(m).as_str(), "paused" | "needs_credentials" | "error"))
-        {
+        let v: StatusResponse = client::get(socket, route::STATUS).await?;
+        let mirrors = &v.mirrors;
+        if let Some(s) = mirrors.iter().map(|m| &m.status).find(|s| {
+            matches!(
+                s.state,
+                MirrorState::Paused | MirrorState::NeedsCredentials | MirrorState::Error
+            )
+        }) {
             eprintln!(
                 "{}: {} ({})",
-                m["name"].as_str().unwrap_or(""),
-                state(m),
-                m["reason"].as_str().unwrap_or("")
+                s.name,
+                s.state.wire_name(),
+                s.reason.as_deref().unwrap_or("")
             );
             return Ok(3);
         }
-        let retrying = mirrors
-            .iter()
-            .any(|m| m["retrying"].as_u64().unwrap_or(0) > 0);
+        let retrying = mirrors.iter().any(|m| m.status.retrying > 0);
         // Failures the daemon retries by itself are waited for; only those that need a
         // change (or `scaidrivectl retry`) end the wait early.
-        if mirrors.iter().all(|m| m["in_sync"].as_bool() == Some(true)) && !retrying {
-            if let Some(m) = mirrors
-                .iter()
-                .find(|m| m["failures"].as_u64().unwrap_or(0) > 0)
-            {
+        if mirrors.iter().all(|m| m.in_sync) && !retrying {
+            if let Some(s) = mirrors.iter().map(|m| &m.status).find(|s| s.failures > 0) {
                 eprintln!(
                     "{}: idle with {} failed item(s); see `scaidrivectl failures`",
-                    m["name"].as_str().unwrap_or(""),
-                    m["failures"]
+                    s.name, s.failures
                 );
                 return Ok(4);
             }
@@ -476,58 +474,49 @@ fn ago(t: Option<i64>) -> String {
     }
 }
 
-fn print_status(v: &Value) {
-    let d = &v["daemon"];
+fn print_status(v: &StatusResponse) {
+    let d = &v.daemon;
     println!(
         "scaidrived {} (pid {}), state {}",
-        d["version"].as_str().unwrap_or("?"),
-        d["pid"],
-        d["state_dir"].as_str().unwrap_or("?")
+        d.version, d.pid, d.state_dir
     );
-    for m in v["mirrors"].as_array().into_iter().flatten() {
-        let state = m["state"].as_str().unwrap_or("?");
-        let sync = if m["in_sync"].as_bool() == Some(true) {
-            "in sync"
-        } else {
-            ""
-        };
+    for m in &v.mirrors {
+        let s = &m.status;
+        let sync = if m.in_sync { "in sync" } else { "" };
         println!(
             "{:<12} {:<10} {:<8} {} files ({}) uploaded, {} queued, {} in flight, {} failed, last sync {}",
-            m["name"].as_str().unwrap_or(""),
-            state,
+            s.name,
+            s.state.wire_name(),
             sync,
-            m["files_done"],
-            human_bytes(m["bytes_done"].as_u64().unwrap_or(0)),
-            m["queue_depth"],
-            m["in_flight"],
-            m["failures"],
-            ago(m["last_sync_at"].as_i64())
+            s.files_done,
+            human_bytes(s.bytes_done),
+            s.queue_depth,
+            s.in_flight,
+            s.failures,
+            ago(s.last_sync_at)
         );
         println!(
             "{:<12} {} → share {} /{}",
-            "",
-            m["root"].as_str().unwrap_or(""),
-            m["share_id"].as_str().unwrap_or(""),
-            m["remote_path"].as_str().unwrap_or("")
+            "", s.root, s.share_id, s.remote_path
         );
-        let left = m["bytes_remaining"].as_u64().unwrap_or(0);
-        if left > 0 || m["files_remaining"].as_u64().unwrap_or(0) > 0 {
-            let eta = m["eta_secs"]
-                .as_u64()
+        let left = s.bytes_remaining;
+        if left > 0 || s.files_remaining > 0 {
+            let eta = s
+                .eta_secs
                 .map(|s| format!(", ETA {}m{:02}s", s / 60, s % 60))
                 .unwrap_or_default();
             println!(
                 "{:<12} uploading: {} file(s), {} left at {}/s{eta}",
                 "",
-                m["files_remaining"],
+                s.files_remaining,
                 human_bytes(left),
-                human_bytes(m["bytes_per_sec"].as_u64().unwrap_or(0))
+                human_bytes(s.bytes_per_sec)
             );
         }
-        if let Some(r) = m["reason"].as_str() {
+        if let Some(r) = &s.reason {
             println!("{:<12} why: {r}", "");
         }
-        let skipped = m["skipped"].as_array().map(Vec::len).unwrap_or(0);
+        let skipped = s.skipped.len();
         if skipped > 0 {
             println!(
                 "{:<12} {skipped} item(s) skipped (symlinks, unreadable or unmirrorable names)",
@@ -692,42 +681,49 @@ fn link_password(a: &LinkArgs) -> Result<Option<String>, CtlError> {
 async fn link(socket: &Path, a: &LinkArgs) -> Result<u8, CtlError> {
     let path = absolute(&a.path)?;
     let password = link_password(a)?;
-    let mut body = json!({
-        "path": path,
-        "type": a.link_type,
-        "password": password,
-        "expires_in_days": a.expires_in_days,
-        "expires_at": a.expires_at,
-        "max_downloads": a.max_downloads,
-        "name": a.name,
-        "regenerate": a.regenerate,
-        "wait_secs": 0,
-    });
+    let mut body = LinkBody {
+        path: path.clone(),
+        link_type: Some(a.link_type.clone()),
+        password: password.clone().map(Secret::new),
+        expires_in_days: a.expires_in_days,
+        expires_at: a.expires_at.clone(),
+        max_downloads: a.max_downloads,
+        name: a.name.clone(),
+        regenerate: a.regenerate,
+        wait_secs: Some(0),
+    };
     // Ask without waiting first, so the user hears why the command pauses.
-    let v = match call(socket, "POST", "/v1/links", Some(&body)).await {
+    let v: LinkResponse = match client::post(socket, route::LINKS, &body).await {
         Err(CtlError::Daemon { status: 409, .. }) if a.wait > 0 => {
             eprintln!(
                 "{} is not on the remote yet; waiting up to {} s for the mirror to upload it...",
                 path.display(),
                 a.wait
             );
-            body["wait_secs"] = json!(a.wait);
-            call(socket, "POST", "/v1/links", Some(&body)).await?
+            body.wait_secs = Some(a.wait);
+            client::post(socket, route::LINKS, &body).await?
         }
         other => other?,
     };
-    let outcome = v["outcome"].as_str().unwrap_or("");
-    let l = &v["link"];
+    let l = &v.link;
     // A reused link keeps the password it was created with; a generated one went unused.
-    let shown_password = password.filter(|_| a.generate_password && outcome != "reused");
+    let shown_password = password.filter(|_| a.generate_password && v.outcome != Outcome::Reused);
     if a.json {
-        let mut out = v.clone();
-        out["password"] = json!(shown_password);
-        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        /// `link --json`: the daemon's answer plus the generated password, if shown.
+        #[derive(Serialize)]
+        struct Shown<'a> {
+            #[serde(flatten)]
+            answer: &'a LinkResponse,
+            password: Option<String>,
+        }
+        print_json(&Shown {
+            answer: &v,
+            password: shown_password,
+        });
         return Ok(0);
     }
-    println!("{}", l["url"].as_str().unwrap_or(""));
-    if let Some(short) = l["short_url"].as_str() {
+    println!("{}", l.url);
+    if let Some(short) = &l.short_url {
         println!("short:    {short}");
     }
     if let Some(pw) = &shown_password {
@@ -735,17 +731,17 @@ async fn link(socket: &Path, a: &LinkArgs) -> Result<u8, CtlError> {
     }
     println!(
         "link {} ({}, {}), expires {}",
-        l["id"].as_str().unwrap_or(""),
-        l["link_type"].as_str().unwrap_or("").to_lowercase(),
-        if l["options"]["password_required"].as_bool() == Some(true) {
+        l.id,
+        l.link_type.to_lowercase(),
+        if l.options.password_required {
             "password-protected"
         } else {
             "no password"
         },
-        l["expires_at"].as_str().unwrap_or("never")
+        l.expires_at.as_deref().unwrap_or("never")
     );
-    match outcome {
-        "reused" => {
+    match v.outcome {
+        Outcome::Reused => {
             eprintln!("existing link, still active (use --regenerate for a new URL)");
             if a.generate_password {
                 eprintln!(
@@ -753,42 +749,47 @@ async fn link(socket: &Path, a: &LinkArgs) -> Result<u8, CtlError> {
                 );
             }
         }
-        "regenerated" => eprintln!(
+        Outcome::Regenerated => eprintln!(
             "new link: the previous one ({}) was replaced because {}",
-            v["replaced"].as_str().unwrap_or("not revoked, see `links`"),
-            v["reason"].as_str().unwrap_or("it was not usable")
+            v.replaced.as_deref().unwrap_or("not revoked, see `links`"),
+            v.reason.as_deref().unwrap_or("it was not usable")
         ),
-        _ => {}
+        Outcome::Created => {}
     }
     Ok(0)
 }
 
 async fn links(socket: &Path, mirror: &Option<String>, json_out: bool) -> Result<u8, CtlError> {
-    let v = call(socket, "GET", &format!("/v1/links{}", target(mirror)), None).await?;
+    let query = LinksQuery {
+        mirror: mirror.clone(),
+        refresh: None,
+    };
+    let v: LinksResponse =
+        client::get(socket, &format!("{}{}", route::LINKS, query.to_query())).await?;
     if json_out {
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        print_json(&v);
         return Ok(0);
     }
-    let list = v["links"].as_array().cloned().unwrap_or_default();
-    if list.is_empty() {
+    if v.links.is_empty() {
         println!("no links");
         return Ok(0);
     }
-    for l in &list {
-        let path = match l["path"].as_str() {
-            Some("") | None => "(mirror root)".to_string(),
-            Some(p) => p.to_string(),
+    for listed in &v.links {
+        let l = &listed.link;
+        let path = match l.path.as_str() {
+            "" => "(mirror root)",
+            p => p,
         };
         println!(
             "{:<28} {:<9} {:<8} expires {:<20} {}:{}  {}{}",
-            l["id"].as_str().unwrap_or(""),
-            l["status"].as_str().unwrap_or(""),
-            l["link_type"].as_str().unwrap_or("").to_lowercase(),
-            l["expires_at"].as_str().unwrap_or("never"),
-            l["mirror"].as_str().unwrap_or(""),
+            l.id,
+            l.status,
+            l.link_type.to_lowercase(),
+            l.expires_at.as_deref().unwrap_or("never"),
+            listed.mirror,
             path,
-            l["url"].as_str().unwrap_or(""),
-            match l["download_count"].as_u64() {
+            l.url,
+            match listed.download_count {
                 Some(n) => format!("  ({n} downloads)"),
                 None => String::new(),
             }
@@ -799,23 +800,17 @@ async fn links(socket: &Path, mirror: &Option<String>, json_out: bool) -> Result
 
 async fn unlink(socket: &Path, target: &str, json_out: bool) -> Result<u8, CtlError> {
     let path = absolute(Path::new(target)).ok();
-    let v = call(
-        socket,
-        "POST",
-        "/v1/unlink",
-        Some(&json!({ "target": target, "path": path })),
-    )
-    .await?;
+    let body = UnlinkBody {
+        target: target.to_string(),
+        path,
+    };
+    let v: UnlinkResponse = client::post(socket, route::UNLINK, &body).await?;
     if json_out {
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        print_json(&v);
         return Ok(0);
     }
-    for l in v["revoked"].as_array().into_iter().flatten() {
-        println!(
-            "revoked {} ({})",
-            l["id"].as_str().unwrap_or(""),
-            l["url"].as_str().unwrap_or("")
-        );
+    for l in &v.revoked {
+        println!("revoked {} ({})", l.id, l.url);
     }
     Ok(0)
 }

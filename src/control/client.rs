@@ -1,12 +1,18 @@
 //! The control API's client side, used by `scaidrivectl`: one HTTP/1 request per call
-//! over the daemon's Unix socket.
+//! over the daemon's Unix socket. [`get`] and [`post`] parse the answer into the route's
+//! [`protocol`](super::protocol) type; [`call`] keeps the untyped JSON for tools and tests
+//! that poke at the API like `curl` would.
 
 use std::path::{Path, PathBuf};
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
+
+use super::protocol::{ErrorResponse, route};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CtlError {
@@ -16,15 +22,60 @@ pub enum CtlError {
     Io(PathBuf, String),
     #[error("daemon answered {status}: {message}")]
     Daemon { status: u16, message: String },
+    /// A success answer that is not what this `scaidrivectl` expects (another release's
+    /// daemon, say).
+    #[error("the daemon's answer to {path} does not parse: {message}")]
+    Answer { path: String, message: String },
 }
 
-/// Sends one request; returns the JSON body of a success response.
+/// `GET path` (with its query), parsed into the route's response type.
+pub async fn get<R: DeserializeOwned>(socket: &Path, path: &str) -> Result<R, CtlError> {
+    let text = exchange(socket, "GET", path, String::new()).await?;
+    parse(path, &text)
+}
+
+/// `POST path` with a JSON body, parsed into the route's response type.
+pub async fn post<B: Serialize, R: DeserializeOwned>(
+    socket: &Path,
+    path: &str,
+    body: &B,
+) -> Result<R, CtlError> {
+    let body = serde_json::to_string(body).map_err(|e| CtlError::Answer {
+        path: path.to_string(),
+        message: format!("the request does not serialize: {e}"),
+    })?;
+    let text = exchange(socket, "POST", path, body).await?;
+    parse(path, &text)
+}
+
+fn parse<R: DeserializeOwned>(path: &str, text: &str) -> Result<R, CtlError> {
+    serde_json::from_str(text).map_err(|e| CtlError::Answer {
+        path: path.to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// Sends one request; returns the JSON body of a success response (a body that is not
+/// JSON comes back as a JSON string).
 pub async fn call(
     socket: &Path,
     method: &str,
     path: &str,
     body: Option<&Value>,
 ) -> Result<Value, CtlError> {
+    let bytes = body.map(|b| b.to_string()).unwrap_or_default();
+    let text = exchange(socket, method, path, bytes).await?;
+    Ok(serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+/// One request and its answer's body; an error status becomes [`CtlError::Daemon`] with
+/// the daemon's one-line `error` (or the raw body if it sent none).
+async fn exchange(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    bytes: String,
+) -> Result<String, CtlError> {
     let io = |e: &dyn std::fmt::Display| CtlError::Io(socket.to_path_buf(), e.to_string());
     let stream = match tokio::net::UnixStream::connect(socket).await {
         Ok(s) => s,
@@ -48,7 +99,6 @@ pub async fn call(
         .await
         .map_err(|e| io(&e))?;
     tokio::spawn(conn);
-    let bytes = body.map(|b| b.to_string()).unwrap_or_default();
     let req = hyper::Request::builder()
         .method(method)
         .uri(path)
@@ -65,22 +115,21 @@ pub async fn call(
         .map_err(|e| io(&e))?
         .to_bytes();
     let text = String::from_utf8_lossy(&raw).to_string();
-    let json: Value = serde_json::from_str(&text).unwrap_or(Value::String(text.clone()));
     if status >= 400 {
-        let message = json
-            .get("error")
-            .and_then(Value::as_str)
-            .map(str::to_string)
+        let message = serde_json::from_str::<ErrorResponse>(&text)
+            .map(|e| e.error)
             .unwrap_or(text);
         return Err(CtlError::Daemon { status, message });
     }
-    Ok(json)
+    Ok(text)
 }
 
 /// Fetches a plain-text route (`/metrics`).
 pub async fn call_text(socket: &Path, path: &str) -> Result<String, CtlError> {
-    match call(socket, "GET", path, None).await? {
-        Value::String(s) => Ok(s),
-        other => Ok(other.to_string()),
-    }
+    exchange(socket, "GET", path, String::new()).await
+}
+
+/// The Prometheus text of `GET /metrics`.
+pub async fn metrics(socket: &Path) -> Result<String, CtlError> {
+    call_text(socket, route::METRICS).await
 }

@@ -6,9 +6,10 @@
 //! - `GET /v1/links?mirror=NAME&refresh=true` → stored links, refreshed from the server;
 //! - `POST /v1/unlink` `{target, path?}` → revokes a link by id, or every live link of a path.
 //!
-//! A password arrives only over the 0600 socket, goes straight into a [`Secret`] (whose
-//! `Debug` prints `***`) and on to the server; no response ever contains it. Errors carry a
-//! one-line `error` and a machine-readable `code`.
+//! A password arrives only over the 0600 socket, goes straight into a
+//! [`Secret`](crate::remote::Secret) (whose `Debug` prints `***`) and on to the server; no
+//! response ever contains it. Errors carry a one-line `error` and a machine-readable `code`.
+//! The bodies and answers are typed in [`super::protocol`].
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -18,53 +19,29 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::{Deserialize, Deserializer};
-use serde_json::json;
 
+use super::protocol::{ErrorResponse, route};
+pub use super::protocol::{
+    LinkBody, LinkResponse, LinksQuery, LinksResponse, UnlinkBody, UnlinkResponse,
+};
 use super::{ControlState, PROTOCOL};
 use crate::links::{self, LinkError, LinkRequest};
-use crate::remote::Secret;
 
 pub fn routes() -> Router<ControlState> {
     Router::new()
-        .route("/v1/links", get(list).post(create))
-        .route("/v1/unlink", post(unlink))
-}
-
-fn secret<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Secret>, D::Error> {
-    Ok(Option::<String>::deserialize(d)?.map(Secret::new))
-}
-
-/// `POST /v1/links` body.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LinkBody {
-    /// Absolute local path inside a mirror root.
-    pub path: PathBuf,
-    #[serde(default, rename = "type")]
-    pub link_type: Option<String>,
-    #[serde(default, deserialize_with = "secret")]
-    pub password: Option<Secret>,
-    #[serde(default)]
-    pub expires_in_days: Option<u32>,
-    #[serde(default)]
-    pub expires_at: Option<String>,
-    #[serde(default)]
-    pub max_downloads: Option<u64>,
-    #[serde(default)]
-    pub name: Option<String>,
-    #[serde(default)]
-    pub regenerate: bool,
-    /// How long to wait for the path to reach the remote (default 60 s).
-    #[serde(default)]
-    pub wait_secs: Option<u64>,
+        .route(route::LINKS, get(list).post(create))
+        .route(route::UNLINK, post(unlink))
 }
 
 fn fail(e: &LinkError) -> Response {
     let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::BAD_GATEWAY);
     (
         status,
-        Json(json!({ "protocol": PROTOCOL, "error": e.to_string(), "code": e.code() })),
+        Json(ErrorResponse {
+            protocol: PROTOCOL,
+            error: e.to_string(),
+            code: Some(e.code().to_string()),
+        }),
     )
         .into_response()
 }
@@ -105,45 +82,30 @@ async fn create_inner(state: &ControlState, b: LinkBody) -> Result<Response, Lin
         .target_waiting(&located, handle.as_ref(), wait)
         .await?;
     let got = manager.ensure(&target, &req).await?;
-    Ok(Json(json!({
-        "protocol": PROTOCOL,
-        "mirror": name,
-        "outcome": got.outcome,
-        "replaced": got.replaced,
-        "reason": got.reason,
-        "link": got.link,
-    }))
+    Ok(Json(LinkResponse {
+        protocol: PROTOCOL,
+        mirror: name,
+        outcome: got.outcome,
+        replaced: got.replaced,
+        reason: got.reason,
+        link: got.link.into(),
+    })
     .into_response())
 }
 
-#[derive(Debug, Default, Deserialize)]
-pub struct ListQuery {
-    #[serde(default)]
-    pub mirror: Option<String>,
-    /// Ask the server for each link's status first (default true).
-    #[serde(default)]
-    pub refresh: Option<bool>,
-}
-
-async fn list(State(state): State<ControlState>, Query(q): Query<ListQuery>) -> Response {
+async fn list(State(state): State<ControlState>, Query(q): Query<LinksQuery>) -> Response {
     match state
         .links
         .list(q.mirror.as_deref(), q.refresh.unwrap_or(true))
         .await
     {
-        Ok(v) => Json(json!({ "protocol": PROTOCOL, "links": v })).into_response(),
+        Ok(v) => Json(LinksResponse {
+            protocol: PROTOCOL,
+            links: v.into_iter().map(Into::into).collect(),
+        })
+        .into_response(),
         Err(e) => fail(&e),
     }
-}
-
-/// `POST /v1/unlink` body: `target` is a link id or a path; `path` is that path made
-/// absolute by the caller (whose working directory the daemon does not know).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UnlinkBody {
-    pub target: String,
-    #[serde(default)]
-    pub path: Option<PathBuf>,
 }
 
 async fn unlink(State(state): State<ControlState>, Json(b): Json<UnlinkBody>) -> Response {
@@ -166,7 +128,11 @@ async fn unlink(State(state): State<ControlState>, Json(b): Json<UnlinkBody>) ->
         Err(e) => Err(e.into()),
     };
     match result {
-        Ok(revoked) => Json(json!({ "protocol": PROTOCOL, "revoked": revoked })).into_response(),
+        Ok(revoked) => Json(UnlinkResponse {
+            protocol: PROTOCOL,
+            revoked: revoked.into_iter().map(Into::into).collect(),
+        })
+        .into_response(),
         Err(e) => fail(&e),
     }
 }

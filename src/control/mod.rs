@@ -3,11 +3,13 @@
 //!
 //! The socket is created with mode 0600 and every connection's peer uid must equal the
 //! socket owner's, so only the user running the daemon can steer it. A socket file left
-//! by a dead daemon is detected (nothing accepts on it) and replaced. Every response
-//! carries `"protocol": PROTOCOL` so a newer `scaidrivectl` can tell what it talks to.
+//! by a dead daemon is detected (nothing accepts on it) and replaced. What each route takes
+//! and answers is typed in [`protocol`]; every response carries `"protocol": PROTOCOL` so a
+//! newer `scaidrivectl` can tell what it talks to.
 
 pub mod client;
 pub mod links;
+pub mod protocol;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,27 +21,17 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use hyper_util::rt::TokioIo;
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 use tokio::net::UnixListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use crate::mirror::{MirrorCmd, MirrorHandle, MirrorStatus};
-
-/// Version of the control protocol (bumped on incompatible changes to routes or JSON).
-pub const PROTOCOL: u32 = 1;
-
-/// Facts about the running daemon shown by `status`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct DaemonInfo {
-    pub version: String,
-    pub pid: u32,
-    pub started_at: i64,
-    pub state_dir: String,
-    pub socket: String,
-}
+pub use protocol::{
+    ActionRequest, ActionResponse, DaemonInfo, ErrorResponse, FailuresResponse, MirrorFailures,
+    MirrorQuery, MirrorView, PROTOCOL, ResumeRequest, StatusResponse, VerifyRequest,
+    VerifyResponse, route,
+};
 
 #[derive(Clone)]
 pub struct ControlState {
@@ -48,13 +40,6 @@ pub struct ControlState {
     pub mirrors: watch::Receiver<Arc<Vec<MirrorHandle>>>,
     /// Sharing links (`link`, `links`, `unlink`).
     pub links: crate::links::LinkManager,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct StatusResponse {
-    pub protocol: u32,
-    pub daemon: DaemonInfo,
-    pub mirrors: Vec<Value>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -124,15 +109,12 @@ pub async fn serve(
         if !peer_ok {
             tracing::warn!("control socket: refused a connection from another user");
             // Say why instead of just closing, so the caller gets a clear message.
-            let body = json!({
-                "protocol": PROTOCOL,
-                "error": format!(
-                    "the control socket {} belongs to uid {}; run scaidrivectl as that user",
-                    path.display(),
-                    owner.map(|u| u.to_string()).unwrap_or_else(|| "?".into())
-                ),
-            })
-            .to_string();
+            let body = serde_json::to_string(&ErrorResponse::new(format!(
+                "the control socket {} belongs to uid {}; run scaidrivectl as that user",
+                path.display(),
+                owner.map(|u| u.to_string()).unwrap_or_else(|| "?".into())
+            )))
+            .unwrap_or_default();
             let reply = format!(
                 "HTTP/1.1 403 Forbidden\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                 body.len()
@@ -183,14 +165,14 @@ async fn read_request_head(stream: &mut tokio::net::UnixStream) {
 
 pub fn router(state: ControlState) -> Router {
     Router::new()
-        .route("/v1/status", get(status))
-        .route("/v1/failures", get(failures))
-        .route("/v1/pause", post(pause))
-        .route("/v1/resume", post(resume))
-        .route("/v1/rescan", post(rescan))
-        .route("/v1/retry", post(retry))
-        .route("/v1/verify", post(verify))
-        .route("/metrics", get(metrics))
+        .route(route::STATUS, get(status))
+        .route(route::FAILURES, get(failures))
+        .route(route::PAUSE, post(pause))
+        .route(route::RESUME, post(resume))
+        .route(route::RESCAN, post(rescan))
+        .route(route::RETRY, post(retry))
+        .route(route::VERIFY, post(verify))
+        .route(route::METRICS, get(metrics))
         .merge(links::routes())
         .fallback(|req: axum::extract::Request| async move {
             error(
@@ -257,20 +239,7 @@ async fn json_errors(req: axum::extract::Request, next: axum::middleware::Next) 
 }
 
 fn error(status: StatusCode, message: String) -> Response {
-    (
-        status,
-        Json(json!({ "protocol": PROTOCOL, "error": message })),
-    )
-        .into_response()
-}
-
-#[derive(Debug, Default, Deserialize, Serialize)]
-pub struct Target {
-    /// A mirror name; absent = every mirror.
-    #[serde(default)]
-    pub mirror: Option<String>,
-    #[serde(default)]
-    pub allow_deletes: bool,
+    (status, Json(ErrorResponse::new(message))).into_response()
 }
 
 fn select(
@@ -293,13 +262,7 @@ fn select(
     }
 }
 
-pub fn status_json(s: &MirrorStatus) -> Value {
-    let mut v = serde_json::to_value(s).unwrap_or_default();
-    v["in_sync"] = json!(s.in_sync());
-    v
-}
-
-async fn status(State(state): State<ControlState>, Query(t): Query<Target>) -> Response {
+async fn status(State(state): State<ControlState>, Query(t): Query<MirrorQuery>) -> Response {
     let mirrors = match select(&state, &t.mirror) {
         Ok(m) => m,
         Err(r) => return *r,
@@ -307,12 +270,15 @@ async fn status(State(state): State<ControlState>, Query(t): Query<Target>) -> R
     let body = StatusResponse {
         protocol: PROTOCOL,
         daemon: (*state.info).clone(),
-        mirrors: mirrors.iter().map(|m| status_json(&m.status())).collect(),
+        mirrors: mirrors
+            .iter()
+            .map(|m| MirrorView::from(m.status()))
+            .collect(),
     };
     Json(body).into_response()
 }
 
-async fn failures(State(state): State<ControlState>, Query(t): Query<Target>) -> Response {
+async fn failures(State(state): State<ControlState>, Query(t): Query<MirrorQuery>) -> Response {
     let mirrors = match select(&state, &t.mirror) {
         Ok(m) => m,
         Err(r) => return *r,
@@ -320,18 +286,25 @@ async fn failures(State(state): State<ControlState>, Query(t): Query<Target>) ->
     let mut out = Vec::new();
     for m in mirrors {
         let list = m.ask(MirrorCmd::Failures).await.unwrap_or_default();
-        out.push(json!({ "mirror": m.name, "failures": list }));
+        out.push(MirrorFailures {
+            mirror: m.name,
+            failures: list.into_iter().map(Into::into).collect(),
+        });
     }
-    Json(json!({ "protocol": PROTOCOL, "mirrors": out })).into_response()
+    Json(FailuresResponse {
+        protocol: PROTOCOL,
+        mirrors: out,
+    })
+    .into_response()
 }
 
 async fn each(
     state: &ControlState,
-    t: &Target,
+    mirror: &Option<String>,
     what: &str,
     make: impl Fn(tokio::sync::oneshot::Sender<()>) -> MirrorCmd,
 ) -> Response {
-    let mirrors = match select(state, &t.mirror) {
+    let mirrors = match select(state, mirror) {
         Ok(m) => m,
         Err(r) => return *r,
     };
@@ -341,40 +314,35 @@ async fn each(
             done.push(m.name.clone());
         }
     }
-    Json(json!({ "protocol": PROTOCOL, "action": what, "mirrors": done })).into_response()
+    Json(ActionResponse {
+        protocol: PROTOCOL,
+        action: what.to_string(),
+        mirrors: done,
+    })
+    .into_response()
 }
 
-async fn pause(State(state): State<ControlState>, Json(t): Json<Target>) -> Response {
-    each(&state, &t, "pause", MirrorCmd::Pause).await
+async fn pause(State(state): State<ControlState>, Json(t): Json<ActionRequest>) -> Response {
+    each(&state, &t.mirror, "pause", MirrorCmd::Pause).await
 }
 
-async fn resume(State(state): State<ControlState>, Json(t): Json<Target>) -> Response {
+async fn resume(State(state): State<ControlState>, Json(t): Json<ResumeRequest>) -> Response {
     let allow = t.allow_deletes;
-    each(&state, &t, "resume", move |reply| MirrorCmd::Resume {
-        allow_deletes: allow,
-        reply,
+    each(&state, &t.mirror, "resume", move |reply| {
+        MirrorCmd::Resume {
+            allow_deletes: allow,
+            reply,
+        }
     })
     .await
 }
 
-async fn rescan(State(state): State<ControlState>, Json(t): Json<Target>) -> Response {
-    each(&state, &t, "rescan", MirrorCmd::Rescan).await
+async fn rescan(State(state): State<ControlState>, Json(t): Json<ActionRequest>) -> Response {
+    each(&state, &t.mirror, "rescan", MirrorCmd::Rescan).await
 }
 
-async fn retry(State(state): State<ControlState>, Json(t): Json<Target>) -> Response {
-    each(&state, &t, "retry", MirrorCmd::Retry).await
-}
-
-#[derive(Debug, Default, Deserialize, Serialize)]
-pub struct VerifyRequest {
-    #[serde(default)]
-    pub mirror: Option<String>,
-    /// Also compare each file's SHA-256 (one metadata request per file).
-    #[serde(default)]
-    pub checksums: bool,
-    /// Forget drifted entries so the next pass uploads them again.
-    #[serde(default)]
-    pub repair: bool,
+async fn retry(State(state): State<ControlState>, Json(t): Json<ActionRequest>) -> Response {
+    each(&state, &t.mirror, "retry", MirrorCmd::Retry).await
 }
 
 async fn verify(State(state): State<ControlState>, Json(v): Json<VerifyRequest>) -> Response {
@@ -393,10 +361,14 @@ async fn verify(State(state): State<ControlState>, Json(v): Json<VerifyRequest>)
             })
             .await
         {
-            reports.push(serde_json::to_value(&r).unwrap_or_default());
+            reports.push(r);
         }
     }
-    Json(json!({ "protocol": PROTOCOL, "reports": reports })).into_response()
+    Json(VerifyResponse {
+        protocol: PROTOCOL,
+        reports,
+    })
+    .into_response()
 }
 
 /// Prometheus text exposition of the mirrors' counters.

@@ -2,13 +2,13 @@
 //! channel, read by the control API and the systemd status line) and the commands it
 //! takes (pause, resume, rescan, retry, failures).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::MirrorConfig;
 use crate::store::Failure;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MirrorState {
     Starting,
@@ -35,14 +35,14 @@ impl std::fmt::Display for MirrorState {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SkippedItem {
     pub path: String,
     pub reason: String,
 }
 
 /// One mirror's status; the `--json` schema of `scaidrivectl status` is built from it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct MirrorStatus {
     pub name: String,
     pub root: String,
@@ -108,7 +108,7 @@ impl MirrorStatus {
 }
 
 /// What `verify` found: the remote tree compared with what the mirror believes it holds.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct VerifyReport {
     pub mirror: String,
     pub remote_items: usize,
