@@ -14,64 +14,12 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+// The leaves and the op type are re-exported so the mirror keeps naming them through the
+// planner; the stages below the planner import them from their own modules.
+pub use crate::hash::hash_file;
+pub use crate::relpath::{is_within, join, name_of, parent};
 use crate::store::{Entry, EntryKind};
-
-/// A file or directory as found on disk (ignored paths already removed).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DiskItem {
-    pub path: String,
-    pub kind: EntryKind,
-    pub size: u64,
-    pub mtime_ns: i64,
-    pub inode: u64,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Op {
-    /// Create a remote folder.
-    Mkdir { path: String, item: DiskItem },
-    /// Upload a file the remote does not have.
-    Upload { path: String, item: DiskItem },
-    /// Upload new content as a new version of an existing remote file.
-    Replace {
-        path: String,
-        remote_id: String,
-        item: DiskItem,
-    },
-    /// The fingerprint changed but the bytes did not: update the store only.
-    Refresh {
-        path: String,
-        item: DiskItem,
-        sha256: Option<String>,
-    },
-    /// Move and/or rename a remote item; its subtree follows.
-    Move {
-        from: String,
-        to: String,
-        remote_id: String,
-        kind: EntryKind,
-        item: DiskItem,
-    },
-    /// Soft delete (or forget, in `keep` mode) a remote item and its subtree.
-    Delete {
-        path: String,
-        remote_id: String,
-        kind: EntryKind,
-    },
-}
-
-impl Op {
-    pub fn path(&self) -> &str {
-        match self {
-            Op::Mkdir { path, .. }
-            | Op::Upload { path, .. }
-            | Op::Replace { path, .. }
-            | Op::Refresh { path, .. }
-            | Op::Delete { path, .. } => path,
-            Op::Move { to, .. } => to,
-        }
-    }
-}
+pub use crate::upload::{DiskItem, Op};
 
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Plan {
@@ -81,50 +29,6 @@ pub struct Plan {
     /// How many known entries the deletes remove (a directory counts with its subtree);
     /// the mass-delete guard compares this with the number of known entries.
     pub deleted_entries: usize,
-}
-
-/// SHA-256 (lowercase hex) of a local file, read in 256 KiB blocks. Blocking.
-pub fn hash_file(path: &std::path::Path) -> std::io::Result<String> {
-    use sha2::{Digest, Sha256};
-    use std::io::Read;
-    let mut f = std::fs::File::open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex::encode(h.finalize()))
-}
-
-/// `parent("a/b/c") == "a/b"`, `parent("a") == ""`.
-pub fn parent(path: &str) -> &str {
-    path.rsplit_once('/').map(|(p, _)| p).unwrap_or("")
-}
-
-/// `name_of("a/b/c") == "c"`, `name_of("a") == "a"`.
-pub fn name_of(path: &str) -> &str {
-    path.rsplit_once('/').map(|(_, n)| n).unwrap_or(path)
-}
-
-/// `join("a/b", "c") == "a/b/c"`, `join("", "c") == "c"`.
-pub fn join(dir: &str, name: &str) -> String {
-    if dir.is_empty() {
-        name.to_string()
-    } else {
-        format!("{dir}/{name}")
-    }
-}
-
-/// Whether `path` is `ancestor` or below it.
-pub fn is_within(path: &str, ancestor: &str) -> bool {
-    path == ancestor
-        || (path.len() > ancestor.len()
-            && path.starts_with(ancestor)
-            && path.as_bytes()[ancestor.len()] == b'/')
 }
 
 fn rekey(path: &str, from: &str, to: &str) -> String {

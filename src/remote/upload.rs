@@ -115,7 +115,7 @@ impl ChunkPlan {
 pub async fn sha256_file(path: &Path) -> Result<String, Error> {
     let p = path.to_path_buf();
     tokio::task::spawn_blocking(move || {
-        crate::plan::hash_file(&p).map_err(|e| Error::local_io(&p, e))
+        crate::hash::hash_file(&p).map_err(|e| Error::local_io(&p, e))
     })
     .await
     .map_err(|e| Error::local_io(path, std::io::Error::other(e)))?

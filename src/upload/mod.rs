@@ -25,8 +25,12 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+mod op;
+
+pub use op::{DiskItem, Op};
+
 use crate::config::DeleteMode;
-use crate::plan::{DiskItem, Op, name_of, parent};
+use crate::relpath::{is_within, join, name_of, parent};
 use crate::remote::{Client, Destination, ErrorKind, Placed, ResumableUpload};
 use crate::store::{Effect, Entry, EntryKind, MirrorId, Store, UploadSessionRecord};
 
@@ -303,12 +307,12 @@ fn apply_to_dirs(dirs: &mut BTreeMap<String, String>, effect: &Effect) {
         Effect::Remove(p) => {
             dirs.remove(p);
         }
-        Effect::RemoveTree(p) => dirs.retain(|k, _| !crate::plan::is_within(k, p)),
+        Effect::RemoveTree(p) => dirs.retain(|k, _| !is_within(k, p)),
         Effect::MoveTree { from, to } => {
-            dirs.retain(|k, _| !crate::plan::is_within(k, to));
+            dirs.retain(|k, _| !is_within(k, to));
             let moved: Vec<(String, String)> = dirs
                 .iter()
-                .filter(|(k, _)| crate::plan::is_within(k, from))
+                .filter(|(k, _)| is_within(k, from))
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
             for (k, v) in moved {
@@ -771,7 +775,7 @@ impl OpCtx {
                     // (recorded only with the replan below, whose effects the mirror sees).
                     effects.push(Effect::MoveTree {
                         from: from.into(),
-                        to: crate::plan::join(from_parent, to_name),
+                        to: join(from_parent, to_name),
                     });
                 }
                 match item {
