@@ -31,6 +31,30 @@ pub struct Plan {
     pub deleted_entries: usize,
 }
 
+/// `hash(path)`, once per path and plan. A vanished file is not a failure (the watcher, or
+/// the next pass, sees it); another read error is.
+fn hash_cached(
+    hashes: &mut HashMap<String, String>,
+    hash: &mut dyn FnMut(&str) -> std::io::Result<String>,
+    path: &str,
+    failures: &mut Vec<(String, String)>,
+) -> Option<String> {
+    if let Some(h) = hashes.get(path) {
+        return Some(h.clone());
+    }
+    match hash(path) {
+        Ok(h) => {
+            hashes.insert(path.to_string(), h.clone());
+            Some(h)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            failures.push((path.to_string(), format!("cannot read {path}: {e}")));
+            None
+        }
+    }
+}
+
 fn rekey(path: &str, from: &str, to: &str) -> String {
     format!("{to}{}", &path[from.len()..])
 }
@@ -53,24 +77,9 @@ pub fn plan(
     // The store's view as the plan goes along; copied only if a move or kind change alters
     // it (a pass that finds nothing moved compares against `known` itself).
     let mut view: Cow<BTreeMap<String, Entry>> = Cow::Borrowed(known);
+    // Every hash taken here travels in the op that needed it, so the uploader need not
+    // read the file again.
     let mut hashes: HashMap<String, String> = HashMap::new();
-    let mut hash_of = |path: &str, failures: &mut Vec<(String, String)>| -> Option<String> {
-        if let Some(h) = hashes.get(path) {
-            return Some(h.clone());
-        }
-        match hash(path) {
-            Ok(h) => {
-                hashes.insert(path.to_string(), h.clone());
-                Some(h)
-            }
-            // Gone since the scan: not a failure; the watcher (or the next pass) sees it.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => {
-                failures.push((path.to_string(), format!("cannot read {path}: {e}")));
-                None
-            }
-        }
-    };
     let paired: BTreeSet<(&str, &str)> = renames
         .iter()
         .map(|(a, b)| (a.as_str(), b.as_str()))
@@ -162,7 +171,10 @@ pub fn plan(
             let same_stat = d.size == k.size && d.mtime_ns == k.mtime_ns;
             let content_same = if same_stat && !kernel_paired {
                 // Inodes are reused after deletes; only the hash proves it is the same file.
-                match (&k.sha256, hash_of(&d.path, &mut out.failures)) {
+                match (
+                    &k.sha256,
+                    hash_cached(&mut hashes, hash, &d.path, &mut out.failures),
+                ) {
                     (Some(known_sha), Some(h)) => *known_sha == h,
                     _ => false,
                 }
@@ -204,6 +216,7 @@ pub fn plan(
                 EntryKind::File => Op::Upload {
                     path: path.clone(),
                     item: d.clone(),
+                    sha256: hashes.get(path).cloned(),
                 },
             }),
             Some(k) => {
@@ -221,7 +234,7 @@ pub fn plan(
                 if same && !replaces_after_move.contains(path) {
                     continue;
                 }
-                let Some(h) = hash_of(path, &mut out.failures) else {
+                let Some(h) = hash_cached(&mut hashes, hash, path, &mut out.failures) else {
                     continue;
                 };
                 if k.sha256.as_deref() == Some(h.as_str()) && !replaces_after_move.contains(path) {
@@ -235,6 +248,7 @@ pub fn plan(
                         path: path.clone(),
                         remote_id: k.remote_id.clone(),
                         item: d.clone(),
+                        sha256: h,
                     });
                 }
             }
@@ -612,6 +626,82 @@ mod tests {
         let (ops, _, _) = run(&disk, &known, &[("a", "hb"), ("b", "ha")], &[]);
         // Both paths still exist, so each is a content change at its path.
         assert_eq!(ops, ["replace a", "replace b"]);
+    }
+
+    /// (case, disk, content, kernel renames, want: (path of upload/replace, hash)).
+    type Case = (
+        &'static str,
+        Vec<DiskItem>,
+        &'static [(&'static str, &'static str)],
+        &'static [(&'static str, &'static str)],
+        &'static [(&'static str, Option<&'static str>)],
+    );
+
+    #[test]
+    fn hashes_the_planner_took_travel_in_the_op() {
+        let known = [(dir("d", 1), ""), (file("a.txt", 2, 5, 10), "h1")];
+        let cases: &[Case] = &[
+            (
+                "an edit is replaced with the hash that found it changed",
+                vec![dir("d", 1), file("a.txt", 2, 6, 11)],
+                &[("a.txt", "h2")],
+                &[],
+                &[("a.txt", Some("h2"))],
+            ),
+            (
+                "a new file is not read by the planner",
+                vec![dir("d", 1), file("a.txt", 2, 5, 10), file("d/new", 3, 1, 1)],
+                &[],
+                &[],
+                &[("d/new", None)],
+            ),
+            (
+                "a new file read to rule out a move onto a reused inode",
+                vec![dir("d", 1), file("d/b.txt", 2, 5, 10)],
+                &[("d/b.txt", "other")],
+                &[],
+                &[("d/b.txt", Some("other"))],
+            ),
+            (
+                "renamed and edited: the version after the move",
+                vec![dir("d", 1), file("d/b.txt", 2, 9, 12)],
+                &[("d/b.txt", "h3")],
+                &[("a.txt", "d/b.txt")],
+                &[("d/b.txt", Some("h3"))],
+            ),
+        ];
+        for (case, disk, content, renames, want) in cases {
+            let disk: BTreeMap<String, DiskItem> =
+                disk.iter().map(|d| (d.path.clone(), d.clone())).collect();
+            let known: BTreeMap<String, Entry> = known
+                .iter()
+                .map(|(d, sha)| (d.path.clone(), known_of(d, sha)))
+                .collect();
+            let renames: Vec<(String, String)> = renames
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect();
+            let p = plan(&known, &disk, &renames, &mut |path| {
+                content
+                    .iter()
+                    .find(|(p, _)| *p == path)
+                    .map(|(_, h)| h.to_string())
+                    .ok_or_else(|| std::io::Error::other(format!("{path} read unexpectedly")))
+            });
+            assert!(p.failures.is_empty(), "{case}: {:?}", p.failures);
+            let got: Vec<(&str, Option<&str>)> = p
+                .ops
+                .iter()
+                .filter_map(|op| match op {
+                    Op::Upload { path, sha256, .. } => Some((path.as_str(), sha256.as_deref())),
+                    Op::Replace { path, sha256, .. } => {
+                        Some((path.as_str(), Some(sha256.as_str())))
+                    }
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(got, *want, "{case}: {:?}", p.ops);
+        }
     }
 
     #[test]

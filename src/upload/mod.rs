@@ -445,12 +445,19 @@ impl OpCtx {
     async fn execute(&self, op: &Op, parent_id: Option<String>) -> Outcome {
         match op {
             Op::Mkdir { path, item } => self.mkdir(path, item, parent_id).await,
-            Op::Upload { path, item } => self.upload(path, item, parent_id, None).await,
+            Op::Upload { path, item, sha256 } => {
+                self.upload(path, item, sha256.as_deref(), parent_id, None)
+                    .await
+            }
             Op::Replace {
                 path,
                 remote_id,
                 item,
-            } => self.upload(path, item, parent_id, Some(remote_id)).await,
+                sha256,
+            } => {
+                self.upload(path, item, Some(sha256), parent_id, Some(remote_id))
+                    .await
+            }
             Op::Refresh { path, item, sha256 } => {
                 let Some(existing) = self
                     .store
@@ -538,23 +545,32 @@ impl OpCtx {
         }
     }
 
-    /// Uploads a new file (`replace` = None) or a new version of `replace`.
+    /// Uploads a new file (`replace` = None) or a new version of `replace`. `planned_sha`
+    /// is the hash the planner took of the file as `item` describes it, if it took one.
     async fn upload(
         &self,
         path: &str,
         item: &DiskItem,
+        planned_sha: Option<&str>,
         parent_id: Option<String>,
         replace: Option<&String>,
     ) -> Outcome {
         let m = self.target.mirror;
         let abs = self.target.root.join(path);
-        // The file must still be what was planned (stable since the quiet period).
+        // The file must still be what was planned (stable since the quiet period). Then the
+        // planner's hash, taken after the stat that `item` records, is still the content's:
+        // any write since would have moved the mtime. A file it changed under is planned
+        // again with a new hash, never sent with the stale one; the server's checksum
+        // check stays the backstop for content changed behind an unchanged stat.
         if !same_as(item, stat_now(&abs)) {
             return Outcome::Changed(vec![]);
         }
-        let sha = match crate::remote::sha256_file(&abs).await {
-            Ok(s) => s,
-            Err(e) => return self.fail(&e),
+        let sha = match planned_sha {
+            Some(s) => s.to_string(),
+            None => match crate::remote::sha256_file(&abs).await {
+                Ok(s) => s,
+                Err(e) => return self.fail(&e),
+            },
         };
         let op = if replace.is_some() {
             "replace"

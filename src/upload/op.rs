@@ -3,6 +3,10 @@
 //!
 //! It lives with the uploader, its consumer, as `store::Effect` lives with the store: the
 //! planner imports the uploader's input type, so imports run down the pipeline only.
+//!
+//! A hash the planner computed travels in the op, so the uploader does not read the file
+//! a second time to learn it: the hash is valid for as long as the file still has the
+//! planned [`DiskItem`] fingerprint, which the uploader checks with a stat before sending.
 
 use crate::store::EntryKind;
 
@@ -21,12 +25,21 @@ pub enum Op {
     /// Create a remote folder.
     Mkdir { path: String, item: DiskItem },
     /// Upload a file the remote does not have.
-    Upload { path: String, item: DiskItem },
+    Upload {
+        path: String,
+        item: DiskItem,
+        /// The content's SHA-256 if the planner already read the file (to rule out a
+        /// move onto a reused inode); `None` for a plain new file, which the planner
+        /// never reads, so the uploader hashes it.
+        sha256: Option<String>,
+    },
     /// Upload new content as a new version of an existing remote file.
     Replace {
         path: String,
         remote_id: String,
         item: DiskItem,
+        /// The new content's SHA-256: the planner always hashes before it replaces.
+        sha256: String,
     },
     /// The fingerprint changed but the bytes did not: update the store only.
     Refresh {
