@@ -14,64 +14,12 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+// The leaves and the op type are re-exported so the mirror keeps naming them through the
+// planner; the stages below the planner import them from their own modules.
+pub use crate::hash::hash_file;
+pub use crate::relpath::{is_within, join, name_of, parent};
 use crate::store::{Entry, EntryKind};
-
-/// A file or directory as found on disk (ignored paths already removed).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DiskItem {
-    pub path: String,
-    pub kind: EntryKind,
-    pub size: u64,
-    pub mtime_ns: i64,
-    pub inode: u64,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Op {
-    /// Create a remote folder.
-    Mkdir { path: String, item: DiskItem },
-    /// Upload a file the remote does not have.
-    Upload { path: String, item: DiskItem },
-    /// Upload new content as a new version of an existing remote file.
-    Replace {
-        path: String,
-        remote_id: String,
-        item: DiskItem,
-    },
-    /// The fingerprint changed but the bytes did not: update the store only.
-    Refresh {
-        path: String,
-        item: DiskItem,
-        sha256: Option<String>,
-    },
-    /// Move and/or rename a remote item; its subtree follows.
-    Move {
-        from: String,
-        to: String,
-        remote_id: String,
-        kind: EntryKind,
-        item: DiskItem,
-    },
-    /// Soft delete (or forget, in `keep` mode) a remote item and its subtree.
-    Delete {
-        path: String,
-        remote_id: String,
-        kind: EntryKind,
-    },
-}
-
-impl Op {
-    pub fn path(&self) -> &str {
-        match self {
-            Op::Mkdir { path, .. }
-            | Op::Upload { path, .. }
-            | Op::Replace { path, .. }
-            | Op::Refresh { path, .. }
-            | Op::Delete { path, .. } => path,
-            Op::Move { to, .. } => to,
-        }
-    }
-}
+pub use crate::upload::{DiskItem, Op};
 
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Plan {
@@ -83,48 +31,28 @@ pub struct Plan {
     pub deleted_entries: usize,
 }
 
-/// SHA-256 (lowercase hex) of a local file, read in 256 KiB blocks. Blocking.
-pub fn hash_file(path: &std::path::Path) -> std::io::Result<String> {
-    use sha2::{Digest, Sha256};
-    use std::io::Read;
-    let mut f = std::fs::File::open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
+/// `hash(path)`, once per path and plan. A vanished file is not a failure (the watcher, or
+/// the next pass, sees it); another read error is.
+fn hash_cached(
+    hashes: &mut HashMap<String, String>,
+    hash: &mut dyn FnMut(&str) -> std::io::Result<String>,
+    path: &str,
+    failures: &mut Vec<(String, String)>,
+) -> Option<String> {
+    if let Some(h) = hashes.get(path) {
+        return Some(h.clone());
+    }
+    match hash(path) {
+        Ok(h) => {
+            hashes.insert(path.to_string(), h.clone());
+            Some(h)
         }
-        h.update(&buf[..n]);
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            failures.push((path.to_string(), format!("cannot read {path}: {e}")));
+            None
+        }
     }
-    Ok(hex::encode(h.finalize()))
-}
-
-/// `parent("a/b/c") == "a/b"`, `parent("a") == ""`.
-pub fn parent(path: &str) -> &str {
-    path.rsplit_once('/').map(|(p, _)| p).unwrap_or("")
-}
-
-/// `name_of("a/b/c") == "c"`, `name_of("a") == "a"`.
-pub fn name_of(path: &str) -> &str {
-    path.rsplit_once('/').map(|(_, n)| n).unwrap_or(path)
-}
-
-/// `join("a/b", "c") == "a/b/c"`, `join("", "c") == "c"`.
-pub fn join(dir: &str, name: &str) -> String {
-    if dir.is_empty() {
-        name.to_string()
-    } else {
-        format!("{dir}/{name}")
-    }
-}
-
-/// Whether `path` is `ancestor` or below it.
-pub fn is_within(path: &str, ancestor: &str) -> bool {
-    path == ancestor
-        || (path.len() > ancestor.len()
-            && path.starts_with(ancestor)
-            && path.as_bytes()[ancestor.len()] == b'/')
 }
 
 fn rekey(path: &str, from: &str, to: &str) -> String {
@@ -149,24 +77,9 @@ pub fn plan(
     // The store's view as the plan goes along; copied only if a move or kind change alters
     // it (a pass that finds nothing moved compares against `known` itself).
     let mut view: Cow<BTreeMap<String, Entry>> = Cow::Borrowed(known);
+    // Every hash taken here travels in the op that needed it, so the uploader need not
+    // read the file again.
     let mut hashes: HashMap<String, String> = HashMap::new();
-    let mut hash_of = |path: &str, failures: &mut Vec<(String, String)>| -> Option<String> {
-        if let Some(h) = hashes.get(path) {
-            return Some(h.clone());
-        }
-        match hash(path) {
-            Ok(h) => {
-                hashes.insert(path.to_string(), h.clone());
-                Some(h)
-            }
-            // Gone since the scan: not a failure; the watcher (or the next pass) sees it.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => {
-                failures.push((path.to_string(), format!("cannot read {path}: {e}")));
-                None
-            }
-        }
-    };
     let paired: BTreeSet<(&str, &str)> = renames
         .iter()
         .map(|(a, b)| (a.as_str(), b.as_str()))
@@ -258,7 +171,10 @@ pub fn plan(
             let same_stat = d.size == k.size && d.mtime_ns == k.mtime_ns;
             let content_same = if same_stat && !kernel_paired {
                 // Inodes are reused after deletes; only the hash proves it is the same file.
-                match (&k.sha256, hash_of(&d.path, &mut out.failures)) {
+                match (
+                    &k.sha256,
+                    hash_cached(&mut hashes, hash, &d.path, &mut out.failures),
+                ) {
                     (Some(known_sha), Some(h)) => *known_sha == h,
                     _ => false,
                 }
@@ -300,6 +216,7 @@ pub fn plan(
                 EntryKind::File => Op::Upload {
                     path: path.clone(),
                     item: d.clone(),
+                    sha256: hashes.get(path).cloned(),
                 },
             }),
             Some(k) => {
@@ -317,7 +234,7 @@ pub fn plan(
                 if same && !replaces_after_move.contains(path) {
                     continue;
                 }
-                let Some(h) = hash_of(path, &mut out.failures) else {
+                let Some(h) = hash_cached(&mut hashes, hash, path, &mut out.failures) else {
                     continue;
                 };
                 if k.sha256.as_deref() == Some(h.as_str()) && !replaces_after_move.contains(path) {
@@ -331,6 +248,7 @@ pub fn plan(
                         path: path.clone(),
                         remote_id: k.remote_id.clone(),
                         item: d.clone(),
+                        sha256: h,
                     });
                 }
             }
@@ -708,6 +626,82 @@ mod tests {
         let (ops, _, _) = run(&disk, &known, &[("a", "hb"), ("b", "ha")], &[]);
         // Both paths still exist, so each is a content change at its path.
         assert_eq!(ops, ["replace a", "replace b"]);
+    }
+
+    /// (case, disk, content, kernel renames, want: (path of upload/replace, hash)).
+    type Case = (
+        &'static str,
+        Vec<DiskItem>,
+        &'static [(&'static str, &'static str)],
+        &'static [(&'static str, &'static str)],
+        &'static [(&'static str, Option<&'static str>)],
+    );
+
+    #[test]
+    fn hashes_the_planner_took_travel_in_the_op() {
+        let known = [(dir("d", 1), ""), (file("a.txt", 2, 5, 10), "h1")];
+        let cases: &[Case] = &[
+            (
+                "an edit is replaced with the hash that found it changed",
+                vec![dir("d", 1), file("a.txt", 2, 6, 11)],
+                &[("a.txt", "h2")],
+                &[],
+                &[("a.txt", Some("h2"))],
+            ),
+            (
+                "a new file is not read by the planner",
+                vec![dir("d", 1), file("a.txt", 2, 5, 10), file("d/new", 3, 1, 1)],
+                &[],
+                &[],
+                &[("d/new", None)],
+            ),
+            (
+                "a new file read to rule out a move onto a reused inode",
+                vec![dir("d", 1), file("d/b.txt", 2, 5, 10)],
+                &[("d/b.txt", "other")],
+                &[],
+                &[("d/b.txt", Some("other"))],
+            ),
+            (
+                "renamed and edited: the version after the move",
+                vec![dir("d", 1), file("d/b.txt", 2, 9, 12)],
+                &[("d/b.txt", "h3")],
+                &[("a.txt", "d/b.txt")],
+                &[("d/b.txt", Some("h3"))],
+            ),
+        ];
+        for (case, disk, content, renames, want) in cases {
+            let disk: BTreeMap<String, DiskItem> =
+                disk.iter().map(|d| (d.path.clone(), d.clone())).collect();
+            let known: BTreeMap<String, Entry> = known
+                .iter()
+                .map(|(d, sha)| (d.path.clone(), known_of(d, sha)))
+                .collect();
+            let renames: Vec<(String, String)> = renames
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect();
+            let p = plan(&known, &disk, &renames, &mut |path| {
+                content
+                    .iter()
+                    .find(|(p, _)| *p == path)
+                    .map(|(_, h)| h.to_string())
+                    .ok_or_else(|| std::io::Error::other(format!("{path} read unexpectedly")))
+            });
+            assert!(p.failures.is_empty(), "{case}: {:?}", p.failures);
+            let got: Vec<(&str, Option<&str>)> = p
+                .ops
+                .iter()
+                .filter_map(|op| match op {
+                    Op::Upload { path, sha256, .. } => Some((path.as_str(), sha256.as_deref())),
+                    Op::Replace { path, sha256, .. } => {
+                        Some((path.as_str(), Some(sha256.as_str())))
+                    }
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(got, *want, "{case}: {:?}", p.ops);
+        }
     }
 
     #[test]

@@ -4,10 +4,12 @@
 //! Both documented error bodies are parsed here — the envelope
 //! `{"status":"error","error":{"code","message","details","retry_after"},"meta":{"request_id"}}`
 //! and FastAPI's `{"detail": "..."}` / 422 `{"detail": [{loc,msg,type}]}` — so callers
-//! never look at body text. Whether an error is worth retrying is decided by
-//! [`Error::is_transient`] and nowhere else; the retry loop in `retry.rs` asks it.
+//! never look at body text, and so is the `Retry-After` header ([`parse_retry_after`]).
+//! Whether an error is worth retrying is decided by [`Error::is_transient`] and nowhere
+//! else; the retry loop in `retry.rs` asks it. This module imports nothing else of the
+//! client, so the retry loop depends on it and never the other way round.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
@@ -95,7 +97,7 @@ impl Error {
         let header_retry = headers
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| super::retry::parse_retry_after(v, std::time::SystemTime::now()));
+            .and_then(|v| parse_retry_after(v, SystemTime::now()));
         let message = parsed.message.clone().unwrap_or_else(|| {
             if body.is_empty() || parsed.recognised {
                 status.canonical_reason().unwrap_or("error").to_string()
@@ -450,10 +452,55 @@ impl ErrorBody {
     }
 }
 
+/// Parses `Retry-After`: delta-seconds (integer, or decimal from lenient servers) or an
+/// HTTP-date (`Sun, 06 Nov 1994 08:49:37 GMT`), relative to `now`. A date in the past
+/// means "now" (zero); garbage means no hint.
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let v = value.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    if let Ok(secs) = v.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(1e9)));
+    }
+    let format = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    let at = time::PrimitiveDateTime::parse(v, format).ok()?.assume_utc();
+    let now = time::OffsetDateTime::from(now);
+    let delta = at - now;
+    Some(if delta.is_positive() {
+        delta.try_into().unwrap_or_default()
+    } else {
+        Duration::ZERO
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use reqwest::header::{HeaderMap, HeaderValue};
+
+    #[test]
+    fn retry_after_formats() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777); // Sun, 06 Nov 1994 08:49:37 GMT
+        let cases: [(&str, Option<Duration>); 8] = [
+            ("3", Some(Duration::from_secs(3))),
+            (" 120 ", Some(Duration::from_secs(120))),
+            ("1.5", Some(Duration::from_millis(1500))),
+            ("-1", None),
+            ("soon", None),
+            (
+                "Sun, 06 Nov 1994 08:49:47 GMT",
+                Some(Duration::from_secs(10)),
+            ),
+            ("Sun, 06 Nov 1994 08:49:00 GMT", Some(Duration::ZERO)),
+            ("Sunday, 06-Nov-94 08:49:37 GMT", None),
+        ];
+        for (v, want) in cases {
+            assert_eq!(parse_retry_after(v, now), want, "{v:?}");
+        }
+    }
 
     fn err(status: u16, headers: &[(&str, &str)], body: &str) -> Error {
         let mut h = HeaderMap::new();

@@ -14,7 +14,7 @@
 //! is rebuilt (the file re-opened) for each attempt.
 
 use std::future::Future;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use rand::Rng;
 
@@ -119,30 +119,6 @@ impl RetryPolicy {
     }
 }
 
-/// Parses `Retry-After`: delta-seconds (integer, or decimal from lenient servers) or an
-/// HTTP-date (`Sun, 06 Nov 1994 08:49:37 GMT`), relative to `now`. A date in the past
-/// means "now" (zero); garbage means no hint.
-pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
-    let v = value.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    if let Ok(secs) = v.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(1e9)));
-    }
-    let format = time::macros::format_description!(
-        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
-    );
-    let at = time::PrimitiveDateTime::parse(v, format).ok()?.assume_utc();
-    let now = time::OffsetDateTime::from(now);
-    let delta = at - now;
-    Some(if delta.is_positive() {
-        delta.try_into().unwrap_or_default()
-    } else {
-        Duration::ZERO
-    })
-}
-
 /// Runs `op` (called with the 1-based attempt number) until it succeeds, fails
 /// permanently, or the policy gives up. On 429 the shared pacer is paused so all workers
 /// wait, not only this one.
@@ -200,27 +176,6 @@ mod tests {
             base_delay: Duration::from_millis(100),
             max_delay: Duration::from_secs(2),
             ..RetryPolicy::default()
-        }
-    }
-
-    #[test]
-    fn retry_after_formats() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777); // Sun, 06 Nov 1994 08:49:37 GMT
-        let cases: [(&str, Option<Duration>); 8] = [
-            ("3", Some(Duration::from_secs(3))),
-            (" 120 ", Some(Duration::from_secs(120))),
-            ("1.5", Some(Duration::from_millis(1500))),
-            ("-1", None),
-            ("soon", None),
-            (
-                "Sun, 06 Nov 1994 08:49:47 GMT",
-                Some(Duration::from_secs(10)),
-            ),
-            ("Sun, 06 Nov 1994 08:49:00 GMT", Some(Duration::ZERO)),
-            ("Sunday, 06-Nov-94 08:49:37 GMT", None),
-        ];
-        for (v, want) in cases {
-            assert_eq!(parse_retry_after(v, now), want, "{v:?}");
         }
     }
 

@@ -5,9 +5,9 @@
 //!   (clients encode part filenames differently; a plain field arrives unchanged). One
 //!   request on the happy path.
 //! - Large files and every content update (`replace_file_id`): a resumable session. The
-//!   full-file SHA-256 is computed on the blocking pool and sent for verification; chunks
-//!   are PUT in parallel, each streamed from its offset in the file, so memory stays at a
-//!   few read buffers however big the file. A session can be resumed from its
+//!   full-file SHA-256 (the caller's if it has one, else computed on the blocking pool) is
+//!   sent for verification; chunks are PUT in parallel, each streamed from its offset in
+//!   the file, so memory stays at a few read buffers however big the file. A session can be resumed from its
 //!   `missing_chunks`; an expired one (410) is replaced by a new session.
 //! - Conflict helpers for exactly-once creates: [`Client::create_folder_or_adopt`] and
 //!   [`Client::upload_or_adopt`] turn a 409 `NAME_CONFLICT` (after a lost response or a
@@ -110,12 +110,12 @@ impl ChunkPlan {
     }
 }
 
-/// Lowercase hex SHA-256 of a file, read in 1 MiB blocks on the blocking pool (hashing a
-/// big file would otherwise stall the runtime's workers).
+/// Lowercase hex SHA-256 of a file ([`crate::hash::hash_file`]) on the blocking pool
+/// (hashing a big file would otherwise stall the runtime's workers).
 pub async fn sha256_file(path: &Path) -> Result<String, Error> {
     let p = path.to_path_buf();
     tokio::task::spawn_blocking(move || {
-        crate::plan::hash_file(&p).map_err(|e| Error::local_io(&p, e))
+        crate::hash::hash_file(&p).map_err(|e| Error::local_io(&p, e))
     })
     .await
     .map_err(|e| Error::local_io(path, std::io::Error::other(e)))?

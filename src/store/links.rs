@@ -9,6 +9,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
+use super::sql::like_children;
 use super::{MirrorId, Store, StoreError};
 
 /// A link's last known status. `gone` is local knowledge (the linked path was deleted);
@@ -154,7 +155,7 @@ pub(crate) fn mark_gone(
         c.execute(
             "UPDATE links SET status = 'gone' WHERE mirror_id = ?1 AND status NOT IN ('revoked', 'gone') \
              AND (path = ?2 OR path LIKE ?3 ESCAPE '\\')",
-            params![mirror, path, super::model::like_children(path)],
+            params![mirror, path, like_children(path)],
         )?;
     } else {
         c.execute(
@@ -177,13 +178,7 @@ pub(crate) fn move_tree(
     c.execute(
         "UPDATE links SET path = ?3 || substr(path, ?4) WHERE mirror_id = ?1 \
          AND (path = ?2 OR path LIKE ?5 ESCAPE '\\')",
-        params![
-            mirror,
-            from,
-            to,
-            from.len() as i64 + 1,
-            super::model::like_children(from)
-        ],
+        params![mirror, from, to, from.len() as i64 + 1, like_children(from)],
     )?;
     Ok(())
 }

@@ -11,6 +11,7 @@
 
 pub mod links;
 pub mod model;
+mod sql;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -21,6 +22,9 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use links::{LinkRecord, StoredOptions};
 pub use model::*;
+
+/// A mirror's row id: every request to the store names the mirror it is about.
+pub type MirrorId = i64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

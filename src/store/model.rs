@@ -10,9 +10,10 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
-use super::{Store, StoreError};
-
-pub type MirrorId = i64;
+use super::links;
+use super::sql::like_children;
+use super::{MirrorId, Store, StoreError};
+use crate::relpath::is_within;
 
 fn unix_now() -> i64 {
     std::time::SystemTime::now()
@@ -160,16 +161,6 @@ pub struct Failure {
     pub next_retry_at: i64,
 }
 
-/// Prefix match for a path and its descendants in SQL (`path = ?` or `path LIKE '?/%'`
-/// with LIKE's wildcards escaped).
-pub(crate) fn like_children(path: &str) -> String {
-    let escaped = path
-        .replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_");
-    format!("{escaped}/%")
-}
-
 fn entry_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Entry, String)> {
     let kind: String = r.get(1)?;
     Ok((
@@ -228,7 +219,7 @@ pub(crate) fn apply_effect(
                 "DELETE FROM entries WHERE mirror_id = ?1 AND path = ?2",
                 params![mirror, p],
             )?;
-            super::links::mark_gone(c, mirror, p, false)?;
+            links::mark_gone(c, mirror, p, false)?;
         }
         Effect::RemoveTree(p) => {
             c.execute(
@@ -236,7 +227,7 @@ pub(crate) fn apply_effect(
                 params![mirror, p, like_children(p)],
             )?;
             // The linked items are gone remotely (or no longer mirrored): their links with them.
-            super::links::mark_gone(c, mirror, p, true)?;
+            links::mark_gone(c, mirror, p, true)?;
         }
         Effect::MoveTree { from, to } => {
             // Clear whatever stood at the destination first; the remote move replaced it.
@@ -244,9 +235,9 @@ pub(crate) fn apply_effect(
                 "DELETE FROM entries WHERE mirror_id = ?1 AND (path = ?2 OR path LIKE ?3 ESCAPE '\\')",
                 params![mirror, to, like_children(to)],
             )?;
-            super::links::mark_gone(c, mirror, to, true)?;
+            links::mark_gone(c, mirror, to, true)?;
             // The remote item keeps its id across a move, so its links keep working.
-            super::links::move_tree(c, mirror, from, to)?;
+            links::move_tree(c, mirror, from, to)?;
             c.execute(
                 "UPDATE entries SET path = ?3 || substr(path, ?4) WHERE mirror_id = ?1 \
                  AND (path = ?2 OR path LIKE ?5 ESCAPE '\\')",
@@ -743,7 +734,7 @@ pub fn apply_to_map(map: &mut std::collections::BTreeMap<String, Entry>, effect:
                 .range(p.clone()..)
                 .map(|(k, _)| k.clone())
                 .take_while(|k| k.starts_with(p.as_str()))
-                .filter(|k| crate::plan::is_within(k, p))
+                .filter(|k| is_within(k, p))
                 .collect();
             for k in doomed {
                 map.remove(&k);
@@ -755,7 +746,7 @@ pub fn apply_to_map(map: &mut std::collections::BTreeMap<String, Entry>, effect:
                 .range(from.clone()..)
                 .map(|(k, _)| k.clone())
                 .take_while(|k| k.starts_with(from.as_str()))
-                .filter(|k| crate::plan::is_within(k, from))
+                .filter(|k| is_within(k, from))
                 .collect();
             for k in moved {
                 if let Some(mut e) = map.remove(&k) {

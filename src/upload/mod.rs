@@ -25,8 +25,12 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+mod op;
+
+pub use op::{DiskItem, Op};
+
 use crate::config::DeleteMode;
-use crate::plan::{DiskItem, Op, name_of, parent};
+use crate::relpath::{is_within, join, name_of, parent};
 use crate::remote::{Client, Destination, ErrorKind, Placed, ResumableUpload};
 use crate::store::{Effect, Entry, EntryKind, MirrorId, Store, UploadSessionRecord};
 
@@ -303,12 +307,12 @@ fn apply_to_dirs(dirs: &mut BTreeMap<String, String>, effect: &Effect) {
         Effect::Remove(p) => {
             dirs.remove(p);
         }
-        Effect::RemoveTree(p) => dirs.retain(|k, _| !crate::plan::is_within(k, p)),
+        Effect::RemoveTree(p) => dirs.retain(|k, _| !is_within(k, p)),
         Effect::MoveTree { from, to } => {
-            dirs.retain(|k, _| !crate::plan::is_within(k, to));
+            dirs.retain(|k, _| !is_within(k, to));
             let moved: Vec<(String, String)> = dirs
                 .iter()
-                .filter(|(k, _)| crate::plan::is_within(k, from))
+                .filter(|(k, _)| is_within(k, from))
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
             for (k, v) in moved {
@@ -437,12 +441,19 @@ impl OpCtx {
     async fn execute(&self, op: &Op, parent_id: Option<String>) -> Outcome {
         match op {
             Op::Mkdir { path, item } => self.mkdir(path, item, parent_id).await,
-            Op::Upload { path, item } => self.upload(path, item, parent_id, None).await,
+            Op::Upload { path, item, sha256 } => {
+                self.upload(path, item, sha256.as_deref(), parent_id, None)
+                    .await
+            }
             Op::Replace {
                 path,
                 remote_id,
                 item,
-            } => self.upload(path, item, parent_id, Some(remote_id)).await,
+                sha256,
+            } => {
+                self.upload(path, item, Some(sha256), parent_id, Some(remote_id))
+                    .await
+            }
             Op::Refresh { path, item, sha256 } => {
                 let Some(existing) = self
                     .store
@@ -530,23 +541,32 @@ impl OpCtx {
         }
     }
 
-    /// Uploads a new file (`replace` = None) or a new version of `replace`.
+    /// Uploads a new file (`replace` = None) or a new version of `replace`. `planned_sha`
+    /// is the hash the planner took of the file as `item` describes it, if it took one.
     async fn upload(
         &self,
         path: &str,
         item: &DiskItem,
+        planned_sha: Option<&str>,
         parent_id: Option<String>,
         replace: Option<&String>,
     ) -> Outcome {
         let m = self.target.mirror;
         let abs = self.target.root.join(path);
-        // The file must still be what was planned (stable since the quiet period).
+        // The file must still be what was planned (stable since the quiet period). Then the
+        // planner's hash, taken after the stat that `item` records, is still the content's:
+        // any write since would have moved the mtime. A file it changed under is planned
+        // again with a new hash, never sent with the stale one; the server's checksum
+        // check stays the backstop for content changed behind an unchanged stat.
         if !same_as(item, stat_now(&abs)) {
             return Outcome::Changed(vec![]);
         }
-        let sha = match crate::remote::sha256_file(&abs).await {
-            Ok(s) => s,
-            Err(e) => return self.fail(&e),
+        let sha = match planned_sha {
+            Some(s) => s.to_string(),
+            None => match crate::remote::sha256_file(&abs).await {
+                Ok(s) => s,
+                Err(e) => return self.fail(&e),
+            },
         };
         let op = if replace.is_some() {
             "replace"
@@ -767,7 +787,7 @@ impl OpCtx {
                     // (recorded only with the replan below, whose effects the mirror sees).
                     effects.push(Effect::MoveTree {
                         from: from.into(),
-                        to: crate::plan::join(from_parent, to_name),
+                        to: join(from_parent, to_name),
                     });
                 }
                 match item {

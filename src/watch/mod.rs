@@ -1,16 +1,15 @@
 //! The input side of a mirror: what is under the local root and what just changed there.
-//! Owns the mirror-relative path type ([`RelPath`]), the ignore rules ([`IgnoreRules`], plus
-//! the state-directory overlap check), the full/single-path scan ([`scan`], [`stat_path`]),
-//! and the live watch ([`Watcher`]) that feeds hints into the debounce queue. Nothing here
+//! Owns the ignore rules ([`IgnoreRules`], plus the state-directory overlap check), the
+//! full/single-path scan ([`scan`], [`stat_path`]), and the live watch ([`Watcher`]) that feeds hints into the debounce queue. Nothing here
 //! follows a symlink or reads outside the root, and nothing here decides what to upload:
 //! events are hints, the planner trusts only what it stats.
 
-mod relpath;
 mod rules;
 mod scan;
 mod watcher;
 
-pub use relpath::{RelPath, RelPathError};
+/// Re-exported from the [`crate::relpath`] leaf, where the stages below the watcher find it.
+pub use crate::relpath::{RelPath, RelPathError};
 pub use rules::{
     BUILTIN_PATTERNS, ForbiddenRoot, IGNORE_FILE_NAME, IgnoreError, IgnoreRules, forbidden_root,
 };

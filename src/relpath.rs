@@ -1,10 +1,44 @@
-//! `RelPath`: the one way the pipeline names a file inside a mirror. Every stage after the
-//! watcher (queue, planner, store, uploader) speaks in these, so the rules about what a
-//! mirrorable name is live here and nowhere else.
+//! Mirror-relative paths: [`RelPath`], the one way the pipeline names a file inside a
+//! mirror, and the string helpers ([`parent`], [`name_of`], [`join`], [`is_within`]) for
+//! paths that are already stored as plain strings (store keys, ops, journal details).
+//!
+//! Every stage after the watcher (queue, planner, uploader, store) speaks in these, so the
+//! rules about what a mirrorable name is live here and nowhere else. It is a leaf at the
+//! bottom of the pipeline (it depends on nothing in the crate): the store and the uploader
+//! use it without importing the planner or the watcher, which is why it is not in either.
 
 use std::cmp::Ordering;
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
+
+/// `parent("a/b/c") == "a/b"`, `parent("a") == ""`.
+pub fn parent(path: &str) -> &str {
+    path.rsplit_once('/').map(|(p, _)| p).unwrap_or("")
+}
+
+/// `name_of("a/b/c") == "c"`, `name_of("a") == "a"`.
+pub fn name_of(path: &str) -> &str {
+    path.rsplit_once('/').map(|(_, n)| n).unwrap_or(path)
+}
+
+/// `join("a/b", "c") == "a/b/c"`, `join("", "c") == "c"`.
+pub fn join(dir: &str, name: &str) -> String {
+    if dir.is_empty() {
+        name.to_string()
+    } else {
+        format!("{dir}/{name}")
+    }
+}
+
+/// Whether `path` is `ancestor` or below it. Unlike [`RelPath::is_within`], the empty
+/// string is not everyone's ancestor: store keys never name the root, so a subtree
+/// effect on `""` touches only `""`.
+pub fn is_within(path: &str, ancestor: &str) -> bool {
+    path == ancestor
+        || (path.len() > ancestor.len()
+            && path.starts_with(ancestor)
+            && path.as_bytes()[ancestor.len()] == b'/')
+}
 
 /// A path relative to a mirror root: UTF-8, `/`-separated, no leading or trailing slash, no
 /// empty, `.` or `..` components, no NUL. The empty path is the root itself.
@@ -239,6 +273,17 @@ mod tests {
 
     fn rp(s: &str) -> RelPath {
         RelPath::new(s).unwrap()
+    }
+
+    #[test]
+    fn string_helpers() {
+        // `is_within` and `parent` are also covered by the planner's `within_and_parent`.
+        assert!(!is_within("a", ""));
+        assert!(is_within("", ""));
+        assert_eq!(name_of("a/b/c"), "c");
+        assert_eq!(name_of("a"), "a");
+        assert_eq!(join("a/b", "c"), "a/b/c");
+        assert_eq!(join("", "c"), "c");
     }
 
     #[test]
