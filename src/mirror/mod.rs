@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::MirrorConfig;
 use crate::plan::{self, DiskItem, Op};
+use crate::queue::gate::{DeleteGate, DeleteGateConfig};
 use crate::queue::{Queue, QueueConfig, Settled};
 use crate::remote::ItemKind;
 use crate::store::{self, Effect, Entry, EntryKind, Store};
@@ -184,8 +185,8 @@ struct Engine {
     /// Why the last start attempt could not reach the remote, if that can pass.
     start_blocked: Option<StartBlocked>,
     allow_deletes: bool,
-    /// Vanished known paths waiting out the grace period, with their deadline.
-    pending_deletes: BTreeMap<String, Instant>,
+    /// Deletes seen by the watcher, waiting out their grace period.
+    gate: DeleteGate,
     /// Paths whose failure is not yet due.
     failed: HashMap<String, FailedItem>,
     /// Failed moves: destination path → source path. A retry of the destination must
@@ -202,16 +203,10 @@ struct Engine {
     /// The root directory the mirror was synced from (kept in the store): a pass over
     /// another directory at the same path is refused.
     root_anchor: Option<store::RootIdentity>,
-    /// When waiting deletes were first held back because events kept coming.
-    deletes_held_since: Option<Instant>,
     /// When the watcher last received a removal or lost events, stamped as they arrive
     /// (not when the loop reads them: no events are read while a pass runs, and "still
     /// coming in" must not go stale during a long one).
     removals: Option<Arc<local::RemovalClock>>,
-    /// Whether removals were still coming in when the running full pass started.
-    busy_at_pass_start: bool,
-    /// How many known entries the last pass's deletes would remove (waiting ones included).
-    waiting_delete_entries: usize,
     /// Intents open when this run started (left by an earlier run, maybe with a request
     /// still being applied by the server when this run looked).
     inherited: std::collections::HashSet<i64>,
@@ -233,6 +228,10 @@ impl Engine {
         counters: Arc<Counters>,
     ) -> Engine {
         let name = cfg.display_name();
+        let gate = DeleteGate::new(DeleteGateConfig::for_quiet_period(
+            Duration::from_millis(cfg.quiet_period_ms),
+            cfg.mass_delete_count,
+        ));
         Engine {
             ignore: Arc::new(IgnoreRules::new(&[]).expect("built-in ignore rules compile")),
             cfg,
@@ -248,7 +247,7 @@ impl Engine {
             quota_free_at_pause: None,
             start_blocked: None,
             allow_deletes: false,
-            pending_deletes: BTreeMap::new(),
+            gate,
             failed: HashMap::new(),
             move_sources: HashMap::new(),
             skipped: Vec::new(),
@@ -257,10 +256,7 @@ impl Engine {
             rewatch: false,
             space_paused: false,
             root_anchor: None,
-            deletes_held_since: None,
             removals: None,
-            busy_at_pass_start: false,
-            waiting_delete_entries: 0,
             watcher_starting: None,
             inherited: Default::default(),
             held: HashMap::new(),
@@ -274,7 +270,7 @@ impl Engine {
     fn set_state(&self, state: MirrorState, reason: Option<String>) {
         // Deletes waiting out their grace are work still to do: never idle with them
         // counted as done (the loop refreshes the exact depth on its next turn).
-        let waiting = self.pending_deletes.len() + self.held.len();
+        let waiting = self.gate.len() + self.held.len();
         let known = self.known.len();
         let failures = self.failed.len();
         let retrying = self.failed.values().filter(|f| !f.permanent).count();
@@ -408,8 +404,8 @@ impl Engine {
             if let Some(d) = queue.next_deadline() {
                 deadline = deadline.min(d);
             }
-            if let Some(d) = self.pending_deletes.values().min() {
-                deadline = deadline.min(*d);
+            if let Some(d) = self.gate.next_deadline() {
+                deadline = deadline.min(d);
             }
             if let Some(due) = self
                 .failed
@@ -430,7 +426,7 @@ impl Engine {
             if !self.held.is_empty() && self.paused.is_none() {
                 deadline = deadline.min(next_held_check);
             }
-            self.set_queue(queue.len() + self.pending_deletes.len() + self.held.len());
+            self.set_queue(queue.len() + self.gate.len() + self.held.len());
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 cmd = cmd_rx.recv() => match cmd {
@@ -520,19 +516,19 @@ impl Engine {
                         continue;
                     }
                     let settled = queue.drain_ready(now);
-                    let due_deletes = self.pending_deletes.values().any(|d| *d <= now);
+                    let due_deletes = self.gate.any_due(now);
                     if settled.is_empty() && !due_deletes {
                         continue;
                     }
                     if self.paused.is_some() {
                         // Events while paused are re-examined by the pass after resume
                         // (which sees the deletes too: waiting ones would spin the loop).
-                        self.pending_deletes.clear();
+                        self.gate.clear();
                         self.needs_full_pass = true;
                         continue;
                     }
-                    let busy = !queue.is_empty() || self.removals_recent(now);
-                    self.hold_deletes_while_busy(busy, now);
+                    let busy = !queue.is_empty() || self.gate.removals_recent(self.last_removal(), now);
+                    self.gate.hold_while_busy(busy, now);
                     self.batch(settled, &shutdown).await;
                 }
             }
@@ -540,41 +536,12 @@ impl Engine {
         Ok(())
     }
 
-    /// While the watcher is still reporting changes (a `rm -rf` in progress), waiting
-    /// deletes stay waiting, so the mass-delete guard judges the whole removal at once
-    /// instead of letting its first parts through batch by batch. Held for at most
-    /// `DELETE_HOLD_MAX` after the first hold.
-    ///
-    /// The cap keeps a tree where files come and go all the time from holding its deletes
-    /// forever. It does not apply once the entries the waiting deletes would remove exceed
-    /// the mass-delete count: a removal that large is judged as a whole however long it
-    /// takes (a million files take minutes to `rm`).
-    fn hold_deletes_while_busy(&mut self, busy: bool, now: Instant) {
-        if !busy || self.pending_deletes.is_empty() {
-            self.deletes_held_since = None;
-            return;
-        }
-        let since = *self.deletes_held_since.get_or_insert(now);
-        // Counted in entries, not delete calls: one waiting delete of a folder can stand
-        // for 50,000 files.
-        let waiting = self.waiting_delete_entries.max(self.pending_deletes.len());
-        if now.duration_since(since) > DELETE_HOLD_MAX && waiting <= self.cfg.mass_delete_count {
-            return;
-        }
-        let later = now + Duration::from_millis(self.cfg.quiet_period_ms) * 2;
-        for deadline in self.pending_deletes.values_mut() {
-            *deadline = (*deadline).max(later);
-        }
-    }
-
-    /// Whether removals are still coming in (one within two quiet periods), counting the
-    /// ones the watcher has received but the loop has not read yet.
-    fn removals_recent(&self, now: Instant) -> bool {
-        let grace = Duration::from_millis(self.cfg.quiet_period_ms) * 2;
+    /// When the watcher last received a removal or lost events.
+    fn last_removal(&self) -> Option<Instant> {
         self.removals
             .as_ref()
             .and_then(|c| c.last())
-            .is_some_and(|t| now.saturating_duration_since(Instant::from_std(t)) < grace)
+            .map(Instant::from_std)
     }
 
     /// The state database's file system is full: stop all remote work, since nothing
@@ -1375,7 +1342,8 @@ impl Engine {
 
     /// Scans the whole root and plans everything against the whole store.
     async fn full_pass(&mut self, stop: &CancellationToken) {
-        self.busy_at_pass_start = self.removals_recent(Instant::now());
+        self.gate
+            .full_pass_starts(self.last_removal(), Instant::now());
         let Some(t) = self.target.clone() else { return };
         if !self.check_root().await {
             return;
@@ -1502,7 +1470,7 @@ impl Engine {
         for p in &paths {
             self.failed.remove(p);
         }
-        paths.extend(self.pending_deletes.keys().cloned());
+        paths.extend(self.gate.paths().cloned());
         let root = t.root.clone();
         let ignore = self.ignore.clone();
         let known_all = Arc::clone(&self.known);
@@ -1726,36 +1694,21 @@ impl Engine {
         // Told to go ahead (`resume --allow-deletes`): this pass deletes what it sees gone.
         let allowed = std::mem::take(&mut self.allow_deletes);
         let now = Instant::now();
-        let grace = Duration::from_millis(self.cfg.quiet_period_ms) * 2;
         let mut ops = Vec::with_capacity(planned.ops.len());
         let now_unix = unix_now();
-        // A full pass while removals are still coming in (the queue overflowed during a
-        // `rm -rf`) sees only part of the removal: its deletes wait like an event pass's,
-        // so the mass-delete guard judges the whole removal.
-        // No events are read while a full pass scans (a million files take a while), so
-        // "still coming in" is judged as of the pass's start, and deletes that fell due
-        // during the scan are held on too.
-        let busy = self.removals_recent(now) || (!from_events && self.busy_at_pass_start);
-        self.waiting_delete_entries = planned.deleted_entries;
-        if busy && !allowed {
-            self.hold_deletes_while_busy(true, now);
-        }
-        let hold = !allowed && (from_events || busy);
+        let pass = self.gate.begin_pass(
+            planned.deleted_entries,
+            allowed,
+            from_events,
+            self.last_removal(),
+            now,
+        );
         for op in planned.ops {
             if let Op::Delete { path, .. } = &op
-                && hold
                 && !kind_changed.contains(path)
+                && !self.gate.admit(pass, path, now)
             {
-                match self.pending_deletes.get(path) {
-                    Some(deadline) if *deadline <= now => {
-                        self.pending_deletes.remove(path);
-                    }
-                    Some(_) => continue,
-                    None => {
-                        self.pending_deletes.insert(path.clone(), now + grace);
-                        continue;
-                    }
-                }
+                continue;
             }
             if let Some(f) = self.failed.get(op.path())
                 && f.due > now_unix
@@ -1786,11 +1739,9 @@ impl Engine {
                 }
             })
             .collect();
-        self.pending_deletes
-            .retain(|p, _| self.known.contains_key(p) && !planned_deletes.contains(p));
-        if self.pending_deletes.is_empty() {
-            self.waiting_delete_entries = 0;
-        }
+        let known = &self.known;
+        self.gate
+            .settle(|p| known.contains_key(p), &planned_deletes);
         if ops.is_empty() {
             self.set_state(
                 if self.paused.is_some() {
@@ -1976,9 +1927,6 @@ impl FailedItem {
         }
     }
 }
-
-/// Longest time waiting deletes are held back while events keep coming.
-const DELETE_HOLD_MAX: Duration = Duration::from_secs(30);
 
 /// Added to the request timeout: how long after this run first looked a request an
 /// earlier run (or an unanswered attempt) sent may still be applied by the server.
