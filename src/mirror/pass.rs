@@ -185,7 +185,12 @@ impl Engine {
             return;
         };
         if ops.is_empty() {
-            self.show_settled();
+            // Nothing to send: idle even if a pass was asked for meanwhile (as before the
+            // split; the loop runs that pass next).
+            match &self.paused {
+                Some(p) => self.set_state(p.state(), Some(p.reason())),
+                None => self.set_state(MirrorState::Idle, None),
+            }
             return;
         }
         let results = self.run_ops(&t, ops, stop).await;

@@ -656,3 +656,90 @@ fn created_entry(
     }
     Some(e)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::journal::DeleteItem;
+
+    fn intent(id: i64, uncertain: bool) -> Intent {
+        Intent {
+            id,
+            mirror_id: 1,
+            path: "a".into(),
+            op: IntentOp::Delete(DeleteItem {
+                remote_id: "x".into(),
+            }),
+            uncertain,
+        }
+    }
+
+    #[test]
+    fn only_requests_that_may_still_land_are_held_for_their_window() {
+        let window = Duration::from_secs(10);
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut open = OpenIntents::default();
+        open.inherited.insert(1);
+        // Answered by this run (not inherited, not uncertain): settled as not done now.
+        assert!(!open.hold("m", &intent(2, false), at(0), window));
+        // Inherited, or ended without an answer: held from the first look ...
+        assert!(open.hold("m", &intent(1, false), at(0), window));
+        assert!(open.hold("m", &intent(3, true), at(5), window));
+        assert_eq!(open.held(), 2);
+        // ... until its window has passed since then.
+        assert!(open.hold("m", &intent(1, false), at(9), window));
+        assert!(!open.hold("m", &intent(1, false), at(10), window));
+        assert!(open.hold("m", &intent(3, true), at(14), window));
+        // One that cannot be looked at stops counting once its window is over.
+        open.unhold_expired(3, at(14), window);
+        assert_eq!(open.held(), 2);
+        open.unhold_expired(3, at(15), window);
+        assert_eq!(open.held(), 1);
+        open.closed(1);
+        assert_eq!(open.held(), 0);
+        assert!(!open.hold("m", &intent(1, false), at(20), window), "closed");
+    }
+
+    #[test]
+    fn a_created_file_is_ours_only_with_the_content_sent() {
+        let remote = |sha: &str| RemoteFile {
+            id: "fil_1".into(),
+            tenant_id: None,
+            share_id: "s".into(),
+            folder_id: None,
+            name: "a".into(),
+            path: "/a".into(),
+            mime_type: None,
+            size: 5,
+            checksum_sha256: Some(sha.into()),
+            version: 3,
+            owner_id: None,
+            created_by: None,
+            created_at: None,
+            modified_by: None,
+            modified_at: None,
+            is_deleted: false,
+        };
+        let folder = created_entry("d", "fld_1", (7, 8), None).unwrap();
+        assert_eq!(
+            (folder.kind, folder.inode, folder.mtime_ns),
+            (EntryKind::Dir, 7, 8)
+        );
+        let file = created_entry("a", "fil_1", (7, 8), Some((&remote("ab"), "ab"))).unwrap();
+        assert_eq!(
+            (
+                file.kind,
+                file.size,
+                file.sha256.as_deref(),
+                file.remote_version
+            ),
+            (EntryKind::File, 5, Some("ab"), Some(3))
+        );
+        assert_eq!(
+            created_entry("a", "fil_1", (7, 8), Some((&remote("cd"), "ab"))),
+            None,
+            "another content is not ours to track"
+        );
+    }
+}

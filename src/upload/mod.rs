@@ -129,10 +129,6 @@ impl Uploader {
         w.clamp(1, self.streams)
     }
 
-    pub fn client(&self) -> &Client {
-        &self.client
-    }
-
     /// Runs `ops` (in plan order) for one mirror. `known` is the mirror's view before the
     /// batch; it provides the remote ids of existing folders. Stops starting new ops when
     /// `stop` is cancelled or an op [halts the batch](Outcome::halts_batch) (refused
