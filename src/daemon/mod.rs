@@ -132,6 +132,7 @@ pub async fn run(
     );
     let deps = MirrorDeps {
         store: store.clone(),
+        client: client.clone(),
         uploader,
         quota_recheck: Duration::from_secs(config.remote.quota_recheck_secs.max(1)),
     };

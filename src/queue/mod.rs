@@ -4,6 +4,9 @@
 //! on (parents first, creations and renames before removals), and the bound on pending work
 //! (too many distinct paths collapse into one rescan). Pure logic: time is passed in, nothing
 //! here sleeps, so the engine sleeps until [`Queue::next_deadline`] and tests drive a fake clock.
+//! The delete gate after the planner ([`gate`]) follows the same rules.
+
+pub mod gate;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;

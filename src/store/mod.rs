@@ -9,6 +9,7 @@
 //!
 //! Paths are mirror-relative, `/`-separated UTF-8 strings.
 
+pub mod journal;
 pub mod links;
 pub mod model;
 mod sql;
@@ -20,6 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
+pub use journal::{Intent, IntentOp};
 pub use links::{LinkRecord, StoredOptions};
 pub use model::*;
 

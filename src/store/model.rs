@@ -2,7 +2,7 @@
 //! entries (what is on the remote and the local fingerprint it came from), the intent
 //! journal, resumable upload sessions, failures, and key/value settings.
 //!
-//! The crash rule of DESIGN.md §3 is [`Store::begin`] before a remote call that creates
+//! The crash rule of DESIGN.md §3 is [`Store::begin_intent`] (in `journal.rs`) before a remote call that creates
 //! something and [`Store::commit`] after it: the result and the removal of the intent
 //! land in one transaction, so after a crash every open intent names exactly the remote
 //! calls whose outcome is unknown.
@@ -15,7 +15,7 @@ use super::sql::like_children;
 use super::{MirrorId, Store, StoreError};
 use crate::relpath::is_within;
 
-fn unix_now() -> i64 {
+pub(super) fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -103,18 +103,6 @@ impl std::fmt::Display for RootIdentity {
             self.ino
         )
     }
-}
-
-/// A remote operation whose outcome is not yet recorded.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Intent {
-    pub id: i64,
-    pub mirror_id: MirrorId,
-    /// `mkdir`, `upload`, `replace`, `move`, `delete`.
-    pub op: String,
-    pub path: String,
-    /// Operation details (parent id, name, sha256, source path…), JSON.
-    pub detail: serde_json::Value,
 }
 
 /// A change to the entries table, applied atomically with an intent's removal.
@@ -435,76 +423,6 @@ impl Store {
                 apply_effect(c, mirror, e)?;
             }
             Ok(())
-        })
-        .await
-    }
-
-    /// Journals an intent before the remote call; returns its id.
-    pub async fn begin(
-        &self,
-        mirror: MirrorId,
-        op: &str,
-        path: &str,
-        detail: serde_json::Value,
-    ) -> Result<i64, StoreError> {
-        let (op, path) = (op.to_string(), path.to_string());
-        self.call(move |c| {
-            c.execute(
-                "INSERT INTO journal (mirror_id, op, path, detail, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![mirror, op, path, detail.to_string(), unix_now()],
-            )?;
-            Ok(c.last_insert_rowid())
-        })
-        .await
-    }
-
-    /// Records the outcome of an intent and clears it, in one transaction.
-    pub async fn commit(
-        &self,
-        mirror: MirrorId,
-        intent: i64,
-        effects: Vec<Effect>,
-    ) -> Result<(), StoreError> {
-        self.call(move |c| {
-            for e in &effects {
-                apply_effect(c, mirror, e)?;
-            }
-            c.execute("DELETE FROM journal WHERE id = ?1", [intent])?;
-            Ok(())
-        })
-        .await
-    }
-
-    /// Notes on an open intent that its request ended without an answer (a timeout, a
-    /// dropped connection, a gateway's 5xx): the server may still apply it after the
-    /// mirror looked, so settling it waits before concluding "not done".
-    pub async fn mark_uncertain(&self, intent: i64) -> Result<(), StoreError> {
-        self.call(move |c| {
-            c.execute(
-                "UPDATE journal SET detail = json_set(detail, '$.uncertain', json('true')) WHERE id = ?1",
-                [intent],
-            )?;
-            Ok(())
-        })
-        .await
-    }
-
-    /// Open intents of a mirror, oldest first (resolved at start-up).
-    pub async fn intents(&self, mirror: MirrorId) -> Result<Vec<Intent>, StoreError> {
-        self.call(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT id, mirror_id, op, path, detail FROM journal WHERE mirror_id = ?1 ORDER BY id",
-            )?;
-            let rows = stmt.query_map([mirror], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, String>(4)?))
-            })?;
-            let mut out = Vec::new();
-            for r in rows {
-                let (id, mirror_id, op, path, detail) = r?;
-                let detail = serde_json::from_str(&detail).map_err(|e| StoreError::Corrupt(format!("intent {id}: {e}")))?;
-                out.push(Intent { id, mirror_id, op, path, detail });
-            }
-            Ok(out)
         })
         .await
     }
@@ -837,45 +755,6 @@ mod tests {
             paths,
             ["a_b", "a_b/z", "ab"],
             "'_' in a path is not a LIKE wildcard"
-        );
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn intents_survive_until_committed() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("state.db");
-        let (m, id) = {
-            let s = Store::open(&path).unwrap();
-            let m = s.ensure_mirror("docs", "/d", "shr_1", "").await.unwrap().id;
-            let id = s
-                .begin(m, "upload", "a.txt", serde_json::json!({"sha256": "00"}))
-                .await
-                .unwrap();
-            s.begin(m, "mkdir", "dir", serde_json::json!({}))
-                .await
-                .unwrap();
-            (m, id)
-        };
-        let s = Store::open(&path).unwrap();
-        let open = s.intents(m).await.unwrap();
-        assert_eq!(open.len(), 2);
-        assert_eq!(open[0].op, "upload");
-        assert_eq!(open[0].detail["sha256"], "00");
-        assert_eq!(open[0].detail.get("uncertain"), None);
-        s.mark_uncertain(id).await.unwrap();
-        let open = s.intents(m).await.unwrap();
-        assert_eq!(open[0].detail["uncertain"], true, "{}", open[0].detail);
-        assert_eq!(
-            open[0].detail["sha256"], "00",
-            "the rest of the detail is kept"
-        );
-        s.commit(m, id, vec![Effect::Upsert(entry("a.txt", EntryKind::File))])
-            .await
-            .unwrap();
-        assert_eq!(s.intents(m).await.unwrap().len(), 1);
-        assert_eq!(
-            s.entry(m, "a.txt").await.unwrap().unwrap().remote_id,
-            "id-a.txt"
         );
     }
 

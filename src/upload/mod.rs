@@ -20,7 +20,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use serde_json::json;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -32,6 +31,7 @@ pub use op::{DiskItem, Op};
 use crate::config::DeleteMode;
 use crate::relpath::{is_within, join, name_of, parent};
 use crate::remote::{Client, Destination, ErrorKind, Placed, ResumableUpload};
+use crate::store::journal::{CreateFolder, DeleteItem, IntentOp, MoveItem, SendFile};
 use crate::store::{Effect, Entry, EntryKind, MirrorId, Store, UploadSessionRecord};
 
 /// The remote side of one mirror.
@@ -131,10 +131,6 @@ impl Uploader {
             _ => 1,
         };
         w.clamp(1, self.streams)
-    }
-
-    pub fn client(&self) -> &Client {
-        &self.client
     }
 
     /// Runs `ops` (in plan order) for one mirror. `known` is the mirror's view before the
@@ -499,17 +495,13 @@ impl OpCtx {
     async fn mkdir(&self, path: &str, item: &DiskItem, parent_id: Option<String>) -> Outcome {
         let m = self.target.mirror;
         let name = name_of(path);
-        let intent = match self
-            .store
-            .begin(
-                m,
-                "mkdir",
-                path,
-                json!({ "parent_id": parent_id, "name": name, "inode": item.inode,
-                        "mtime_ns": item.mtime_ns }),
-            )
-            .await
-        {
+        let journaled = IntentOp::Mkdir(CreateFolder {
+            parent_id: parent_id.clone(),
+            name: name.to_string(),
+            inode: item.inode,
+            mtime_ns: item.mtime_ns,
+        });
+        let intent = match self.store.begin_intent(m, path, &journaled).await {
             Ok(i) => i,
             Err(e) => return self.store_failed(e),
         };
@@ -568,14 +560,21 @@ impl OpCtx {
                 Err(e) => return self.fail(&e),
             },
         };
-        let op = if replace.is_some() {
-            "replace"
-        } else {
-            "upload"
+        let send = SendFile {
+            parent_id: parent_id.clone(),
+            name: name_of(path).to_string(),
+            sha256: sha.clone(),
+            size: item.size,
+            inode: item.inode,
+            mtime_ns: item.mtime_ns,
+            replace_file_id: replace.cloned(),
         };
-        let detail = json!({ "parent_id": parent_id, "name": name_of(path), "sha256": sha, "size": item.size,
-                             "inode": item.inode, "mtime_ns": item.mtime_ns, "replace_file_id": replace });
-        let intent = match self.store.begin(m, op, path, detail).await {
+        let journaled = if replace.is_some() {
+            IntentOp::Replace(send)
+        } else {
+            IntentOp::Upload(send)
+        };
+        let intent = match self.store.begin_intent(m, path, &journaled).await {
             Ok(i) => i,
             Err(e) => return self.store_failed(e),
         };
@@ -717,16 +716,11 @@ impl OpCtx {
         let m = self.target.mirror;
         let (from_parent, to_parent) = (parent(from), parent(to));
         let (from_name, to_name) = (name_of(from), name_of(to));
-        let intent = match self
-            .store
-            .begin(
-                m,
-                "move",
-                to,
-                json!({ "from": from, "remote_id": remote_id }),
-            )
-            .await
-        {
+        let journaled = IntentOp::Move(MoveItem {
+            from: from.to_string(),
+            remote_id: remote_id.to_string(),
+        });
+        let intent = match self.store.begin_intent(m, to, &journaled).await {
             Ok(i) => i,
             Err(e) => return self.store_failed(e),
         };
@@ -837,11 +831,10 @@ impl OpCtx {
                 Err(e) => self.store_failed(e),
             };
         }
-        let intent = match self
-            .store
-            .begin(m, "delete", path, json!({ "remote_id": remote_id }))
-            .await
-        {
+        let journaled = IntentOp::Delete(DeleteItem {
+            remote_id: remote_id.to_string(),
+        });
+        let intent = match self.store.begin_intent(m, path, &journaled).await {
             Ok(i) => i,
             Err(e) => return self.store_failed(e),
         };

@@ -1,0 +1,156 @@
+//! The items that failed and wait for their retry. Owns the backoff (30 s doubling to an
+//! hour), which planned ops are held back until their retry is due, and the sources of
+//! failed moves (a retry of a move's destination must look at its source too, or the move
+//! is planned as a create). The store keeps the durable record (`scaidrivectl failures`);
+//! this is the engine's fast view of what is not yet due.
+
+use std::collections::HashMap;
+
+use crate::plan::Op;
+use crate::store;
+
+/// Delay before a failed item is tried again: 30 s doubling to 1 h; permanent failures
+/// wait an hour (or a change of the item, or `scaidrivectl retry`).
+pub fn failure_backoff(attempts: u32) -> i64 {
+    (30i64 << attempts.saturating_sub(1).min(7)).min(3600)
+}
+
+/// A failed path the engine holds back until its retry is due.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FailedItem {
+    /// Unix time the next attempt is due.
+    due: i64,
+    /// Unix time of the failure.
+    at: i64,
+    permanent: bool,
+}
+
+impl FailedItem {
+    fn of(f: &store::Failure) -> FailedItem {
+        FailedItem {
+            due: f.next_retry_at,
+            at: f.last_failed_at,
+            permanent: f.permanent,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub(super) struct Failures {
+    /// Paths whose failure is not yet due.
+    items: HashMap<String, FailedItem>,
+    /// Failed moves: destination path → source path.
+    move_sources: HashMap<String, String>,
+}
+
+impl Failures {
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// How many will be retried on their own (transient).
+    pub fn retrying(&self) -> usize {
+        self.items.values().filter(|f| !f.permanent).count()
+    }
+
+    /// When the next transient failure is due (unix seconds).
+    pub fn next_due(&self) -> Option<i64> {
+        self.items
+            .values()
+            .filter(|f| !f.permanent)
+            .map(|f| f.due)
+            .min()
+    }
+
+    /// The failures a previous run recorded that are not due yet.
+    pub fn load(&mut self, recorded: &[store::Failure], now: i64) {
+        for f in recorded.iter().filter(|f| f.next_retry_at > now) {
+            self.items.insert(f.path.clone(), FailedItem::of(f));
+        }
+    }
+
+    /// A failure the store recorded.
+    pub fn note(&mut self, f: &store::Failure) {
+        self.items.insert(f.path.clone(), FailedItem::of(f));
+    }
+
+    /// A path the planner could not examine (unreadable while hashing): tried again after
+    /// the first backoff step.
+    pub fn note_unplannable(&mut self, path: &str, now: i64) {
+        self.items.insert(
+            path.to_string(),
+            FailedItem {
+                due: now + failure_backoff(1),
+                at: now,
+                permanent: false,
+            },
+        );
+    }
+
+    pub fn note_failed_move(&mut self, to: &str, from: &str) {
+        self.move_sources.insert(to.to_string(), from.to_string());
+    }
+
+    pub fn forget(&mut self, path: &str) {
+        self.items.remove(path);
+    }
+
+    pub fn clear(&mut self) {
+        self.items.clear();
+    }
+
+    /// The paths due for a retry at `now`, with the sources of failed moves among them.
+    pub fn take_due(&mut self, now: i64) -> Vec<String> {
+        let due: Vec<String> = self
+            .items
+            .iter()
+            .filter(|(_, f)| f.due <= now)
+            .map(|(p, _)| p.clone())
+            .collect();
+        let sources: Vec<String> = due
+            .iter()
+            .filter_map(|p| self.move_sources.remove(p))
+            .collect();
+        due.into_iter().chain(sources).collect()
+    }
+
+    /// Whether `op` waits for its path's retry. A file modified after it failed is worth
+    /// another try now (its change may have been made while the daemon was stopped).
+    pub fn holds_back(&mut self, op: &Op, now: i64) -> bool {
+        let Some(f) = self.items.get(op.path()).filter(|f| f.due > now) else {
+            return false;
+        };
+        let changed_since = match op {
+            Op::Upload { item, .. } | Op::Replace { item, .. } => {
+                item.mtime_ns / 1_000_000_000 >= f.at
+            }
+            _ => false,
+        };
+        if changed_since {
+            self.items.remove(op.path());
+        }
+        !changed_since
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_an_hour() {
+        let got: Vec<i64> = (0..10).map(failure_backoff).collect();
+        assert_eq!(got, [30, 30, 60, 120, 240, 480, 960, 1920, 3600, 3600]);
+    }
+
+    #[test]
+    fn due_paths_bring_their_move_sources() {
+        let mut f = Failures::default();
+        f.note_unplannable("b", 100);
+        f.note_failed_move("b", "a");
+        assert_eq!(f.next_due(), Some(130));
+        assert!(f.take_due(129).is_empty());
+        assert_eq!(f.take_due(130), ["b", "a"]);
+        assert_eq!(f.take_due(130), ["b"], "the source is looked at once");
+    }
+}

@@ -1,0 +1,579 @@
+//! The pass: how the mirror turns what it sees on disk into remote calls. A full pass scans
+//! the whole root and compares it with the whole store; a batch takes the paths the debounce
+//! queue settled (plus the deletes waiting at the gate, and a retry's failed paths) and
+//! builds their scope (new subtrees, vanished known subtrees, missing ancestors). Both then
+//! go through the same four steps:
+//!
+//! 1. **plan**: the planner compares disk and store (hashing only what changed) → ops;
+//! 2. **gate**: the mass-delete guard, the delete gate (`queue::gate`), and failed paths
+//!    whose retry is not due hold ops back;
+//! 3. **run**: the uploader executes the rest;
+//! 4. **apply**: the outcomes update the known entries, the failures and the pause state.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::pause::{Pause, root_identity};
+use super::{Engine, MirrorState, SkippedItem, unix_now};
+use crate::plan::{self, DiskItem, Op, Plan};
+use crate::queue::Settled;
+use crate::store::{self, Entry, EntryKind};
+use crate::upload::{MirrorTarget, OpResult, Outcome};
+use crate::watch::{self as local, IgnoreRules, Kind, LocalEntry, RelPath, ScanError, ScanItem};
+
+/// A planned pass: the planner's ops, and the paths that changed kind (their delete frees
+/// the name for the new item, so it does not wait out the grace period).
+struct Planned {
+    plan: Plan,
+    kind_changed: BTreeSet<String>,
+}
+
+impl Engine {
+    /// Scans the whole root and plans everything against the whole store.
+    pub(super) async fn full_pass(&mut self, stop: &CancellationToken) {
+        self.gate
+            .full_pass_starts(self.last_removal(), Instant::now());
+        let Some(t) = self.target.clone() else { return };
+        if !self.check_root().await {
+            return;
+        }
+        // No op of this mirror runs between batches, so an intent still open here was left
+        // by a create that failed ambiguously: settle it against the remote first.
+        if let Err(e) = self.resolve_intents().await {
+            tracing::warn!(mirror = %self.name, "settling operations left open: {e}");
+        }
+        self.set_state(MirrorState::Scanning, None);
+        let (root, ignore) = (t.root.clone(), self.ignore.clone());
+        let scanning = std::time::Instant::now();
+        let scanned = tokio::task::spawn_blocking(move || scan_root(&root, &ignore)).await;
+        let (disk, skipped) = match scanned {
+            Ok(Ok(found)) => found,
+            Ok(Err(e @ ScanError::RootUnavailable { .. })) => {
+                self.pause_for_root(format!(
+                    "{e}; nothing is deleted remotely while the root is unavailable"
+                ))
+                .await;
+                return;
+            }
+            Err(e) => {
+                tracing::error!(mirror = %self.name, "scan task failed: {e}");
+                return;
+            }
+        };
+        tracing::debug!(mirror = %self.name, "full pass: scanned {} items in {} ms", disk.len(), scanning.elapsed().as_millis());
+        self.skipped.clear();
+        for (path, reason) in skipped {
+            tracing::warn!(mirror = %self.name, "skipped {path}: {reason}");
+            self.skipped.push(SkippedItem {
+                path,
+                reason: reason.to_string(),
+            });
+        }
+        if disk.is_empty() && !self.known.is_empty() {
+            let reason = format!(
+                "root {} is empty but {} items were mirrored (unmounted disk?); nothing is deleted remotely",
+                t.root.display(),
+                self.known.len()
+            );
+            self.pause(Pause::Root {
+                reason,
+                lifts_when_back: false,
+            })
+            .await;
+            return;
+        }
+        // What could not be looked at is unknown, not deleted: keep its known subtree out
+        // of the comparison. (Shared, not copied, when nothing was skipped: a copy of
+        // 100,000 entries is most of a no-change pass's memory peak.)
+        let known = if self.skipped.is_empty() {
+            Arc::clone(&self.known)
+        } else {
+            let mut known = (*self.known).clone();
+            for item in &self.skipped {
+                known.retain(|k, _| !plan::is_within(k, &item.path));
+            }
+            Arc::new(known)
+        };
+        self.plan_and_execute(known, disk, Vec::new(), false, stop)
+            .await;
+        if self.paused.is_none() {
+            let _ = self.deps.store.set_first_pass_done(t.mirror).await;
+            self.status_tx.send_modify(|s| s.first_pass_done = true);
+        }
+    }
+
+    /// Plans and executes one batch of settled paths.
+    pub(super) async fn batch(&mut self, settled: Vec<Settled>, stop: &CancellationToken) {
+        let Some(t) = self.target.clone() else { return };
+        if root_identity(&t.root).is_none() {
+            self.pause_for_root(format!(
+                "root {} vanished or is not a directory; nothing is deleted remotely",
+                t.root.display()
+            ))
+            .await;
+            return;
+        }
+        if !self.check_root().await {
+            return;
+        }
+        let mut paths: BTreeSet<String> = BTreeSet::new();
+        let mut renames = Vec::new();
+        for s in settled {
+            match s {
+                Settled::Changed(p) | Settled::Removed(p) => {
+                    paths.insert(p.as_str().to_string());
+                }
+                Settled::Renamed { from, to } => {
+                    paths.insert(from.as_str().to_string());
+                    paths.insert(to.as_str().to_string());
+                    renames.push((from.as_str().to_string(), to.as_str().to_string()));
+                }
+                Settled::Rescan => {
+                    self.needs_full_pass = true;
+                    return;
+                }
+            }
+        }
+        // A changed path's failure is worth another try right away.
+        for p in &paths {
+            self.failures.forget(p);
+        }
+        paths.extend(self.gate.paths().cloned());
+        let (root, ignore) = (t.root.clone(), self.ignore.clone());
+        let known_all = Arc::clone(&self.known);
+        let scope =
+            tokio::task::spawn_blocking(move || build_scope(&root, &ignore, &known_all, &paths))
+                .await;
+        let Ok((known, disk)) = scope else { return };
+        self.plan_and_execute(Arc::new(known), disk, renames, true, stop)
+            .await;
+    }
+
+    /// Plans the failed paths whose retry is due (with the sources of failed moves).
+    pub(super) async fn retry_due(&mut self, stop: &CancellationToken) {
+        if self.paused.is_some() {
+            return;
+        }
+        let paths = self.failures.take_due(unix_now());
+        if paths.is_empty() {
+            return;
+        }
+        let settled = paths
+            .into_iter()
+            .filter_map(|p| RelPath::new(&p).ok())
+            .map(Settled::Changed)
+            .collect();
+        self.batch(settled, stop).await;
+    }
+
+    async fn plan_and_execute(
+        &mut self,
+        known: Arc<BTreeMap<String, Entry>>,
+        disk: BTreeMap<String, DiskItem>,
+        renames: Vec<(String, String)>,
+        from_events: bool,
+        stop: &CancellationToken,
+    ) {
+        let Some(t) = self.target.clone() else { return };
+        let Some(planned) = self.plan(&t, known, disk, renames).await else {
+            return;
+        };
+        let Some(ops) = self.gate_ops(planned, from_events).await else {
+            return;
+        };
+        if ops.is_empty() {
+            // Nothing to send: idle even if a pass was asked for meanwhile (as before the
+            // split; the loop runs that pass next).
+            match &self.paused {
+                Some(p) => self.set_state(p.state(), Some(p.reason())),
+                None => self.set_state(MirrorState::Idle, None),
+            }
+            return;
+        }
+        let results = self.run_ops(&t, ops, stop).await;
+        self.apply(&t, results).await;
+    }
+
+    /// Step 1: the planner, on a blocking thread (it hashes what changed). Paths it could
+    /// not examine are recorded as failures.
+    async fn plan(
+        &mut self,
+        t: &MirrorTarget,
+        known: Arc<BTreeMap<String, Entry>>,
+        disk: BTreeMap<String, DiskItem>,
+        renames: Vec<(String, String)>,
+    ) -> Option<Planned> {
+        let root = t.root.clone();
+        let planning = std::time::Instant::now();
+        let planned = tokio::task::spawn_blocking(move || {
+            let plan = plan::plan(&known, &disk, &renames, &mut |rel| {
+                plan::hash_file(&root.join(rel))
+            });
+            let kind_changed = plan
+                .ops
+                .iter()
+                .filter_map(|op| match op {
+                    Op::Delete { path, kind, .. }
+                        if disk.get(path).is_some_and(|d| d.kind != *kind) =>
+                    {
+                        Some(path.clone())
+                    }
+                    _ => None,
+                })
+                .collect();
+            Planned { plan, kind_changed }
+        })
+        .await
+        .ok()?;
+        tracing::debug!(mirror = %self.name, "planned {} ops in {} ms", planned.plan.ops.len(), planning.elapsed().as_millis());
+        for (path, reason) in &planned.plan.failures {
+            let _ = self
+                .deps
+                .store
+                .record_failure(
+                    t.mirror,
+                    path,
+                    reason,
+                    false,
+                    super::failures::failure_backoff,
+                )
+                .await;
+            self.failures.note_unplannable(path, unix_now());
+        }
+        Some(planned)
+    }
+
+    /// Step 2: what may run now. `None` if the mass-delete guard paused the mirror.
+    async fn gate_ops(&mut self, planned: Planned, from_events: bool) -> Option<Vec<Op>> {
+        let Planned { plan, kind_changed } = planned;
+        // Mass-delete guard: count AND share of what is mirrored.
+        let known_count = self.known.len();
+        let limit_pct = (known_count * usize::from(self.cfg.mass_delete_percent)) / 100;
+        if !self.allow_deletes
+            && plan.deleted_entries > self.cfg.mass_delete_count
+            && plan.deleted_entries > limit_pct
+        {
+            let reason = format!(
+                "this pass would delete {} of {} mirrored items (over {} and {}%); run `scaidrivectl resume --allow-deletes {}` if that is intended",
+                plan.deleted_entries,
+                known_count,
+                self.cfg.mass_delete_count,
+                self.cfg.mass_delete_percent,
+                self.name
+            );
+            self.pause(Pause::MassDelete { reason }).await;
+            return None;
+        }
+        // Told to go ahead (`resume --allow-deletes`): this pass deletes what it sees gone.
+        let allowed = std::mem::take(&mut self.allow_deletes);
+        let (now, now_unix) = (Instant::now(), unix_now());
+        let pass = self.gate.begin_pass(
+            plan.deleted_entries,
+            allowed,
+            from_events,
+            self.last_removal(),
+            now,
+        );
+        let mut ops = Vec::with_capacity(plan.ops.len());
+        for op in plan.ops {
+            if let Op::Delete { path, .. } = &op
+                && !kind_changed.contains(path)
+                && !self.gate.admit(pass, path, now)
+            {
+                continue;
+            }
+            if self.failures.holds_back(&op, now_unix) {
+                continue;
+            }
+            ops.push(op);
+        }
+        // A path that is no longer a waiting delete (it came back or moved) is settled.
+        let deleting: BTreeSet<String> = ops
+            .iter()
+            .filter_map(|o| match o {
+                Op::Delete { path, .. } => Some(path.clone()),
+                _ => None,
+            })
+            .collect();
+        let known = &self.known;
+        self.gate.settle(|p| known.contains_key(p), &deleting);
+        Some(ops)
+    }
+
+    /// Step 3: the uploader runs the ops.
+    async fn run_ops(
+        &mut self,
+        t: &Arc<MirrorTarget>,
+        ops: Vec<Op>,
+        stop: &CancellationToken,
+    ) -> Vec<OpResult> {
+        self.set_state(MirrorState::Syncing, None);
+        self.status_tx.send_modify(|s| s.queue_depth = ops.len());
+        self.deps
+            .uploader
+            .run_batch(t, &self.counters, &self.known, ops, stop)
+            .await
+    }
+
+    /// Step 4: the outcomes. What the ops committed updates the known entries; failures
+    /// are recorded; refused credentials or a full quota pause the whole mirror.
+    async fn apply(&mut self, t: &MirrorTarget, results: Vec<OpResult>) {
+        let mut requeue = false;
+        let mut credentials_refused = None;
+        let mut quota_full = None;
+        // A create that did not end as planned leaves its intent open (the server may
+        // have applied it): settle those against the remote before anything else.
+        let settle = results
+            .iter()
+            .any(|r| !matches!(r.outcome, Outcome::Done(_)));
+        // Ops that waited for a folder's create or move were planned against the remote
+        // as it would have been: once such an op succeeds, plan everything again.
+        let unblocks = self.blocked
+            && results.iter().any(|r| {
+                matches!(r.outcome, Outcome::Done(_))
+                    && matches!(r.op, Op::Move { .. } | Op::Mkdir { .. })
+            });
+        for r in results {
+            tracing::debug!(mirror = %self.name, op = op_label(&r.op), path = r.op.path(), outcome = ?r.outcome, "op finished");
+            match r.outcome {
+                Outcome::Done(effects) => {
+                    for e in &effects {
+                        store::apply_to_map(Arc::make_mut(&mut self.known), e);
+                    }
+                    self.failures.forget(r.op.path());
+                }
+                Outcome::Changed(effects) => {
+                    for e in &effects {
+                        store::apply_to_map(Arc::make_mut(&mut self.known), e);
+                    }
+                    requeue = true;
+                }
+                Outcome::Blocked(reason) => {
+                    // Planned again (by a full pass) once the op it waits for succeeds.
+                    tracing::debug!(mirror = %self.name, path = r.op.path(), "waits: {reason}");
+                    self.blocked = true;
+                }
+                Outcome::Failed { reason, permanent } => {
+                    tracing::warn!(mirror = %self.name, path = r.op.path(), "failed: {reason}");
+                    if let Op::Move { from, .. } = &r.op {
+                        self.failures.note_failed_move(r.op.path(), from);
+                    }
+                    if let Ok(f) = self
+                        .deps
+                        .store
+                        .record_failure(
+                            t.mirror,
+                            r.op.path(),
+                            &reason,
+                            permanent,
+                            super::failures::failure_backoff,
+                        )
+                        .await
+                    {
+                        self.failures.note(&f);
+                    }
+                }
+                // Not the item's failure: the whole mirror waits (below). What the
+                // other ops of the batch committed is still applied above.
+                Outcome::CredentialsNeeded(reason) => {
+                    credentials_refused.get_or_insert(reason);
+                }
+                Outcome::QuotaExceeded(reason) => {
+                    quota_full.get_or_insert(reason);
+                }
+            }
+        }
+        if settle
+            && credentials_refused.is_none()
+            && let Err(e) = self.resolve_intents().await
+        {
+            tracing::warn!(mirror = %self.name, "settling operations left open: {e}");
+        }
+        if let Some(reason) = credentials_refused {
+            tracing::error!(mirror = %self.name, "needs new credentials: {reason}");
+            let reason = format!(
+                "needs new credentials (provide a new token, then reload with HUP): {reason}"
+            );
+            self.paused = Some(Pause::Credentials {
+                reason: reason.clone(),
+            });
+            self.set_state(MirrorState::NeedsCredentials, Some(reason));
+            return;
+        }
+        if let Some(reason) = quota_full {
+            self.pause_for_quota(reason).await;
+            return;
+        }
+        if requeue {
+            // Something changed under us; the watcher reports it too, but a pass makes sure.
+            self.needs_full_pass = true;
+        }
+        if unblocks {
+            self.blocked = false;
+            self.needs_full_pass = true;
+        }
+        self.show_settled();
+    }
+
+    /// The state after a pass: paused, a pass still to come (not idle: a `wait` must not
+    /// see "in sync" in between), or idle.
+    fn show_settled(&self) {
+        match &self.paused {
+            Some(p) => self.set_state(p.state(), Some(p.reason())),
+            None if self.needs_full_pass => self.set_state(MirrorState::Scanning, None),
+            None => self.set_state(MirrorState::Idle, None),
+        }
+    }
+}
+
+/// The whole root, scanned on a few threads: the disk view and what was skipped.
+#[allow(clippy::type_complexity)]
+fn scan_root(
+    root: &std::path::Path,
+    ignore: &IgnoreRules,
+) -> Result<(BTreeMap<String, DiskItem>, Vec<(String, local::SkipReason)>), ScanError> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+    let items = local::scan_parallel(root, ignore, threads)?;
+    let mut disk = BTreeMap::new();
+    let mut skipped = Vec::new();
+    for item in items {
+        match item {
+            ScanItem::Entry(e) => {
+                let d = disk_item(e.path.as_str(), &e);
+                disk.insert(d.path.clone(), d);
+            }
+            ScanItem::Skipped { path, reason } => skipped.push((path, reason)),
+        }
+    }
+    skipped.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok((disk, skipped))
+}
+
+/// The op's kind, for logs (the ops themselves carry whole disk items).
+fn op_label(op: &Op) -> String {
+    match op {
+        Op::Mkdir { .. } => "mkdir".into(),
+        Op::Upload { .. } => "upload".into(),
+        Op::Replace { .. } => "replace".into(),
+        Op::Refresh { .. } => "refresh".into(),
+        Op::Move { from, .. } => format!("move from {from}"),
+        Op::Delete { .. } => "delete".into(),
+    }
+}
+
+pub(super) fn disk_item(path: &str, e: &LocalEntry) -> DiskItem {
+    DiskItem {
+        path: path.to_string(),
+        kind: if e.kind == Kind::Dir {
+            EntryKind::Dir
+        } else {
+            EntryKind::File
+        },
+        size: e.size,
+        mtime_ns: e.mtime_ns,
+        inode: e.inode,
+    }
+}
+
+pub(super) fn entry_of(
+    d: &DiskItem,
+    remote_id: &str,
+    sha: Option<String>,
+    version: Option<i64>,
+) -> Entry {
+    Entry {
+        path: d.path.clone(),
+        kind: d.kind,
+        remote_id: remote_id.to_string(),
+        size: d.size,
+        mtime_ns: d.mtime_ns,
+        inode: d.inode,
+        sha256: sha,
+        remote_version: version,
+    }
+}
+
+/// The known and disk views for a batch of paths: each path, its not-yet-known
+/// ancestors, the subtree of a new directory, and the known subtree of a path that
+/// vanished or changed kind.
+fn build_scope(
+    root: &std::path::Path,
+    ignore: &IgnoreRules,
+    known_all: &BTreeMap<String, Entry>,
+    paths: &BTreeSet<String>,
+) -> (BTreeMap<String, Entry>, BTreeMap<String, DiskItem>) {
+    let mut known = BTreeMap::new();
+    let mut disk = BTreeMap::new();
+    let add_known_tree = |known: &mut BTreeMap<String, Entry>, p: &str| {
+        for (k, e) in known_all.range(p.to_string()..) {
+            if !k.starts_with(p) {
+                break;
+            }
+            if plan::is_within(k, p) {
+                known.insert(k.clone(), e.clone());
+            }
+        }
+    };
+    for p in paths {
+        let Ok(rel) = RelPath::new(p) else { continue };
+        if ignore.is_ignored(&rel, false) {
+            continue;
+        }
+        let local = local::stat_path(root, &rel).ok().flatten();
+        let k = known_all.get(p);
+        match (&local, k) {
+            (None, Some(_)) => add_known_tree(&mut known, p),
+            (Some(l), Some(e)) if (l.kind == Kind::Dir) != (e.kind == EntryKind::Dir) => {
+                add_known_tree(&mut known, p)
+            }
+            (_, Some(e)) => {
+                known.insert(p.clone(), e.clone());
+            }
+            _ => {}
+        }
+        let Some(l) = local else { continue };
+        if l.kind == Kind::Dir && ignore.is_ignored(&rel, true) {
+            continue;
+        }
+        disk.insert(p.clone(), disk_item(p, &l));
+        // Ancestors the remote does not have yet come first.
+        let mut anc = plan::parent(p).to_string();
+        while !anc.is_empty() && !known_all.contains_key(&anc) {
+            if let Ok(r) = RelPath::new(&anc)
+                && let Ok(Some(a)) = local::stat_path(root, &r)
+            {
+                disk.insert(anc.clone(), disk_item(&anc, &a));
+            }
+            anc = plan::parent(&anc).to_string();
+        }
+        if l.kind == Kind::Dir && !known_all.get(p).is_some_and(|e| e.kind == EntryKind::Dir) {
+            // A new directory: everything inside is new too (no events come for the
+            // contents of a directory moved in from outside the root).
+            if let Ok(items) = local::scan(&root.join(p), ignore) {
+                for item in items {
+                    if let ScanItem::Entry(e) = item {
+                        let full = format!("{p}/{}", e.path.as_str());
+                        if let Ok(r) = RelPath::new(&full)
+                            && !ignore.is_ignored(&r, e.kind == Kind::Dir)
+                        {
+                            disk.insert(full.clone(), disk_item(&full, &e));
+                        }
+                    }
+                }
+            }
+        }
+        for (k, e) in known_all.range(p.clone()..) {
+            if !k.starts_with(p.as_str()) {
+                break;
+            }
+            // Known entries under a path in scope whose disk side is also in scope.
+            if plan::is_within(k, p) && disk.contains_key(k) {
+                known.insert(k.clone(), e.clone());
+            }
+        }
+    }
+    (known, disk)
+}

@@ -1,0 +1,116 @@
+//! `scaidrivectl verify`: the remote tree under the mirror's base folder compared with what
+//! the mirror believes it holds (one listing per remote folder, plus one metadata GET per
+//! file with `checksums`), and with `repair` the drifted entries forgotten so the next pass
+//! uploads them again.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::{Engine, VerifyReport};
+use crate::remote::ItemKind;
+use crate::store::{self, Effect, EntryKind};
+
+impl Engine {
+    /// Walks the remote folder of the mirror and compares it with the known entries. One
+    /// listing per remote folder (plus one metadata GET per file with `checksums`).
+    pub(super) async fn verify(&mut self, checksums: bool, repair: bool) -> VerifyReport {
+        let mut report = VerifyReport {
+            mirror: self.name.clone(),
+            known_items: self.known.len(),
+            ..Default::default()
+        };
+        let Some(t) = self.target.clone() else {
+            report.error = Some("the mirror has not started".into());
+            return report;
+        };
+        let client = self.deps.client.clone();
+        // path → (is_dir, id, size)
+        let mut remote: BTreeMap<String, (bool, String, Option<u64>)> = BTreeMap::new();
+        let mut stack: Vec<(Option<String>, String)> =
+            vec![(t.base_folder_id.clone(), String::new())];
+        while let Some((folder, prefix)) = stack.pop() {
+            let list = match client.children(&t.share_id, folder.as_deref()).await {
+                Ok(l) => l,
+                Err(e) => {
+                    report.error = Some(format!(
+                        "listing {}: {e}",
+                        if prefix.is_empty() { "/" } else { &prefix }
+                    ));
+                    return report;
+                }
+            };
+            for item in list.items {
+                let path = if prefix.is_empty() {
+                    item.name.clone()
+                } else {
+                    format!("{prefix}/{}", item.name)
+                };
+                let is_dir = item.kind == ItemKind::Folder;
+                if is_dir {
+                    stack.push((Some(item.id.clone()), path.clone()));
+                }
+                remote.insert(path, (is_dir, item.id, item.size));
+            }
+        }
+        report.remote_items = remote.len();
+        let mut drifted = Vec::new();
+        for (path, e) in self.known.iter() {
+            match remote.get(path) {
+                None => {
+                    report.missing_remotely.push(path.clone());
+                    drifted.push(path.clone());
+                }
+                Some((is_dir, id, size)) => {
+                    let why = if *is_dir != (e.kind == EntryKind::Dir) {
+                        Some("kind differs".to_string())
+                    } else if *id != e.remote_id {
+                        Some(format!("remote id {id}, expected {}", e.remote_id))
+                    } else if !is_dir && size.is_some_and(|s| s != e.size) {
+                        Some(format!(
+                            "remote size {}, expected {}",
+                            size.unwrap_or(0),
+                            e.size
+                        ))
+                    } else if checksums && !is_dir {
+                        match client.file(id).await {
+                            Ok(f) if f.checksum_sha256 != e.sha256 => Some(format!(
+                                "remote checksum {}, expected {}",
+                                f.checksum_sha256.unwrap_or_default(),
+                                e.sha256.clone().unwrap_or_default()
+                            )),
+                            Ok(_) => None,
+                            Err(err) => Some(format!("cannot read its metadata: {err}")),
+                        }
+                    } else {
+                        None
+                    };
+                    if let Some(why) = why {
+                        report.different.push((path.clone(), why));
+                        drifted.push(path.clone());
+                    }
+                }
+            }
+        }
+        report.extra_remotely = remote
+            .keys()
+            .filter(|p| !self.known.contains_key(*p))
+            .cloned()
+            .collect();
+        if repair && !drifted.is_empty() {
+            let effects: Vec<Effect> = drifted
+                .iter()
+                .map(|p| Effect::RemoveTree(p.clone()))
+                .collect();
+            if let Err(e) = self.deps.store.apply(t.mirror, effects.clone()).await {
+                report.error = Some(format!("repair: {e}"));
+                return report;
+            }
+            let before = self.known.len();
+            for e in &effects {
+                store::apply_to_map(Arc::make_mut(&mut self.known), e);
+            }
+            report.repaired = before - self.known.len();
+        }
+        report
+    }
+}
