@@ -12,7 +12,7 @@
 use rusqlite::params;
 use serde::{Deserialize, Serialize};
 
-use super::model::MirrorId;
+use super::MirrorId;
 use super::{Effect, Store, StoreError};
 
 /// A create: the folder (`mkdir`) or the file's name in its parent, and the local
