@@ -24,9 +24,7 @@
 //! - [`config`]: layered TOML/env configuration, validation, token sources.
 //! - [`devserver`]: the local ScaiDrive-compatible server used by tests, benchmarks and
 //!   the demo.
-//! - [`bench`]: `scaidrive-bench`, the issue-8 workloads run against the real daemon.
 
-pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod control;

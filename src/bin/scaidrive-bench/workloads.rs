@@ -16,13 +16,12 @@ use serde_json::{Value, json};
 use super::harness::{Daemon, MirrorOpts, Scratch, Server, ServerSetup, Stats, TOKEN};
 use super::tree::{self, TreeSpec};
 use super::{Report, Row, Sizes};
-use crate::remote::{Client, ClientConfig, Destination, TokenPair};
+use scaidrive::remote::{Client, ClientConfig, Destination, TokenPair};
 
 pub struct Ctx {
     pub daemon: PathBuf,
     pub work: PathBuf,
     pub keep: bool,
-    pub quick: bool,
     pub sizes: Sizes,
     pub baseline_max_files: Option<usize>,
 }
