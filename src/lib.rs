@@ -29,7 +29,9 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod daemon;
+#[cfg(feature = "devserver")]
 pub mod demo;
+#[cfg(feature = "devserver")]
 pub mod devserver;
 pub mod links;
 pub mod mirror;
