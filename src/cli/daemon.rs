@@ -167,7 +167,6 @@ async fn demo(
     _env: &crate::config::Env,
 ) -> Result<u8, DaemonError> {
     Err(DaemonError::Config(crate::config::ConfigError::Check(
-        "--demo: this build has no bundled server (built without the `devserver` feature)"
-            .into(),
+        "--demo: this build has no bundled server (built without the `devserver` feature)".into(),
     )))
 }
