@@ -10,44 +10,18 @@ mod support;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{ConfigFile, MirrorSection, Proc, Server, scaidrivectl, signal, stderr, wait_exit};
+use support::{ConfigFile, MirrorSection, Proc, scaidrivectl, signal, stderr, wait_exit};
 
-/// A devserver and a temp dir for the daemon's files; derefs to the [`Server`].
-struct Env {
-    dir: tempfile::TempDir,
-    server: Server,
-}
-
-impl std::ops::Deref for Env {
-    type Target = Server;
-    fn deref(&self) -> &Server {
-        &self.server
-    }
-}
+/// The shared daemon harness; what only these tests need is added below.
+type Env = support::DaemonEnv;
 
 impl Env {
     async fn new() -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        let server = Server::start(dir.path().join("server")).await;
-        Env { dir, server }
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    fn root(&self, name: &str) -> PathBuf {
-        let p = self.path(name);
-        std::fs::create_dir_all(&p).unwrap();
-        p
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.path("run/scaidrived.sock")
+        Env::start().await
     }
 
     /// A config file with one `[[mirror]]` per (name, root), each into the remote folder
@@ -66,10 +40,6 @@ impl Env {
         support::scaidrived()
     }
 
-    fn ctl(&self, args: &[&str]) -> std::process::Output {
-        support::ctl(&self.socket(), args)
-    }
-
     /// Names of the items in a remote folder path (`a/b`), empty if it does not exist.
     async fn remote_names(&self, path: &str) -> Vec<String> {
         let Some(folder) = self.folder_id(path).await else {
@@ -83,10 +53,6 @@ impl Env {
             .collect();
         names.sort();
         names
-    }
-
-    async fn wait_socket(&self, child: &mut Child) {
-        support::wait_socket(&self.socket(), child).await;
     }
 }
 

@@ -19,59 +19,26 @@ use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use scaidrive::config::{Config, Env, RemoteSection};
 use scaidrive::remote::{Client, ClientConfig, ErrorKind, RetryPolicy, Secret, TokenPair};
 use serde_json::Value;
-use support::{ConfigFile, MirrorSection, Proc, Server, is_root, scaidrivectl, stderr, stdout};
+use support::{ConfigFile, MirrorSection, Proc, is_root, scaidrivectl, stderr, stdout};
 
 const CANARY_TOKEN: &str = "canary-7f3a9c2e-do-not-log";
 const CANARY_PASSWORD: &str = "pw-canary-51d0e8b4-never-stored";
 /// The unprivileged uid/gid used as "another user".
 const NOBODY: u32 = 65534;
 
-/// A devserver whose only token is the canary, and a temp dir for the daemon's files;
-/// derefs to the [`Server`].
-struct World {
-    dir: tempfile::TempDir,
-    server: Server,
-}
-
-impl std::ops::Deref for World {
-    type Target = Server;
-    fn deref(&self) -> &Server {
-        &self.server
-    }
-}
+/// The shared daemon harness, its devserver's only token the canary; what only these
+/// tests need is added below.
+type World = support::DaemonEnv;
 
 impl World {
     async fn new() -> World {
-        let dir = tempfile::tempdir().unwrap();
-        let server = Server::start_with(dir.path().join("server"), |sc| {
-            sc.tokens = vec![CANARY_TOKEN.to_string()];
-        })
-        .await;
-        World { dir, server }
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    fn root(&self, name: &str) -> PathBuf {
-        let p = self.path(name);
-        std::fs::create_dir_all(&p).unwrap();
-        p
-    }
-
-    fn run_dir(&self) -> PathBuf {
-        self.path("run")
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.run_dir().join("scaidrived.sock")
+        World::start_with(|sc| sc.tokens = vec![CANARY_TOKEN.to_string()]).await
     }
 
     /// A config with one mirror `m` of `root`; `remote_extra` goes under `[remote]`,
@@ -88,20 +55,6 @@ impl World {
     /// The daemon with no token from the environment: each test says where it comes from.
     fn daemon(&self) -> Command {
         support::scaidrived_bare()
-    }
-
-    fn ctl_cmd(&self, args: &[&str]) -> Command {
-        let mut c = scaidrivectl();
-        c.arg("--socket").arg(self.socket()).args(args);
-        c
-    }
-
-    fn ctl(&self, args: &[&str]) -> Output {
-        support::ctl(&self.socket(), args)
-    }
-
-    async fn wait_socket(&self, child: &mut Child) {
-        support::wait_socket(&self.socket(), child).await;
     }
 }
 

@@ -228,6 +228,67 @@ impl Drop for Server {
 
 // --- the daemon binaries ---------------------------------------------------------------
 
+/// A devserver plus a temp dir for a daemon binary's files (config, `state/`, `run/`
+/// with the control socket); derefs to the [`Server`].
+pub struct DaemonEnv {
+    pub dir: tempfile::TempDir,
+    pub server: Server,
+}
+
+impl std::ops::Deref for DaemonEnv {
+    type Target = Server;
+    fn deref(&self) -> &Server {
+        &self.server
+    }
+}
+
+impl DaemonEnv {
+    pub async fn start() -> DaemonEnv {
+        Self::start_with(|_| {}).await
+    }
+
+    /// With `f` applied to the devserver's test defaults.
+    pub async fn start_with(f: impl FnOnce(&mut DevServerConfig)) -> DaemonEnv {
+        let dir = tempfile::tempdir().unwrap();
+        let server = Server::start_with(dir.path().join("server"), f).await;
+        DaemonEnv { dir, server }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// A folder `name` in the temp dir (created), e.g. a mirror's root.
+    pub fn root(&self, name: &str) -> PathBuf {
+        let p = self.path(name);
+        std::fs::create_dir_all(&p).unwrap();
+        p
+    }
+
+    pub fn run_dir(&self) -> PathBuf {
+        self.path("run")
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.run_dir().join("scaidrived.sock")
+    }
+
+    /// `scaidrivectl --socket <socket> ARGS...`, to run as the test likes.
+    pub fn ctl_cmd(&self, args: &[&str]) -> Command {
+        let mut c = scaidrivectl();
+        c.arg("--socket").arg(self.socket()).args(args);
+        c
+    }
+
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        ctl(&self.socket(), args)
+    }
+
+    pub async fn wait_socket(&self, child: &mut Child) {
+        wait_socket(&self.socket(), child).await;
+    }
+}
+
 /// A `scaidrived.toml`: state in `dir/state`, the control socket in `dir/run`, written to
 /// `dir/scaidrived.toml`. Fields left at [`ConfigFile::new`]'s values are the defaults the
 /// tests share; `remote` holds extra lines for `[remote]`.
