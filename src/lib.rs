@@ -24,14 +24,14 @@
 //! - [`config`]: layered TOML/env configuration, validation, token sources.
 //! - [`devserver`]: the local ScaiDrive-compatible server used by tests, benchmarks and
 //!   the demo.
-//! - [`bench`]: `scaidrive-bench`, the issue-8 workloads run against the real daemon.
 
-pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod control;
 pub mod daemon;
+#[cfg(feature = "devserver")]
 pub mod demo;
+#[cfg(feature = "devserver")]
 pub mod devserver;
 pub mod hash;
 pub mod links;

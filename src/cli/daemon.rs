@@ -65,10 +65,7 @@ pub fn main(args: Args) -> ExitCode {
 async fn real_main(args: Args) -> Result<u8, DaemonError> {
     let env = process_env();
     if let Some(dir) = args.demo.clone() {
-        process::init_logging("warn,scaidrive=info", false);
-        return crate::demo::run(dir, args.state_dir.clone(), &env)
-            .await
-            .map(|()| 0);
+        return demo(dir, args.state_dir.clone(), &env).await;
     }
     let load = {
         let (file, folder, state_dir) = (
@@ -149,4 +146,27 @@ async fn real_main(args: Args) -> Result<u8, DaemonError> {
         return Ok(if report.all_in_sync() { 0 } else { 2 });
     }
     Ok(0)
+}
+
+#[cfg(feature = "devserver")]
+async fn demo(
+    dir: Option<PathBuf>,
+    state_dir: Option<PathBuf>,
+    env: &crate::config::Env,
+) -> Result<u8, DaemonError> {
+    process::init_logging("warn,scaidrive=info", false);
+    crate::demo::run(dir, state_dir, env).await.map(|()| 0)
+}
+
+// The flag stays in every build so the command line (and its man page) does not depend
+// on how the binary was built; a daemon-only build just cannot honour it.
+#[cfg(not(feature = "devserver"))]
+async fn demo(
+    _dir: Option<PathBuf>,
+    _state_dir: Option<PathBuf>,
+    _env: &crate::config::Env,
+) -> Result<u8, DaemonError> {
+    Err(DaemonError::Config(crate::config::ConfigError::Check(
+        "--demo: this build has no bundled server (built without the `devserver` feature)".into(),
+    )))
 }

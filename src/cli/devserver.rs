@@ -1,5 +1,7 @@
 //! `scaidrive-devserver`: its command line and start-up. The binary only parses the
-//! arguments and calls [`main`].
+//! arguments and calls [`main`]. Only in builds with the bundled server (feature
+//! `devserver`), whose types the flags use.
+#![cfg(feature = "devserver")]
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

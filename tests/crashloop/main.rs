@@ -11,13 +11,14 @@
 //! bigger workload (RELIABILITY.md records the last long run); `SCAIDRIVE_SEED=<n>`
 //! replays a seed; `SCAIDRIVE_KILLS=<n>` overrides the number of kills.
 
+#[path = "../support/mod.rs"]
+mod support;
 #[allow(dead_code)]
 #[path = "../mirror/world.rs"]
 mod world;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -25,31 +26,24 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
 use serde_json::json;
-use world::Proc;
-use world::{BASE, TOKEN, World};
+use support::{Proc, scaidrivectl};
+use world::{BASE, World};
 
 fn env_u64(key: &str) -> Option<u64> {
     std::env::var(key).ok().and_then(|v| v.parse().ok())
 }
 
 fn write_config(w: &World) -> PathBuf {
-    let cfg = format!(
-        "[daemon]\nstate_dir = {state:?}\nruntime_dir = {run:?}\nlog_level = \"warn,scaidrive=debug,scaidrive::store::effects=trace\"\n\
-         [remote]\nurl = {url:?}\nlarge_file_threshold = 1048576\nchunk_size = 262144\nparallel_chunks = 2\n\
-         [[mirror]]\nname = \"m\"\npath = {root:?}\nshare_id = {share:?}\nremote_path = {base:?}\n\
-         quiet_period_ms = 150\nexclude = [\"*~\"]\n\
-         # The workload's deletes pile up while runs are killed before reaching them;\n\
-         # the mass-delete guard has its own tests.\nmass_delete_count = 1000000\n",
-        state = w.state_dir(),
-        run = w.dir.path().join("run"),
-        url = w.url,
-        root = w.root,
-        share = w.share,
-        base = BASE,
-    );
-    let p = w.dir.path().join("scaidrived.toml");
-    std::fs::write(&p, cfg).unwrap();
-    p
+    let mut c = w.config_file();
+    c.log_level = "warn,scaidrive=debug,scaidrive::store::effects=trace";
+    c.remote = "large_file_threshold = 1048576\nchunk_size = 262144\nparallel_chunks = 2".into();
+    let m = &mut c.mirrors[0];
+    m.quiet_period_ms = 150;
+    m.extra = "exclude = [\"*~\"]\n\
+               # The workload's deletes pile up while runs are killed before reaching them;\n\
+               # the mass-delete guard has its own tests.\nmass_delete_count = 1000000"
+        .into();
+    c.write()
 }
 
 fn spawn_daemon(config: &Path, log: &Path) -> Proc {
@@ -58,16 +52,7 @@ fn spawn_daemon(config: &Path, log: &Path) -> Proc {
         .append(true)
         .open(log)
         .unwrap();
-    Proc(
-        Command::new(env!("CARGO_BIN_EXE_scaidrived"))
-            .arg("--config")
-            .arg(config)
-            .env("SCAIDRIVE_TOKEN", TOKEN)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("scaidrived starts"),
-    )
+    support::spawn_daemon(config, log)
 }
 
 /// What the workload did: every live file with the number of content writes it carries
@@ -248,21 +233,7 @@ fn world_parent(p: &str) -> &str {
 
 /// Every remote folder under the base: (folder path, names it holds), duplicates kept.
 async fn remote_listings(w: &World) -> Vec<(String, Vec<String>)> {
-    let mut base = "root".to_string();
-    for seg in BASE.split('/') {
-        let list = w
-            .api(&format!("/folders/{base}/children?share_id={}", w.share))
-            .await;
-        base = list["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|i| i["name"] == seg && i["type"] == "folder")
-            .expect("base folder exists")["id"]
-            .as_str()
-            .unwrap()
-            .to_string();
-    }
+    let base = w.folder_id(BASE).await.expect("base folder exists");
     let mut out = Vec::new();
     let mut stack = vec![(base, String::new())];
     while let Some((id, prefix)) = stack.pop() {
@@ -384,7 +355,7 @@ async fn sigkill_loop_under_faults_loses_and_duplicates_nothing() {
     let ctl = |args: &'static [&'static str]| {
         let cfg = cfg.clone();
         tokio::task::spawn_blocking(move || {
-            Command::new(env!("CARGO_BIN_EXE_scaidrivectl"))
+            scaidrivectl()
                 .arg("--config")
                 .arg(&cfg)
                 .args(args)

@@ -4,217 +4,55 @@
 //! and resume, HUP reload), the control socket and `scaidrivectl`, the systemd notify
 //! protocol, and the single-instance lock.
 
+#[path = "../support/mod.rs"]
+mod support;
+
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use scaidrive::devserver::{self, DevServerConfig, RunningServer};
 use serde_json::Value;
+use support::{ConfigFile, MirrorSection, Proc, scaidrivectl, signal, stderr, wait_exit};
 
-const TOKEN: &str = "test-token";
-
-struct Env {
-    dir: tempfile::TempDir,
-    server: RunningServer,
-    http: reqwest::Client,
-}
+/// The shared daemon harness; what only these tests need is added below.
+type Env = support::DaemonEnv;
 
 impl Env {
     async fn new() -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        let server = devserver::start(DevServerConfig::for_tests(dir.path().join("server")))
-            .await
-            .unwrap();
-        Env {
-            dir,
-            server,
-            http: reqwest::Client::new(),
-        }
+        Env::start().await
     }
 
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    fn root(&self, name: &str) -> PathBuf {
-        let p = self.path(name);
-        std::fs::create_dir_all(&p).unwrap();
-        p
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.path("run/scaidrived.sock")
-    }
-
-    /// A config file with one `[[mirror]]` per (name, root, remote_path).
+    /// A config file with one `[[mirror]]` per (name, root), each into the remote folder
+    /// of its name.
     fn config(&self, mirrors: &[(&str, &Path)]) -> PathBuf {
-        let mut s = format!(
-            "[daemon]\nstate_dir = {:?}\nruntime_dir = {:?}\nlog_level = \"warn\"\n[remote]\nurl = {:?}\n",
-            self.path("state"),
-            self.path("run"),
-            self.server.url()
-        );
+        let mut c = ConfigFile::new(self.dir.path(), &self.url);
         for (name, root) in mirrors {
-            s.push_str(&format!(
-                "[[mirror]]\nname = {name:?}\npath = {root:?}\nshare_id = {:?}\nremote_path = {name:?}\nquiet_period_ms = 200\n",
-                self.server.share_id()
-            ));
+            let mut m = MirrorSection::new(name, root, &self.share);
+            m.remote_path = Some(name);
+            c = c.mirror(m);
         }
-        let p = self.path("scaidrived.toml");
-        std::fs::write(&p, s).unwrap();
-        p
+        c.write()
     }
 
     fn daemon(&self) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_scaidrived"));
-        c.env("SCAIDRIVE_TOKEN", TOKEN)
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("STATE_DIRECTORY");
-        c
-    }
-
-    fn ctl(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_scaidrivectl"))
-            .arg("--socket")
-            .arg(self.socket())
-            .args(args)
-            .output()
-            .unwrap()
-    }
-
-    async fn api(&self, path: &str) -> Value {
-        self.http
-            .get(format!("{}/api/v1{path}", self.server.url()))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        support::scaidrived()
     }
 
     /// Names of the items in a remote folder path (`a/b`), empty if it does not exist.
     async fn remote_names(&self, path: &str) -> Vec<String> {
-        let mut folder = "root".to_string();
-        for seg in path.split('/').filter(|s| !s.is_empty()) {
-            let list = self
-                .api(&format!(
-                    "/folders/{folder}/children?share_id={}",
-                    self.server.share_id()
-                ))
-                .await;
-            match list["items"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|i| i["name"] == seg)
-            {
-                Some(i) => folder = i["id"].as_str().unwrap().to_string(),
-                None => return Vec::new(),
-            }
-        }
-        let list = self
-            .api(&format!(
-                "/folders/{folder}/children?share_id={}",
-                self.server.share_id()
-            ))
-            .await;
-        let mut names: Vec<String> = list["items"]
-            .as_array()
-            .unwrap()
+        let Some(folder) = self.folder_id(path).await else {
+            return Vec::new();
+        };
+        let mut names: Vec<String> = self
+            .children(&folder)
+            .await
             .iter()
             .map(|i| i["name"].as_str().unwrap().to_string())
             .collect();
         names.sort();
         names
-    }
-
-    async fn stats(&self) -> Value {
-        self.http
-            .get(format!("{}/_devserver/stats", self.server.url()))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
-
-    async fn faults(&self, f: Value) {
-        self.http
-            .post(format!("{}/_devserver/faults", self.server.url()))
-            .json(&f)
-            .send()
-            .await
-            .unwrap();
-    }
-
-    async fn wait_socket(&self, child: &mut Child) {
-        let start = Instant::now();
-        while !self.socket().exists() {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("daemon exited early: {status}");
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "control socket never appeared"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-/// A child process killed when dropped, so a failing test never leaves a daemon behind
-/// (it would keep the test runner's output pipe open).
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl std::ops::Deref for Proc {
-    type Target = Child;
-    fn deref(&self) -> &Child {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Proc {
-    fn deref_mut(&mut self) -> &mut Child {
-        &mut self.0
-    }
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn signal(child: &Child, sig: &str) {
-    let ok = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    assert!(ok.success());
-}
-
-fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
-    let start = Instant::now();
-    loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            return s;
-        }
-        assert!(
-            start.elapsed() < within,
-            "process did not exit within {within:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -223,14 +61,11 @@ async fn config_errors_are_one_line_and_exit_78() {
     let e = Env::new().await;
     let root = e.root("root");
     let cases: Vec<(String, &str)> = vec![
-        (
-            format!("[remote]\nurl = {:?}\nbogus = 1\n", e.server.url()),
-            "bogus",
-        ),
+        (format!("[remote]\nurl = {:?}\nbogus = 1\n", e.url), "bogus"),
         (
             format!(
                 "[remote]\nurl = {:?}\n[[mirror]]\npath = \"/nonexistent/dir\"\nshare_id = \"s\"\n",
-                e.server.url()
+                e.url
             ),
             "/nonexistent/dir",
         ),
@@ -239,10 +74,7 @@ async fn config_errors_are_one_line_and_exit_78() {
             "https://",
         ),
         ("[[mirror]\n".to_string(), "TOML parse error"),
-        (
-            format!("[remote]\nurl = {:?}\n", e.server.url()),
-            "no mirror",
-        ),
+        (format!("[remote]\nurl = {:?}\n", e.url), "no mirror"),
     ];
     for (body, needle) in cases {
         let p = e.path("bad.toml");
@@ -271,13 +103,13 @@ async fn config_errors_are_one_line_and_exit_78() {
     assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
     assert!(stderr(&out).contains("SCAIDRIVE_TOKEN"));
     // `scaidrivectl config check` agrees.
-    let out = Command::new(env!("CARGO_BIN_EXE_scaidrivectl"))
+    let out = scaidrivectl()
         .args(["config", "check"])
         .arg(&cfg)
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let out = Command::new(env!("CARGO_BIN_EXE_scaidrivectl"))
+    let out = scaidrivectl()
         .args(["config", "check"])
         .arg(e.path("bad.toml"))
         .output()
@@ -297,8 +129,8 @@ async fn env_only_single_mirror_with_once() {
         .arg("--once")
         .arg("--folder")
         .arg(&root)
-        .env("SCAIDRIVE_URL", e.server.url())
-        .env("SCAIDRIVE_SHARE_ID", e.server.share_id())
+        .env("SCAIDRIVE_URL", &e.url)
+        .env("SCAIDRIVE_SHARE_ID", &e.share)
         .env("STATE_DIRECTORY", e.path("state"))
         .env("XDG_RUNTIME_DIR", e.path("xdg-run"))
         .output()
@@ -351,7 +183,7 @@ async fn demo_prints_a_link_that_needs_its_password() {
     let dir = e.root("my_photos");
     std::fs::write(dir.join("cat.jpg"), b"meow").unwrap();
     let mut child = Proc(
-        Command::new(env!("CARGO_BIN_EXE_scaidrived"))
+        support::scaidrived_bare()
             .arg("--demo")
             .arg(&dir)
             .arg("--state-dir")
@@ -568,7 +400,7 @@ async fn control_socket_status_wait_and_hup_reload() {
     signal(&child, "TERM");
     assert!(wait_exit(&mut child, Duration::from_secs(30)).success());
     // Not running: status says so and reads the state database read-only; wait exits 5.
-    let out = Command::new(env!("CARGO_BIN_EXE_scaidrivectl"))
+    let out = scaidrivectl()
         .arg("--config")
         .arg(&cfg)
         .arg("status")

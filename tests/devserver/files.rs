@@ -58,7 +58,7 @@ pub fn tmp_files(h: &Harness) -> usize {
 /// (change_type, old_path, new_path) of every change-log entry about `id`, oldest first.
 pub async fn changes(h: &Harness, id: &str) -> Vec<(String, Option<String>, Option<String>)> {
     let id = id.to_string();
-    let state = &h.server.as_ref().expect("server running").state;
+    let state = &h.server.running().state;
     state
         .db
         .call(move |c| {

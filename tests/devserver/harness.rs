@@ -1,19 +1,21 @@
-//! Test harness: a real devserver on 127.0.0.1:0 in a temp dir, and a reqwest client that
-//! talks to it over a real socket. Helpers return [`Resp`] with the status, headers and
-//! parsed JSON so tests can assert on the documented wire format.
+//! Test harness: a real devserver on 127.0.0.1:0 in a temp dir (the shared
+//! `support::Server`), and a reqwest client that talks to it over a real socket. Helpers
+//! return [`Resp`] with the status, headers and parsed JSON so tests can assert on the
+//! documented wire format.
 
 // Shared by every test module; each uses a different subset.
 #![allow(dead_code)]
 
 use reqwest::Method;
-use scaidrive::devserver::{self, DevServerConfig, RunningServer};
+use scaidrive::devserver::DevServerConfig;
 use serde_json::{Value, json};
 
-pub const TOKEN: &str = "test-token";
+use crate::support::Server;
+pub use crate::support::TOKEN;
 
 pub struct Harness {
     pub dir: tempfile::TempDir,
-    pub server: Option<RunningServer>,
+    pub server: Server,
     pub http: reqwest::Client,
     pub url: String,
     pub share: String,
@@ -86,14 +88,12 @@ impl Harness {
 
     pub async fn start_with(f: impl FnOnce(&mut DevServerConfig)) -> Harness {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut config = DevServerConfig::for_tests(dir.path().join("data"));
-        f(&mut config);
-        let server = devserver::start(config).await.expect("devserver starts");
-        let url = server.url().to_string();
-        let share = server.share_id().to_string();
+        let server = Server::start_with(dir.path().join("data"), f).await;
+        let url = server.url.clone();
+        let share = server.share.clone();
         Harness {
             dir,
-            server: Some(server),
+            server,
             http: reqwest::Client::new(),
             url,
             share,
@@ -103,18 +103,8 @@ impl Harness {
 
     /// Stops the server and starts a new one on the same data directory.
     pub async fn restart(&mut self) {
-        if let Some(s) = self.server.take() {
-            s.shutdown().await;
-        }
-        let config = DevServerConfig::for_tests(self.dir.path().join("data"));
-        let server = devserver::start(config).await.expect("devserver restarts");
-        self.url = server.url().to_string();
-        assert_eq!(
-            server.share_id(),
-            self.share,
-            "fixture share survives a restart"
-        );
-        self.server = Some(server);
+        self.server.restart().await;
+        self.url = self.server.url.clone();
     }
 
     pub fn api(&self, path: &str) -> String {
@@ -156,18 +146,7 @@ impl Harness {
 
     /// Calls an admin route (`/_devserver/...`) and returns its JSON.
     pub async fn admin(&self, method: Method, path: &str, body: Value) -> Value {
-        let rb = self
-            .http
-            .request(method, format!("{}/_devserver{}", self.url, path))
-            .json(&body);
-        let r = self.send(rb).await;
-        assert!(
-            r.status < 300,
-            "admin {path} failed: {} {}",
-            r.status,
-            String::from_utf8_lossy(&r.bytes)
-        );
-        r.json
+        self.server.admin(method, path, body).await
     }
 
     /// Creates a folder (parent None = share root) and returns its id.
@@ -225,7 +204,7 @@ impl Harness {
 
     /// Request counts by route from the admin stats.
     pub async fn stats(&self) -> Value {
-        self.admin(Method::GET, "/stats", Value::Null).await
+        self.server.stats().await
     }
 }
 
@@ -253,13 +232,5 @@ impl HarnessView<'_> {
     }
     pub async fn delete(&self, path: &str) -> Resp {
         self.h.send(self.req(Method::DELETE, path)).await
-    }
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        if let Some(s) = self.server.take() {
-            s.shutdown_token().cancel();
-        }
     }
 }

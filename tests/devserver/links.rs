@@ -12,7 +12,7 @@ use crate::harness::{Harness, Resp};
 /// Puts a file into the tree through the model (file upload routes are not this module's):
 /// content goes through the blob store, metadata through `model::insert_file`.
 pub async fn put_file(h: &Harness, folder: Option<&str>, name: &str, data: &[u8]) -> String {
-    let server = h.server.as_ref().expect("server running");
+    let server = h.server.running();
     let state = server.state.clone();
     let mut w = state.blobs.writer().await.expect("blob writer");
     w.write(data).await.expect("blob write");

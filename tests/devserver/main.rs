@@ -2,6 +2,9 @@
 //! (`scaidrive-api.md` and the seed pages). Every test starts a real server on
 //! 127.0.0.1:0 and talks to it with reqwest over a real socket.
 
+#[path = "../support/mod.rs"]
+mod support;
+
 mod harness;
 
 mod auth_limits;

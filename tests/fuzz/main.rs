@@ -14,6 +14,9 @@
 //! `PROPTEST_CASES` sets the number of cases of each property (default: a CI-friendly
 //! count, a few seconds each).
 
+#[path = "../support/mod.rs"]
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -798,7 +801,7 @@ async fn raw_request(socket: &Path, request: &[u8]) -> std::io::Result<Answer> {
 #[test]
 fn control_requests_never_panic_or_hang_and_get_json_errors() {
     use scaidrive::daemon::{self, RunOptions};
-    use scaidrive::devserver::{self, DevServerConfig};
+    use support::{ConfigFile, MirrorSection, Server};
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -809,23 +812,14 @@ fn control_requests_never_panic_or_hang_and_get_json_errors() {
     std::fs::create_dir_all(&root).unwrap();
     std::fs::write(root.join("a.txt"), b"a").unwrap();
     let root_s: &'static str = Box::leak(root.display().to_string().into_boxed_str());
-    let server = rt
-        .block_on(devserver::start(DevServerConfig::for_tests(
-            dir.path().join("server"),
-        )))
-        .unwrap();
-    let cfg_text = format!(
-        "[daemon]\nstate_dir = {:?}\nruntime_dir = {:?}\nlog_level = \"off\"\n[remote]\nurl = {:?}\n\
-         [[mirror]]\nname = \"m\"\npath = {root:?}\nshare_id = {:?}\nquiet_period_ms = 50\n",
-        dir.path().join("state"),
-        dir.path().join("run"),
-        server.url(),
-        server.share_id()
-    );
-    let cfg_file = dir.path().join("c.toml");
-    std::fs::write(&cfg_file, cfg_text).unwrap();
+    let server = rt.block_on(Server::start(dir.path().join("server")));
+    let mut mirror = MirrorSection::new("m", &root, &server.share);
+    mirror.quiet_period_ms = 50;
+    let mut cfg = ConfigFile::new(dir.path(), &server.url).mirror(mirror);
+    cfg.log_level = "off";
+    let cfg_file = cfg.write();
     let mut env = Env::new();
-    env.insert("SCAIDRIVE_TOKEN".into(), "test-token".into());
+    env.insert("SCAIDRIVE_TOKEN".into(), support::TOKEN.into());
     let config = Config::load(Some(&cfg_file), &env, None).unwrap();
     let stop = tokio_util::sync::CancellationToken::new();
     let task = {
@@ -834,15 +828,12 @@ fn control_requests_never_panic_or_hang_and_get_json_errors() {
         rt.spawn(async move { daemon::run(config, &env, RunOptions::default(), stop).await })
     };
     let socket = dir.path().join("run/scaidrived.sock");
-    rt.block_on(async {
-        for _ in 0..600 {
-            if socket.exists() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("the control socket never appeared");
-    });
+    rt.block_on(support::eventually(
+        "the control socket",
+        Duration::from_secs(30),
+        Duration::from_millis(50),
+        async || socket.exists(),
+    ));
 
     let methods = prop_oneof![
         4 => prop::sample::select(vec!["GET", "POST"]).prop_map(str::to_string),

@@ -6,17 +6,18 @@
 //!
 //! Needs root to write /proc/sys/fs/inotify/*; otherwise each test prints a SKIPPED line.
 
+#[path = "../support/mod.rs"]
+mod support;
 #[allow(dead_code)]
 #[path = "../mirror/world.rs"]
 mod world;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use scaidrive::watch::{IgnoreRules, RescanReason, WatchEvent, Watcher};
-use world::Proc;
-use world::{BASE, TOKEN, World};
+use support::Proc;
+use world::World;
 
 /// The two tests change machine-wide settings: one at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -91,41 +92,19 @@ fn watches_in_use() -> u64 {
 }
 
 fn spawn_daemon(w: &World, log: &Path) -> Proc {
-    let cfg = format!(
-        "[daemon]\nstate_dir = {state:?}\nruntime_dir = {run:?}\nlog_level = \"warn\"\n\
-         [remote]\nurl = {url:?}\n\
-         [[mirror]]\nname = \"m\"\npath = {root:?}\nshare_id = {share:?}\nremote_path = {base:?}\n\
-         quiet_period_ms = 200\nrescan_interval_secs = 2\n",
-        state = w.state_dir(),
-        run = w.dir.path().join("run"),
-        url = w.url,
-        root = w.root,
-        share = w.share,
-        base = BASE,
-    );
-    let p = w.dir.path().join("scaidrived.toml");
-    std::fs::write(&p, cfg).unwrap();
-    Proc(
-        Command::new(env!("CARGO_BIN_EXE_scaidrived"))
-            .arg("--config")
-            .arg(&p)
-            .env("SCAIDRIVE_TOKEN", TOKEN)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(log).unwrap())
-            .spawn()
-            .expect("scaidrived starts"),
-    )
+    let mut c = w.config_file();
+    c.mirrors[0].extra = "rescan_interval_secs = 2".into();
+    support::spawn_daemon(&c.write(), std::fs::File::create(log).unwrap())
 }
 
-async fn eventually(what: &str, secs: u64, mut f: impl AsyncFnMut() -> bool) {
-    let start = Instant::now();
-    while !f().await {
-        assert!(
-            start.elapsed() < Duration::from_secs(secs),
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+async fn eventually(what: &str, secs: u64, f: impl AsyncFnMut() -> bool) {
+    support::eventually(
+        what,
+        Duration::from_secs(secs),
+        Duration::from_millis(100),
+        f,
+    )
+    .await;
 }
 
 /// Creates, renames and deletes files as fast as it can.

@@ -2,51 +2,24 @@
 //! of a large resumable upload, then restarted. Nothing is duplicated, nothing finished
 //! is uploaded again, and the resumable session is resumed.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
-use crate::world::Proc;
-use crate::world::{BASE, TOKEN, World};
+use crate::support::{Proc, eventually, spawn_daemon as spawn};
+use crate::world::{TOKEN, World};
 
 fn write_config(w: &World) -> std::path::PathBuf {
-    let cfg = format!(
-        "[daemon]\nstate_dir = {state:?}\nruntime_dir = {run:?}\nlog_level = \"warn\"\n\
-         [remote]\nurl = {url:?}\nlarge_file_threshold = 1048576\nchunk_size = 262144\nparallel_chunks = 1\n\
-         [[mirror]]\nname = \"m\"\npath = {root:?}\nshare_id = {share:?}\nremote_path = {base:?}\nquiet_period_ms = 200\n",
-        state = w.state_dir(),
-        run = w.dir.path().join("run"),
-        url = w.url,
-        root = w.root,
-        share = w.share,
-        base = BASE,
-    );
-    let p = w.dir.path().join("scaidrived.toml");
-    std::fs::write(&p, cfg).unwrap();
-    p
+    let mut c = w.config_file();
+    c.remote = "large_file_threshold = 1048576\nchunk_size = 262144\nparallel_chunks = 1".into();
+    c.write()
 }
 
 fn spawn_daemon(config: &std::path::Path) -> Proc {
-    Proc(
-        Command::new(env!("CARGO_BIN_EXE_scaidrived"))
-            .arg("--config")
-            .arg(config)
-            .env("SCAIDRIVE_TOKEN", TOKEN)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("scaidrived starts"),
-    )
+    spawn(config, Stdio::inherit())
 }
 
-async fn wait_for(what: &str, mut f: impl AsyncFnMut() -> bool) {
-    let start = std::time::Instant::now();
-    while !f().await {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+async fn wait_for(what: &str, f: impl AsyncFnMut() -> bool) {
+    eventually(what, Duration::from_secs(60), Duration::from_millis(20), f).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,7 +14,7 @@ use scaidrive::daemon::RunOptions;
 use scaidrive::mirror::{MirrorCmd, MirrorState, MirrorStatus};
 use serde_json::{Value, json};
 
-use crate::world::Proc;
+use crate::support::{self, Proc};
 use crate::world::{Daemon, World};
 
 /// Deterministic, incompressible-looking content of `len` bytes.
@@ -451,12 +451,10 @@ async fn devserver_restart_mid_run_is_ridden_out() {
 }
 
 fn ctl_status(w: &World) -> Value {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_scaidrivectl"))
-        .arg("--socket")
-        .arg(w.dir.path().join("run").join("scaidrived.sock"))
-        .args(["status", "--json"])
-        .output()
-        .unwrap();
+    let out = support::ctl(
+        &w.dir.path().join("run").join("scaidrived.sock"),
+        &["status", "--json"],
+    );
     serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
 }
 
@@ -481,27 +479,14 @@ async fn sighup_makes_the_daemon_binary_take_a_new_token() {
     let (access, _) = w.new_token(Some(3600), false).await;
     let token_file = w.dir.path().join("token");
     write_secret(&token_file, &access);
-    let cfg = format!(
-        "[daemon]\nstate_dir = {state:?}\nruntime_dir = {run:?}\nlog_level = \"warn\"\n\
-         [remote]\nurl = {url:?}\ntoken_file = {token:?}\n\
-         [[mirror]]\nname = \"m\"\npath = {root:?}\nshare_id = {share:?}\nremote_path = {base:?}\nquiet_period_ms = 200\n",
-        state = w.state_dir(),
-        run = w.dir.path().join("run"),
-        url = w.url,
-        token = token_file,
-        root = w.root,
-        share = w.share,
-        base = crate::world::BASE,
-    );
-    let cfg_path = w.dir.path().join("scaidrived.toml");
-    std::fs::write(&cfg_path, cfg).unwrap();
+    let mut cfg = w.config_file();
+    cfg.remote = format!("token_file = {token_file:?}");
+    let cfg_path = cfg.write();
     w.write("before.txt", b"first token");
     let child = Proc(
-        std::process::Command::new(env!("CARGO_BIN_EXE_scaidrived"))
+        support::scaidrived_bare()
             .arg("--config")
             .arg(&cfg_path)
-            .env_remove("SCAIDRIVE_TOKEN")
-            .env_remove("SCAIDRIVE_REFRESH_TOKEN")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::inherit())
             .spawn()
@@ -526,12 +511,7 @@ async fn sighup_makes_the_daemon_binary_take_a_new_token() {
 
     let (fresh, _) = w.new_token(None, false).await;
     write_secret(&token_file, &fresh);
-    let ok = std::process::Command::new("kill")
-        .arg("-HUP")
-        .arg(child.0.id().to_string())
-        .status()
-        .unwrap();
-    assert!(ok.success());
+    support::signal(&child, "HUP");
     wait_status(&w, "in sync after SIGHUP", |m| {
         m["state"] == "idle" && m["queue_depth"] == 0 && m["in_flight"] == 0
     })

@@ -123,7 +123,7 @@ async fn server_faults_during_a_bulk_run_lose_and_duplicate_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreadable_file_fails_alone_and_recovers_when_fixed() {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::os::unix::fs::PermissionsExt;
     let w = World::new().await;
     w.write("ok.txt", b"readable");
     w.write("locked.txt", b"secret until chmod");
@@ -131,9 +131,7 @@ async fn unreadable_file_fails_alone_and_recovers_when_fixed() {
     std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
     // root reads files whatever their mode (CAP_DAC_OVERRIDE), as CI runs; there the
     // file is simply mirrored. Otherwise it must fail alone and recover once readable.
-    let is_root = std::fs::metadata("/proc/self")
-        .map(|m| m.uid() == 0)
-        .unwrap_or(false);
+    let is_root = crate::support::is_root();
     let d = w.start().await;
     let s = d.settled().await;
     assert!(

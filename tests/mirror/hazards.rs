@@ -12,13 +12,8 @@ use std::time::{Duration, Instant};
 
 use scaidrive::mirror::{MirrorCmd, MirrorState};
 
-use crate::world::Proc;
-use crate::world::{BASE, TOKEN, World};
-
-fn is_root() -> bool {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
-}
+use crate::support::{self, Proc, is_root};
+use crate::world::World;
 
 fn skip_unless_root(test: &str) -> bool {
     if is_root() {
@@ -85,15 +80,14 @@ impl Drop for Mount {
     }
 }
 
-async fn eventually(what: &str, secs: u64, mut f: impl AsyncFnMut() -> bool) {
-    let start = Instant::now();
-    while !f().await {
-        assert!(
-            start.elapsed() < Duration::from_secs(secs),
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+async fn eventually(what: &str, secs: u64, f: impl AsyncFnMut() -> bool) {
+    support::eventually(
+        what,
+        Duration::from_secs(secs),
+        Duration::from_millis(50),
+        f,
+    )
+    .await;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -296,7 +290,7 @@ fn chown_tree(p: &Path, uid: u32) {
 /// `scaidrivectl` as the daemon's user (the control socket refuses other users).
 fn ctl(config: &Path, args: &[&str]) -> serde_json::Value {
     use std::os::unix::process::CommandExt;
-    let out = Command::new(env!("CARGO_BIN_EXE_scaidrivectl"))
+    let out = support::scaidrivectl()
         .uid(NOBODY)
         .gid(NOBODY)
         .arg("--config")
@@ -332,28 +326,16 @@ async fn unreadable_items_for_a_non_root_daemon_are_reported_and_recover() {
     };
 
     // First mirror everything, then lock the two items: nothing of theirs may be deleted.
-    let cfg = format!(
-        "[daemon]\nstate_dir = {state:?}\nruntime_dir = {run_dir:?}\nlog_level = \"warn\"\n\
-         [remote]\nurl = {url:?}\n\
-         [[mirror]]\nname = \"m\"\npath = {root:?}\nshare_id = {share:?}\nremote_path = {base:?}\n\
-         quiet_period_ms = 200\nrescan_interval_secs = 2\n",
-        url = w.url,
-        root = w.root,
-        share = w.share,
-        base = BASE,
-    );
-    let config = w.dir.path().join("scaidrived.toml");
-    std::fs::write(&config, cfg).unwrap();
+    let mut cfg = w.config_file();
+    cfg.mirrors[0].extra = "rescan_interval_secs = 2".into();
+    let config = cfg.write();
     std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
     let log = w.dir.path().join("daemon.log");
     let spawn = || {
         Proc(
-            Command::new(env!("CARGO_BIN_EXE_scaidrived"))
+            support::scaidrived()
                 .arg("--config")
                 .arg(&config)
-                .env("SCAIDRIVE_TOKEN", TOKEN)
-                .env_remove("STATE_DIRECTORY")
-                .env_remove("RUNTIME_DIRECTORY")
                 .uid(NOBODY)
                 .gid(NOBODY)
                 .stdout(Stdio::null())

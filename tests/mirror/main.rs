@@ -2,6 +2,8 @@
 //! where a test kills it) against a real devserver on 127.0.0.1:0, with the remote tree
 //! compared to the disk byte for byte after every scenario.
 
+#[path = "../support/mod.rs"]
+mod support;
 mod world;
 
 mod changes;

@@ -1,7 +1,8 @@
 //! Test world for the mirror engine: a devserver on 127.0.0.1:0, a local root and a
 //! state directory in one temp dir, the real daemon run in-process (or as a child process
 //! for kill -9 tests), and helpers that walk the remote tree and compare it with the
-//! disk byte for byte (SHA-256). A failing comparison prints both trees.
+//! disk byte for byte (SHA-256). A failing comparison prints both trees. The devserver,
+//! the daemon binary and the polling helpers come from the shared `support` module.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -10,24 +11,30 @@ use std::time::Duration;
 use reqwest::Method;
 use scaidrive::config::{Config, Env, MirrorConfig, RemoteSection};
 use scaidrive::daemon::{self, RunOptions};
-use scaidrive::devserver::{self, DevServerConfig, RunningServer};
 use scaidrive::mirror::{MirrorHandle, MirrorStatus};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
-pub const TOKEN: &str = "test-token";
+pub use crate::support::TOKEN;
+use crate::support::{ConfigFile, MirrorSection, Server, write_file};
+
 /// Remote base folder of the mirror (created by the daemon).
 pub const BASE: &str = "backup/m";
 
-#[allow(dead_code)] // the server is kept alive for the test's duration
+/// Derefs to its [`Server`], so `w.url`, `w.share`, `w.http`, `w.stats()`, `w.faults(...)`
+/// and the other devserver helpers read as the world's own.
 pub struct World {
     pub dir: tempfile::TempDir,
-    pub server: Option<RunningServer>,
-    pub url: String,
-    pub share: String,
+    pub server: Server,
     pub root: PathBuf,
-    pub http: reqwest::Client,
+}
+
+impl std::ops::Deref for World {
+    type Target = Server;
+    fn deref(&self) -> &Server {
+        &self.server
+    }
 }
 
 pub struct Daemon {
@@ -77,19 +84,18 @@ impl Daemon {
 impl World {
     pub async fn new() -> World {
         let dir = tempfile::tempdir().expect("tempdir");
-        let server = devserver::start(DevServerConfig::for_tests(dir.path().join("server")))
-            .await
-            .expect("devserver");
+        let server = Server::start(dir.path().join("server")).await;
         let root = dir.path().join("root");
         std::fs::create_dir_all(&root).unwrap();
-        World {
-            url: server.url().to_string(),
-            share: server.share_id().to_string(),
-            server: Some(server),
-            root,
-            dir,
-            http: reqwest::Client::new(),
-        }
+        World { server, root, dir }
+    }
+
+    /// The daemon binary's config for this world: one mirror `m` of the root into
+    /// [`BASE`]; callers add what their test needs before writing it.
+    pub fn config_file(&self) -> ConfigFile<'_> {
+        let mut m = MirrorSection::new("m", &self.root, &self.share);
+        m.remote_path = Some(BASE);
+        ConfigFile::new(self.dir.path(), &self.url).mirror(m)
     }
 
     pub fn state_dir(&self) -> PathBuf {
@@ -140,58 +146,12 @@ impl World {
     }
 
     pub async fn start_with(&self, m: MirrorConfig) -> Daemon {
-        let config = self.config_with(m);
-        let env = self.env();
-        let stop = CancellationToken::new();
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let opts = RunOptions {
-            on_started: Some(Box::new(move |h: &[MirrorHandle]| {
-                let _ = tx.send(h[0].clone());
-            })),
-            ..RunOptions::default()
-        };
-        let s = stop.clone();
-        let task = tokio::spawn(async move { daemon::run(config, &env, opts, s).await });
-        let handle = match tokio::time::timeout(Duration::from_secs(30), rx).await {
-            Ok(Ok(h)) => h,
-            _ => {
-                let r = task.await;
-                panic!("daemon did not start: {r:?}");
-            }
-        };
-        Daemon { stop, task, handle }
+        self.start_config(self.config_with(m), RunOptions::default())
+            .await
     }
 
     pub fn write(&self, rel: &str, data: &[u8]) {
-        let p = self.root.join(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, data).unwrap();
-    }
-
-    pub async fn admin(&self, method: Method, path: &str, body: Value) -> Value {
-        let r = self
-            .http
-            .request(method, format!("{}/_devserver{path}", self.url))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success(), "admin {path}: {}", r.status());
-        r.json().await.unwrap_or(Value::Null)
-    }
-
-    pub async fn stats(&self) -> Value {
-        self.admin(Method::GET, "/stats", Value::Null).await
-    }
-
-    pub async fn reset_stats(&self) {
-        self.admin(Method::POST, "/stats/reset", Value::Null).await;
-    }
-
-    pub async fn api(&self, path: &str) -> Value {
-        self.api_live(path)
-            .await
-            .unwrap_or_else(|| panic!("GET {path}: not found or gone"))
+        write_file(&self.root, rel, data);
     }
 
     /// Trashes a remote item as another client would (`kind`: `files` or `folders`).
@@ -206,45 +166,13 @@ impl World {
         assert!(r.status().is_success(), "trash {kind}/{id}: {}", r.status());
     }
 
-    /// Like [`World::api`], but `None` when the item is gone (404, or 410 for the trash):
-    /// the daemon may delete it between a listing and this call.
-    pub async fn api_live(&self, path: &str) -> Option<Value> {
-        let r = self
-            .http
-            .get(format!("{}/api/v1{path}", self.url))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap();
-        if matches!(r.status().as_u16(), 404 | 410) {
-            return None;
-        }
-        assert!(r.status().is_success(), "GET {path}: {}", r.status());
-        Some(r.json().await.unwrap())
-    }
-
     /// The remote tree under the base folder: relative path → Some(sha256) for files,
     /// None for folders. Items deleted while it walks count as gone.
     pub async fn remote_tree(&self) -> BTreeMap<String, Option<String>> {
         let mut out = BTreeMap::new();
-        let mut folder = "root".to_string();
-        for seg in BASE.split('/') {
-            let list = self
-                .api(&format!(
-                    "/folders/{folder}/children?share_id={}",
-                    self.share
-                ))
-                .await;
-            let Some(f) = list["items"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|i| i["name"] == seg && i["type"] == "folder")
-            else {
-                return out;
-            };
-            folder = f["id"].as_str().unwrap().to_string();
-        }
+        let Some(folder) = self.remote_base_id().await else {
+            return out;
+        };
         let mut stack = vec![(folder, String::new())];
         while let Some((id, prefix)) = stack.pop() {
             let Some(list) = self
@@ -305,23 +233,7 @@ impl World {
 
     /// The id of the remote base folder, if it exists.
     pub async fn remote_base_id(&self) -> Option<String> {
-        let mut folder = "root".to_string();
-        for seg in BASE.split('/') {
-            let list = self
-                .api(&format!(
-                    "/folders/{folder}/children?share_id={}",
-                    self.share
-                ))
-                .await;
-            folder = list["items"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|i| i["name"] == seg && i["type"] == "folder")?["id"]
-                .as_str()?
-                .to_string();
-        }
-        Some(folder)
+        self.server.folder_id(BASE).await
     }
 
     /// The local tree as it should appear remotely (ignored names excluded).
@@ -381,15 +293,6 @@ impl World {
         }
     }
 
-    /// Requests made to a route since the last reset.
-    pub async fn count(&self, route: &str) -> u64 {
-        self.stats().await["by_route"][route].as_u64().unwrap_or(0)
-    }
-
-    pub async fn faults(&self, f: Value) {
-        self.admin(Method::POST, "/faults", f).await;
-    }
-
     /// Versions of the remote file at `rel`.
     pub async fn versions(&self, rel: &str) -> Vec<Value> {
         let id = self
@@ -429,7 +332,7 @@ impl World {
 
     /// Items in the remote trash under the base folder's direct children.
     pub async fn trashed(&self) -> Vec<String> {
-        let base = self.remote_id_of_base().await;
+        let base = self.remote_base_id().await.expect("base folder exists");
         let list = self
             .api(&format!(
                 "/folders/{base}/children?share_id={}&include_deleted=true",
@@ -443,28 +346,6 @@ impl World {
             .filter(|i| i["is_deleted"] == json!(true))
             .map(|i| i["name"].as_str().unwrap().to_string())
             .collect()
-    }
-
-    async fn remote_id_of_base(&self) -> String {
-        let mut folder = "root".to_string();
-        for seg in BASE.split('/') {
-            let list = self
-                .api(&format!(
-                    "/folders/{folder}/children?share_id={}",
-                    self.share
-                ))
-                .await;
-            folder = list["items"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|i| i["name"] == seg)
-                .unwrap()["id"]
-                .as_str()
-                .unwrap()
-                .to_string();
-        }
-        folder
     }
 }
 
@@ -496,11 +377,6 @@ impl World {
         }
     }
 
-    /// Changes devserver settings (partial [`devserver::Settings`]).
-    pub async fn settings(&self, patch: Value) -> Value {
-        self.admin(Method::PATCH, "/settings", patch).await
-    }
-
     /// Sets the test share's quota (`None` = unlimited).
     pub async fn set_quota(&self, bytes: Option<u64>) {
         self.admin(
@@ -530,41 +406,10 @@ impl World {
         )
     }
 
-    /// Moves the server clock forward (expires tokens issued with a lifetime).
-    pub async fn advance_clock(&self, secs: i64) {
-        self.admin(Method::POST, "/clock", json!({ "advance_secs": secs }))
-            .await;
-    }
-
     /// Stops the devserver and starts a new one on the same port and data directory
     /// (faults and settings start from the defaults again).
     pub async fn restart_server(&mut self) {
-        let old = self.server.take().expect("server running");
-        let addr: std::net::SocketAddr = self
-            .url
-            .trim_start_matches("http://")
-            .parse()
-            .expect("url is host:port");
-        old.shutdown().await;
-        let mut cfg = DevServerConfig::for_tests(self.dir.path().join("server"));
-        cfg.listen = addr;
-        let mut server = None;
-        for _ in 0..50 {
-            match devserver::start(cfg.clone()).await {
-                Ok(s) => {
-                    server = Some(s);
-                    break;
-                }
-                // The port may linger a moment after the old listener closed.
-                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
-        }
-        let server = server.expect("devserver restarts on its port");
-        assert_eq!(server.url(), self.url);
-        assert_eq!(server.share_id(), self.share);
-        self.server = Some(server);
-        // Pooled connections went with the old server.
-        self.http = reqwest::Client::new();
+        self.server.restart_on_same_port().await;
     }
 
     /// Runs the daemon with an explicit config and options (the mirror handle is taken
@@ -586,16 +431,5 @@ impl World {
             }
         };
         Daemon { stop, task, handle }
-    }
-}
-
-/// A child process (a daemon binary, scaidrivectl) killed with SIGKILL when dropped, so a
-/// failing test never leaves one behind to hold the test runner's output pipe open.
-pub struct Proc(pub std::process::Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }

@@ -1,37 +1,35 @@
-//! Test harness: a devserver in a temp dir, clients configured for quick retries, and
-//! helpers for the admin routes (faults, settings, tokens, stats).
+//! Test harness: a devserver in a temp dir (the shared `support::Server`), clients
+//! configured for quick retries, and helpers for the admin routes (faults, settings,
+//! tokens, stats).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::Method;
-use scaidrive::devserver::{self, DevServerConfig, RunningServer};
 use scaidrive::remote::{Client, ClientConfig, PersistFuture, RetryPolicy, TokenPair, TokenSink};
 use serde_json::{Value, json};
 
-pub const TOKEN: &str = "test-token";
+use crate::support::Server;
+pub use crate::support::TOKEN;
 
 pub struct Env {
     pub dir: tempfile::TempDir,
-    pub server: RunningServer,
+    pub server: Server,
     pub url: String,
     pub share: String,
-    http: reqwest::Client,
 }
 
 impl Env {
     pub async fn start() -> Env {
         let dir = tempfile::tempdir().expect("tempdir");
-        let config = DevServerConfig::for_tests(dir.path().join("data"));
-        let server = devserver::start(config).await.expect("devserver starts");
-        let url = server.url().to_string();
-        let share = server.share_id().to_string();
+        let server = Server::start(dir.path().join("data")).await;
+        let url = server.url.clone();
+        let share = server.share.clone();
         Env {
             dir,
             server,
             url,
             share,
-            http: reqwest::Client::new(),
         }
     }
 
@@ -58,38 +56,28 @@ impl Env {
 
     /// Calls an admin route (`/_devserver/...`) and returns its JSON.
     pub async fn admin(&self, method: Method, path: &str, body: Value) -> Value {
-        let mut rb = self
-            .http
-            .request(method, format!("{}/_devserver{path}", self.url));
-        if !body.is_null() {
-            rb = rb.json(&body);
-        }
-        let resp = rb.send().await.expect("admin request");
-        let status = resp.status();
-        let text = resp.text().await.unwrap_or_default();
-        assert!(status.is_success(), "admin {path}: {status} {text}");
-        serde_json::from_str(&text).unwrap_or(Value::Null)
+        self.server.admin(method, path, body).await
     }
 
     pub async fn faults(&self, faults: Value) {
-        self.admin(Method::POST, "/faults", faults).await;
+        self.server.faults(faults).await;
     }
 
     pub async fn settings(&self, patch: Value) {
-        self.admin(Method::PATCH, "/settings", patch).await;
+        self.server.settings(patch).await;
     }
 
     pub async fn reset_stats(&self) {
-        self.admin(Method::POST, "/stats/reset", Value::Null).await;
+        self.server.reset_stats().await;
     }
 
     pub async fn stats(&self) -> Value {
-        self.admin(Method::GET, "/stats", Value::Null).await
+        self.server.stats().await
     }
 
     /// Requests recorded for `route` (e.g. `"POST /api/v1/files"`), any status.
     pub async fn count(&self, route: &str) -> u64 {
-        self.stats().await["by_route"][route].as_u64().unwrap_or(0)
+        self.server.count(route).await
     }
 
     /// A fresh access token with a refresh token, valid for `ttl_secs`.
@@ -111,12 +99,6 @@ impl Env {
     pub async fn expire_tokens(&self) {
         self.admin(Method::POST, "/tokens/expire", Value::Null)
             .await;
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        self.server.shutdown_token().cancel();
     }
 }
 
@@ -165,16 +147,14 @@ pub fn with_status(stats: &Value, status: u16) -> u64 {
 impl Env {
     /// Writes `data` to a file in the test's temp dir and returns its path.
     pub fn write(&self, name: &str, data: &[u8]) -> std::path::PathBuf {
-        let p = self.dir.path().join("local").join(name);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(&p, data).unwrap();
-        p
+        let local = self.dir.path().join("local");
+        crate::support::write_file(&local, name, data);
+        local.join(name)
     }
 
     /// Moves the server clock forward.
     pub async fn advance_clock(&self, secs: i64) {
-        self.admin(Method::POST, "/clock", json!({ "advance_secs": secs }))
-            .await;
+        self.server.advance_clock(secs).await;
     }
 }
 

@@ -3,6 +3,9 @@
 //! faults (5xx bursts, forced 429s, dropped connections), both error body shapes,
 //! rate-limit pacing, uploads and the conflict helpers.
 
+#[path = "../support/mod.rs"]
+mod support;
+
 mod harness;
 
 mod auth;

@@ -12,142 +12,50 @@
 //!
 //! Nothing here connects anywhere but 127.0.0.1 (`localhost` for the TLS test).
 
+#[path = "../support/mod.rs"]
+mod support;
+
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use scaidrive::config::{Config, Env, RemoteSection};
-use scaidrive::devserver::{self, DevServerConfig, RunningServer};
 use scaidrive::remote::{Client, ClientConfig, ErrorKind, RetryPolicy, Secret, TokenPair};
 use serde_json::Value;
+use support::{ConfigFile, MirrorSection, Proc, is_root, scaidrivectl, stderr, stdout};
 
 const CANARY_TOKEN: &str = "canary-7f3a9c2e-do-not-log";
 const CANARY_PASSWORD: &str = "pw-canary-51d0e8b4-never-stored";
 /// The unprivileged uid/gid used as "another user".
 const NOBODY: u32 = 65534;
 
-struct World {
-    dir: tempfile::TempDir,
-    server: RunningServer,
-    http: reqwest::Client,
-}
+/// The shared daemon harness, its devserver's only token the canary; what only these
+/// tests need is added below.
+type World = support::DaemonEnv;
 
 impl World {
     async fn new() -> World {
-        let dir = tempfile::tempdir().unwrap();
-        let mut sc = DevServerConfig::for_tests(dir.path().join("server"));
-        sc.tokens = vec![CANARY_TOKEN.to_string()];
-        let server = devserver::start(sc).await.unwrap();
-        World {
-            dir,
-            server,
-            http: reqwest::Client::new(),
-        }
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    fn root(&self, name: &str) -> PathBuf {
-        let p = self.path(name);
-        std::fs::create_dir_all(&p).unwrap();
-        p
-    }
-
-    fn run_dir(&self) -> PathBuf {
-        self.path("run")
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.run_dir().join("scaidrived.sock")
+        World::start_with(|sc| sc.tokens = vec![CANARY_TOKEN.to_string()]).await
     }
 
     /// A config with one mirror `m` of `root`; `remote_extra` goes under `[remote]`,
     /// `mirror_extra` under the `[[mirror]]`.
     fn config(&self, root: &Path, remote_extra: &str, mirror_extra: &str) -> PathBuf {
-        let s = format!(
-            "[daemon]\nstate_dir = {:?}\nruntime_dir = {:?}\nlog_level = \"warn\"\n\
-             [remote]\nurl = {:?}\n{remote_extra}\n\
-             [[mirror]]\nname = \"m\"\npath = {root:?}\nshare_id = {:?}\nremote_path = \"m\"\nquiet_period_ms = 200\n{mirror_extra}\n",
-            self.path("state"),
-            self.run_dir(),
-            self.server.url(),
-            self.server.share_id()
-        );
-        let p = self.path("scaidrived.toml");
-        std::fs::write(&p, s).unwrap();
-        p
+        let mut m = MirrorSection::new("m", root, &self.share);
+        m.remote_path = Some("m");
+        m.extra = mirror_extra.into();
+        let mut c = ConfigFile::new(self.dir.path(), &self.url).mirror(m);
+        c.remote = remote_extra.into();
+        c.write()
     }
 
+    /// The daemon with no token from the environment: each test says where it comes from.
     fn daemon(&self) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_scaidrived"));
-        c.env_remove("NOTIFY_SOCKET")
-            .env_remove("STATE_DIRECTORY")
-            .env_remove("SCAIDRIVE_TOKEN")
-            .env_remove("SCAIDRIVE_REFRESH_TOKEN")
-            .env_remove("CREDENTIALS_DIRECTORY")
-            .env_remove("RUST_LOG");
-        c
+        support::scaidrived_bare()
     }
-
-    fn ctl_cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_scaidrivectl"));
-        c.arg("--socket").arg(self.socket()).args(args);
-        c
-    }
-
-    fn ctl(&self, args: &[&str]) -> Output {
-        self.ctl_cmd(args).output().unwrap()
-    }
-
-    async fn wait_socket(&self, child: &mut Child) {
-        let start = Instant::now();
-        while !self.socket().exists() {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("daemon exited early: {status}");
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "control socket never appeared"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-/// A child process killed when dropped, so a failing test never leaves one behind.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl std::ops::Deref for Proc {
-    type Target = Child;
-    fn deref(&self) -> &Child {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Proc {
-    fn deref_mut(&mut self) -> &mut Child {
-        &mut self.0
-    }
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// The one line of a one-line error output (fails if there are more).
@@ -170,30 +78,9 @@ fn write_secret(p: &Path, body: &str, m: u32) {
     chmod(p, m);
 }
 
-fn is_root() -> bool {
-    // The owner of a file we just created is our effective uid.
-    let f = tempfile::NamedTempFile::new().unwrap();
-    std::os::unix::fs::MetadataExt::uid(&f.as_file().metadata().unwrap()) == 0
-}
-
 fn terminate(child: &mut Child) -> std::process::ExitStatus {
-    let ok = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    assert!(ok.success());
-    let start = Instant::now();
-    loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            return s;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "daemon did not stop"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    support::signal(child, "TERM");
+    support::wait_exit(child, Duration::from_secs(30))
 }
 
 fn contains(hay: &[u8], needle: &str) -> bool {
@@ -321,7 +208,7 @@ async fn secret_files_readable_by_others_are_refused() {
                 "{line}"
             );
             // `scaidrivectl config check` says the same.
-            let out = Command::new(env!("CARGO_BIN_EXE_scaidrivectl"))
+            let out = scaidrivectl()
                 .args(["config", "check"])
                 .arg(&cfg)
                 .output()
@@ -618,7 +505,7 @@ fn plain_http_to_a_non_loopback_host_needs_allow_insecure_http() {
 
     // The binaries refuse it before connecting anywhere: exit 78, one line.
     let p = config("http://files.example.com", false);
-    let out = Command::new(env!("CARGO_BIN_EXE_scaidrivectl"))
+    let out = scaidrivectl()
         .args(["config", "check"])
         .arg(&p)
         .output()
@@ -630,13 +517,11 @@ fn plain_http_to_a_non_loopback_host_needs_allow_insecure_http() {
         line.contains("http://files.example.com") && line.contains("allow_insecure_http"),
         "{line}"
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_scaidrived"))
+    let out = support::scaidrived_bare()
         .arg("--config")
         .arg(&p)
         .arg("--once")
         .env("SCAIDRIVE_TOKEN", "t")
-        .env_remove("STATE_DIRECTORY")
-        .env_remove("NOTIFY_SOCKET")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(78));

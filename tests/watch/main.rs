@@ -3,6 +3,9 @@
 //! rename, delete, new directories, ignore rules, channel overflow). Each failure prints what
 //! was seen.
 
+#[path = "../support/mod.rs"]
+mod support;
+
 use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
@@ -14,6 +17,7 @@ use scaidrive::watch::{
     IgnoreRules, Kind, PathStat, RelPath, RescanReason, ScanError, ScanItem, SkipReason,
     WatchEvent, Watcher, scan, scan_parallel, scan_subtree, stat_path, stat_path_detailed,
 };
+use support::write_file as write;
 
 fn rp(s: &str) -> RelPath {
     RelPath::new(s).unwrap()
@@ -41,12 +45,6 @@ fn skipped(items: &[ScanItem]) -> Vec<(String, SkipReason)> {
             ScanItem::Entry(_) => None,
         })
         .collect()
-}
-
-fn write(root: &Path, rel: &str, body: &[u8]) {
-    let p = root.join(rel);
-    fs::create_dir_all(p.parent().unwrap()).unwrap();
-    fs::write(p, body).unwrap();
 }
 
 /// Runs a scan on a thread with a time limit: a scan that opened a FIFO would hang forever,

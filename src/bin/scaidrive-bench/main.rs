@@ -9,12 +9,14 @@
 //! Layout: `sys` (machine and process counters from `/proc`), `tree` (generated data),
 //! `harness` (scratch dirs, the in-process devserver and its admin stats, the daemon
 //! child and its control socket), `workloads` (W1–W7), and here the command line, the
-//! sizes of a full and a `--quick` run, and the report.
+//! sizes of a full and a `--quick` run, and the report. It lives with its binary rather
+//! than in the library so `scaidrived` links none of it (and the library needs no
+//! `anyhow`).
 
-pub mod harness;
-pub mod sys;
-pub mod tree;
-pub mod workloads;
+mod harness;
+mod sys;
+mod tree;
+mod workloads;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -183,7 +185,8 @@ impl Report {
 /// Runs the benchmark; exit code 0 unless the harness itself could not run (a workload
 /// that fails is reported in the table, not by the exit code, except that any workload
 /// error makes the exit code 1 so CI notices a broken daemon).
-pub fn main(args: Args) -> ExitCode {
+fn main() -> ExitCode {
+    let args = Args::parse();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -258,7 +261,6 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         daemon,
         work,
         keep: args.keep,
-        quick: args.quick,
         sizes,
         baseline_max_files: args
             .baseline_max_files

@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
 use super::sys::{self, ProcSample};
-use crate::devserver::{self, DevServerConfig, RunningServer};
+use scaidrive::devserver::{self, DevServerConfig, RunningServer};
 
 /// The access token of the devserver's default user (`DevServerConfig::for_tests`).
 pub const TOKEN: &str = "test-token";
@@ -54,7 +54,6 @@ pub struct ServerSetup {
 pub struct Server {
     pub running: RunningServer,
     pub http: reqwest::Client,
-    pub setup: ServerSetup,
 }
 
 impl Server {
@@ -66,11 +65,7 @@ impl Server {
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(4)
             .build()?;
-        Ok(Server {
-            running,
-            http,
-            setup,
-        })
+        Ok(Server { running, http })
     }
 
     pub fn url(&self) -> &str {
@@ -273,9 +268,9 @@ impl Daemon {
 
     /// The one mirror's status, or `None` while the socket is not up yet.
     pub async fn status(&self) -> Result<Option<Value>> {
-        match crate::control::client::call(&self.socket, "GET", "/v1/status", None).await {
+        match scaidrive::control::client::call(&self.socket, "GET", "/v1/status", None).await {
             Ok(v) => Ok(v["mirrors"].as_array().and_then(|m| m.first()).cloned()),
-            Err(crate::control::client::CtlError::NotRunning(_)) => Ok(None),
+            Err(scaidrive::control::client::CtlError::NotRunning(_)) => Ok(None),
             Err(e) => Err(e.into()),
         }
     }
