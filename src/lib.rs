@@ -1,29 +1,50 @@
 //! scaidrive: mirror local folders to ScaiDrive shares.
 //!
-//! Architecture map, in pipeline order (see `DESIGN.md` in the shared docs):
+//! Architecture map, in pipeline order (see `DESIGN.md` in the shared docs). One line per
+//! module, saying what it owns:
 //!
-//! - [`watch`]: the input side of a mirror: [`watch::RelPath`], ignore rules, the full scan,
-//!   and the notify watcher bridged into a bounded tokio channel (overflow → rescan).
+//! - [`watch`]: the input side of a mirror: ignore rules, the full scan (and the one way
+//!   an mtime is read, [`watch::mtime_ns`]), and the notify watcher bridged into a bounded
+//!   tokio channel (overflow → rescan).
 //! - [`queue`]: debounce and coalescing of watch hints (quiet period, max delay, rename
-//!   pairing, parent-first / creates-before-deletes order); pure, clock injected.
-//! - [`plan`]: disk ↔ store comparison → remote ops, in an executable order.
-//! - [`upload`]: executes ops with bounded concurrency, parents first, under the crash rule.
+//!   pairing, parent-first / creates-before-deletes order); [`queue::gate`] holds deletes
+//!   for two quiet periods and while removals keep coming in, so the mass-delete guard
+//!   judges a removal whole. Both pure, clock injected.
+//! - [`plan`]: disk ↔ store comparison → remote ops ([`upload::Op`]), in an executable
+//!   order; the hash it takes travels in the op.
+//! - [`upload`]: owns [`upload::Op`]; executes ops with bounded concurrency, parents
+//!   first, under the crash rule (typed intents through the store), re-stat before send.
 //! - [`remote`]: the ScaiDrive client: auth and refresh, retries, pacing, streaming and
 //!   resumable uploads, conflict helpers.
-//! - [`store`]: the daemon state (SQLite, one owning thread, group commit): entries,
-//!   intent journal, upload sessions, failures.
-//! - [`mirror`]: one task per mirror tying the stages together; status and commands.
-//! - [`daemon`]: the process: config, instance lock, signals, systemd notify, logging,
-//!   wiring of mirrors and the control socket; [`demo`] is `scaidrived --demo`.
+//! - [`store`]: the daemon state (SQLite, one owning thread, group commit): entries, the
+//!   typed intent journal ([`store::journal`]), upload sessions, failures, links, the
+//!   root's identity.
+//! - [`mirror`]: the conductor, one task per mirror: its run loop (commands, watcher
+//!   hints, the deadlines of queue, gate, retries, rescans, root and quota checks) and
+//!   commands. Its rooms: `recovery` (start-up, base folder, adoption, settling crash
+//!   intents), `pass` (full pass, batch, scope; plan → gate → run → apply), `pause` (the
+//!   one `Pause` enum, what lifts each, the root's identity), `failures`, `verify`,
+//!   `progress`, `status`, `error` (`MirrorError`).
+//! - [`daemon`]: the process: config, instance lock, signals, systemd notify, logging (a
+//!   log sink that drops what it cannot write), wiring of mirrors and the control socket;
+//!   [`demo`] is `scaidrived --demo` (feature `devserver`).
 //! - [`links`]: sharing links for mirrored paths (create, reuse, regenerate, revoke) and
 //!   the keeper of a mirror's `[mirror.link]` root link.
-//! - [`control`]: the control API on a Unix socket and its client (`scaidrivectl`).
+//! - [`control`]: the control API on a Unix socket, its typed protocol
+//!   ([`control::protocol`]: a request and a response type per route, shared with
+//!   `scaidrivectl`) and its client.
 //! - [`cli`]: the command lines of `scaidrived`, `scaidrivectl` and `scaidrive-devserver`.
 //! - [`service`]: `scaidrivectl service install|uninstall` (systemd user unit, launchd
 //!   agent).
-//! - [`config`]: layered TOML/env configuration, validation, token sources.
-//! - [`devserver`]: the local ScaiDrive-compatible server used by tests, benchmarks and
-//!   the demo.
+//! - [`config`]: layered TOML/env configuration, validation, token sources and the
+//!   credential checks `config check` shares with the daemon.
+//! - [`devserver`] (feature `devserver`, on by default): the local ScaiDrive-compatible
+//!   server used by tests, benchmarks and the demo; `scaidrived` links it only for
+//!   `--demo`.
+//!
+//! Leaves, used by every stage and importing none: [`relpath`] (validated relative paths
+//! and the string helpers over them), [`hash`] (streaming SHA-256 of files).
+//! `scaidrive-bench` lives with its binary (`src/bin/scaidrive-bench/`).
 
 pub mod cli;
 pub mod config;

@@ -12,13 +12,15 @@ use std::path::Path;
 use std::sync::Arc;
 
 use scaidrive::config::DeleteMode;
-use scaidrive::devserver::{self, DevServerConfig};
 use scaidrive::hash::bytes_hashed;
 use scaidrive::plan::{self, DiskItem, Op};
 use scaidrive::remote::{Client, ClientConfig, TokenPair};
 use scaidrive::store::{Entry, EntryKind, Store};
 use scaidrive::upload::{Counters, MirrorTarget, Outcome, Uploader};
 use tokio_util::sync::CancellationToken;
+
+#[path = "../support/mod.rs"]
+mod support;
 
 /// Below the session threshold set in `client` (multipart for a new file) and above it
 /// (a resumable session); a replace is always a session.
@@ -36,7 +38,7 @@ fn disk_item(root: &Path, path: &str) -> DiskItem {
         path: path.to_string(),
         kind: EntryKind::File,
         size: md.len(),
-        mtime_ns: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
+        mtime_ns: scaidrive::watch::mtime_ns(&md),
         inode: md.ino(),
     }
 }
@@ -103,10 +105,8 @@ impl Rig {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_planned_hash_is_not_computed_again_by_the_uploader() {
     let dir = tempfile::tempdir().unwrap();
-    let server = devserver::start(DevServerConfig::for_tests(dir.path().join("data")))
-        .await
-        .expect("devserver starts");
-    let mut cfg = ClientConfig::new(server.url(), TokenPair::bearer("test-token"));
+    let server = support::Server::start(dir.path().join("data")).await;
+    let mut cfg = ClientConfig::new(&server.url, TokenPair::bearer(server.token.as_str()));
     cfg.upload.session_threshold = 1024 * 1024;
     cfg.upload.chunk_size = 1024 * 1024;
     let client = Client::new(cfg).expect("client");
@@ -114,7 +114,7 @@ async fn a_planned_hash_is_not_computed_again_by_the_uploader() {
     let root = dir.path().join("root");
     std::fs::create_dir(&root).unwrap();
     let mirror = store
-        .ensure_mirror("m", root.to_str().unwrap(), server.share_id(), "")
+        .ensure_mirror("m", root.to_str().unwrap(), &server.share, "")
         .await
         .expect("mirror");
     let rig = Rig {
@@ -126,7 +126,7 @@ async fn a_planned_hash_is_not_computed_again_by_the_uploader() {
             mirror: mirror.id,
             name: "m".into(),
             root: root.clone(),
-            share_id: server.share_id().to_string(),
+            share_id: server.share.clone(),
             base_folder_id: None,
             delete_mode: DeleteMode::Trash,
         }),
@@ -211,5 +211,5 @@ async fn a_planned_hash_is_not_computed_again_by_the_uploader() {
             "{p}: the remote still holds the last synced version"
         );
     }
-    server.shutdown().await;
+    drop(server);
 }
