@@ -324,7 +324,7 @@ fn classify(path: &RelPath, meta: &Metadata) -> Result<LocalEntry, SkipReason> {
         path: path.clone(),
         kind,
         size: if kind == Kind::File { meta.len() } else { 0 },
-        mtime_ns: mtime_ns(&meta),
+        mtime_ns: mtime_ns(meta),
         inode: meta.ino(),
     })
 }
