@@ -318,7 +318,7 @@ impl Error {
         if let Some(s) = self.d.status {
             out.push_str(&format!("HTTP {}", s.as_u16()));
             if let Some(c) = &self.d.code {
-                out.push_str(&format!(" {c}"));
+                out.push_str(&format!(" {}", one_line(c)));
             }
             if let Some(hint) = status_hint(s) {
                 out.push_str(&format!(" ({hint})"));
@@ -326,12 +326,32 @@ impl Error {
             out.push_str(": ");
         }
         // Keep it one line even if the server put newlines in its message.
-        out.push_str(&self.d.message.replace(['\n', '\r'], " "));
+        out.push_str(&one_line(&self.d.message.replace(['\n', '\r'], " ")));
         if let Some(r) = &self.d.request_id {
-            out.push_str(&format!(" [request {r}]"));
+            out.push_str(&format!(" [request {}]", one_line(r)));
         }
         out
     }
+}
+
+/// Server-chosen text as it may appear in a log line: control characters (newlines, ESC)
+/// are escaped, so a body can neither break the one-line promise nor forge a line or
+/// colour a terminal.
+fn one_line(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    std::borrow::Cow::Owned(
+        s.chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_default().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect(),
+    )
 }
 
 /// Plain words for the statuses an operator must act on.
@@ -401,7 +421,8 @@ impl ErrorBody {
                         .or_else(|| r.as_str().and_then(|s| s.trim().parse().ok()))
                 })
                 .filter(|s| s.is_finite() && *s >= 0.0)
-                .map(Duration::from_secs_f64);
+                // Clamped as the header's is: beyond 2^64 s `from_secs_f64` panics.
+                .map(|s| Duration::from_secs_f64(s.min(1e9)));
             out.request_id = v
                 .get("meta")
                 .and_then(|m| m.get("request_id"))
@@ -677,5 +698,28 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::InvalidName);
         assert_eq!(e.code(), Some("INVALID_PATH"));
         assert!(!e.is_transient());
+    }
+
+    /// Found by the api_response fuzz target: a body's `retry_after` of 2^64 s or more
+    /// panicked, and `error.code` / `meta.request_id` with control characters made a
+    /// multi-line error that could forge a log line.
+    #[test]
+    fn hostile_error_bodies_neither_panic_nor_break_the_line() {
+        let body = br#"{"status":"error","error":{"code":"RATE_LIMITED","message":"m","retry_after":1e30}}"#;
+        let parsed = ErrorBody::parse(body);
+        assert_eq!(parsed.retry_after, Some(Duration::from_secs(1_000_000_000)));
+        let body = "{\"status\":\"error\",\"error\":{\"code\":\"A\\nB\",\"message\":\"x\\u001b[31m\"},\"meta\":{\"request_id\":\"r\\r\\nERROR forged\"}}";
+        let e = err(409, &[], body);
+        let shown = e.to_string();
+        assert!(!shown.chars().any(char::is_control), "{shown:?}");
+        assert!(
+            shown.contains("A\\nB") && shown.contains("r\\r\\nERROR forged"),
+            "{shown}"
+        );
+        assert_eq!(
+            e.code(),
+            Some("A\nB"),
+            "the code itself is kept for branching"
+        );
     }
 }
