@@ -64,6 +64,14 @@ impl Engine {
             }
         };
         tracing::debug!(mirror = %self.name, "full pass: scanned {} items in {} ms", disk.len(), scanning.elapsed().as_millis());
+        // Below a directory the scan could not read, items are unknown, not gone.
+        let unreadable: Vec<String> = skipped
+            .iter()
+            .filter(|(_, r)| matches!(r, local::SkipReason::Unreadable(_)))
+            .map(|(p, _)| p.clone())
+            .collect();
+        self.settle_failures_after_scan(&t, &disk, BTreeMap::new(), &unreadable)
+            .await;
         self.skipped.clear();
         for (path, reason) in skipped {
             tracing::warn!(mirror = %self.name, "skipped {path}: {reason}");
@@ -141,6 +149,7 @@ impl Engine {
         for p in &paths {
             self.failures.forget(p);
         }
+        let settled_paths: Vec<String> = paths.iter().cloned().collect();
         paths.extend(self.gate.paths().cloned());
         let (root, ignore) = (t.root.clone(), self.ignore.clone());
         let known_all = Arc::clone(&self.known);
@@ -148,6 +157,15 @@ impl Engine {
             tokio::task::spawn_blocking(move || build_scope(&root, &ignore, &known_all, &paths))
                 .await;
         let Ok((known, disk)) = scope else { return };
+        // A settled path that is neither on disk (deleted, renamed away, now ignored) nor
+        // known has nothing left to fail: its failure goes (a known one is still owed a
+        // delete, and keeps its failure until that succeeds).
+        let gone: Vec<String> = settled_paths
+            .into_iter()
+            .filter(|p| !disk.contains_key(p) && !self.known.contains_key(p))
+            .filter(|p| !self.failures.is_unmirrorable(p))
+            .collect();
+        self.drop_failures(&t, gone).await;
         self.plan_and_execute(Arc::new(known), disk, renames, true, stop)
             .await;
     }

@@ -543,6 +543,28 @@ impl Store {
         self.call(move |c| failures(c, mirror)).await
     }
 
+    /// Removes the failures of `paths` (items that are gone); returns the paths that had one.
+    pub async fn clear_failures(
+        &self,
+        mirror: MirrorId,
+        paths: Vec<String>,
+    ) -> Result<Vec<String>, StoreError> {
+        self.call(move |c| {
+            let mut cleared = Vec::new();
+            for p in paths {
+                if c.execute(
+                    "DELETE FROM failures WHERE mirror_id = ?1 AND path = ?2",
+                    params![mirror, p],
+                )? > 0
+                {
+                    cleared.push(p);
+                }
+            }
+            Ok(cleared)
+        })
+        .await
+    }
+
     /// Makes every failure of a mirror due now (`scaidrivectl retry`).
     pub async fn retry_failures_now(&self, mirror: MirrorId) -> Result<usize, StoreError> {
         self.call(move |c| {
