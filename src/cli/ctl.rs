@@ -14,6 +14,7 @@ use crate::control::protocol::{
     LinksResponse, MirrorQuery, MirrorState, Outcome, ResumeRequest, StatusResponse, UnlinkBody,
     UnlinkResponse, VerifyRequest, VerifyResponse, route,
 };
+use crate::relpath::Escaped;
 use crate::remote::Secret;
 use clap::{Parser, Subcommand};
 use serde::Serialize;
@@ -252,27 +253,7 @@ async fn run(args: Args) -> Result<u8, CtlError> {
                 print_json(&v);
                 return Ok(0);
             }
-            let mut any = false;
-            for m in &v.mirrors {
-                for f in &m.failures {
-                    any = true;
-                    println!(
-                        "{}: {} — {} ({} attempt(s){})",
-                        m.mirror,
-                        f.path,
-                        f.reason,
-                        f.attempts,
-                        if f.permanent {
-                            ", needs a change or `retry`"
-                        } else {
-                            ""
-                        }
-                    );
-                }
-            }
-            if !any {
-                println!("no failed items");
-            }
+            print!("{}", failure_lines(&v));
             Ok(0)
         }
         Cmd::Link(a) => link(&socket, a).await,
@@ -301,7 +282,7 @@ async fn run(args: Args) -> Result<u8, CtlError> {
                 if let Some(e) = &r.error {
                     drift = true;
                     if !*json {
-                        println!("{name}: verify failed: {e}");
+                        println!("{name}: verify failed: {}", Escaped(e));
                     }
                     continue;
                 }
@@ -323,13 +304,13 @@ async fn run(args: Args) -> Result<u8, CtlError> {
                     }
                 );
                 for p in missing.iter().take(20) {
-                    println!("  missing remotely: {p}");
+                    println!("  missing remotely: {}", Escaped(p));
                 }
                 for (path, what) in different.iter().take(20) {
-                    println!("  different: {path} ({what})");
+                    println!("  different: {} ({})", Escaped(path), Escaped(what));
                 }
                 for p in extra.iter().take(20) {
-                    println!("  extra remotely: {p}");
+                    println!("  extra remotely: {}", Escaped(p));
                 }
             }
             Ok(if drift { 4 } else { 0 })
@@ -376,7 +357,7 @@ async fn watch_bars(socket: &Path, mirror: &Option<String>) -> Result<u8, CtlErr
             bar.set_position(pos);
             let mut msg = s.state.wire_name().to_string();
             if let Some(r) = &s.reason {
-                msg.push_str(&format!(" ({r})"));
+                msg.push_str(&format!(" ({})", Escaped(r)));
             } else if m.in_sync {
                 msg.push_str(", in sync");
             }
@@ -385,6 +366,33 @@ async fn watch_bars(socket: &Path, mirror: &Option<String>) -> Result<u8, CtlErr
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// `scaidrivectl failures` for people: one line per failed item. Names and reasons are
+/// escaped (a name may hold a newline or escape codes, and would otherwise forge lines or
+/// drive the terminal); `--json` prints them raw, JSON escapes by itself.
+fn failure_lines(v: &FailuresResponse) -> String {
+    let mut out = String::new();
+    for m in &v.mirrors {
+        for f in &m.failures {
+            out.push_str(&format!(
+                "{}: {} — {} ({} attempt(s){})\n",
+                Escaped(&m.mirror),
+                Escaped(&f.path),
+                Escaped(&f.reason),
+                f.attempts,
+                if f.permanent {
+                    ", needs a change or `retry`"
+                } else {
+                    ""
+                }
+            ));
+        }
+    }
+    if out.is_empty() {
+        out.push_str("no failed items\n");
+    }
+    out
 }
 
 async fn action<B: Serialize>(
@@ -420,7 +428,7 @@ async fn wait(socket: &Path, timeout: Option<Duration>) -> Result<u8, CtlError> 
                 "{}: {} ({})",
                 s.name,
                 s.state.wire_name(),
-                s.reason.as_deref().unwrap_or("")
+                Escaped(s.reason.as_deref().unwrap_or(""))
             );
             return Ok(3);
         }
@@ -497,7 +505,10 @@ fn print_status(v: &StatusResponse) {
         );
         println!(
             "{:<12} {} → share {} /{}",
-            "", s.root, s.share_id, s.remote_path
+            "",
+            Escaped(&s.root),
+            s.share_id,
+            Escaped(&s.remote_path)
         );
         let left = s.bytes_remaining;
         if left > 0 || s.files_remaining > 0 {
@@ -514,7 +525,7 @@ fn print_status(v: &StatusResponse) {
             );
         }
         if let Some(r) = &s.reason {
-            println!("{:<12} why: {r}", "");
+            println!("{:<12} why: {}", "", Escaped(r));
         }
         let skipped = s.skipped.len();
         if skipped > 0 {
@@ -571,7 +582,7 @@ fn offline_status(args: &Args) {
                 ", first pass not finished"
             },
             m.paused_reason
-                .map(|r| format!(", paused: {r}"))
+                .map(|r| format!(", paused: {}", Escaped(&r)))
                 .unwrap_or_default()
         );
     }
@@ -787,7 +798,7 @@ async fn links(socket: &Path, mirror: &Option<String>, json_out: bool) -> Result
             l.link_type.to_lowercase(),
             l.expires_at.as_deref().unwrap_or("never"),
             listed.mirror,
-            path,
+            Escaped(path),
             l.url,
             match listed.download_count {
                 Some(n) => format!("  ({n} downloads)"),

@@ -35,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::MirrorConfig;
 use crate::queue::gate::{DeleteGate, DeleteGateConfig};
 use crate::queue::{Queue, QueueConfig};
+use crate::relpath::Escaped;
 use crate::remote::Client;
 use crate::store::{self, Entry, Store};
 use crate::upload::{Counters, MirrorTarget, Uploader};
@@ -482,10 +483,10 @@ impl Engine {
                 let every = fallback_scan_interval(&self.cfg);
                 match &e {
                     WatchError::RootUnavailable { .. } => {
-                        tracing::warn!(mirror = %self.name, "{e}; the next scan decides whether to pause")
+                        tracing::warn!(mirror = %self.name, "{}; the next scan decides whether to pause", Escaped(&e.to_string()))
                     }
                     _ => {
-                        tracing::error!(mirror = %self.name, "{e}; keeping this mirror in sync by a full scan every {} s instead", every.as_secs())
+                        tracing::error!(mirror = %self.name, "{}; keeping this mirror in sync by a full scan every {} s instead", Escaped(&e.to_string()), every.as_secs())
                     }
                 }
                 *poll_every = Some(every);

@@ -20,6 +20,7 @@ use super::pause::{Pause, root_identity};
 use super::{Engine, MirrorState, SkippedItem, unix_now};
 use crate::plan::{self, DiskItem, Op, Plan};
 use crate::queue::Settled;
+use crate::relpath::Escaped;
 use crate::store::{self, Entry, EntryKind};
 use crate::upload::{MirrorTarget, OpResult, Outcome};
 use crate::watch::{self as local, IgnoreRules, Kind, LocalEntry, RelPath, ScanError, ScanItem};
@@ -74,7 +75,7 @@ impl Engine {
             .await;
         self.skipped.clear();
         for (path, reason) in skipped {
-            tracing::warn!(mirror = %self.name, "skipped {path}: {reason}");
+            tracing::warn!(mirror = %self.name, "skipped {}: {reason}", Escaped(&path));
             self.skipped.push(SkippedItem {
                 path,
                 reason: reason.to_string(),
@@ -371,11 +372,11 @@ impl Engine {
                 }
                 Outcome::Blocked(reason) => {
                     // Planned again (by a full pass) once the op it waits for succeeds.
-                    tracing::debug!(mirror = %self.name, path = r.op.path(), "waits: {reason}");
+                    tracing::debug!(mirror = %self.name, path = r.op.path(), "waits: {}", Escaped(&reason));
                     self.blocked = true;
                 }
                 Outcome::Failed { reason, permanent } => {
-                    tracing::warn!(mirror = %self.name, path = r.op.path(), "failed: {reason}");
+                    tracing::warn!(mirror = %self.name, path = r.op.path(), "failed: {}", Escaped(&reason));
                     if let Op::Move { from, .. } = &r.op {
                         self.failures.note_failed_move(r.op.path(), from);
                     }

@@ -2,11 +2,14 @@
 //! to speak to the terminal or the log, names that are not UTF-8, edits that hide from
 //! size and mtime, hard links. Each test fails without its fix.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use scaidrive::mirror::{MirrorCmd, MirrorState};
 
-use crate::support::eventually;
+use crate::support::{
+    Proc, ctl, eventually, signal, spawn_daemon, stderr, stdout, wait_exit, wait_socket,
+};
 use crate::world::{Daemon, World};
 
 /// The paths `scaidrivectl failures` would list (the store's record).
@@ -70,4 +73,62 @@ async fn failures_of_renamed_or_deleted_items_are_dropped() {
     assert!(failed_paths(&d).await.is_empty());
     w.assert_mirrored().await;
     d.stop().await;
+}
+
+/// Runs the daemon binary on the world's config with its log in `dir/daemon.log`; returns
+/// the process, the socket and the log's path.
+async fn spawn_logged(w: &World) -> (Proc, PathBuf, PathBuf) {
+    let cfg = w.config_file();
+    let socket = cfg.run_dir().join("scaidrived.sock");
+    let path = cfg.write();
+    let log = w.dir.path().join("daemon.log");
+    let file = std::fs::File::create(&log).unwrap();
+    let mut child = spawn_daemon(&path, file);
+    wait_socket(&socket, &mut child).await;
+    (child, socket, log)
+}
+
+/// Issue 17 item 7: a name cannot forge lines or drive the terminal. `scaidrivectl
+/// failures` shows one line per failed item with the name's newline and escape codes
+/// escaped (`--json` keeps them as JSON strings), and a symlink whose name holds a
+/// newline does not start a forged `ERROR` line in the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_are_escaped_in_failures_and_in_the_log() {
+    let w = World::new().await;
+    w.write("good.txt", b"fine");
+    // The trailing space makes the remote reject it whatever it thinks of the rest.
+    let evil = "evil\n\x1b[1;32mm: all files uploaded fine\x1b[0m ";
+    w.write(evil, b"rejected");
+    std::os::unix::fs::symlink(
+        "/etc/hostname",
+        w.root.join("link\nERROR scaidrive: forged"),
+    )
+    .unwrap();
+    let (mut child, socket, log) = spawn_logged(&w).await;
+    let waited = ctl(&socket, &["wait", "--timeout", "60"]);
+    assert_eq!(waited.status.code(), Some(4), "{}", stderr(&waited));
+
+    let out = stdout(&ctl(&socket, &["failures"]));
+    assert_eq!(out.lines().count(), 1, "one line per failed item: {out:?}");
+    assert!(
+        !out.contains('\x1b'),
+        "escape codes reach the terminal: {out:?}"
+    );
+    assert!(
+        out.contains(r"evil\n\u{1b}[1;32mm: all files uploaded fine\u{1b}[0m "),
+        "{out:?}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&stdout(&ctl(&socket, &["failures", "--json"]))).unwrap();
+    assert!(json.to_string().contains(r"evil\n\u001b[1;32m"), "{json}");
+
+    signal(&child, "TERM");
+    wait_exit(&mut child, Duration::from_secs(30));
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !log.lines()
+            .any(|l| l.starts_with("ERROR scaidrive: forged")),
+        "a name forged a log line:\n{log}"
+    );
+    assert!(log.contains(r"link\nERROR scaidrive: forged"), "{log}");
 }
