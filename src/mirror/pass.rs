@@ -50,7 +50,11 @@ impl Engine {
         let (root, ignore) = (t.root.clone(), self.ignore.clone());
         let scanning = std::time::Instant::now();
         let scanned = tokio::task::spawn_blocking(move || scan_root(&root, &ignore)).await;
-        let (disk, skipped) = match scanned {
+        let Scanned {
+            disk,
+            skipped,
+            unmirrorable,
+        } = match scanned {
             Ok(Ok(found)) => found,
             Ok(Err(e @ ScanError::RootUnavailable { .. })) => {
                 self.pause_for_root(format!(
@@ -71,7 +75,10 @@ impl Engine {
             .filter(|(_, r)| matches!(r, local::SkipReason::Unreadable(_)))
             .map(|(p, _)| p.clone())
             .collect();
-        self.settle_failures_after_scan(&t, &disk, BTreeMap::new(), &unreadable)
+        for path in unmirrorable.keys() {
+            tracing::warn!(mirror = %self.name, "cannot mirror {}: {NON_UTF8_REASON}", Escaped(path));
+        }
+        self.settle_failures_after_scan(&t, &disk, unmirrorable, &unreadable)
             .await;
         self.skipped.clear();
         for (path, reason) in skipped {
@@ -157,7 +164,18 @@ impl Engine {
         let scope =
             tokio::task::spawn_blocking(move || build_scope(&root, &ignore, &known_all, &paths))
                 .await;
-        let Ok((known, disk)) = scope else { return };
+        let Ok(Scope {
+            known,
+            disk,
+            unmirrorable,
+        }) = scope
+        else {
+            return;
+        };
+        if unmirrorable {
+            // Moved in with a name that is not UTF-8 inside (no event names it).
+            self.needs_full_pass = true;
+        }
         // A settled path that is neither on disk (deleted, renamed away, now ignored) nor
         // known has nothing left to fail: its failure goes (a known one is still owed a
         // delete, and keeps its failure until that succeeds).
@@ -448,27 +466,47 @@ impl Engine {
     }
 }
 
-/// The whole root, scanned on a few threads: the disk view and what was skipped.
-#[allow(clippy::type_complexity)]
-fn scan_root(
-    root: &std::path::Path,
-    ignore: &IgnoreRules,
-) -> Result<(BTreeMap<String, DiskItem>, Vec<(String, local::SkipReason)>), ScanError> {
+/// Why a name that is not UTF-8 is a failure (not a skip): the file exists and is not on
+/// the remote, so the mirror is not in sync until it is renamed.
+const NON_UTF8_REASON: &str = "the name is not valid UTF-8 (shown with \\xNN for its invalid bytes) and the ScaiDrive API takes UTF-8 names only; rename it";
+
+/// What a full scan found: the disk view, what was skipped (symlinks, special files,
+/// unreadable directories), and the unmirrorable names (escaped path → reason).
+struct Scanned {
+    disk: BTreeMap<String, DiskItem>,
+    skipped: Vec<(String, local::SkipReason)>,
+    unmirrorable: BTreeMap<String, String>,
+}
+
+/// The whole root, scanned on a few threads.
+fn scan_root(root: &std::path::Path, ignore: &IgnoreRules) -> Result<Scanned, ScanError> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
     let items = local::scan_parallel(root, ignore, threads)?;
-    let mut disk = BTreeMap::new();
-    let mut skipped = Vec::new();
+    let mut found = Scanned {
+        disk: BTreeMap::new(),
+        skipped: Vec::new(),
+        unmirrorable: BTreeMap::new(),
+    };
     for item in items {
         match item {
             ScanItem::Entry(e) => {
                 let d = disk_item(e.path.as_str(), &e);
-                disk.insert(d.path.clone(), d);
+                found.disk.insert(d.path.clone(), d);
             }
-            ScanItem::Skipped { path, reason } => skipped.push((path, reason)),
+            ScanItem::Skipped {
+                path,
+                reason: local::SkipReason::NonUtf8,
+            } => {
+                // The scan shows such a name lossily; its failure needs the exact name.
+                for name in local::non_utf8_names(root, &path) {
+                    found.unmirrorable.insert(name, NON_UTF8_REASON.to_string());
+                }
+            }
+            ScanItem::Skipped { path, reason } => found.skipped.push((path, reason)),
         }
     }
-    skipped.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok((disk, skipped))
+    found.skipped.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(found)
 }
 
 /// The op's kind, for logs (the ops themselves carry whole disk items).
@@ -515,6 +553,15 @@ pub(super) fn entry_of(
     }
 }
 
+/// A batch's share of the tree: the known and disk views of its paths.
+#[derive(Default)]
+struct Scope {
+    known: BTreeMap<String, Entry>,
+    disk: BTreeMap<String, DiskItem>,
+    /// A new directory holds a name that is not UTF-8: a full pass records its failure.
+    unmirrorable: bool,
+}
+
 /// The known and disk views for a batch of paths: each path, its not-yet-known
 /// ancestors, the subtree of a new directory, and the known subtree of a path that
 /// vanished or changed kind.
@@ -523,9 +570,9 @@ fn build_scope(
     ignore: &IgnoreRules,
     known_all: &BTreeMap<String, Entry>,
     paths: &BTreeSet<String>,
-) -> (BTreeMap<String, Entry>, BTreeMap<String, DiskItem>) {
-    let mut known = BTreeMap::new();
-    let mut disk = BTreeMap::new();
+) -> Scope {
+    let mut scope = Scope::default();
+    let (mut known, mut disk) = (BTreeMap::new(), BTreeMap::new());
     let add_known_tree = |known: &mut BTreeMap<String, Entry>, p: &str| {
         for (k, e) in known_all.range(p.to_string()..) {
             if !k.starts_with(p) {
@@ -573,6 +620,13 @@ fn build_scope(
             // contents of a directory moved in from outside the root).
             if let Ok(items) = local::scan(&root.join(p), ignore) {
                 for item in items {
+                    if let ScanItem::Skipped {
+                        reason: local::SkipReason::NonUtf8,
+                        ..
+                    } = item
+                    {
+                        scope.unmirrorable = true;
+                    }
                     if let ScanItem::Entry(e) = item {
                         let full = format!("{p}/{}", e.path.as_str());
                         if let Ok(r) = RelPath::new(&full)
@@ -594,5 +648,7 @@ fn build_scope(
             }
         }
     }
-    (known, disk)
+    scope.known = known;
+    scope.disk = disk;
+    scope
 }

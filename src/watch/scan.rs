@@ -160,6 +160,29 @@ pub fn scan_parallel(
     Ok(out)
 }
 
+/// The names behind a [`SkipReason::NonUtf8`] item, which shows them lossily: each name
+/// in its directory that is not UTF-8 and reads as `lossy`, escaped without loss
+/// ([`crate::relpath::escape_os`], `\xFF` per invalid byte), as a path from the root.
+/// Several names can share one lossy reading; each is its own item. Blocking.
+pub fn non_utf8_names(root: &Path, lossy: &str) -> Vec<String> {
+    let (dir, name) = (
+        crate::relpath::parent(lossy),
+        crate::relpath::name_of(lossy),
+    );
+    let Ok(dir) = RelPath::new(dir) else {
+        return Vec::new();
+    };
+    let Ok(entries) = list_dir(&dir.to_path(root)) else {
+        return Vec::new();
+    };
+    let shown_dir = crate::relpath::Escaped(dir.as_str()).to_string();
+    entries
+        .into_iter()
+        .filter(|(n, _)| n.to_str().is_none() && n.to_string_lossy() == name)
+        .map(|(n, _)| crate::relpath::join(&shown_dir, &crate::relpath::escape_os(&n)))
+        .collect()
+}
+
 /// The path of `name` under `dir`, or the item that reports why it has none.
 fn child_path(dir: &RelPath, name: &std::ffi::OsStr) -> Result<RelPath, ScanItem> {
     let Some(name_str) = name.to_str() else {

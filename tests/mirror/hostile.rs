@@ -132,3 +132,48 @@ async fn names_are_escaped_in_failures_and_in_the_log() {
     );
     assert!(log.contains(r"link\nERROR scaidrive: forged"), "{log}");
 }
+
+/// Issue 17 item 11: a name that is not UTF-8 is a failure with its reason, shown escaped
+/// and losslessly, counted in status; the mirror is not reported in sync (`--once` and
+/// `wait` go by that), and renaming the file ends the failure and mirrors it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn non_utf8_names_are_failures_until_renamed() {
+    use std::os::unix::ffi::OsStrExt;
+    let w = World::new().await;
+    w.write("good.txt", b"fine");
+    let bad = w.root.join(std::ffi::OsStr::from_bytes(b"caf\xe9.txt"));
+    std::fs::write(&bad, b"latin-1 name").unwrap();
+    let d = w.start().await;
+    let s = d.settled().await;
+    assert_eq!(s.failures, 1, "{s:?}");
+    assert!(s.skipped.is_empty(), "{s:?}");
+    let failures = d.handle.ask(MirrorCmd::Failures).await.unwrap();
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(failures[0].path, r"caf\xE9.txt");
+    assert!(failures[0].reason.contains("UTF-8"), "{failures:?}");
+    assert!(failures[0].permanent);
+
+    // One that appears while the daemon runs, in a directory moved in from outside.
+    let outside = w.dir.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::write(outside.join(std::ffi::OsStr::from_bytes(b"\xff\xfe")), b"x").unwrap();
+    std::fs::rename(&outside, w.root.join("moved-in")).unwrap();
+    d.until("two failures", |s| s.in_sync() && s.failures == 2)
+        .await;
+    let report = d.stop().await;
+    assert!(
+        !report.all_in_sync(),
+        "--once must not report in sync: {:?}",
+        report.mirrors
+    );
+
+    // Renamed to a UTF-8 name (while stopped): mirrored, and its failure is gone.
+    std::fs::rename(&bad, w.root.join("café.txt")).unwrap();
+    std::fs::remove_dir_all(w.root.join("moved-in")).unwrap();
+    let d = w.start().await;
+    let s = d.settled().await;
+    assert_eq!(s.failures, 0, "{s:?}");
+    assert!(failed_paths(&d).await.is_empty());
+    w.assert_mirrored().await;
+    assert!(d.stop().await.all_in_sync());
+}
