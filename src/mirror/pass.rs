@@ -101,6 +101,7 @@ impl Engine {
             .await;
             return;
         }
+        self.fill_ctimes(&t, &disk).await;
         // What could not be looked at is unknown, not deleted: keep its known subtree out
         // of the comparison. (Shared, not copied, when nothing was skipped: a copy of
         // 100,000 entries is most of a no-change pass's memory peak.)
@@ -118,6 +119,44 @@ impl Engine {
         if self.paused.is_none() {
             let _ = self.deps.store.set_first_pass_done(t.mirror).await;
             self.status_tx.send_modify(|s| s.first_pass_done = true);
+        }
+    }
+
+    /// Records the ctime of files whose entry has none (synced before the store kept it,
+    /// or adopted after a crash) and that still match their size, mtime and inode: taken
+    /// as they are, not hashed, so the first pass after an upgrade is no hashing storm.
+    /// One transaction for all of them; from then on a write that hides behind the old
+    /// size and mtime is caught by its ctime.
+    async fn fill_ctimes(&mut self, t: &MirrorTarget, disk: &BTreeMap<String, DiskItem>) {
+        let filled: Vec<store::Effect> = self
+            .known
+            .values()
+            .filter(|k| k.kind == EntryKind::File && k.ctime_ns.is_none())
+            .filter_map(|k| {
+                let d = disk.get(&k.path)?;
+                let same = d.kind == k.kind
+                    && d.size == k.size
+                    && d.mtime_ns == k.mtime_ns
+                    && d.inode == k.inode;
+                same.then(|| {
+                    store::Effect::Upsert(Entry {
+                        ctime_ns: Some(d.ctime_ns),
+                        ..k.clone()
+                    })
+                })
+            })
+            .collect();
+        if filled.is_empty() {
+            return;
+        }
+        tracing::debug!(mirror = %self.name, "recording the ctime of {} files", filled.len());
+        if let Err(e) = self.deps.store.apply(t.mirror, filled.clone()).await {
+            tracing::warn!(mirror = %self.name, "recording ctimes: {e}");
+            return;
+        }
+        let known = Arc::make_mut(&mut self.known);
+        for e in &filled {
+            store::apply_to_map(known, e);
         }
     }
 
@@ -532,6 +571,7 @@ pub(super) fn disk_item(path: &str, e: &LocalEntry) -> DiskItem {
         size: e.size,
         mtime_ns: e.mtime_ns,
         inode: e.inode,
+        ctime_ns: e.ctime_ns,
     }
 }
 
@@ -550,6 +590,7 @@ pub(super) fn entry_of(
         inode: d.inode,
         sha256: sha,
         remote_version: version,
+        ctime_ns: Some(d.ctime_ns),
     }
 }
 

@@ -317,6 +317,7 @@ impl Engine {
             inode: 0,
             sha256: remote_sha,
             remote_version: version,
+            ctime_ns: None,
         };
         Some((remote, false))
     }
@@ -645,6 +646,8 @@ fn created_entry(
         inode,
         sha256: None,
         remote_version: None,
+        // Not stat'ed here: filled by the next full pass where the file still matches.
+        ctime_ns: None,
     };
     if let Some((f, sha)) = sent {
         if f.checksum_sha256.as_deref() != Some(sha) {

@@ -24,6 +24,8 @@ pub struct LocalEntry {
     pub size: u64,
     pub mtime_ns: i64,
     pub inode: u64,
+    /// The inode change time ([`ctime_ns`]).
+    pub ctime_ns: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -349,6 +351,7 @@ fn classify(path: &RelPath, meta: &Metadata) -> Result<LocalEntry, SkipReason> {
         size: if kind == Kind::File { meta.len() } else { 0 },
         mtime_ns: mtime_ns(meta),
         inode: meta.ino(),
+        ctime_ns: ctime_ns(meta),
     })
 }
 
@@ -360,6 +363,15 @@ pub fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
     meta.mtime()
         .saturating_mul(1_000_000_000)
         .saturating_add(meta.mtime_nsec())
+}
+
+/// A file's inode change time in nanoseconds, clamped as [`mtime_ns`]. No program can set
+/// it: every write moves it, so it gives away an edit that kept the size and put the old
+/// mtime back.
+pub fn ctime_ns(meta: &std::fs::Metadata) -> i64 {
+    meta.ctime()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(meta.ctime_nsec())
 }
 
 fn check_root(root: &Path) -> Result<(), ScanError> {

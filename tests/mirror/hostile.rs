@@ -177,3 +177,135 @@ async fn non_utf8_names_are_failures_until_renamed() {
     w.assert_mirrored().await;
     assert!(d.stop().await.all_in_sync());
 }
+
+/// Writes `data` over `rel` and puts the old mtime back (`touch -d @OLD`): the size and
+/// mtime say nothing changed; only the ctime (which no program can set) moved.
+fn silent_edit(w: &World, rel: &str, data: &[u8]) {
+    let path = w.root.join(rel);
+    let old = std::fs::metadata(&path).unwrap().modified().unwrap();
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), data.len() as u64);
+    std::fs::write(&path, data).unwrap();
+    let f = std::fs::File::options().write(true).open(&path).unwrap();
+    f.set_modified(old).unwrap();
+}
+
+fn sha(data: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(data))
+}
+
+/// The remote checksum of `rel`, once it equals `want` (or a panic naming both).
+async fn remote_becomes(w: &World, rel: &str, want: &[u8], what: &str) {
+    let want = sha(want);
+    eventually(
+        what,
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        async || {
+            w.remote_tree().await.get(rel).cloned().flatten().as_deref() == Some(want.as_str())
+        },
+    )
+    .await;
+}
+
+/// Issue 17 item 4: an edit that keeps the size and restores the mtime is uploaded, on
+/// its event and after a restart (the ctime gives it away), and `verify --checksums`
+/// hashes the local file, reports it as different, and `--repair` uploads it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_edits_that_keep_size_and_mtime_are_uploaded() {
+    let w = World::new().await;
+    w.write("a.txt", b"AAAA");
+    w.write("b.txt", b"1111");
+    let d = w.start().await;
+    d.settled().await;
+
+    silent_edit(&w, "a.txt", b"BBBB");
+    remote_becomes(
+        &w,
+        "a.txt",
+        b"BBBB",
+        "the silent edit uploaded on its event",
+    )
+    .await;
+    d.settled().await;
+    d.stop().await;
+
+    silent_edit(&w, "a.txt", b"CCCC");
+    let d = w.start().await;
+    d.settled().await;
+    remote_becomes(
+        &w,
+        "a.txt",
+        b"CCCC",
+        "the silent edit uploaded after a restart",
+    )
+    .await;
+
+    // Paused, so that only verify looks: the store and the remote agree, the disk not.
+    d.handle.ask(MirrorCmd::Pause).await;
+    silent_edit(&w, "b.txt", b"2222");
+    let verify = |repair| {
+        d.handle.ask(move |reply| MirrorCmd::Verify {
+            checksums: true,
+            repair,
+            reply,
+        })
+    };
+    let report = verify(false).await.unwrap();
+    assert_eq!(report.different.len(), 1, "{report:?}");
+    assert_eq!(report.different[0].0, "b.txt", "{report:?}");
+    assert!(!report.in_sync());
+    let report = verify(true).await.unwrap();
+    assert_eq!(report.repaired, 1, "{report:?}");
+    d.handle
+        .ask(|reply| MirrorCmd::Resume {
+            allow_deletes: false,
+            reply,
+        })
+        .await;
+    remote_becomes(&w, "b.txt", b"2222", "the repair uploaded b.txt").await;
+    d.until("in sync", |s| s.in_sync()).await;
+    w.assert_mirrored().await;
+    assert!(verify(false).await.unwrap().in_sync());
+    d.stop().await;
+}
+
+/// Issue 17 item 4, the upgrade: entries stored before the ctime was (NULL) are filled in
+/// by the next pass without uploading anything, and from then on a silent edit is seen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_without_a_ctime_are_filled_without_uploads() {
+    let w = World::new().await;
+    for i in 0..5 {
+        w.write(&format!("f{i}.txt"), format!("file {i}").as_bytes());
+    }
+    let d = w.start().await;
+    d.settled().await;
+    d.stop().await;
+    let db = w.state_dir().join("state.db");
+    let unknown = |sql: &str| {
+        let c = rusqlite::Connection::open(&db).unwrap();
+        c.execute_batch(sql).unwrap();
+        c.query_row(
+            "SELECT COUNT(*) FROM entries WHERE kind = 'file' AND ctime_ns IS NULL",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .unwrap()
+    };
+    // As a database migrated from before the column existed.
+    assert_eq!(unknown("UPDATE entries SET ctime_ns = NULL"), 5);
+    w.reset_stats().await;
+    let d = w.start().await;
+    d.settled().await;
+    d.stop().await;
+    assert_eq!(unknown(""), 0, "the pass records every ctime");
+    assert_eq!(w.count("POST /api/v1/files").await, 0);
+    assert_eq!(w.count("POST /api/v1/uploads").await, 0);
+    assert_eq!(w.versions("f0.txt").await.len(), 1);
+
+    silent_edit(&w, "f0.txt", b"FILE 0");
+    let d = w.start().await;
+    d.settled().await;
+    remote_becomes(&w, "f0.txt", b"FILE 0", "the silent edit after the fill").await;
+    d.stop().await;
+}
