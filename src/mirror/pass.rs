@@ -614,6 +614,8 @@ fn build_scope(
 ) -> Scope {
     let mut scope = Scope::default();
     let (mut known, mut disk) = (BTreeMap::new(), BTreeMap::new());
+    // Inodes of files in scope with more than one name (hard links).
+    let mut linked = std::collections::HashSet::new();
     let add_known_tree = |known: &mut BTreeMap<String, Entry>, p: &str| {
         for (k, e) in known_all.range(p.to_string()..) {
             if !k.starts_with(p) {
@@ -644,6 +646,9 @@ fn build_scope(
         let Some(l) = local else { continue };
         if l.kind == Kind::Dir && ignore.is_ignored(&rel, true) {
             continue;
+        }
+        if l.kind == Kind::File && l.nlink > 1 {
+            linked.insert(l.inode);
         }
         disk.insert(p.clone(), disk_item(p, &l));
         // Ancestors the remote does not have yet come first.
@@ -689,7 +694,38 @@ fn build_scope(
             }
         }
     }
+    if !linked.is_empty() {
+        add_other_links(root, known_all, &linked, &mut known, &mut disk);
+    }
     scope.known = known;
     scope.disk = disk;
     scope
+}
+
+/// Brings the other known names of hard-linked inodes into a batch's scope: an edit
+/// through one name changes the content of all of them, but the kernel reports only the
+/// name it was written through, and the others' remote copies would stay stale until the
+/// next full pass. One walk over the known entries, only for a batch that touched a file
+/// with several links.
+fn add_other_links(
+    root: &std::path::Path,
+    known_all: &BTreeMap<String, Entry>,
+    linked: &std::collections::HashSet<u64>,
+    known: &mut BTreeMap<String, Entry>,
+    disk: &mut BTreeMap<String, DiskItem>,
+) {
+    for (p, e) in known_all {
+        if e.kind != EntryKind::File || !linked.contains(&e.inode) || disk.contains_key(p) {
+            continue;
+        }
+        let Ok(rel) = RelPath::new(p) else { continue };
+        // Still the same inode (not replaced or unlinked meanwhile): checked as changed.
+        if let Ok(Some(l)) = local::stat_path(root, &rel)
+            && l.kind == Kind::File
+            && l.inode == e.inode
+        {
+            known.insert(p.clone(), e.clone());
+            disk.insert(p.clone(), disk_item(p, &l));
+        }
+    }
 }

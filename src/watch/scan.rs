@@ -26,6 +26,9 @@ pub struct LocalEntry {
     pub inode: u64,
     /// The inode change time ([`ctime_ns`]).
     pub ctime_ns: i64,
+    /// How many names the inode has: an edit through one hard link changes the others,
+    /// and only the edited name gets an event.
+    pub nlink: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -352,6 +355,7 @@ fn classify(path: &RelPath, meta: &Metadata) -> Result<LocalEntry, SkipReason> {
         mtime_ns: mtime_ns(meta),
         inode: meta.ino(),
         ctime_ns: ctime_ns(meta),
+        nlink: meta.nlink(),
     })
 }
 

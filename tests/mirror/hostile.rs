@@ -309,3 +309,29 @@ async fn entries_without_a_ctime_are_filled_without_uploads() {
     remote_becomes(&w, "f0.txt", b"FILE 0", "the silent edit after the fill").await;
     d.stop().await;
 }
+
+/// Issue 17 item 8: two names for one inode. An edit through one name (the only one the
+/// kernel reports) brings the other's remote copy up to date too, without a rescan.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_through_one_hard_link_updates_the_other() {
+    let w = World::new().await;
+    w.write("a.txt", b"first version");
+    std::fs::create_dir(w.root.join("sub")).unwrap();
+    std::fs::hard_link(w.root.join("a.txt"), w.root.join("sub/b.txt")).unwrap();
+    let d = w.start().await;
+    d.settled().await;
+    w.assert_mirrored().await;
+
+    std::fs::write(w.root.join("a.txt"), b"second version, longer").unwrap();
+    remote_becomes(&w, "a.txt", b"second version, longer", "a.txt updated").await;
+    remote_becomes(
+        &w,
+        "sub/b.txt",
+        b"second version, longer",
+        "the other name of the inode updated",
+    )
+    .await;
+    d.until("in sync", |s| s.in_sync()).await;
+    w.assert_mirrored().await;
+    d.stop().await;
+}
