@@ -534,6 +534,13 @@ fn print_status(v: &StatusResponse) {
                 ""
             );
         }
+        for u in &s.unwatched {
+            println!(
+                "{:<12} not watched (changes wait for the next try): {}",
+                "",
+                Escaped(u)
+            );
+        }
     }
 }
 

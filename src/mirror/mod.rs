@@ -124,8 +124,11 @@ struct Engine {
     /// Some op waited for a folder whose create or move failed (see
     /// [`crate::upload::Outcome::Blocked`]).
     blocked: bool,
-    /// Restart the watcher before the next pass (set on resume).
+    /// Restart the watcher before the next pass (set on resume, and periodically while
+    /// some folder could not be watched).
     rewatch: bool,
+    /// Folders the watcher could not watch, as shown in status and the log.
+    unwatched: Vec<String>,
     /// The root directory the mirror was synced from (kept in the store): a pass over
     /// another directory at the same path is refused.
     root_anchor: Option<store::RootIdentity>,
@@ -168,6 +171,7 @@ impl Engine {
             needs_full_pass: true,
             blocked: false,
             rewatch: false,
+            unwatched: Vec::new(),
             root_anchor: None,
             removals: None,
             watcher_starting: None,
@@ -290,6 +294,7 @@ impl Engine {
         let mut root_id = root_identity(&self.cfg.path);
         let mut next_root_check = Instant::now() + ROOT_CHECK;
         let mut next_held_check = Instant::now() + HELD_RECHECK;
+        let mut next_rewatch = Instant::now() + fallback_scan_interval(&self.cfg);
 
         loop {
             if self.paused.is_none() && self.deps.store.is_full() {
@@ -331,6 +336,9 @@ impl Engine {
             }
             if self.intents.held() > 0 && self.paused.is_none() {
                 deadline = deadline.min(next_held_check);
+            }
+            if !self.unwatched.is_empty() && self.paused.is_none() {
+                deadline = deadline.min(next_rewatch);
             }
             self.set_queue(queue.len() + self.gate.len() + self.intents.held());
             tokio::select! {
@@ -406,6 +414,14 @@ impl Engine {
                             continue;
                         }
                     }
+                    if !self.unwatched.is_empty() && self.paused.is_none() && now >= next_rewatch {
+                        // Try the folders it could not watch again; what changed in the
+                        // meantime (there, or in a folder created unwatched) is scanned.
+                        next_rewatch = now + fallback_scan_interval(&self.cfg);
+                        self.rewatch = true;
+                        self.needs_full_pass = true;
+                        continue;
+                    }
                     if now >= next_rescan {
                         // Also moved here: while paused no pass runs to move it, and a
                         // deadline in the past would spin this loop.
@@ -477,6 +493,7 @@ impl Engine {
         match started {
             Ok(w) => {
                 self.removals = Some(w.removals());
+                self.note_unwatched(&w);
                 Ok(Some(w))
             }
             Err(e) => {
@@ -493,6 +510,31 @@ impl Engine {
                 Ok(None)
             }
         }
+    }
+
+    /// Shows the folders a watcher could not watch; the loop rebuilds it while any are left.
+    fn note_unwatched(&mut self, w: &Watcher) {
+        let shown = |p: &std::path::Path| Escaped(&p.display().to_string()).to_string();
+        let now: Vec<String> = w
+            .unwatched()
+            .iter()
+            .map(|(p, why)| {
+                let rel = p.strip_prefix(w.root()).unwrap_or(p);
+                format!("{}: {why}", shown(rel))
+            })
+            .collect();
+        if now != self.unwatched && !now.is_empty() {
+            let list: Vec<String> = w
+                .unwatched()
+                .iter()
+                .map(|(p, why)| format!("{} ({why})", shown(p)))
+                .collect();
+            tracing::warn!(mirror = %self.name, "cannot watch {}; watching the rest of the tree, trying again every {} s", list.join(", "), fallback_scan_interval(&self.cfg).as_secs());
+        } else if now.is_empty() && !self.unwatched.is_empty() {
+            tracing::info!(mirror = %self.name, "every folder is watched again");
+        }
+        self.status_tx.send_modify(|s| s.unwatched = now.clone());
+        self.unwatched = now;
     }
 
     async fn command(&mut self, cmd: MirrorCmd) {

@@ -335,3 +335,94 @@ async fn an_edit_through_one_hard_link_updates_the_other() {
     w.assert_mirrored().await;
     d.stop().await;
 }
+
+/// Issue 17 item 9: for a daemon that is not root, one folder it may not read costs the
+/// watch of that folder only. The rest of the tree is watched live (the rescan here is
+/// hourly, so a new file shows within seconds only through an event), status names the
+/// folder, and once it is readable again the next try watches and mirrors it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_folder_is_watched_around() {
+    use crate::hazards::{NOBODY, chown_tree, ctl, skip_unless_root};
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    if skip_unless_root("an_unreadable_folder_is_watched_around") {
+        return;
+    }
+    let w = World::new().await;
+    std::fs::set_permissions(w.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    w.write("ok/a.txt", b"readable");
+    w.write("closed/inside.txt", b"behind a mode 000 folder");
+    let (state, run_dir) = (w.state_dir(), w.dir.path().join("run"));
+    for d in [&state, &run_dir] {
+        std::fs::create_dir_all(d).unwrap();
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700)).unwrap();
+        chown_tree(d, NOBODY);
+    }
+    chown_tree(&w.root, NOBODY);
+    let closed = w.root.join("closed");
+    std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let config = w.config_file().write();
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let log = w.dir.path().join("daemon.log");
+    let _child = Proc(
+        crate::support::scaidrived()
+            .arg("--config")
+            .arg(&config)
+            .uid(NOBODY)
+            .gid(NOBODY)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("scaidrived starts"),
+    );
+    let dump = || std::fs::read_to_string(&log).unwrap_or_default();
+    eventually(
+        "the readable file",
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        async || w.remote_id("ok/a.txt").await.is_some(),
+    )
+    .await;
+    let status = ctl(&config, &["status", "--json"]);
+    let unwatched = &status["mirrors"][0]["unwatched"];
+    assert!(
+        unwatched.to_string().contains("closed"),
+        "status names the folder: {status}\n{}",
+        dump()
+    );
+
+    // Watched live around the folder: no scan is due for an hour.
+    w.write("ok/live.txt", b"seen by the watcher");
+    let start = std::time::Instant::now();
+    while w.remote_id("ok/live.txt").await.is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "a new file next to the unreadable folder is not seen live:\n{}",
+            dump()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Readable again: the next try (every 60 s here) watches and mirrors it.
+    std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o755)).unwrap();
+    eventually(
+        "the folder watched and mirrored",
+        Duration::from_secs(90),
+        Duration::from_millis(250),
+        async || {
+            w.remote_id("closed/inside.txt").await.is_some()
+                && ctl(&config, &["status", "--json"])["mirrors"][0]["unwatched"]
+                    .as_array()
+                    .is_some_and(Vec::is_empty)
+        },
+    )
+    .await;
+    w.write("closed/later.txt", b"now watched");
+    eventually(
+        "a file in the folder now watched",
+        Duration::from_secs(15),
+        Duration::from_millis(100),
+        async || w.remote_id("closed/later.txt").await.is_some(),
+    )
+    .await;
+}
