@@ -69,7 +69,9 @@ pub struct MirrorStatus {
     pub skipped: Vec<SkippedItem>,
     /// Folders the file watcher could not watch (relative path: why); the rest of the
     /// tree is watched, and the watcher is built again periodically until they are.
-    #[serde(default)]
+    /// Left out of the JSON when empty: the `status --json` schema of a fully watched
+    /// mirror stays what it was.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unwatched: Vec<String>,
     pub first_pass_done: bool,
     /// Unix seconds of the last time the mirror went idle.
