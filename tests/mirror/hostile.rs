@@ -426,3 +426,43 @@ async fn an_unreadable_folder_is_watched_around() {
     )
     .await;
 }
+
+/// Issue 17 item 13 (progress): `scaidrivectl wait` on a terminal says what a long first
+/// pass is doing instead of sitting silent; the line is cleared before the verdict. (Run
+/// under `script`, which gives it a terminal.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_on_a_terminal_shows_the_first_pass_progress() {
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        println!("SKIPPED wait_on_a_terminal_shows_the_first_pass_progress: no `script` here");
+        return;
+    }
+    let w = World::new().await;
+    for i in 0..40 {
+        w.write(&format!("f{i:02}.txt"), format!("file {i}").as_bytes());
+    }
+    // Slow enough that the first pass outlasts a few of wait's polls.
+    w.faults(serde_json::json!({ "latency_ms": 100 })).await;
+    let (_child, socket, _log) = spawn_logged(&w).await;
+    let line = format!(
+        "{} --socket {} wait --timeout 120",
+        env!("CARGO_BIN_EXE_scaidrivectl"),
+        socket.display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "wait: {:?}\n{shown}", out.status);
+    assert!(
+        shown.contains("m: syncing") || shown.contains("m: scanning"),
+        "no progress while waiting: {shown:?}"
+    );
+    assert!(shown.contains("file(s) uploaded"), "{shown:?}");
+    w.faults(serde_json::json!({})).await;
+    w.assert_mirrored().await;
+}
