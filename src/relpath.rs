@@ -2,6 +2,10 @@
 //! mirror, and the string helpers ([`parent`], [`name_of`], [`join`], [`is_within`]) for
 //! paths that are already stored as plain strings (store keys, ops, journal details).
 //!
+//! [`Escaped`] and [`escape_bytes`] show a name to a person (a terminal, a log line)
+//! without letting the name speak: a file name may hold newlines, escape sequences or
+//! bytes that are not UTF-8, and printed raw it can forge log lines or drive the terminal.
+//!
 //! Every stage after the watcher (queue, planner, uploader, store) speaks in these, so the
 //! rules about what a mirrorable name is live here and nowhere else. It is a leaf at the
 //! bottom of the pipeline (it depends on nothing in the crate): the store and the uploader
@@ -267,6 +271,68 @@ impl TryFrom<String> for RelPath {
     }
 }
 
+/// A path or name as shown in a terminal or a log line: control characters (C0, DEL, C1,
+/// so ESC and CSI) and the bidirectional overrides are escaped, Rust style (`\n`, `\t`,
+/// `\r`, `\u{1b}`), so one name is one visible line that can neither forge another nor
+/// move the cursor. A backslash is left as it is: the rendering is idempotent (an escaped
+/// name, such as a non-UTF-8 failure's key, shows unchanged) and a name with a backslash
+/// reads as before; the price is that a name spelling `\n` literally reads like one with
+/// a newline. With [`escape_bytes`], bytes that are not UTF-8 read as `\xFF`: nothing is
+/// dropped or replaced. JSON output does not need it (JSON escapes by itself).
+#[derive(Clone, Copy)]
+pub struct Escaped<'a>(pub &'a str);
+
+impl fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The common case, a plain name, is written in one piece.
+        if !self.0.chars().any(needs_escape) {
+            return f.write_str(self.0);
+        }
+        for c in self.0.chars() {
+            match c {
+                '\n' => f.write_str("\\n")?,
+                '\r' => f.write_str("\\r")?,
+                '\t' => f.write_str("\\t")?,
+                c if needs_escape(c) => write!(f, "\\u{{{:x}}}", c as u32)?,
+                c => write!(f, "{c}")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Escaped<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "\"{self}\"")
+    }
+}
+
+fn needs_escape(c: char) -> bool {
+    c.is_control()
+        // Bidirectional embeddings, overrides and isolates reorder what a terminal shows.
+        || ('\u{202a}'..='\u{202e}').contains(&c)
+        || ('\u{2066}'..='\u{2069}').contains(&c)
+}
+
+/// Shows a name that may not be UTF-8 (as readdir gives it): valid runs as [`Escaped`],
+/// each invalid byte as `\xNN`.
+pub fn escape_bytes(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(&Escaped(chunk.valid()).to_string());
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02X}"));
+        }
+    }
+    out
+}
+
+/// [`escape_bytes`] of a native name or path.
+pub fn escape_os(name: &std::ffi::OsStr) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    escape_bytes(name.as_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -379,6 +445,30 @@ mod tests {
         assert_eq!(json, "\"a/b.txt\"");
         assert_eq!(serde_json::from_str::<RelPath>(&json).unwrap(), p);
         assert!(serde_json::from_str::<RelPath>("\"../etc/passwd\"").is_err());
+    }
+
+    #[test]
+    fn escaped_names_cannot_speak() {
+        let table: &[(&[u8], &str)] = &[
+            (b"plain name.txt", "plain name.txt"),
+            (b"caf\xc3\xa9", "caf\u{e9}"),
+            (b"a\nERROR forged", "a\\nERROR forged"),
+            (b"\x1b[2Jwipe", "\\u{1b}[2Jwipe"),
+            (b"tab\tcr\r", "tab\\tcr\\r"),
+            (b"back\\slash", "back\\slash"),
+            (b"csi\xc2\x9b", "csi\\u{9b}"),
+            (b"rlo\xe2\x80\xaetxt.exe", "rlo\\u{202e}txt.exe"),
+            (b"bad-\xff-name", "bad-\\xFF-name"),
+            (b"lone \xc3", "lone \\xC3"),
+        ];
+        for (raw, shown) in table {
+            assert_eq!(escape_bytes(raw), *shown, "{raw:?}");
+            assert!(!escape_bytes(raw).chars().any(|c| c.is_control()));
+        }
+        // Idempotent: an escaped name shows as it is.
+        let once = escape_bytes(b"x\n\xff\x1b");
+        assert_eq!(Escaped(&once).to_string(), once);
+        assert_eq!(Escaped("a\nb").to_string(), "a\\nb");
     }
 
     #[test]

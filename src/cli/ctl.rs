@@ -11,9 +11,10 @@ use crate::config::{Config, process_env};
 use crate::control::client::{self, CtlError};
 use crate::control::protocol::{
     ActionRequest, ActionResponse, FailuresResponse, LinkBody, LinkResponse, LinksQuery,
-    LinksResponse, MirrorQuery, MirrorState, Outcome, ResumeRequest, StatusResponse, UnlinkBody,
-    UnlinkResponse, VerifyRequest, VerifyResponse, route,
+    LinksResponse, MirrorQuery, MirrorState, MirrorView, Outcome, ResumeRequest, StatusResponse,
+    UnlinkBody, UnlinkResponse, VerifyRequest, VerifyResponse, route,
 };
+use crate::relpath::Escaped;
 use crate::remote::Secret;
 use clap::{Parser, Subcommand};
 use serde::Serialize;
@@ -252,27 +253,7 @@ async fn run(args: Args) -> Result<u8, CtlError> {
                 print_json(&v);
                 return Ok(0);
             }
-            let mut any = false;
-            for m in &v.mirrors {
-                for f in &m.failures {
-                    any = true;
-                    println!(
-                        "{}: {} — {} ({} attempt(s){})",
-                        m.mirror,
-                        f.path,
-                        f.reason,
-                        f.attempts,
-                        if f.permanent {
-                            ", needs a change or `retry`"
-                        } else {
-                            ""
-                        }
-                    );
-                }
-            }
-            if !any {
-                println!("no failed items");
-            }
+            print!("{}", failure_lines(&v));
             Ok(0)
         }
         Cmd::Link(a) => link(&socket, a).await,
@@ -301,7 +282,7 @@ async fn run(args: Args) -> Result<u8, CtlError> {
                 if let Some(e) = &r.error {
                     drift = true;
                     if !*json {
-                        println!("{name}: verify failed: {e}");
+                        println!("{name}: verify failed: {}", Escaped(e));
                     }
                     continue;
                 }
@@ -323,13 +304,13 @@ async fn run(args: Args) -> Result<u8, CtlError> {
                     }
                 );
                 for p in missing.iter().take(20) {
-                    println!("  missing remotely: {p}");
+                    println!("  missing remotely: {}", Escaped(p));
                 }
                 for (path, what) in different.iter().take(20) {
-                    println!("  different: {path} ({what})");
+                    println!("  different: {} ({})", Escaped(path), Escaped(what));
                 }
                 for p in extra.iter().take(20) {
-                    println!("  extra remotely: {p}");
+                    println!("  extra remotely: {}", Escaped(p));
                 }
             }
             Ok(if drift { 4 } else { 0 })
@@ -376,7 +357,7 @@ async fn watch_bars(socket: &Path, mirror: &Option<String>) -> Result<u8, CtlErr
             bar.set_position(pos);
             let mut msg = s.state.wire_name().to_string();
             if let Some(r) = &s.reason {
-                msg.push_str(&format!(" ({r})"));
+                msg.push_str(&format!(" ({})", Escaped(r)));
             } else if m.in_sync {
                 msg.push_str(", in sync");
             }
@@ -385,6 +366,33 @@ async fn watch_bars(socket: &Path, mirror: &Option<String>) -> Result<u8, CtlErr
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// `scaidrivectl failures` for people: one line per failed item. Names and reasons are
+/// escaped (a name may hold a newline or escape codes, and would otherwise forge lines or
+/// drive the terminal); `--json` prints them raw, JSON escapes by itself.
+fn failure_lines(v: &FailuresResponse) -> String {
+    let mut out = String::new();
+    for m in &v.mirrors {
+        for f in &m.failures {
+            out.push_str(&format!(
+                "{}: {} — {} ({} attempt(s){})\n",
+                Escaped(&m.mirror),
+                Escaped(&f.path),
+                Escaped(&f.reason),
+                f.attempts,
+                if f.permanent {
+                    ", needs a change or `retry`"
+                } else {
+                    ""
+                }
+            ));
+        }
+    }
+    if out.is_empty() {
+        out.push_str("no failed items\n");
+    }
+    out
 }
 
 async fn action<B: Serialize>(
@@ -406,6 +414,31 @@ async fn action<B: Serialize>(
 }
 
 async fn wait(socket: &Path, timeout: Option<Duration>) -> Result<u8, CtlError> {
+    // A long first pass must not look like a hang: on a terminal, one line that says what
+    // the mirrors are doing, redrawn in place and cleared before the verdict.
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let b = indicatif::ProgressBar::new_spinner();
+        b.enable_steady_tick(Duration::from_millis(120));
+        b
+    });
+    let verdict = wait_for_verdict(socket, timeout, bar.as_ref()).await;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let (code, message) = verdict?;
+    if let Some(m) = message {
+        eprintln!("{m}");
+    }
+    Ok(code)
+}
+
+/// Polls the status until every mirror is in sync, one needs attention, or the timeout:
+/// the exit code and what to say.
+async fn wait_for_verdict(
+    socket: &Path,
+    timeout: Option<Duration>,
+    bar: Option<&indicatif::ProgressBar>,
+) -> Result<(u8, Option<String>), CtlError> {
     let start = Instant::now();
     loop {
         let v: StatusResponse = client::get(socket, route::STATUS).await?;
@@ -416,33 +449,67 @@ async fn wait(socket: &Path, timeout: Option<Duration>) -> Result<u8, CtlError> 
                 MirrorState::Paused | MirrorState::NeedsCredentials | MirrorState::Error
             )
         }) {
-            eprintln!(
+            let m = format!(
                 "{}: {} ({})",
                 s.name,
                 s.state.wire_name(),
-                s.reason.as_deref().unwrap_or("")
+                Escaped(s.reason.as_deref().unwrap_or(""))
             );
-            return Ok(3);
+            return Ok((3, Some(m)));
         }
         let retrying = mirrors.iter().any(|m| m.status.retrying > 0);
         // Failures the daemon retries by itself are waited for; only those that need a
         // change (or `scaidrivectl retry`) end the wait early.
         if mirrors.iter().all(|m| m.in_sync) && !retrying {
             if let Some(s) = mirrors.iter().map(|m| &m.status).find(|s| s.failures > 0) {
-                eprintln!(
+                let m = format!(
                     "{}: idle with {} failed item(s); see `scaidrivectl failures`",
                     s.name, s.failures
                 );
-                return Ok(4);
+                return Ok((4, Some(m)));
             }
-            return Ok(0);
+            return Ok((0, None));
         }
         if timeout.is_some_and(|t| start.elapsed() >= t) {
-            eprintln!("timed out waiting for the mirrors to be in sync");
-            return Ok(2);
+            let m = "timed out waiting for the mirrors to be in sync".to_string();
+            return Ok((2, Some(m)));
+        }
+        if let Some(b) = bar {
+            b.set_message(wait_progress(mirrors));
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// What `wait` shows on a terminal while it waits: each mirror not yet in sync, its state
+/// and the work left (uploads with rate and ETA, or what is queued), and what is done.
+fn wait_progress(mirrors: &[MirrorView]) -> String {
+    mirrors
+        .iter()
+        .filter(|m| !m.in_sync)
+        .map(|m| {
+            let s = &m.status;
+            let mut line = format!("{}: {}", Escaped(&s.name), s.state.wire_name());
+            if s.files_remaining > 0 || s.bytes_remaining > 0 {
+                line.push_str(&format!(
+                    ", uploading {} file(s), {} left",
+                    s.files_remaining,
+                    human_bytes(s.bytes_remaining)
+                ));
+                if s.bytes_per_sec > 0 {
+                    line.push_str(&format!(" at {}/s", human_bytes(s.bytes_per_sec)));
+                }
+                if let Some(eta) = s.eta_secs {
+                    line.push_str(&format!(", ETA {}m{:02}s", eta / 60, eta % 60));
+                }
+            } else if s.queue_depth > 0 {
+                line.push_str(&format!(", {} queued", s.queue_depth));
+            }
+            line.push_str(&format!(", {} file(s) uploaded", s.files_done));
+            line
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn human_bytes(n: u64) -> String {
@@ -497,7 +564,10 @@ fn print_status(v: &StatusResponse) {
         );
         println!(
             "{:<12} {} → share {} /{}",
-            "", s.root, s.share_id, s.remote_path
+            "",
+            Escaped(&s.root),
+            s.share_id,
+            Escaped(&s.remote_path)
         );
         let left = s.bytes_remaining;
         if left > 0 || s.files_remaining > 0 {
@@ -514,13 +584,20 @@ fn print_status(v: &StatusResponse) {
             );
         }
         if let Some(r) = &s.reason {
-            println!("{:<12} why: {r}", "");
+            println!("{:<12} why: {}", "", Escaped(r));
         }
         let skipped = s.skipped.len();
         if skipped > 0 {
             println!(
                 "{:<12} {skipped} item(s) skipped (symlinks, unreadable or unmirrorable names)",
                 ""
+            );
+        }
+        for u in &s.unwatched {
+            println!(
+                "{:<12} not watched (changes wait for the next try): {}",
+                "",
+                Escaped(u)
             );
         }
     }
@@ -571,7 +648,7 @@ fn offline_status(args: &Args) {
                 ", first pass not finished"
             },
             m.paused_reason
-                .map(|r| format!(", paused: {r}"))
+                .map(|r| format!(", paused: {}", Escaped(&r)))
                 .unwrap_or_default()
         );
     }
@@ -787,7 +864,7 @@ async fn links(socket: &Path, mirror: &Option<String>, json_out: bool) -> Result
             l.link_type.to_lowercase(),
             l.expires_at.as_deref().unwrap_or("never"),
             listed.mirror,
-            path,
+            Escaped(path),
             l.url,
             match listed.download_count {
                 Some(n) => format!("  ({n} downloads)"),
@@ -813,4 +890,51 @@ async fn unlink(socket: &Path, target: &str, json_out: bool) -> Result<u8, CtlEr
         println!("revoked {} ({})", l.id, l.url);
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(
+        state: &str,
+        queued: usize,
+        files_left: u64,
+        bytes_left: u64,
+        eta: Option<u64>,
+    ) -> MirrorView {
+        serde_json::from_value(serde_json::json!({
+            "name": "docs", "root": "/r", "share_id": "shr", "remote_path": "",
+            "state": state, "reason": null, "queue_depth": queued, "in_flight": 0,
+            "files_done": 12, "bytes_done": 0, "files_remaining": files_left,
+            "bytes_remaining": bytes_left, "bytes_per_sec": if bytes_left > 0 { 2048 } else { 0 },
+            "eta_secs": eta, "entries": 0, "failures": 0, "retrying": 0, "skipped": [],
+            "first_pass_done": false, "last_sync_at": null, "in_sync": false,
+        }))
+        .expect("a status view")
+    }
+
+    #[test]
+    fn wait_progress_says_what_is_left() {
+        let table = [
+            (
+                view("scanning", 0, 0, 0, None),
+                "docs: scanning, 12 file(s) uploaded",
+            ),
+            (
+                view("syncing", 40, 0, 0, None),
+                "docs: syncing, 40 queued, 12 file(s) uploaded",
+            ),
+            (
+                view("syncing", 40, 3, 3 * 1024 * 1024, Some(75)),
+                "docs: syncing, uploading 3 file(s), 3.0 MiB left at 2.0 KiB/s, ETA 1m15s, 12 file(s) uploaded",
+            ),
+        ];
+        for (v, want) in table {
+            assert_eq!(wait_progress(&[v]), want);
+        }
+        let mut done = view("idle", 0, 0, 0, None);
+        done.in_sync = true;
+        assert_eq!(wait_progress(&[done]), "");
+    }
 }

@@ -3,11 +3,17 @@
 //! failed moves (a retry of a move's destination must look at its source too, or the move
 //! is planned as a create). The store keeps the durable record (`scaidrivectl failures`);
 //! this is the engine's fast view of what is not yet due.
+//!
+//! A failure lives only as long as its item: a pass drops the failures of paths that are
+//! no longer there (deleted, renamed, now ignored) from the store and from this view, or
+//! `failures` would list them for ever while status counts none.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use crate::plan::Op;
+use super::Engine;
+use crate::plan::{DiskItem, Op};
 use crate::store;
+use crate::upload::MirrorTarget;
 
 /// Delay before a failed item is tried again: 30 s doubling to 1 h; permanent failures
 /// wait an hour (or a change of the item, or `scaidrivectl retry`).
@@ -41,11 +47,15 @@ pub(super) struct Failures {
     items: HashMap<String, FailedItem>,
     /// Failed moves: destination path → source path.
     move_sources: HashMap<String, String>,
+    /// Items no remote call can mirror as they are (a name that is not UTF-8), by their
+    /// escaped name: failures as long as the scan finds them, never due for a retry
+    /// (only a rename ends them, and the scan sees that).
+    unmirrorable: BTreeSet<String>,
 }
 
 impl Failures {
     pub fn len(&self) -> usize {
-        self.items.len()
+        self.items.len() + self.unmirrorable.len()
     }
 
     /// How many will be retried on their own (transient).
@@ -93,6 +103,20 @@ impl Failures {
 
     pub fn forget(&mut self, path: &str) {
         self.items.remove(path);
+        self.move_sources.remove(path);
+    }
+
+    /// What the last full scan found unmirrorable (replaces the previous set).
+    pub fn set_unmirrorable(&mut self, paths: BTreeSet<String>) {
+        for p in &paths {
+            // Never due: a retry could not stat such a name by its escaped form.
+            self.items.remove(p);
+        }
+        self.unmirrorable = paths;
+    }
+
+    pub fn is_unmirrorable(&self, path: &str) -> bool {
+        self.unmirrorable.contains(path)
     }
 
     pub fn clear(&mut self) {
@@ -130,6 +154,74 @@ impl Failures {
             self.items.remove(op.path());
         }
         !changed_since
+    }
+}
+
+impl Engine {
+    /// After a full scan: records the unmirrorable names it found (`unmirrorable`: escaped
+    /// name → reason) as permanent failures, and drops every recorded failure whose item
+    /// is gone: not on disk (deleted, renamed, now ignored), not known (a failed delete
+    /// of a known item is still owed), and not below a directory the scan could not read
+    /// (unknown there, not gone).
+    pub(super) async fn settle_failures_after_scan(
+        &mut self,
+        t: &MirrorTarget,
+        disk: &BTreeMap<String, DiskItem>,
+        unmirrorable: BTreeMap<String, String>,
+        unreadable: &[String],
+    ) {
+        let Ok(recorded) = self.deps.store.failures(t.mirror).await else {
+            return;
+        };
+        let mut gone = Vec::new();
+        for f in &recorded {
+            let there = disk.contains_key(&f.path)
+                || self.known.contains_key(&f.path)
+                || unmirrorable.contains_key(&f.path)
+                || unreadable
+                    .iter()
+                    .any(|u| crate::plan::is_within(&f.path, u));
+            if !there {
+                gone.push(f.path.clone());
+            }
+        }
+        for (path, reason) in &unmirrorable {
+            // Recorded once, not once per pass: its attempts would count hourly rescans.
+            if recorded
+                .iter()
+                .any(|f| &f.path == path && &f.reason == reason)
+            {
+                continue;
+            }
+            let _ = self
+                .deps
+                .store
+                .record_failure(t.mirror, path, reason, true, failure_backoff)
+                .await;
+        }
+        self.failures
+            .set_unmirrorable(unmirrorable.into_keys().collect());
+        self.drop_failures(t, gone).await;
+    }
+
+    /// Forgets the failures of `paths` (items that are gone), in the store and here.
+    pub(super) async fn drop_failures(&mut self, t: &MirrorTarget, paths: Vec<String>) {
+        if paths.is_empty() {
+            return;
+        }
+        for p in &paths {
+            self.failures.forget(p);
+        }
+        match self.deps.store.clear_failures(t.mirror, paths).await {
+            Ok(cleared) => {
+                for p in cleared {
+                    tracing::info!(mirror = %self.name, path = %crate::relpath::Escaped(&p), "the failed item is gone; its failure is dropped");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(mirror = %self.name, "dropping failures of items that are gone: {e}")
+            }
+        }
     }
 }
 

@@ -35,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::MirrorConfig;
 use crate::queue::gate::{DeleteGate, DeleteGateConfig};
 use crate::queue::{Queue, QueueConfig};
+use crate::relpath::Escaped;
 use crate::remote::Client;
 use crate::store::{self, Entry, Store};
 use crate::upload::{Counters, MirrorTarget, Uploader};
@@ -123,8 +124,11 @@ struct Engine {
     /// Some op waited for a folder whose create or move failed (see
     /// [`crate::upload::Outcome::Blocked`]).
     blocked: bool,
-    /// Restart the watcher before the next pass (set on resume).
+    /// Restart the watcher before the next pass (set on resume, and periodically while
+    /// some folder could not be watched).
     rewatch: bool,
+    /// Folders the watcher could not watch, as shown in status and the log.
+    unwatched: Vec<String>,
     /// The root directory the mirror was synced from (kept in the store): a pass over
     /// another directory at the same path is refused.
     root_anchor: Option<store::RootIdentity>,
@@ -167,6 +171,7 @@ impl Engine {
             needs_full_pass: true,
             blocked: false,
             rewatch: false,
+            unwatched: Vec::new(),
             root_anchor: None,
             removals: None,
             watcher_starting: None,
@@ -289,6 +294,7 @@ impl Engine {
         let mut root_id = root_identity(&self.cfg.path);
         let mut next_root_check = Instant::now() + ROOT_CHECK;
         let mut next_held_check = Instant::now() + HELD_RECHECK;
+        let mut next_rewatch = Instant::now() + fallback_scan_interval(&self.cfg);
 
         loop {
             if self.paused.is_none() && self.deps.store.is_full() {
@@ -330,6 +336,9 @@ impl Engine {
             }
             if self.intents.held() > 0 && self.paused.is_none() {
                 deadline = deadline.min(next_held_check);
+            }
+            if !self.unwatched.is_empty() && self.paused.is_none() {
+                deadline = deadline.min(next_rewatch);
             }
             self.set_queue(queue.len() + self.gate.len() + self.intents.held());
             tokio::select! {
@@ -405,6 +414,14 @@ impl Engine {
                             continue;
                         }
                     }
+                    if !self.unwatched.is_empty() && self.paused.is_none() && now >= next_rewatch {
+                        // Try the folders it could not watch again; what changed in the
+                        // meantime (there, or in a folder created unwatched) is scanned.
+                        next_rewatch = now + fallback_scan_interval(&self.cfg);
+                        self.rewatch = true;
+                        self.needs_full_pass = true;
+                        continue;
+                    }
                     if now >= next_rescan {
                         // Also moved here: while paused no pass runs to move it, and a
                         // deadline in the past would spin this loop.
@@ -476,22 +493,48 @@ impl Engine {
         match started {
             Ok(w) => {
                 self.removals = Some(w.removals());
+                self.note_unwatched(&w);
                 Ok(Some(w))
             }
             Err(e) => {
                 let every = fallback_scan_interval(&self.cfg);
                 match &e {
                     WatchError::RootUnavailable { .. } => {
-                        tracing::warn!(mirror = %self.name, "{e}; the next scan decides whether to pause")
+                        tracing::warn!(mirror = %self.name, "{}; the next scan decides whether to pause", Escaped(&e.to_string()))
                     }
                     _ => {
-                        tracing::error!(mirror = %self.name, "{e}; keeping this mirror in sync by a full scan every {} s instead", every.as_secs())
+                        tracing::error!(mirror = %self.name, "{}; keeping this mirror in sync by a full scan every {} s instead", Escaped(&e.to_string()), every.as_secs())
                     }
                 }
                 *poll_every = Some(every);
                 Ok(None)
             }
         }
+    }
+
+    /// Shows the folders a watcher could not watch; the loop rebuilds it while any are left.
+    fn note_unwatched(&mut self, w: &Watcher) {
+        let shown = |p: &std::path::Path| Escaped(&p.display().to_string()).to_string();
+        let now: Vec<String> = w
+            .unwatched()
+            .iter()
+            .map(|(p, why)| {
+                let rel = p.strip_prefix(w.root()).unwrap_or(p);
+                format!("{}: {why}", shown(rel))
+            })
+            .collect();
+        if now != self.unwatched && !now.is_empty() {
+            let list: Vec<String> = w
+                .unwatched()
+                .iter()
+                .map(|(p, why)| format!("{} ({why})", shown(p)))
+                .collect();
+            tracing::warn!(mirror = %self.name, "cannot watch {}; watching the rest of the tree, trying again every {} s", list.join(", "), fallback_scan_interval(&self.cfg).as_secs());
+        } else if now.is_empty() && !self.unwatched.is_empty() {
+            tracing::info!(mirror = %self.name, "every folder is watched again");
+        }
+        self.status_tx.send_modify(|s| s.unwatched = now.clone());
+        self.unwatched = now;
     }
 
     async fn command(&mut self, cmd: MirrorCmd) {

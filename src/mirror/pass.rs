@@ -20,6 +20,7 @@ use super::pause::{Pause, root_identity};
 use super::{Engine, MirrorState, SkippedItem, unix_now};
 use crate::plan::{self, DiskItem, Op, Plan};
 use crate::queue::Settled;
+use crate::relpath::Escaped;
 use crate::store::{self, Entry, EntryKind};
 use crate::upload::{MirrorTarget, OpResult, Outcome};
 use crate::watch::{self as local, IgnoreRules, Kind, LocalEntry, RelPath, ScanError, ScanItem};
@@ -49,7 +50,11 @@ impl Engine {
         let (root, ignore) = (t.root.clone(), self.ignore.clone());
         let scanning = std::time::Instant::now();
         let scanned = tokio::task::spawn_blocking(move || scan_root(&root, &ignore)).await;
-        let (disk, skipped) = match scanned {
+        let Scanned {
+            disk,
+            skipped,
+            unmirrorable,
+        } = match scanned {
             Ok(Ok(found)) => found,
             Ok(Err(e @ ScanError::RootUnavailable { .. })) => {
                 self.pause_for_root(format!(
@@ -64,9 +69,20 @@ impl Engine {
             }
         };
         tracing::debug!(mirror = %self.name, "full pass: scanned {} items in {} ms", disk.len(), scanning.elapsed().as_millis());
+        // Below a directory the scan could not read, items are unknown, not gone.
+        let unreadable: Vec<String> = skipped
+            .iter()
+            .filter(|(_, r)| matches!(r, local::SkipReason::Unreadable(_)))
+            .map(|(p, _)| p.clone())
+            .collect();
+        for path in unmirrorable.keys() {
+            tracing::warn!(mirror = %self.name, "cannot mirror {}: {NON_UTF8_REASON}", Escaped(path));
+        }
+        self.settle_failures_after_scan(&t, &disk, unmirrorable, &unreadable)
+            .await;
         self.skipped.clear();
         for (path, reason) in skipped {
-            tracing::warn!(mirror = %self.name, "skipped {path}: {reason}");
+            tracing::warn!(mirror = %self.name, "skipped {}: {reason}", Escaped(&path));
             self.skipped.push(SkippedItem {
                 path,
                 reason: reason.to_string(),
@@ -85,6 +101,7 @@ impl Engine {
             .await;
             return;
         }
+        self.fill_ctimes(&t, &disk).await;
         // What could not be looked at is unknown, not deleted: keep its known subtree out
         // of the comparison. (Shared, not copied, when nothing was skipped: a copy of
         // 100,000 entries is most of a no-change pass's memory peak.)
@@ -102,6 +119,44 @@ impl Engine {
         if self.paused.is_none() {
             let _ = self.deps.store.set_first_pass_done(t.mirror).await;
             self.status_tx.send_modify(|s| s.first_pass_done = true);
+        }
+    }
+
+    /// Records the ctime of files whose entry has none (synced before the store kept it,
+    /// or adopted after a crash) and that still match their size, mtime and inode: taken
+    /// as they are, not hashed, so the first pass after an upgrade is no hashing storm.
+    /// One transaction for all of them; from then on a write that hides behind the old
+    /// size and mtime is caught by its ctime.
+    async fn fill_ctimes(&mut self, t: &MirrorTarget, disk: &BTreeMap<String, DiskItem>) {
+        let filled: Vec<store::Effect> = self
+            .known
+            .values()
+            .filter(|k| k.kind == EntryKind::File && k.ctime_ns.is_none())
+            .filter_map(|k| {
+                let d = disk.get(&k.path)?;
+                let same = d.kind == k.kind
+                    && d.size == k.size
+                    && d.mtime_ns == k.mtime_ns
+                    && d.inode == k.inode;
+                same.then(|| {
+                    store::Effect::Upsert(Entry {
+                        ctime_ns: Some(d.ctime_ns),
+                        ..k.clone()
+                    })
+                })
+            })
+            .collect();
+        if filled.is_empty() {
+            return;
+        }
+        tracing::debug!(mirror = %self.name, "recording the ctime of {} files", filled.len());
+        if let Err(e) = self.deps.store.apply(t.mirror, filled.clone()).await {
+            tracing::warn!(mirror = %self.name, "recording ctimes: {e}");
+            return;
+        }
+        let known = Arc::make_mut(&mut self.known);
+        for e in &filled {
+            store::apply_to_map(known, e);
         }
     }
 
@@ -141,13 +196,34 @@ impl Engine {
         for p in &paths {
             self.failures.forget(p);
         }
+        let settled_paths: Vec<String> = paths.iter().cloned().collect();
         paths.extend(self.gate.paths().cloned());
         let (root, ignore) = (t.root.clone(), self.ignore.clone());
         let known_all = Arc::clone(&self.known);
         let scope =
             tokio::task::spawn_blocking(move || build_scope(&root, &ignore, &known_all, &paths))
                 .await;
-        let Ok((known, disk)) = scope else { return };
+        let Ok(Scope {
+            known,
+            disk,
+            unmirrorable,
+        }) = scope
+        else {
+            return;
+        };
+        if unmirrorable {
+            // Moved in with a name that is not UTF-8 inside (no event names it).
+            self.needs_full_pass = true;
+        }
+        // A settled path that is neither on disk (deleted, renamed away, now ignored) nor
+        // known has nothing left to fail: its failure goes (a known one is still owed a
+        // delete, and keeps its failure until that succeeds).
+        let gone: Vec<String> = settled_paths
+            .into_iter()
+            .filter(|p| !disk.contains_key(p) && !self.known.contains_key(p))
+            .filter(|p| !self.failures.is_unmirrorable(p))
+            .collect();
+        self.drop_failures(&t, gone).await;
         self.plan_and_execute(Arc::new(known), disk, renames, true, stop)
             .await;
     }
@@ -353,11 +429,11 @@ impl Engine {
                 }
                 Outcome::Blocked(reason) => {
                     // Planned again (by a full pass) once the op it waits for succeeds.
-                    tracing::debug!(mirror = %self.name, path = r.op.path(), "waits: {reason}");
+                    tracing::debug!(mirror = %self.name, path = r.op.path(), "waits: {}", Escaped(&reason));
                     self.blocked = true;
                 }
                 Outcome::Failed { reason, permanent } => {
-                    tracing::warn!(mirror = %self.name, path = r.op.path(), "failed: {reason}");
+                    tracing::warn!(mirror = %self.name, path = r.op.path(), "failed: {}", Escaped(&reason));
                     if let Op::Move { from, .. } = &r.op {
                         self.failures.note_failed_move(r.op.path(), from);
                     }
@@ -429,27 +505,47 @@ impl Engine {
     }
 }
 
-/// The whole root, scanned on a few threads: the disk view and what was skipped.
-#[allow(clippy::type_complexity)]
-fn scan_root(
-    root: &std::path::Path,
-    ignore: &IgnoreRules,
-) -> Result<(BTreeMap<String, DiskItem>, Vec<(String, local::SkipReason)>), ScanError> {
+/// Why a name that is not UTF-8 is a failure (not a skip): the file exists and is not on
+/// the remote, so the mirror is not in sync until it is renamed.
+const NON_UTF8_REASON: &str = "the name is not valid UTF-8 (shown with \\xNN for its invalid bytes) and the ScaiDrive API takes UTF-8 names only; rename it";
+
+/// What a full scan found: the disk view, what was skipped (symlinks, special files,
+/// unreadable directories), and the unmirrorable names (escaped path → reason).
+struct Scanned {
+    disk: BTreeMap<String, DiskItem>,
+    skipped: Vec<(String, local::SkipReason)>,
+    unmirrorable: BTreeMap<String, String>,
+}
+
+/// The whole root, scanned on a few threads.
+fn scan_root(root: &std::path::Path, ignore: &IgnoreRules) -> Result<Scanned, ScanError> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
     let items = local::scan_parallel(root, ignore, threads)?;
-    let mut disk = BTreeMap::new();
-    let mut skipped = Vec::new();
+    let mut found = Scanned {
+        disk: BTreeMap::new(),
+        skipped: Vec::new(),
+        unmirrorable: BTreeMap::new(),
+    };
     for item in items {
         match item {
             ScanItem::Entry(e) => {
                 let d = disk_item(e.path.as_str(), &e);
-                disk.insert(d.path.clone(), d);
+                found.disk.insert(d.path.clone(), d);
             }
-            ScanItem::Skipped { path, reason } => skipped.push((path, reason)),
+            ScanItem::Skipped {
+                path,
+                reason: local::SkipReason::NonUtf8,
+            } => {
+                // The scan shows such a name lossily; its failure needs the exact name.
+                for name in local::non_utf8_names(root, &path) {
+                    found.unmirrorable.insert(name, NON_UTF8_REASON.to_string());
+                }
+            }
+            ScanItem::Skipped { path, reason } => found.skipped.push((path, reason)),
         }
     }
-    skipped.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok((disk, skipped))
+    found.skipped.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(found)
 }
 
 /// The op's kind, for logs (the ops themselves carry whole disk items).
@@ -475,6 +571,7 @@ pub(super) fn disk_item(path: &str, e: &LocalEntry) -> DiskItem {
         size: e.size,
         mtime_ns: e.mtime_ns,
         inode: e.inode,
+        ctime_ns: e.ctime_ns,
     }
 }
 
@@ -493,7 +590,17 @@ pub(super) fn entry_of(
         inode: d.inode,
         sha256: sha,
         remote_version: version,
+        ctime_ns: Some(d.ctime_ns),
     }
+}
+
+/// A batch's share of the tree: the known and disk views of its paths.
+#[derive(Default)]
+struct Scope {
+    known: BTreeMap<String, Entry>,
+    disk: BTreeMap<String, DiskItem>,
+    /// A new directory holds a name that is not UTF-8: a full pass records its failure.
+    unmirrorable: bool,
 }
 
 /// The known and disk views for a batch of paths: each path, its not-yet-known
@@ -504,9 +611,11 @@ fn build_scope(
     ignore: &IgnoreRules,
     known_all: &BTreeMap<String, Entry>,
     paths: &BTreeSet<String>,
-) -> (BTreeMap<String, Entry>, BTreeMap<String, DiskItem>) {
-    let mut known = BTreeMap::new();
-    let mut disk = BTreeMap::new();
+) -> Scope {
+    let mut scope = Scope::default();
+    let (mut known, mut disk) = (BTreeMap::new(), BTreeMap::new());
+    // Inodes of files in scope with more than one name (hard links).
+    let mut linked = std::collections::HashSet::new();
     let add_known_tree = |known: &mut BTreeMap<String, Entry>, p: &str| {
         for (k, e) in known_all.range(p.to_string()..) {
             if !k.starts_with(p) {
@@ -538,6 +647,9 @@ fn build_scope(
         if l.kind == Kind::Dir && ignore.is_ignored(&rel, true) {
             continue;
         }
+        if l.kind == Kind::File && l.nlink > 1 {
+            linked.insert(l.inode);
+        }
         disk.insert(p.clone(), disk_item(p, &l));
         // Ancestors the remote does not have yet come first.
         let mut anc = plan::parent(p).to_string();
@@ -554,6 +666,13 @@ fn build_scope(
             // contents of a directory moved in from outside the root).
             if let Ok(items) = local::scan(&root.join(p), ignore) {
                 for item in items {
+                    if let ScanItem::Skipped {
+                        reason: local::SkipReason::NonUtf8,
+                        ..
+                    } = item
+                    {
+                        scope.unmirrorable = true;
+                    }
                     if let ScanItem::Entry(e) = item {
                         let full = format!("{p}/{}", e.path.as_str());
                         if let Ok(r) = RelPath::new(&full)
@@ -575,5 +694,38 @@ fn build_scope(
             }
         }
     }
-    (known, disk)
+    if !linked.is_empty() {
+        add_other_links(root, known_all, &linked, &mut known, &mut disk);
+    }
+    scope.known = known;
+    scope.disk = disk;
+    scope
+}
+
+/// Brings the other known names of hard-linked inodes into a batch's scope: an edit
+/// through one name changes the content of all of them, but the kernel reports only the
+/// name it was written through, and the others' remote copies would stay stale until the
+/// next full pass. One walk over the known entries, only for a batch that touched a file
+/// with several links.
+fn add_other_links(
+    root: &std::path::Path,
+    known_all: &BTreeMap<String, Entry>,
+    linked: &std::collections::HashSet<u64>,
+    known: &mut BTreeMap<String, Entry>,
+    disk: &mut BTreeMap<String, DiskItem>,
+) {
+    for (p, e) in known_all {
+        if e.kind != EntryKind::File || !linked.contains(&e.inode) || disk.contains_key(p) {
+            continue;
+        }
+        let Ok(rel) = RelPath::new(p) else { continue };
+        // Still the same inode (not replaced or unlinked meanwhile): checked as changed.
+        if let Ok(Some(l)) = local::stat_path(root, &rel)
+            && l.kind == Kind::File
+            && l.inode == e.inode
+        {
+            known.insert(p.clone(), e.clone());
+            disk.insert(p.clone(), disk_item(p, &l));
+        }
+    }
 }

@@ -22,6 +22,7 @@ use super::pass::{disk_item, entry_of};
 use super::pause::Pause;
 use super::{Engine, unix_now};
 use crate::plan;
+use crate::relpath::Escaped;
 use crate::remote::{Children, ItemKind, RemoteFile};
 use crate::store::journal::{IntentOp, MoveItem, SendFile};
 use crate::store::{self, Effect, Entry, EntryKind, Intent};
@@ -64,13 +65,13 @@ impl OpenIntents {
         }
         let (op, path) = (intent.op.name(), &intent.path);
         let since = *self.held.entry(intent.id).or_insert_with(|| {
-            tracing::info!(mirror = %mirror, path = %path, "the {op} of {path} is not on the remote yet, but its request may still be applied: looking again for up to {} s", window.as_secs());
+            tracing::info!(mirror = %mirror, path = %Escaped(path), "the {op} of {} is not on the remote yet, but its request may still be applied: looking again for up to {} s", Escaped(path), window.as_secs());
             now
         });
         if now.saturating_duration_since(since) < window {
             return true;
         }
-        tracing::info!(mirror = %mirror, path = %path, "the {op} of {path} is still not on the remote {} s after it was first looked for; settled as not done", window.as_secs());
+        tracing::info!(mirror = %mirror, path = %Escaped(path), "the {op} of {} is still not on the remote {} s after it was first looked for; settled as not done", Escaped(path), window.as_secs());
         false
     }
 
@@ -302,7 +303,7 @@ impl Engine {
                     version = Some(f.version as i64);
                 }
                 Err(e) => {
-                    tracing::warn!(mirror = %self.name, "cannot adopt {}: {e}", d.path);
+                    tracing::warn!(mirror = %self.name, "cannot adopt {}: {}", Escaped(&d.path), Escaped(&e.to_string()));
                     return None;
                 }
             }
@@ -316,6 +317,7 @@ impl Engine {
             inode: 0,
             sha256: remote_sha,
             remote_version: version,
+            ctime_ns: None,
         };
         Some((remote, false))
     }
@@ -346,7 +348,7 @@ impl Engine {
         };
         let mut recorded = 0;
         for intent in intents {
-            tracing::debug!(mirror = %self.name, op = intent.op.name(), path = %intent.path, detail = ?intent.op, "resolving an open intent");
+            tracing::debug!(mirror = %self.name, op = intent.op.name(), path = %Escaped(&intent.path), detail = ?intent.op, "resolving an open intent");
             let verdict = match &intent.op {
                 IntentOp::Mkdir(d) => {
                     let fp = (d.inode, d.mtime_ns);
@@ -364,7 +366,7 @@ impl Engine {
                 // delete of a deleted item is accepted as done).
                 IntentOp::Delete(_) => Verdict::Close(vec![]),
                 IntentOp::Unreadable { op, why } => {
-                    tracing::warn!(mirror = %self.name, path = %intent.path, "closing an open {op} this release cannot read ({why}); the pass plans the path from the disk");
+                    tracing::warn!(mirror = %self.name, path = %Escaped(&intent.path), "closing an open {op} this release cannot read ({why}); the pass plans the path from the disk");
                     Verdict::Close(vec![])
                 }
             };
@@ -417,13 +419,13 @@ impl Engine {
                 // The folder was deleted: nothing can be created in it any more, and what
                 // was is deleted with it.
                 Err(e) if e.is_absent() => {
-                    tracing::debug!(mirror = %self.name, path = %intent.path, "settled: its folder is gone ({e})");
+                    tracing::debug!(mirror = %self.name, path = %Escaped(&intent.path), "settled: its folder is gone ({e})");
                     return Verdict::Close(vec![]);
                 }
                 Err(e) => {
                     // Left open for the next settle; the pass's create-or-adopt calls
                     // cannot duplicate meanwhile.
-                    tracing::warn!(mirror = %self.name, path = %intent.path, "cannot look up an operation left open: {e}");
+                    tracing::warn!(mirror = %self.name, path = %Escaped(&intent.path), "cannot look up an operation left open: {e}");
                     return Verdict::LookAgain;
                 }
             }
@@ -435,7 +437,7 @@ impl Engine {
             // Recorded since (the pass created or adopted it): nothing to do.
             Some(k) if k.remote_id == id => return Verdict::Close(vec![]),
             Some(k) => {
-                tracing::warn!(mirror = %self.name, path = %intent.path, "an earlier attempt created {} remotely as {id}, but {} is mirrored as {} now; {id} is left as it is", intent.path, intent.path, k.remote_id);
+                tracing::warn!(mirror = %self.name, path = %Escaped(&intent.path), "an earlier attempt created {} remotely as {id}, but {} is mirrored as {} now; {id} is left as it is", Escaped(&intent.path), Escaped(&intent.path), k.remote_id);
                 return Verdict::Close(vec![]);
             }
             None => {}
@@ -448,7 +450,7 @@ impl Engine {
                 Err(e) if e.is_absent() => return Verdict::Close(vec![]),
                 Err(e) => {
                     // Closing it now would forget what was created.
-                    tracing::warn!(mirror = %self.name, path = %intent.path, "cannot look up an operation left open: {e}");
+                    tracing::warn!(mirror = %self.name, path = %Escaped(&intent.path), "cannot look up an operation left open: {e}");
                     return Verdict::LookAgain;
                 }
             },
@@ -497,7 +499,7 @@ impl Engine {
             // Gone remotely: the pass uploads the file again.
             Err(e) if e.is_absent() => return Verdict::Close(vec![]),
             Err(e) => {
-                tracing::warn!(mirror = %self.name, path = %intent.path, "cannot look up an operation left open: {e}");
+                tracing::warn!(mirror = %self.name, path = %Escaped(&intent.path), "cannot look up an operation left open: {e}");
                 return Verdict::LookAgain;
             }
         };
@@ -644,6 +646,8 @@ fn created_entry(
         inode,
         sha256: None,
         remote_version: None,
+        // Not stat'ed here: filled by the next full pass where the file still matches.
+        ctime_ns: None,
     };
     if let Some((f, sha)) = sent {
         if f.checksum_sha256.as_deref() != Some(sha) {

@@ -67,6 +67,12 @@ pub struct MirrorStatus {
     /// How many of `failures` are transient and will be retried on their own.
     pub retrying: usize,
     pub skipped: Vec<SkippedItem>,
+    /// Folders the file watcher could not watch (relative path: why); the rest of the
+    /// tree is watched, and the watcher is built again periodically until they are.
+    /// Left out of the JSON when empty: the `status --json` schema of a fully watched
+    /// mirror stays what it was.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unwatched: Vec<String>,
     pub first_pass_done: bool,
     /// Unix seconds of the last time the mirror went idle.
     pub last_sync_at: Option<i64>,
@@ -93,6 +99,7 @@ impl MirrorStatus {
             failures: 0,
             retrying: 0,
             skipped: Vec::new(),
+            unwatched: Vec::new(),
             first_pass_done: false,
             last_sync_at: None,
         }

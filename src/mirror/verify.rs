@@ -1,7 +1,8 @@
 //! `scaidrivectl verify`: the remote tree under the mirror's base folder compared with what
-//! the mirror believes it holds (one listing per remote folder, plus one metadata GET per
-//! file with `checksums`), and with `repair` the drifted entries forgotten so the next pass
-//! uploads them again.
+//! the mirror believes it holds (one listing per remote folder), and with `checksums` each
+//! remote file's SHA-256 (one metadata GET per file) compared with the local file's, hashed
+//! now: the disk is the truth. With `repair` the drifted entries are forgotten so the next
+//! pass uploads them again (as a new version where the remote has the name).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -72,11 +73,24 @@ impl Engine {
                             e.size
                         ))
                     } else if checksums && !is_dir {
+                        // The disk is the truth, not the store: a silent edit leaves the
+                        // store's hash equal to the remote's while the file differs.
+                        let expected = match local_sha(&t.root, path).await {
+                            Some(Ok(h)) => Some(h),
+                            Some(Err(err)) => {
+                                report
+                                    .different
+                                    .push((path.clone(), format!("cannot read it here: {err}")));
+                                continue;
+                            }
+                            // Gone locally: the pass deletes it; compare with the store.
+                            None => e.sha256.clone(),
+                        };
                         match client.file(id).await {
-                            Ok(f) if f.checksum_sha256 != e.sha256 => Some(format!(
-                                "remote checksum {}, expected {}",
+                            Ok(f) if f.checksum_sha256 != expected => Some(format!(
+                                "remote checksum {}, local {}",
                                 f.checksum_sha256.unwrap_or_default(),
-                                e.sha256.clone().unwrap_or_default()
+                                expected.unwrap_or_default()
                             )),
                             Ok(_) => None,
                             Err(err) => Some(format!("cannot read its metadata: {err}")),
@@ -112,5 +126,18 @@ impl Engine {
             report.repaired = before - self.known.len();
         }
         report
+    }
+}
+
+/// The SHA-256 of the file at `path` under `root` now (on a blocking thread); `None` if
+/// it is no longer there.
+async fn local_sha(root: &std::path::Path, path: &str) -> Option<std::io::Result<String>> {
+    let abs = root.join(path);
+    let hashed = tokio::task::spawn_blocking(move || crate::plan::hash_file(&abs))
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+    match hashed {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        other => Some(other),
     }
 }

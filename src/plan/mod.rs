@@ -220,7 +220,7 @@ pub fn plan(
                 },
             }),
             Some(k) => {
-                let same = k.size == d.size && k.mtime_ns == d.mtime_ns && k.inode == d.inode;
+                let same = same_file(k, d);
                 if d.kind == EntryKind::Dir {
                     if k.inode != d.inode {
                         updates.push(Op::Refresh {
@@ -294,8 +294,22 @@ fn unchanged(known: &BTreeMap<String, Entry>, disk: &BTreeMap<String, DiskItem>)
             kp == dp
                 && k.kind == d.kind
                 && k.inode == d.inode
-                && (k.kind == EntryKind::Dir || (k.size == d.size && k.mtime_ns == d.mtime_ns))
+                && (k.kind == EntryKind::Dir || same_file(k, d))
         })
+}
+
+/// Whether a file is as it was synced, without reading it: same size, mtime and inode,
+/// and the same ctime where it is known. The ctime catches an edit that kept the size and
+/// put the old mtime back (`touch -d @OLD`): the kernel moves it on every write and no
+/// program can set it. An unknown ctime (an entry from before it was stored) counts as
+/// the same: the full pass fills it in, so an upgrade does not re-hash every file.
+/// (A chmod, a rename or a new hard link move it too: such a file is hashed once and
+/// only its fingerprint is refreshed.)
+pub fn same_file(k: &Entry, d: &DiskItem) -> bool {
+    k.size == d.size
+        && k.mtime_ns == d.mtime_ns
+        && k.inode == d.inode
+        && k.ctime_ns.is_none_or(|c| c == d.ctime_ns)
 }
 
 /// Orders moves and creations so that every op's parent, and a move's source, exists
@@ -378,6 +392,7 @@ mod tests {
             size,
             mtime_ns: mtime,
             inode,
+            ctime_ns: mtime,
         }
     }
     fn dir(path: &str, inode: u64) -> DiskItem {
@@ -387,6 +402,7 @@ mod tests {
             size: 0,
             mtime_ns: 0,
             inode,
+            ctime_ns: 0,
         }
     }
     fn known_of(d: &DiskItem, sha: &str) -> Entry {
@@ -399,6 +415,7 @@ mod tests {
             inode: d.inode,
             sha256: (d.kind == EntryKind::File).then(|| sha.to_string()),
             remote_version: Some(1),
+            ctime_ns: Some(d.ctime_ns),
         }
     }
 
@@ -447,6 +464,43 @@ mod tests {
         let mut failures: Vec<String> = p.failures.iter().map(|(p, _)| p.clone()).collect();
         failures.extend(hashed.iter().map(|h| format!("hashed {h}")));
         (ops, failures, p.deleted_entries)
+    }
+
+    #[test]
+    fn ctime_gives_away_a_silent_edit() {
+        let synced = file("a", 1, 4, 100);
+        let known = known_of(&synced, "old");
+        // (disk ctime, stored ctime) → hashed?
+        let table = [
+            (100, Some(100), false),
+            (250, Some(100), true),
+            (250, None, false),
+        ];
+        for (disk_ctime, stored, hashed) in table {
+            let d = DiskItem {
+                ctime_ns: disk_ctime,
+                ..synced.clone()
+            };
+            let k = Entry {
+                ctime_ns: stored,
+                ..known.clone()
+            };
+            let mut reads = 0;
+            let p = plan(
+                &BTreeMap::from([(k.path.clone(), k)]),
+                &BTreeMap::from([(d.path.clone(), d)]),
+                &[],
+                &mut |_| {
+                    reads += 1;
+                    Ok("new".into())
+                },
+            );
+            assert_eq!(reads > 0, hashed, "{disk_ctime} vs {stored:?}");
+            assert_eq!(
+                matches!(p.ops.as_slice(), [Op::Replace { sha256, .. }] if sha256 == "new"),
+                hashed
+            );
+        }
     }
 
     #[test]

@@ -459,6 +459,7 @@ mod tests {
             inode: 7,
             sha256: Some("00".into()),
             remote_version: Some(1),
+            ctime_ns: Some(9),
         };
         s.commit(m, id, vec![Effect::Upsert(entry)]).await.unwrap();
         assert_eq!(s.intents(m).await.unwrap().len(), 1);

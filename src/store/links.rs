@@ -309,6 +309,7 @@ mod tests {
             inode: 0,
             sha256: None,
             remote_version: None,
+            ctime_ns: None,
         })
     }
 

@@ -56,6 +56,10 @@ pub struct Entry {
     pub inode: u64,
     pub sha256: Option<String>,
     pub remote_version: Option<i64>,
+    /// The file's ctime when it was synced (`None` = unknown: an entry from before the
+    /// column existed, or adopted after a crash). A write moves it even when size and
+    /// mtime come out as before, so a file whose ctime moved is hashed.
+    pub ctime_ns: Option<i64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -161,12 +165,14 @@ fn entry_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Entry, String)> {
             inode: r.get::<_, i64>(5)? as u64,
             sha256: r.get(6)?,
             remote_version: r.get(7)?,
+            ctime_ns: r.get(8)?,
         },
         kind,
     ))
 }
 
-const ENTRY_COLS: &str = "path, kind, remote_id, size, mtime_ns, inode, sha256, remote_version";
+const ENTRY_COLS: &str =
+    "path, kind, remote_id, size, mtime_ns, inode, sha256, remote_version, ctime_ns";
 
 fn finish_entry((mut e, kind): (Entry, String)) -> Result<Entry, StoreError> {
     e.kind = EntryKind::parse(&kind)?;
@@ -184,10 +190,11 @@ pub(crate) fn apply_effect(
         Effect::Upsert(e) => {
             c.execute(
                 "INSERT INTO entries (mirror_id, path, kind, remote_id, size, mtime_ns, inode, sha256, \
-                 remote_version, synced_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+                 remote_version, synced_at, ctime_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
                  ON CONFLICT (mirror_id, path) DO UPDATE SET kind = excluded.kind, remote_id = excluded.remote_id, \
                  size = excluded.size, mtime_ns = excluded.mtime_ns, inode = excluded.inode, \
-                 sha256 = excluded.sha256, remote_version = excluded.remote_version, synced_at = excluded.synced_at",
+                 sha256 = excluded.sha256, remote_version = excluded.remote_version, synced_at = excluded.synced_at, \
+                 ctime_ns = excluded.ctime_ns",
                 params![
                     mirror,
                     e.path,
@@ -198,7 +205,8 @@ pub(crate) fn apply_effect(
                     e.inode as i64,
                     e.sha256,
                     e.remote_version,
-                    unix_now()
+                    unix_now(),
+                    e.ctime_ns
                 ],
             )?;
         }
@@ -543,6 +551,28 @@ impl Store {
         self.call(move |c| failures(c, mirror)).await
     }
 
+    /// Removes the failures of `paths` (items that are gone); returns the paths that had one.
+    pub async fn clear_failures(
+        &self,
+        mirror: MirrorId,
+        paths: Vec<String>,
+    ) -> Result<Vec<String>, StoreError> {
+        self.call(move |c| {
+            let mut cleared = Vec::new();
+            for p in paths {
+                if c.execute(
+                    "DELETE FROM failures WHERE mirror_id = ?1 AND path = ?2",
+                    params![mirror, p],
+                )? > 0
+                {
+                    cleared.push(p);
+                }
+            }
+            Ok(cleared)
+        })
+        .await
+    }
+
     /// Makes every failure of a mirror due now (`scaidrivectl retry`).
     pub async fn retry_failures_now(&self, mirror: MirrorId) -> Result<usize, StoreError> {
         self.call(move |c| {
@@ -691,6 +721,7 @@ mod tests {
             inode: 3,
             sha256: None,
             remote_version: Some(1),
+            ctime_ns: Some(4),
         }
     }
 

@@ -362,6 +362,7 @@ fn entry_for(
         inode: item.inode,
         sha256: sha,
         remote_version: version,
+        ctime_ns: Some(item.ctime_ns),
     }
 }
 

@@ -18,6 +18,8 @@ pub struct DiskItem {
     pub size: u64,
     pub mtime_ns: i64,
     pub inode: u64,
+    /// The inode change time: moves on every write, even one that restores the mtime.
+    pub ctime_ns: i64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -14,8 +14,8 @@ pub use rules::{
     BUILTIN_PATTERNS, ForbiddenRoot, IGNORE_FILE_NAME, IgnoreError, IgnoreRules, forbidden_root,
 };
 pub use scan::{
-    Kind, LocalEntry, PathStat, ScanError, ScanItem, SkipReason, mtime_ns, scan, scan_parallel,
-    scan_subtree, stat_path, stat_path_detailed,
+    Kind, LocalEntry, PathStat, ScanError, ScanItem, SkipReason, ctime_ns, mtime_ns,
+    non_utf8_names, scan, scan_parallel, scan_subtree, stat_path, stat_path_detailed,
 };
 pub use watcher::{
     DEFAULT_CHANNEL_CAPACITY, RemovalClock, RescanReason, WatchError, WatchEvent, Watcher,

@@ -24,6 +24,11 @@ pub struct LocalEntry {
     pub size: u64,
     pub mtime_ns: i64,
     pub inode: u64,
+    /// The inode change time ([`ctime_ns`]).
+    pub ctime_ns: i64,
+    /// How many names the inode has: an edit through one hard link changes the others,
+    /// and only the edited name gets an event.
+    pub nlink: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,6 +163,29 @@ pub fn scan_parallel(
         out.extend(part?);
     }
     Ok(out)
+}
+
+/// The names behind a [`SkipReason::NonUtf8`] item, which shows them lossily: each name
+/// in its directory that is not UTF-8 and reads as `lossy`, escaped without loss
+/// ([`crate::relpath::escape_os`], `\xFF` per invalid byte), as a path from the root.
+/// Several names can share one lossy reading; each is its own item. Blocking.
+pub fn non_utf8_names(root: &Path, lossy: &str) -> Vec<String> {
+    let (dir, name) = (
+        crate::relpath::parent(lossy),
+        crate::relpath::name_of(lossy),
+    );
+    let Ok(dir) = RelPath::new(dir) else {
+        return Vec::new();
+    };
+    let Ok(entries) = list_dir(&dir.to_path(root)) else {
+        return Vec::new();
+    };
+    let shown_dir = crate::relpath::Escaped(dir.as_str()).to_string();
+    entries
+        .into_iter()
+        .filter(|(n, _)| n.to_str().is_none() && n.to_string_lossy() == name)
+        .map(|(n, _)| crate::relpath::join(&shown_dir, &crate::relpath::escape_os(&n)))
+        .collect()
 }
 
 /// The path of `name` under `dir`, or the item that reports why it has none.
@@ -326,6 +354,8 @@ fn classify(path: &RelPath, meta: &Metadata) -> Result<LocalEntry, SkipReason> {
         size: if kind == Kind::File { meta.len() } else { 0 },
         mtime_ns: mtime_ns(meta),
         inode: meta.ino(),
+        ctime_ns: ctime_ns(meta),
+        nlink: meta.nlink(),
     })
 }
 
@@ -337,6 +367,15 @@ pub fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
     meta.mtime()
         .saturating_mul(1_000_000_000)
         .saturating_add(meta.mtime_nsec())
+}
+
+/// A file's inode change time in nanoseconds, clamped as [`mtime_ns`]. No program can set
+/// it: every write moves it, so it gives away an edit that kept the size and put the old
+/// mtime back.
+pub fn ctime_ns(meta: &std::fs::Metadata) -> i64 {
+    meta.ctime()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(meta.ctime_nsec())
 }
 
 fn check_root(root: &Path) -> Result<(), ScanError> {

@@ -167,6 +167,9 @@ fn is_removal(ev: &WatchEvent) -> bool {
 /// A recursive watch on one root. Dropping it stops the watch.
 pub struct Watcher {
     _backend: RecommendedWatcher,
+    /// Folders that could not be watched (the backend refused them, e.g. unreadable):
+    /// everything around them is watched; the engine builds the watcher again later.
+    unwatched: Vec<(PathBuf, String)>,
     rx: mpsc::Receiver<WatchEvent>,
     removals: Arc<RemovalClock>,
     rescan_needed: Arc<AtomicBool>,
@@ -227,11 +230,19 @@ impl Watcher {
         let mut backend =
             RecommendedWatcher::new(move |res: notify::Result<Event>| bridge.handle(res), config)
                 .map_err(|e| WatchError::from_notify(root, e))?;
-        backend
-            .watch(&canon, RecursiveMode::Recursive)
-            .map_err(|e| WatchError::from_notify(root, e))?;
+        let mut unwatched = Vec::new();
+        if let Err(e) = backend.watch(&canon, RecursiveMode::Recursive) {
+            // inotify's recursive watch fails as a whole on one folder it may not read;
+            // anything else (the watch limit, the root gone) is the whole watcher's error.
+            if !is_refused(&e) {
+                return Err(WatchError::from_notify(root, e));
+            }
+            watch_around(&mut backend, &canon, &mut unwatched)
+                .map_err(|e| WatchError::from_notify(root, e))?;
+        }
         Ok(Watcher {
             _backend: backend,
+            unwatched,
             rx,
             removals,
             rescan_needed,
@@ -244,6 +255,11 @@ impl Watcher {
     /// The canonical root being watched.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The folders that could not be watched, with why (empty when the whole tree is).
+    pub fn unwatched(&self) -> &[(PathBuf, String)] {
+        &self.unwatched
     }
 
     /// Next event. A pending "rescan needed" (set when the channel overflowed) is reported
@@ -293,6 +309,61 @@ impl Watcher {
                 reason: RescanReason::ChannelFull,
             })
     }
+}
+
+/// The OS's reason, without notify's path list (the caller names the folder).
+fn why(e: &notify::Error) -> String {
+    match &e.kind {
+        notify::ErrorKind::Io(io) => io.to_string(),
+        _ => e.to_string(),
+    }
+}
+
+/// Whether the backend refused one folder (permission), as opposed to failing as a whole.
+fn is_refused(e: &notify::Error) -> bool {
+    matches!(&e.kind, notify::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::PermissionDenied)
+}
+
+/// Watches `dir`'s tree around the folders the backend refuses: a folder whose recursive
+/// watch fails is watched alone (its own entries) and its child folders are tried in
+/// turn, down to the refused ones, which are listed in `unwatched`. Folders created later
+/// directly in a folder watched alone are not watched until the watcher is built again
+/// (the engine does that periodically while anything is unwatched). Symlinks are not
+/// followed. Blocking.
+fn watch_around(
+    backend: &mut RecommendedWatcher,
+    dir: &Path,
+    unwatched: &mut Vec<(PathBuf, String)>,
+) -> notify::Result<()> {
+    match backend.watch(dir, RecursiveMode::Recursive) {
+        Ok(()) => return Ok(()),
+        Err(e) if !is_refused(&e) => return Err(e),
+        // The watches it added before the refusal go with it.
+        Err(_) => {
+            let _ = backend.unwatch(dir);
+        }
+    }
+    if let Err(e) = backend.watch(dir, RecursiveMode::NonRecursive) {
+        if !is_refused(&e) {
+            return Err(e);
+        }
+        unwatched.push((dir.to_path_buf(), why(&e)));
+        return Ok(());
+    }
+    let children = match std::fs::read_dir(dir) {
+        Ok(c) => c,
+        Err(e) => {
+            unwatched.push((dir.to_path_buf(), e.to_string()));
+            return Ok(());
+        }
+    };
+    for child in children.flatten() {
+        // DirEntry::file_type does not follow a symlink.
+        if child.file_type().is_ok_and(|t| t.is_dir()) {
+            watch_around(backend, &child.path(), unwatched)?;
+        }
+    }
+    Ok(())
 }
 
 /// Runs on the backend's own thread (never a tokio worker). Sending is only ever `try_send`.

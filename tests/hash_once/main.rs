@@ -40,6 +40,7 @@ fn disk_item(root: &Path, path: &str) -> DiskItem {
         size: md.len(),
         mtime_ns: scaidrive::watch::mtime_ns(&md),
         inode: md.ino(),
+        ctime_ns: scaidrive::watch::ctime_ns(&md),
     }
 }
 

@@ -11,5 +11,6 @@ mod crashes;
 mod faults;
 mod guards;
 mod hazards;
+mod hostile;
 mod initial;
 mod links;
