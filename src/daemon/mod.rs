@@ -366,10 +366,11 @@ pub fn status_line(handles: &[MirrorHandle]) -> String {
         .iter()
         .map(|h| {
             let s = h.status();
-            let mut line = format!("{}: {}", s.name, s.state);
+            // Reasons carry paths: escaped, or a name could split the STATUS= line.
+            let mut line = format!("{}: {}", crate::relpath::Escaped(&s.name), s.state);
             if s.state == MirrorState::Paused || s.state == MirrorState::NeedsCredentials {
                 if let Some(r) = &s.reason {
-                    line.push_str(&format!(" ({r})"));
+                    line.push_str(&format!(" ({})", crate::relpath::Escaped(r)));
                 }
             } else {
                 line.push_str(&format!(
