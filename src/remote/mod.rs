@@ -7,7 +7,10 @@
 //! the shared pacer (`pace.rs`) admits it, the retry policy (`retry.rs`) repeats it when
 //! that can help, and a 401 triggers at most one token refresh and one more try before it
 //! becomes [`ErrorKind::CredentialsNeeded`]. Uploads and the conflict helpers live in
-//! `upload.rs`; the wire types in `types.rs`; errors in `error.rs`; tokens in `auth.rs`.
+//! `upload.rs` (with what they learn about the server while the client lives: the size
+//! from which multipart meets 413, and the throughput that sizes session chunks, measured
+//! here in `Client::attempt` on every streamed body); the wire types in `types.rs`;
+//! errors in `error.rs`; tokens in `auth.rs`.
 
 pub mod auth;
 pub mod error;

@@ -13,8 +13,9 @@
 //!   proxy in front of it) may cap a request well below its per-file cap. The size is
 //!   remembered, so files that large or larger go straight to sessions for this client's
 //!   life. Only a 413 from a session is the file's failure.
-//! - A multipart that breaks off twice in transport goes on as a session, which keeps what
-//!   got through instead of sending the whole body a third time.
+//! - A multipart of a file larger than one default chunk that breaks off twice in transport
+//!   goes on as a session of at least two chunks, which keeps what got through instead of
+//!   sending the whole body a third time. A smaller file is simply sent again.
 //! - Larger files and every content update (`replace_file_id`; the multipart endpoint has
 //!   no overwrite, §9.3): a resumable session. The full-file SHA-256 (the caller's if it
 //!   has one, else computed on the blocking pool) is sent for verification; chunks are PUT
@@ -277,6 +278,9 @@ pub struct ResumableUpload {
     pub sha256: Option<String>,
     /// A session started earlier for the same file content.
     pub resume_session_id: Option<String>,
+    /// Caps the chunk size asked for (a power of two ≥ 64 KiB): a session that must
+    /// resume in pieces (after a multipart broke off) needs at least two.
+    pub max_chunk_size: Option<u64>,
     pub on_session: Option<SessionHook>,
 }
 
@@ -288,6 +292,7 @@ impl ResumableUpload {
             replace_file_id: None,
             sha256: None,
             resume_session_id: None,
+            max_chunk_size: None,
             on_session: None,
         }
     }
@@ -300,6 +305,7 @@ impl std::fmt::Debug for ResumableUpload {
             .field("path", &self.path)
             .field("replace_file_id", &self.replace_file_id)
             .field("resume_session_id", &self.resume_session_id)
+            .field("max_chunk_size", &self.max_chunk_size)
             .finish_non_exhaustive()
     }
 }
@@ -379,9 +385,13 @@ impl Client {
         if self.uses_session(len) {
             return self.upload_resumable(up).await;
         }
-        let limit = self.upload_config().multipart_transport_failures;
+        let limit = self.upload_config().multipart_transport_failures.max(1);
+        // Only a file larger than one default chunk gains from a session when transfers
+        // break off (a session resumes chunk by chunk); a smaller one is simply sent again,
+        // which costs fewer units.
+        let resumable = len > SERVER_DEFAULT_CHUNK_SIZE;
         match self
-            .send_multipart(&up.dest, &up.path, len, Some(limit.max(1)))
+            .send_multipart(&up.dest, &up.path, len, resumable.then_some(limit))
             .await
         {
             Ok(file) => {
@@ -395,9 +405,12 @@ impl Client {
                 tracing::info!(name = %up.dest.name, size = len, error = %e, "multipart upload refused as too large; sending it by upload session (and files this large from now on)");
                 self.upload_resumable(up).await
             }
-            Err(e) if e.is_transient_transport() => {
+            Err(e) if resumable && e.is_transient_transport() => {
                 tracing::info!(name = %up.dest.name, size = len, error = %e, "multipart upload broke off {limit} times; sending it by upload session, which resumes");
-                self.upload_resumable(up).await
+                // At least two chunks, so that what got through is kept.
+                let mut pieces = up.clone();
+                pieces.max_chunk_size = Some(pow2_floor(len - 1));
+                self.upload_resumable(&pieces).await
             }
             Err(e) => Err(e),
         }
@@ -535,7 +548,11 @@ impl Client {
                         file_name: up.dest.name.clone(),
                         file_size: size,
                         folder_id: up.dest.folder_id.clone(),
-                        chunk_size: Some(self.session_chunk_size(size)),
+                        chunk_size: Some(
+                            self.session_chunk_size(size)
+                                .min(up.max_chunk_size.unwrap_or(u64::MAX))
+                                .max(MIN_CHUNK_SIZE),
+                        ),
                         checksum_sha256: Some(sha.clone()),
                         replace_file_id: up.replace_file_id.clone(),
                     };

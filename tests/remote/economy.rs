@@ -92,22 +92,17 @@ async fn only_a_413_from_a_session_is_final() -> anyhow::Result<()> {
 async fn a_multipart_that_breaks_off_twice_goes_on_as_a_session() -> anyhow::Result<()> {
     let env = Env::start().await;
     let c = env.client();
-    let data = random_bytes(3 * MIB);
+    let data = random_bytes(6 * MIB);
     let path = env.write("flaky.bin", &data);
+    let drops = |n: u64| json!({ "drop_next": n, "drop_after_bytes": 100_000, "path_prefix": "/api/v1/files" });
     // One broken transfer: multipart is simply tried again.
-    env.faults(
-        json!({ "drop_next": 1, "drop_after_bytes": 100_000, "path_prefix": "/api/v1/files" }),
-    )
-    .await;
+    env.faults(drops(1)).await;
     c.upload_file(&Destination::new(&env.share, None, "once.bin"), &path, None)
         .await?;
     assert_eq!(env.count(SESSION_CREATE).await, 0);
-    // Two: the file goes on as a session.
+    // Two: the file goes on as a session of at least two chunks, which resumes.
     env.reset_stats().await;
-    env.faults(
-        json!({ "drop_next": 2, "drop_after_bytes": 100_000, "path_prefix": "/api/v1/files" }),
-    )
-    .await;
+    env.faults(drops(2)).await;
     let f = c
         .upload_file(
             &Destination::new(&env.share, None, "flaky.bin"),
@@ -120,6 +115,23 @@ async fn a_multipart_that_breaks_off_twice_goes_on_as_a_session() -> anyhow::Res
     // Dropped requests never reach the statistics: no third multipart was sent.
     assert_eq!(env.count(MULTIPART).await, 0, "{stats}");
     assert_eq!(env.count(SESSION_CREATE).await, 1, "{stats}");
+    assert_eq!(
+        env.count(CHUNK_PUT).await,
+        2,
+        "6 MiB in 4 MiB chunks: {stats}"
+    );
+    // A file within one default chunk gains nothing from a session: sent again.
+    let small = env.write("small.bin", &random_bytes(MIB));
+    env.reset_stats().await;
+    env.faults(drops(2)).await;
+    c.upload_file(
+        &Destination::new(&env.share, None, "small.bin"),
+        &small,
+        None,
+    )
+    .await?;
+    assert_eq!(env.count(MULTIPART).await, 1, "the third attempt");
+    assert_eq!(env.count(SESSION_CREATE).await, 0);
     Ok(())
 }
 
