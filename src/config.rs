@@ -104,10 +104,19 @@ pub struct RemoteSection {
     pub refresh_token_file: Option<PathBuf>,
     /// Per-request timeout.
     pub timeout_secs: u64,
-    /// Files at least this large use resumable upload sessions.
+    /// New files at least this large use resumable upload sessions; smaller ones one
+    /// multipart request (the uploads guide's band: multipart up to 100 MB). A multipart
+    /// answered 413, or broken off twice, goes by session anyway.
     pub large_file_threshold: u64,
-    /// Chunk size requested for upload sessions.
-    pub chunk_size: u64,
+    /// Pins the chunk size of upload sessions (a power of two ≥ 65536, e.g. to fit a
+    /// proxy's request limit). Unset: chosen per file, from the server default (4 MiB) up
+    /// to `max_chunk_size`, bounded by `max_chunk_secs`.
+    pub chunk_size: Option<u64>,
+    /// Largest chunk the per-file choice asks for (a power of two ≥ 65536).
+    pub max_chunk_size: u64,
+    /// Longest one chunk should take to send at the throughput measured on recent
+    /// transfers; bounds the per-file chunk size (and what a broken chunk re-sends).
+    pub max_chunk_secs: u64,
     /// Chunk PUTs in flight per large file.
     pub parallel_chunks: usize,
     /// Allow a plain `http://` URL to a host that is not loopback (the token then travels
@@ -128,8 +137,10 @@ impl Default for RemoteSection {
             token_file: None,
             refresh_token_file: None,
             timeout_secs: 60,
-            large_file_threshold: 16 * 1024 * 1024,
-            chunk_size: 8 * 1024 * 1024,
+            large_file_threshold: 100_000_000,
+            chunk_size: None,
+            max_chunk_size: 64 * 1024 * 1024,
+            max_chunk_secs: 60,
             parallel_chunks: 4,
             allow_insecure_http: false,
             ca_file: None,
@@ -365,11 +376,22 @@ impl Config {
                 "daemon.upload_concurrency and remote.parallel_chunks must be at least 1".into(),
             ));
         }
-        let cs = self.remote.chunk_size;
-        if cs < 65536 || !cs.is_power_of_two() {
-            return Err(ConfigError::Check(format!(
-                "remote.chunk_size {cs} must be a power of two of at least 65536"
-            )));
+        for (key, cs) in [
+            ("chunk_size", self.remote.chunk_size),
+            ("max_chunk_size", Some(self.remote.max_chunk_size)),
+        ] {
+            if let Some(cs) = cs
+                && (cs < 65536 || !cs.is_power_of_two())
+            {
+                return Err(ConfigError::Check(format!(
+                    "remote.{key} {cs} must be a power of two of at least 65536"
+                )));
+            }
+        }
+        if self.remote.max_chunk_secs == 0 {
+            return Err(ConfigError::Check(
+                "remote.max_chunk_secs must be at least 1".into(),
+            ));
         }
         if let Some(p) = &self.remote.token_file {
             check_private("token file", p)?;
@@ -620,6 +642,79 @@ mod tests {
         let p = dir.join(name);
         std::fs::write(&p, body).unwrap();
         p
+    }
+
+    #[test]
+    fn upload_keys_default_pin_and_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = RemoteSection::default();
+        assert_eq!(
+            d.large_file_threshold, 100_000_000,
+            "the uploads guide's band"
+        );
+        assert_eq!(d.chunk_size, None, "chosen per file");
+        assert_eq!((d.max_chunk_size, d.max_chunk_secs), (64 << 20, 60));
+        // The example file shows the defaults.
+        let example =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/scaidrived.example.toml");
+        let c = Config::load(Some(&example), &Env::new(), None).unwrap();
+        assert_eq!(c.remote.large_file_threshold, d.large_file_threshold);
+        assert_eq!(c.remote.chunk_size, d.chunk_size);
+        assert_eq!(c.remote.max_chunk_size, d.max_chunk_size);
+        assert_eq!(c.remote.max_chunk_secs, d.max_chunk_secs);
+        // Pinned from a file, or from the environment.
+        let f = write(
+            dir.path(),
+            "c.toml",
+            "[remote]\nurl = 'http://127.0.0.1:1'\nchunk_size = 262144\n",
+        );
+        let c = Config::load(Some(&f), &Env::new(), None).unwrap();
+        assert_eq!(c.remote.chunk_size, Some(262144));
+        let mut env = Env::new();
+        env.insert("SCAIDRIVE_REMOTE__MAX_CHUNK_SECS".into(), "5".into());
+        let c = Config::load(Some(&f), &env, None).unwrap();
+        assert_eq!(c.remote.max_chunk_secs, 5);
+        // Checked before start.
+        let root = dir.path().join("root");
+        std::fs::create_dir(&root).unwrap();
+        let check = |edit: &dyn Fn(&mut RemoteSection)| {
+            let mut c = Config::default();
+            c.remote.url = Some("http://127.0.0.1:1".into());
+            c.mirrors.push(MirrorConfig {
+                name: None,
+                path: root.clone(),
+                share_id: "shr_1".into(),
+                remote_path: String::new(),
+                exclude: vec![],
+                delete: DeleteMode::Trash,
+                quiet_period_ms: 2000,
+                max_delay_secs: 60,
+                rescan_interval_secs: 3600,
+                mass_delete_count: 500,
+                mass_delete_percent: 25,
+                link: None,
+            });
+            edit(&mut c.remote);
+            c.validate(&dir.path().join("state"))
+                .err()
+                .map(|e| e.to_string())
+        };
+        assert_eq!(check(&|_| {}), None);
+        assert!(
+            check(&|r| r.chunk_size = Some(100_000))
+                .unwrap()
+                .contains("remote.chunk_size")
+        );
+        assert!(
+            check(&|r| r.max_chunk_size = 1 << 10)
+                .unwrap()
+                .contains("remote.max_chunk_size")
+        );
+        assert!(
+            check(&|r| r.max_chunk_secs = 0)
+                .unwrap()
+                .contains("remote.max_chunk_secs")
+        );
     }
 
     #[test]

@@ -23,7 +23,7 @@ _scaidrive__devserver() {
 
     case "${cmd}" in
         scaidrive__devserver)
-            opts="-h -V --data --listen --public-url --token --share-name --quota-bytes --rate-limit --max-file-size --session-ttl --access-token-ttl --error-shape --fail-rate --fail-after-rate --latency-ms --drop-rate --log --help --version"
+            opts="-h -V --data --listen --public-url --token --share-name --quota-bytes --rate-limit --max-file-size --max-request-size --session-ttl --access-token-ttl --error-shape --fail-rate --fail-after-rate --latency-ms --drop-rate --log --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -58,6 +58,10 @@ _scaidrive__devserver() {
                     return 0
                     ;;
                 --max-file-size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-request-size)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

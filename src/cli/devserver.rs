@@ -7,7 +7,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use crate::devserver::{
-    self, DEFAULT_MAX_FILE_SIZE, DevServerConfig, ErrorShape, Faults, Settings,
+    self, DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_REQUEST_SIZE, DevServerConfig, ErrorShape, Faults,
+    Settings,
 };
 use clap::Parser;
 
@@ -44,9 +45,14 @@ pub struct Args {
     /// Per-token rate limit in cost units per minute (documented default 1000); 0 = off.
     #[arg(long, default_value_t = 1000)]
     pub rate_limit: u64,
-    /// Per-file size cap in bytes (413 above it).
+    /// Per-file size cap in bytes (413 above it, for multipart uploads and upload
+    /// sessions alike).
     #[arg(long, default_value_t = DEFAULT_MAX_FILE_SIZE)]
     pub max_file_size: u64,
+    /// Per-request cap in bytes on a multipart upload's body (413 above it; upload
+    /// sessions are bound only by --max-file-size).
+    #[arg(long, default_value_t = DEFAULT_MAX_REQUEST_SIZE)]
+    pub max_request_size: u64,
     /// Upload session inactivity expiry in seconds (documented: 24 h).
     #[arg(long, default_value_t = 86_400)]
     pub session_ttl: u64,
@@ -97,6 +103,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         settings: Settings {
             rate_limit: args.rate_limit,
             max_file_size: args.max_file_size,
+            max_request_size: args.max_request_size,
             session_ttl_secs: args.session_ttl,
             access_token_ttl_secs: args.access_token_ttl,
             error_shape: args.error_shape,

@@ -402,7 +402,10 @@ fn build_client(
     cc.idle_timeout = cc.request_timeout;
     cc.upload = UploadConfig {
         session_threshold: config.remote.large_file_threshold,
-        chunk_size: config.remote.chunk_size,
+        // Unset: 0, chosen per file.
+        chunk_size: config.remote.chunk_size.unwrap_or(0),
+        max_chunk_size: config.remote.max_chunk_size,
+        max_chunk_time: Duration::from_secs(config.remote.max_chunk_secs),
         parallel_chunks: config.remote.parallel_chunks,
         ..UploadConfig::default()
     };

@@ -91,6 +91,7 @@ async fn get_settings(State(state): State<AppState>) -> Json<Value> {
 struct SettingsPatch {
     rate_limit: Option<u64>,
     max_file_size: Option<u64>,
+    max_request_size: Option<u64>,
     session_ttl_secs: Option<u64>,
     access_token_ttl_secs: Option<u64>,
     error_shape: Option<ErrorShape>,
@@ -107,6 +108,9 @@ async fn patch_settings(
         }
         if let Some(v) = p.max_file_size {
             s.max_file_size = v;
+        }
+        if let Some(v) = p.max_request_size {
+            s.max_request_size = v;
         }
         if let Some(v) = p.session_ttl_secs {
             s.session_ttl_secs = v;

@@ -1,4 +1,5 @@
-//! File routes (`scaidrive-api.md` §9, §10.1, §10.3): the multipart upload, metadata,
+//! File routes (`scaidrive-api.md` §9, §10.1, §10.3): the multipart upload (held to the
+//! per-file cap and to the per-request cap on its whole body, each a 413), metadata,
 //! content downloads with single byte ranges, PATCH for rename / move / restore from trash,
 //! soft and permanent delete, move, copy, the version list and version restore, and the
 //! sync download endpoint (which also takes its range as query parameters). Uploaded bytes
@@ -7,6 +8,8 @@
 //! serving file content (public links) answer with the same headers and range rules.
 
 use std::io::SeekFrom;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::body::Body;
 use axum::extract::{FromRequest, Multipart, Request, State};
@@ -14,6 +17,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
+use futures_util::StreamExt;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -114,6 +118,36 @@ fn too_large(max: u64) -> ApiError {
     .with_details(json!({ "max_file_size": max }))
 }
 
+/// The per-request cap's 413: the same documented status and code as the per-file cap
+/// (the seed: "413 PAYLOAD_TOO_LARGE … Use Resumable Uploads for large files"); the client
+/// cannot tell the two apart, and need not: either way the next step is a session.
+fn request_too_large(max: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "PAYLOAD_TOO_LARGE",
+        format!("request body is larger than the per-request limit of {max} bytes"),
+    )
+    .with_details(json!({ "max_request_size": max }))
+}
+
+/// The two caps a multipart upload is held to, and the request body bytes received so
+/// far (counted as the body streams in, boundaries and text fields included).
+#[derive(Clone)]
+struct Caps {
+    file: u64,
+    request: u64,
+    received: Arc<AtomicU64>,
+}
+
+impl Caps {
+    fn check_request(&self) -> ApiResult<()> {
+        if self.received.load(Ordering::Relaxed) > self.request {
+            return Err(request_too_large(self.request));
+        }
+        Ok(())
+    }
+}
+
 fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
     // Starlette answers an unparseable multipart body with 400, not a schema 422.
     ApiError::bad_request(
@@ -165,7 +199,7 @@ async fn read_form(
     state: &AppState,
     mp: &mut Multipart,
     form: &mut UploadForm,
-    max: u64,
+    caps: &Caps,
 ) -> ApiResult<()> {
     while let Some(mut field) = mp.next_field().await.map_err(multipart_error)? {
         let key = field.name().unwrap_or_default().to_string();
@@ -188,8 +222,9 @@ async fn read_form(
                 let writer = form.file.insert(state.blobs.writer().await?);
                 let mut batch = Vec::with_capacity(WRITE_BATCH);
                 while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
-                    if writer.size() + (batch.len() + chunk.len()) as u64 > max {
-                        return Err(too_large(max));
+                    caps.check_request()?;
+                    if writer.size() + (batch.len() + chunk.len()) as u64 > caps.file {
+                        return Err(too_large(caps.file));
                     }
                     batch.extend_from_slice(&chunk);
                     if batch.len() >= WRITE_BATCH {
@@ -206,7 +241,8 @@ async fn read_form(
             _ => {}
         }
     }
-    Ok(())
+    // The closing boundary may be what crosses the request cap.
+    caps.check_request()
 }
 
 /// The checks a new file must pass before it is inserted; returns the parent column value.
@@ -231,16 +267,43 @@ async fn upload(
     Extension(caller): Extension<Caller>,
     req: Request,
 ) -> ApiResult<Response> {
-    let max = state.settings().max_file_size;
-    if content_length(req.headers()).is_some_and(|len| len > max.saturating_add(FORM_OVERHEAD)) {
-        discard_stream(req.into_body().into_data_stream());
-        return Err(too_large(max));
+    let settings = state.settings();
+    let caps = Caps {
+        file: settings.max_file_size,
+        request: settings.max_request_size,
+        received: Arc::new(AtomicU64::new(0)),
+    };
+    let declared = content_length(req.headers());
+    if let Some(len) = declared {
+        // Refused before reading, as a proxy with a body limit would.
+        let refusal = if len > caps.request {
+            Some(request_too_large(caps.request))
+        } else if len > caps.file.saturating_add(FORM_OVERHEAD) {
+            Some(too_large(caps.file))
+        } else {
+            None
+        };
+        if let Some(e) = refusal {
+            discard_stream(req.into_body().into_data_stream());
+            return Err(e);
+        }
     }
+    // Count the body as it streams in, so a body without Content-Length (or one longer
+    // than it said) meets the request cap too. Counting, not cutting: the rest of a
+    // refused body is still read and discarded so the client sees the 413.
+    let counter = caps.received.clone();
+    let req = req.map(|body| {
+        Body::from_stream(body.into_data_stream().inspect(move |r| {
+            if let Ok(b) = r {
+                counter.fetch_add(b.len() as u64, Ordering::Relaxed);
+            }
+        }))
+    });
     let mut mp = Multipart::from_request(req, &state)
         .await
         .map_err(|e| ApiError::validation(&["body"], e.body_text()))?;
     let mut form = UploadForm::default();
-    if let Err(e) = read_form(&state, &mut mp, &mut form, max).await {
+    if let Err(e) = read_form(&state, &mut mp, &mut form, &caps).await {
         form.abort().await;
         discard_multipart(mp);
         return Err(e);

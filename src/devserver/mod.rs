@@ -50,6 +50,9 @@ use util::{new_id, sha256_hex};
 
 /// Default per-file cap: the documented 5 GB.
 pub const DEFAULT_MAX_FILE_SIZE: u64 = 5_000_000_000;
+/// Default per-request cap of a multipart upload: the documented "default 5 GB per
+/// request" (a reverse proxy may cut lower; `--max-request-size` models that).
+pub const DEFAULT_MAX_REQUEST_SIZE: u64 = 5_000_000_000;
 
 #[derive(Clone, Debug)]
 pub struct DevServerConfig {
@@ -78,6 +81,7 @@ impl DevServerConfig {
             settings: Settings {
                 rate_limit: 0,
                 max_file_size: DEFAULT_MAX_FILE_SIZE,
+                max_request_size: DEFAULT_MAX_REQUEST_SIZE,
                 session_ttl_secs: 24 * 3600,
                 access_token_ttl_secs: 3600,
                 error_shape: ErrorShape::Envelope,

@@ -54,8 +54,15 @@ pub struct Faults {
 pub struct Settings {
     /// Per-token budget in cost units per 60 s window; 0 disables rate limiting.
     pub rate_limit: u64,
-    /// Per-file size cap in bytes (413 above it).
+    /// Per-file size cap in bytes: a file larger than this is refused with 413 however it
+    /// is sent (multipart, or at upload-session create from its `file_size`).
     pub max_file_size: u64,
+    /// Per-request cap in bytes on a multipart upload's body (413 above it), as a tenant
+    /// setting or a reverse proxy in front of the service imposes one. Upload sessions are
+    /// not bound by it: that is what the seed's "413 … Use Resumable Uploads for large
+    /// files" sends a client to.
+    #[serde(default = "default_max_request_size")]
+    pub max_request_size: u64,
     /// Upload session inactivity expiry, seconds.
     pub session_ttl_secs: u64,
     /// Lifetime of access tokens issued by the token endpoint, seconds.
@@ -64,6 +71,10 @@ pub struct Settings {
     pub faults: Faults,
     /// Seconds added to the real clock (moves expiry of links, sessions and tokens).
     pub clock_offset_secs: i64,
+}
+
+fn default_max_request_size() -> u64 {
+    super::DEFAULT_MAX_REQUEST_SIZE
 }
 
 #[derive(Clone)]

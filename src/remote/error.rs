@@ -282,6 +282,20 @@ impl Error {
             && matches!(self.code(), None | Some("NAME_CONFLICT"))
     }
 
+    /// 413 `PAYLOAD_TOO_LARGE`. The seed's advice for it is "Use Resumable Uploads for
+    /// large files": from a multipart upload it means "send this by session"; only from a
+    /// session (judged against the per-file cap) is it final. The status alone decides
+    /// (the `{"detail"}` shape has no code).
+    pub fn is_payload_too_large(&self) -> bool {
+        self.d.status == Some(StatusCode::PAYLOAD_TOO_LARGE)
+    }
+
+    /// A transport failure worth trying again (no usable response: connect error,
+    /// timeout, a connection dropped mid-body); not a certificate that failed to verify.
+    pub fn is_transient_transport(&self) -> bool {
+        self.d.kind == ErrorKind::Transport && self.is_transient()
+    }
+
     /// 410: the resource (or upload session) is gone or expired.
     pub fn is_gone(&self) -> bool {
         self.d.status == Some(StatusCode::GONE)

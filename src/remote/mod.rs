@@ -7,7 +7,10 @@
 //! the shared pacer (`pace.rs`) admits it, the retry policy (`retry.rs`) repeats it when
 //! that can help, and a 401 triggers at most one token refresh and one more try before it
 //! becomes [`ErrorKind::CredentialsNeeded`]. Uploads and the conflict helpers live in
-//! `upload.rs`; the wire types in `types.rs`; errors in `error.rs`; tokens in `auth.rs`.
+//! `upload.rs` (with what they learn about the server while the client lives: the size
+//! from which multipart meets 413, and the throughput that sizes session chunks, measured
+//! here in `Client::attempt` on every streamed body); the wire types in `types.rs`;
+//! errors in `error.rs`; tokens in `auth.rs`.
 
 pub mod auth;
 pub mod error;
@@ -114,6 +117,9 @@ struct Inner {
     pacer: pace::Pacer,
     upload: UploadConfig,
     request_timeout: Duration,
+    /// What the uploads have learned about this server since start-up (the size from
+    /// which a multipart upload meets 413, the recent transfer throughput).
+    learned: upload::Learned,
 }
 
 impl std::fmt::Debug for Client {
@@ -242,6 +248,9 @@ pub(crate) struct Call {
     auth: bool,
     /// Streams a body either way: no whole-request timeout.
     streaming: bool,
+    /// Give up after this many transport failures (see
+    /// [`RetryPolicy::max_transport_failures`]); `None` = the client's policy as is.
+    max_transport_failures: Option<u32>,
 }
 
 impl Call {
@@ -255,6 +264,7 @@ impl Call {
             cost,
             auth: true,
             streaming: false,
+            max_transport_failures: None,
         }
     }
     fn get(path: String) -> Call {
@@ -400,6 +410,7 @@ impl Client {
                 pacer: pace::Pacer::new(config.pace),
                 upload: config.upload,
                 request_timeout: config.request_timeout,
+                learned: upload::Learned::default(),
             }),
         })
     }
@@ -429,6 +440,10 @@ impl Client {
         &self.inner.upload
     }
 
+    fn learned(&self) -> &upload::Learned {
+        &self.inner.learned
+    }
+
     /// The longest a (non-streaming) request is waited for before it counts as failed.
     pub fn request_timeout(&self) -> Duration {
         self.inner.request_timeout
@@ -456,6 +471,7 @@ impl Client {
             .apply(rb)
             .await
             .map_err(|e| e.at(&call.method, &call.path))?;
+        let sent = std::time::Instant::now();
         let resp = match rb.send().await {
             Ok(r) => r,
             Err(e) => return Err(Error::transport(&call.method, &call.path, e)),
@@ -463,6 +479,11 @@ impl Client {
         permit.observe(resp.headers());
         let status = resp.status();
         if status.is_success() {
+            if let Body::FileRange { len, .. } | Body::Multipart { len, .. } = &call.body {
+                // The server answers once it has the whole body: the time to the answer is
+                // the transfer's, which sizes later upload chunks.
+                self.inner.learned.record_transfer(*len, sent.elapsed());
+            }
             return Ok(resp);
         }
         let headers = resp.headers().clone();
@@ -486,9 +507,20 @@ impl Client {
         Fut: Future<Output = Result<T, Error>>,
     {
         let mut refreshed = false;
+        let tuned;
+        let policy = match call.max_transport_failures {
+            Some(n) => {
+                tuned = RetryPolicy {
+                    max_transport_failures: Some(n),
+                    ..self.inner.retry.clone()
+                };
+                &tuned
+            }
+            None => &self.inner.retry,
+        };
         loop {
             let used_gen = AtomicU64::new(0);
-            let result = retry::run(&self.inner.retry, &self.inner.pacer, |_| async {
+            let result = retry::run(policy, &self.inner.pacer, |_| async {
                 let resp = self.attempt(call, &used_gen).await?;
                 finish(resp)
                     .await

@@ -41,6 +41,11 @@ pub struct RetryPolicy {
     pub max_retry_after: Duration,
     /// Relative jitter on rate-limit waits (0.2 = ±20 %).
     pub rate_limit_jitter: f64,
+    /// Give up after this many transport failures (no usable response) even if
+    /// `max_attempts` allows more; `None` = only `max_attempts` counts. A multipart upload
+    /// sets it: after two broken transfers of one file a resumable session, which keeps
+    /// what got through, serves better than sending the whole body again.
+    pub max_transport_failures: Option<u32>,
 }
 
 impl Default for RetryPolicy {
@@ -53,6 +58,7 @@ impl Default for RetryPolicy {
             default_retry_after: Duration::from_secs(2),
             max_retry_after: Duration::from_secs(300),
             rate_limit_jitter: 0.2,
+            max_transport_failures: None,
         }
     }
 }
@@ -129,12 +135,22 @@ where
 {
     let mut attempts = 0u32;
     let mut rate_limited_in_a_row = 0u32;
+    let mut transport_failures = 0u32;
     loop {
         attempts += 1;
         let err = match op(attempts).await {
             Ok(v) => return Ok(v),
             Err(e) => e,
         };
+        if err.is_transient_transport() {
+            transport_failures += 1;
+            if policy
+                .max_transport_failures
+                .is_some_and(|max| transport_failures >= max)
+            {
+                return Err(err);
+            }
+        }
         let is_429 = err.status().is_some_and(|s| s.as_u16() == 429);
         rate_limited_in_a_row = if is_429 { rate_limited_in_a_row + 1 } else { 0 };
         let decision = policy.decide(&err, attempts, rate_limited_in_a_row, &mut rand::rng());

@@ -1,14 +1,33 @@
 //! Uploads and the conflict helpers built on them.
 //!
-//! - Small files (below [`UploadConfig::session_threshold`], default 16 MiB): one
-//!   multipart `POST /api/v1/files`, streamed from disk, with an explicit `name` field
-//!   (clients encode part filenames differently; a plain field arrives unchanged). One
-//!   request on the happy path.
-//! - Large files and every content update (`replace_file_id`): a resumable session. The
-//!   full-file SHA-256 (the caller's if it has one, else computed on the blocking pool) is
-//!   sent for verification; chunks are PUT in parallel, each streamed from its offset in
-//!   the file, so memory stays at a few read buffers however big the file. A session can be resumed from its
-//!   `missing_chunks`; an expired one (410) is replaced by a new session.
+//! Units, not bytes, decide how fast a mirror goes against the real service (an upload or
+//! each chunk PUT costs 5, a session create or complete 2), so each file takes the
+//! cheapest documented path that works:
+//!
+//! - New files below [`UploadConfig::session_threshold`] (default the uploads guide's
+//!   100 MB): one multipart `POST /api/v1/files`, streamed from disk, with an explicit
+//!   `name` field (clients encode part filenames differently; a plain field arrives
+//!   unchanged). One request, 5 units, on the happy path.
+//! - A multipart answered 413 is sent again at once as a session: the seed says "413
+//!   PAYLOAD_TOO_LARGE — … Use Resumable Uploads for large files", and a server (or a
+//!   proxy in front of it) may cap a request well below its per-file cap. The size is
+//!   remembered, so files that large or larger go straight to sessions for this client's
+//!   life. Only a 413 from a session is the file's failure.
+//! - A multipart of a file larger than one default chunk that breaks off twice in transport
+//!   goes on as a session of at least two chunks, which keeps what got through instead of
+//!   sending the whole body a third time. A smaller file is simply sent again.
+//! - Larger files and every content update (`replace_file_id`; the multipart endpoint has
+//!   no overwrite, §9.3): a resumable session. The full-file SHA-256 (the caller's if it
+//!   has one, else computed on the blocking pool) is sent for verification; chunks are PUT
+//!   in parallel, each streamed from its offset in the file, so memory stays at a few read
+//!   buffers however big the file. A session can be resumed from its `missing_chunks`; an
+//!   expired one (410) is replaced by a new session; one that cannot be used any more is
+//!   cancelled (`DELETE /api/v1/uploads/{id}`, best effort).
+//! - Chunk size per file ([`choose_chunk_size`]): as large as the link allows, to cut
+//!   chunk PUTs, from the server's default (4 MiB) up to [`UploadConfig::max_chunk_size`]
+//!   (64 MiB), but no larger than one chunk can cross in [`UploadConfig::max_chunk_time`]
+//!   at the throughput measured on recent transfers, and no larger than the file needs. The
+//!   server's answer at create wins.
 //! - Conflict helpers for exactly-once creates: [`Client::create_folder_or_adopt`] and
 //!   [`Client::upload_or_adopt`] turn a 409 `NAME_CONFLICT` (after a lost response or a
 //!   crash) into adopting what is already there, or into a new version if it differs.
@@ -17,6 +36,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
@@ -29,30 +49,151 @@ use super::types::{
 };
 use super::{Body, Call, Client, seg};
 
+/// The documented minimum chunk size (a power of two of at least 64 KiB).
+pub const MIN_CHUNK_SIZE: u64 = 64 * 1024;
+/// The documented typical server default chunk size. The per-file choice never goes below
+/// it: a smaller chunk than the server would pick only costs more chunk PUTs.
+pub const SERVER_DEFAULT_CHUNK_SIZE: u64 = 4 * 1024 * 1024;
+/// Transfers smaller than this say more about latency than about throughput; they are not
+/// used to size chunks.
+const MIN_SAMPLE_BYTES: u64 = 1024 * 1024;
+/// Weight of the newest transfer in the throughput estimate.
+const SAMPLE_WEIGHT: f64 = 0.5;
+
 /// Upload tuning.
 #[derive(Clone, Debug)]
 pub struct UploadConfig {
-    /// Files of at least this size go through a resumable session.
+    /// New files of at least this size go through a resumable session; smaller ones by
+    /// one multipart request. Default: the uploads guide's 100 MB.
     pub session_threshold: u64,
-    /// Chunk size asked for (a power of two ≥ 64 KiB); the server's answer wins.
+    /// Chunk size asked for, pinned (a power of two ≥ 64 KiB); `0` = chosen per file by
+    /// [`choose_chunk_size`]. The server's answer wins either way.
     pub chunk_size: u64,
+    /// Largest chunk the per-file choice asks for.
+    pub max_chunk_size: u64,
+    /// Longest one chunk PUT should take at the recently measured throughput of one
+    /// transfer stream; bounds the per-file choice (and so what a broken PUT re-sends).
+    pub max_chunk_time: std::time::Duration,
     /// Chunk PUTs in flight per upload.
     pub parallel_chunks: usize,
     /// New sessions started after the current one expired (410) before giving up.
     pub max_session_restarts: u32,
     /// Complete → re-send missing chunks rounds before giving up.
     pub max_complete_rounds: u32,
+    /// Transport failures of one multipart upload after which the file goes by session.
+    pub multipart_transport_failures: u32,
 }
 
 impl Default for UploadConfig {
     fn default() -> Self {
         UploadConfig {
-            session_threshold: 16 * 1024 * 1024,
-            chunk_size: 8 * 1024 * 1024,
+            session_threshold: 100_000_000,
+            chunk_size: 0,
+            max_chunk_size: 64 * 1024 * 1024,
+            max_chunk_time: std::time::Duration::from_secs(60),
             parallel_chunks: 4,
             max_session_restarts: 2,
             max_complete_rounds: 3,
+            multipart_transport_failures: 2,
         }
+    }
+}
+
+/// The largest power of two not above `x` (1 for 0).
+fn pow2_floor(x: u64) -> u64 {
+    if x <= 1 {
+        1
+    } else {
+        1 << (63 - x.leading_zeros())
+    }
+}
+
+/// The chunk size a session for a `file_size`-byte file asks for. Pure: the client passes
+/// its estimate of one transfer stream's throughput (bytes a second), `None` before it has
+/// measured any.
+///
+/// - A pinned [`UploadConfig::chunk_size`] wins.
+/// - Otherwise the largest power of two between the server default (4 MiB) and
+///   [`UploadConfig::max_chunk_size`] that one stream crosses within
+///   [`UploadConfig::max_chunk_time`]; unmeasured, the maximum (units first: a first big
+///   file must not pay for chunks a fast link does not need).
+/// - Then halved while the file still needs as many chunks, so a chunk is never larger
+///   than the file calls for (a 5 MiB file asks for 8 MiB, one chunk).
+pub fn choose_chunk_size(file_size: u64, cfg: &UploadConfig, per_stream_bps: Option<f64>) -> u64 {
+    if cfg.chunk_size != 0 {
+        return cfg.chunk_size;
+    }
+    let ceiling = pow2_floor(cfg.max_chunk_size.max(MIN_CHUNK_SIZE));
+    let floor = SERVER_DEFAULT_CHUNK_SIZE.min(ceiling);
+    let by_time = match per_stream_bps {
+        // `as` saturates, so a huge estimate is simply "no bound".
+        Some(bps) if bps.is_finite() && bps > 0.0 => {
+            (bps * cfg.max_chunk_time.as_secs_f64()) as u64
+        }
+        _ => u64::MAX,
+    };
+    let mut chunk = pow2_floor(by_time.min(ceiling)).max(floor);
+    let chunks = file_size.div_ceil(chunk).max(1);
+    while chunk / 2 >= floor && file_size.div_ceil(chunk / 2).max(1) == chunks {
+        chunk /= 2;
+    }
+    chunk
+}
+
+/// What the uploads learn about the server as they go, shared by a client's clones and
+/// kept until restart: the size from which a multipart upload met 413, and an estimate of
+/// one transfer stream's throughput. Atomics, no lock: every transfer updates it.
+pub(crate) struct Learned {
+    /// Smallest file size a multipart upload was refused with 413 (`u64::MAX`: none).
+    multipart_cap: AtomicU64,
+    /// Bytes a second of one stream, as `f64` bits; 0 = not measured yet.
+    throughput: AtomicU64,
+}
+
+impl Default for Learned {
+    fn default() -> Self {
+        Learned {
+            multipart_cap: AtomicU64::new(u64::MAX),
+            throughput: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Learned {
+    /// Notes a body of `bytes` that took `took` from send to answer (a multipart upload or
+    /// a chunk PUT). Each stream measures its own share of the link, so parallel chunks
+    /// are accounted for.
+    pub(crate) fn record_transfer(&self, bytes: u64, took: std::time::Duration) {
+        let secs = took.as_secs_f64();
+        if bytes < MIN_SAMPLE_BYTES || secs <= 0.0 {
+            return;
+        }
+        let sample = bytes as f64 / secs;
+        let _ = self
+            .throughput
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
+                let old = f64::from_bits(old);
+                let new = if old > 0.0 {
+                    old + SAMPLE_WEIGHT * (sample - old)
+                } else {
+                    sample
+                };
+                Some(new.to_bits())
+            });
+    }
+
+    /// One stream's recent throughput in bytes a second, if measured.
+    pub(crate) fn throughput(&self) -> Option<f64> {
+        let v = f64::from_bits(self.throughput.load(Ordering::Relaxed));
+        (v > 0.0).then_some(v)
+    }
+
+    fn multipart_cap(&self) -> u64 {
+        self.multipart_cap.load(Ordering::Relaxed)
+    }
+
+    fn note_too_large(&self, size: u64) {
+        self.multipart_cap.fetch_min(size, Ordering::Relaxed);
     }
 }
 
@@ -137,6 +278,9 @@ pub struct ResumableUpload {
     pub sha256: Option<String>,
     /// A session started earlier for the same file content.
     pub resume_session_id: Option<String>,
+    /// Caps the chunk size asked for (a power of two ≥ 64 KiB): a session that must
+    /// resume in pieces (after a multipart broke off) needs at least two.
+    pub max_chunk_size: Option<u64>,
     pub on_session: Option<SessionHook>,
 }
 
@@ -148,6 +292,7 @@ impl ResumableUpload {
             replace_file_id: None,
             sha256: None,
             resume_session_id: None,
+            max_chunk_size: None,
             on_session: None,
         }
     }
@@ -160,6 +305,7 @@ impl std::fmt::Debug for ResumableUpload {
             .field("path", &self.path)
             .field("replace_file_id", &self.replace_file_id)
             .field("resume_session_id", &self.resume_session_id)
+            .field("max_chunk_size", &self.max_chunk_size)
             .finish_non_exhaustive()
     }
 }
@@ -191,34 +337,103 @@ fn verify(file: &RemoteFile, sha256: Option<&str>) -> Result<(), Error> {
 }
 
 impl Client {
+    /// Whether a new file of `size` bytes goes straight to a resumable session: at or
+    /// above the configured threshold, or at or above a size this server refused by
+    /// multipart (413) since start-up.
+    pub fn uses_session(&self, size: u64) -> bool {
+        size >= self
+            .upload_config()
+            .session_threshold
+            .min(self.learned().multipart_cap())
+    }
+
+    /// The chunk size a session for a `size`-byte file asks for now (see
+    /// [`choose_chunk_size`]).
+    pub fn session_chunk_size(&self, size: u64) -> u64 {
+        choose_chunk_size(size, self.upload_config(), self.learned().throughput())
+    }
+
+    /// One transfer stream's recently measured throughput, bytes a second.
+    pub fn measured_throughput(&self) -> Option<f64> {
+        self.learned().throughput()
+    }
+
     /// Uploads a new file: multipart below the session threshold (one request), a
-    /// resumable session above. If `sha256` is given, the server's checksum is verified.
-    /// A taken name is a 409; see [`Client::upload_or_adopt`].
+    /// resumable session at or above it, or when multipart meets 413 or breaks off twice.
+    /// If `sha256` is given, the server's checksum is verified. A taken name is a 409;
+    /// see [`Client::upload_or_adopt`].
     pub async fn upload_file(
         &self,
         dest: &Destination,
         path: &Path,
         sha256: Option<&str>,
     ) -> Result<RemoteFile, Error> {
-        validate_name(&dest.name)?;
-        let len = file_len(path).await?;
-        if len >= self.upload_config().session_threshold {
-            let mut up = ResumableUpload::new(dest.clone(), path);
-            up.sha256 = sha256.map(str::to_string);
-            return self.upload_resumable(&up).await;
+        let mut up = ResumableUpload::new(dest.clone(), path);
+        up.sha256 = sha256.map(str::to_string);
+        self.upload_new(&up).await
+    }
+
+    /// [`Client::upload_file`] with the session options of `up` (its hook journals any
+    /// session, including one a multipart falls back to). A `replace_file_id` or a session
+    /// to resume means a session whatever the size.
+    pub async fn upload_new(&self, up: &ResumableUpload) -> Result<RemoteFile, Error> {
+        validate_name(&up.dest.name)?;
+        if up.replace_file_id.is_some() || up.resume_session_id.is_some() {
+            return self.upload_resumable(up).await;
         }
-        let file = self.upload_multipart(dest, path, len).await?;
-        verify(&file, sha256)?;
-        Ok(file)
+        let len = file_len(&up.path).await?;
+        if self.uses_session(len) {
+            return self.upload_resumable(up).await;
+        }
+        let limit = self.upload_config().multipart_transport_failures.max(1);
+        // Only a file larger than one default chunk gains from a session when transfers
+        // break off (a session resumes chunk by chunk); a smaller one is simply sent again,
+        // which costs fewer units.
+        let resumable = len > SERVER_DEFAULT_CHUNK_SIZE;
+        match self
+            .send_multipart(&up.dest, &up.path, len, resumable.then_some(limit))
+            .await
+        {
+            Ok(file) => {
+                verify(&file, up.sha256.as_deref())?;
+                Ok(file)
+            }
+            Err(e) if e.is_payload_too_large() => {
+                // The seed: "413 PAYLOAD_TOO_LARGE — … Use Resumable Uploads for large
+                // files". The session meets only the per-file cap; its 413 is final.
+                self.learned().note_too_large(len);
+                tracing::info!(name = %up.dest.name, size = len, error = %e, "multipart upload refused as too large; sending it by upload session (and files this large from now on)");
+                self.upload_resumable(up).await
+            }
+            Err(e) if resumable && e.is_transient_transport() => {
+                tracing::info!(name = %up.dest.name, size = len, error = %e, "multipart upload broke off {limit} times; sending it by upload session, which resumes");
+                // At least two chunks, so that what got through is kept.
+                let mut pieces = up.clone();
+                pieces.max_chunk_size = Some(pow2_floor(len - 1));
+                self.upload_resumable(&pieces).await
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// `POST /api/v1/files` (multipart: `share_id`, `folder_id`?, `name`, `file`), the
-    /// file streamed from disk and re-opened for every attempt.
+    /// file streamed from disk and re-opened for every attempt. No fallback: a 413 is
+    /// returned as is (see [`Client::upload_file`]).
     pub async fn upload_multipart(
         &self,
         dest: &Destination,
         path: &Path,
         len: u64,
+    ) -> Result<RemoteFile, Error> {
+        self.send_multipart(dest, path, len, None).await
+    }
+
+    async fn send_multipart(
+        &self,
+        dest: &Destination,
+        path: &Path,
+        len: u64,
+        max_transport_failures: Option<u32>,
     ) -> Result<RemoteFile, Error> {
         validate_name(&dest.name)?;
         let mut fields = vec![("share_id", dest.share_id.clone())];
@@ -232,8 +447,9 @@ impl Client {
             file_name: dest.name.clone(),
             len,
         };
-        self.call_json(Call::new(Method::POST, "/api/v1/files".into()).body(body, true))
-            .await
+        let mut call = Call::new(Method::POST, "/api/v1/files".into()).body(body, true);
+        call.max_transport_failures = max_transport_failures;
+        self.call_json(call).await
     }
 
     /// `POST /api/v1/uploads` → a new session.
@@ -267,6 +483,27 @@ impl Client {
         )
         .body(body, true);
         self.call_empty(call).await
+    }
+
+    /// `DELETE /api/v1/uploads/{id}`: cancels a session (its chunks are dropped).
+    pub async fn abort_upload(&self, session_id: &str) -> Result<(), Error> {
+        self.call_empty(Call::new(
+            Method::DELETE,
+            format!("/api/v1/uploads/{}", seg(session_id)),
+        ))
+        .await
+    }
+
+    /// Cancels a session that will not be used again (the file changed under it, or its
+    /// plan no longer fits), best effort: the server drops sessions after 24 h idle
+    /// anyway, so a failure is only logged (at debug) and never fails the file.
+    pub async fn abandon_session(&self, session_id: &str) {
+        match self.abort_upload(session_id).await {
+            Ok(()) => tracing::debug!(session = session_id, "abandoned upload session cancelled"),
+            Err(e) => {
+                tracing::debug!(session = session_id, error = %e, "could not cancel an abandoned upload session; it expires on its own")
+            }
+        }
     }
 
     /// `GET /api/v1/uploads/{id}`: progress, `missing_chunks`.
@@ -311,7 +548,11 @@ impl Client {
                         file_name: up.dest.name.clone(),
                         file_size: size,
                         folder_id: up.dest.folder_id.clone(),
-                        chunk_size: Some(cfg.chunk_size),
+                        chunk_size: Some(
+                            self.session_chunk_size(size)
+                                .min(up.max_chunk_size.unwrap_or(u64::MAX))
+                                .max(MIN_CHUNK_SIZE),
+                        ),
                         checksum_sha256: Some(sha.clone()),
                         replace_file_id: up.replace_file_id.clone(),
                     };
@@ -354,6 +595,8 @@ impl Client {
         };
         if st.chunk_size == 0 || ChunkPlan::new(size, st.chunk_size).total_chunks != st.total_chunks
         {
+            // Planned for another size: of no use to anyone now.
+            self.abandon_session(session_id).await;
             return Ok(None);
         }
         let session = UploadSession {
@@ -488,7 +731,19 @@ impl Client {
         path: &Path,
         sha256: Option<&str>,
     ) -> Result<Placed<RemoteFile>, Error> {
-        let conflict = match self.upload_file(dest, path, sha256).await {
+        let mut up = ResumableUpload::new(dest.clone(), path);
+        up.sha256 = sha256.map(str::to_string);
+        self.upload_or_adopt_with(&up).await
+    }
+
+    /// [`Client::upload_or_adopt`] with the session options of `up` (a new file: its
+    /// `replace_file_id` must be `None`).
+    pub async fn upload_or_adopt_with(
+        &self,
+        up: &ResumableUpload,
+    ) -> Result<Placed<RemoteFile>, Error> {
+        let (dest, path, sha256) = (&up.dest, up.path.as_path(), up.sha256.as_deref());
+        let conflict = match self.upload_new(up).await {
             Ok(f) => return Ok(Placed::Created(f)),
             Err(e) if e.is_name_conflict() => e,
             Err(e) => return Err(e),
@@ -645,6 +900,93 @@ mod tests {
         let big = ChunkPlan::new(4 << 30, 8 << 20);
         assert_eq!(big.total_chunks, 512);
         assert_eq!(big.range(511), Some(((4u64 << 30) - (8 << 20), 8 << 20)));
+    }
+
+    #[test]
+    fn chunk_size_table() {
+        const MIB: u64 = 1024 * 1024;
+        let auto = UploadConfig::default();
+        let secs = |s| UploadConfig {
+            max_chunk_time: std::time::Duration::from_secs(s),
+            ..UploadConfig::default()
+        };
+        let cases: [(&str, u64, &UploadConfig, Option<f64>, u64); 11] = [
+            // Unmeasured: the largest, no larger than the file needs.
+            ("2 GiB, unmeasured", 2048 * MIB, &auto, None, 64 * MIB),
+            ("100 MB, unmeasured", 100_000_000, &auto, None, 64 * MIB),
+            ("40 MiB, unmeasured", 40 * MIB, &auto, None, 64 * MIB),
+            ("5 MiB, unmeasured", 5 * MIB, &auto, None, 8 * MIB),
+            ("1 byte", 1, &auto, None, 4 * MIB),
+            ("empty", 0, &auto, None, 4 * MIB),
+            // 1 MB/s for 60 s: 60 MB, so 32 MiB chunks.
+            ("2 GiB at 1 MB/s", 2048 * MIB, &auto, Some(1e6), 32 * MIB),
+            // 10 MB/s: 600 MB a minute, capped at 64 MiB.
+            ("2 GiB at 10 MB/s", 2048 * MIB, &auto, Some(1e7), 64 * MIB),
+            // Slower than the server default allows: the server default.
+            ("2 GiB at 10 kB/s", 2048 * MIB, &auto, Some(1e4), 4 * MIB),
+            (
+                "2 GiB at 1 MB/s, 10 s",
+                2048 * MIB,
+                &secs(10),
+                Some(1e6),
+                8 * MIB,
+            ),
+            (
+                "bogus estimate",
+                2048 * MIB,
+                &auto,
+                Some(f64::NAN),
+                64 * MIB,
+            ),
+        ];
+        for (what, size, cfg, bps, want) in cases {
+            let got = choose_chunk_size(size, cfg, bps);
+            assert_eq!(got, want, "{what}");
+            assert!(got.is_power_of_two() && got >= MIN_CHUNK_SIZE, "{what}");
+        }
+        let pinned = UploadConfig {
+            chunk_size: 256 * 1024,
+            ..UploadConfig::default()
+        };
+        assert_eq!(
+            choose_chunk_size(2048 * MIB, &pinned, Some(1e9)),
+            256 * 1024
+        );
+        let small_max = UploadConfig {
+            max_chunk_size: MIB,
+            ..UploadConfig::default()
+        };
+        assert_eq!(
+            choose_chunk_size(2048 * MIB, &small_max, None),
+            MIB,
+            "a ceiling under the server default wins"
+        );
+        let big_max = UploadConfig {
+            max_chunk_size: 256 * MIB,
+            ..UploadConfig::default()
+        };
+        assert_eq!(choose_chunk_size(2048 * MIB, &big_max, None), 256 * MIB);
+    }
+
+    #[test]
+    fn throughput_estimate_follows_recent_transfers() {
+        use std::time::Duration;
+        let l = Learned::default();
+        assert_eq!(l.throughput(), None);
+        l.record_transfer(1000, Duration::from_millis(1));
+        assert_eq!(
+            l.throughput(),
+            None,
+            "small bodies measure latency, not throughput"
+        );
+        l.record_transfer(4_000_000, Duration::from_secs(2));
+        assert_eq!(l.throughput(), Some(2e6));
+        l.record_transfer(8_000_000, Duration::from_secs(2));
+        assert_eq!(l.throughput(), Some(3e6), "halfway to the newest");
+        assert_eq!(l.multipart_cap(), u64::MAX);
+        l.note_too_large(12);
+        l.note_too_large(20);
+        assert_eq!(l.multipart_cap(), 12, "the smallest refused size");
     }
 
     #[tokio::test]

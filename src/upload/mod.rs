@@ -122,11 +122,12 @@ impl Uploader {
     fn weight(&self, op: &Op) -> u32 {
         let cfg = self.client.upload_config();
         let chunked = |size: u64| {
-            let chunks = size.div_ceil(cfg.chunk_size.max(1)).max(1);
+            let chunk = self.client.session_chunk_size(size).max(1);
+            let chunks = size.div_ceil(chunk).max(1);
             (cfg.parallel_chunks.max(1) as u64).min(chunks) as u32
         };
         let w = match op {
-            Op::Upload { item, .. } if item.size >= cfg.session_threshold => chunked(item.size),
+            Op::Upload { item, .. } if self.client.uses_session(item.size) => chunked(item.size),
             Op::Replace { item, .. } => chunked(item.size),
             _ => 1,
         };
@@ -395,6 +396,21 @@ impl OpCtx {
         self.fail(e)
     }
 
+    /// Cancels the upload session `session_id` of `path`, which will not be used again,
+    /// and forgets it in the store. Best effort: sessions expire on the server after 24 h
+    /// idle anyway, so nothing here fails the file.
+    async fn abandon(&self, path: &str, session_id: &str) {
+        tracing::debug!(mirror = %self.target.name, path, session = session_id, "abandoning an upload session");
+        self.client.abandon_session(session_id).await;
+        if let Err(e) = self
+            .store
+            .apply(self.target.mirror, vec![Effect::DeleteSession(path.into())])
+            .await
+        {
+            tracing::debug!(path, "cannot forget the abandoned upload session: {e}");
+        }
+    }
+
     /// After a 404 or 410 on a call that put something into the folder `folder_path`
     /// (id `folder_id`): if that folder is gone remotely (trashed or deleted by someone
     /// else while it stays on the disk), the effect that forgets it and all the store knew
@@ -584,57 +600,74 @@ impl OpCtx {
             parent_id.as_deref(),
             name_of(path),
         );
-        let large = item.size >= self.client.upload_config().session_threshold;
-        let result = if replace.is_some() || large {
-            let mut up = ResumableUpload::new(dest.clone(), abs.clone());
-            up.sha256 = Some(sha.clone());
-            up.replace_file_id = replace.cloned();
-            if let Ok(Some(s)) = self.store.session(m, path).await
-                && s.size == item.size
+        let mut up = ResumableUpload::new(dest.clone(), abs.clone());
+        up.sha256 = Some(sha.clone());
+        up.replace_file_id = replace.cloned();
+        if let Ok(Some(s)) = self.store.session(m, path).await {
+            if s.size == item.size
                 && s.mtime_ns == item.mtime_ns
                 && s.inode == item.inode
                 && s.sha256 == sha
                 && s.replace_file_id.as_ref() == replace
             {
                 up.resume_session_id = Some(s.session_id);
+            } else {
+                // Started for content the file no longer has: cancel it, and forget it
+                // so that it is cancelled once only.
+                self.abandon(path, &s.session_id).await;
             }
-            let store = self.store.clone();
-            let (p, it, h, rep) = (
-                path.to_string(),
-                item.clone(),
-                sha.clone(),
-                replace.cloned(),
-            );
-            up.on_session = Some(Arc::new(move |s: &crate::remote::UploadSession| {
-                // Remembered so a restart resumes this session instead of starting over.
-                let rec = UploadSessionRecord {
-                    path: p.clone(),
-                    session_id: s.session_id.clone(),
-                    chunk_size: s.chunk_size,
-                    total_chunks: s.total_chunks,
-                    size: it.size,
-                    mtime_ns: it.mtime_ns,
-                    inode: it.inode,
-                    sha256: h.clone(),
-                    replace_file_id: rep.clone(),
-                    chunks_done: 0,
-                };
-                let store = store.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = store.save_session(m, rec).await {
-                        tracing::warn!("cannot remember upload session: {e}");
-                    }
-                });
-            }));
-            match self.client.upload_resumable(&up).await {
-                Err(e) if e.is_name_conflict() && replace.is_none() => {
-                    self.client.upload_or_adopt(&dest, &abs, Some(&sha)).await
+        }
+        // The session this op starts (if any) and the task that records it, so that it
+        // can be cancelled (after it is recorded) if the file changes under it.
+        type Started = Option<(String, tokio::task::JoinHandle<()>)>;
+        let started: Arc<std::sync::Mutex<Started>> = Default::default();
+        let store = self.store.clone();
+        let (p, it, h, rep, seen) = (
+            path.to_string(),
+            item.clone(),
+            sha.clone(),
+            replace.cloned(),
+            started.clone(),
+        );
+        up.on_session = Some(Arc::new(move |s: &crate::remote::UploadSession| {
+            // Remembered so a restart resumes this session instead of starting over.
+            let rec = UploadSessionRecord {
+                path: p.clone(),
+                session_id: s.session_id.clone(),
+                chunk_size: s.chunk_size,
+                total_chunks: s.total_chunks,
+                size: it.size,
+                mtime_ns: it.mtime_ns,
+                inode: it.inode,
+                sha256: h.clone(),
+                replace_file_id: rep.clone(),
+                chunks_done: 0,
+            };
+            let store = store.clone();
+            let saving = tokio::spawn(async move {
+                if let Err(e) = store.save_session(m, rec).await {
+                    tracing::warn!("cannot remember upload session: {e}");
                 }
-                other => other.map(Placed::Created),
-            }
+            });
+            *seen.lock().unwrap_or_else(|e| e.into_inner()) = Some((s.session_id.clone(), saving));
+        }));
+        // New files go by multipart or session as the client judges (size, a 413 seen,
+        // transfers that broke off); new content for an existing file always by session
+        // with `replace_file_id` (the multipart endpoint cannot overwrite).
+        let result = if replace.is_some() {
+            self.client.upload_resumable(&up).await.map(Placed::Created)
         } else {
-            self.client.upload_or_adopt(&dest, &abs, Some(&sha)).await
+            self.client.upload_or_adopt_with(&up).await
         };
+        if result.is_err() && !same_as(item, stat_now(&abs)) {
+            let last = started.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some((sid, saving)) = last {
+                // Truncated, rewritten or replaced mid-upload: the session holds content
+                // the file no longer has. Forgotten after it was recorded, not before.
+                let _ = saving.await;
+                self.abandon(path, &sid).await;
+            }
+        }
         // A file that was already there under this name (adopted, or given our bytes as a
         // new version) may be one the store knows under another path: a move that went
         // through but was never recorded. That other entry is stale, and deleting "it"

@@ -8,6 +8,7 @@ mod support;
 mod harness;
 
 mod auth_limits;
+mod caps;
 mod files;
 mod folders;
 mod links;

@@ -130,7 +130,7 @@ impl World {
         c.daemon.state_dir = Some(self.state_dir());
         c.daemon.runtime_dir = Some(self.dir.path().join("run"));
         c.remote.large_file_threshold = 1024 * 1024;
-        c.remote.chunk_size = 256 * 1024;
+        c.remote.chunk_size = Some(256 * 1024);
         c.mirrors.push(m);
         c
     }

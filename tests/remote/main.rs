@@ -10,6 +10,7 @@ mod harness;
 
 mod auth;
 mod basics;
+mod economy;
 mod faults;
 mod files;
 mod links_sync;
