@@ -261,13 +261,8 @@ impl Engine {
             }
             self.set_state(MirrorState::Starting, None);
         }
-        if root_identity(&self.cfg.path).is_none() {
-            // Paused by a previous run and the root is still gone: the pause lifts when the
-            // directory the mirror was synced from is back (a saved pause of another kind
-            // is judged again by the pass that follows).
-            let anchored = self.root_anchor.is_some();
-            self.paused = self.paused.take().map(|p| p.wait_for_root(anchored));
-        }
+        // A root pause saved by an earlier run lifts if the original root is back.
+        self.settle_saved_pause_at_start().await;
         // Another directory at the root's path pauses now, with that reason.
         self.check_root().await;
         if let Some(p) = &self.paused {

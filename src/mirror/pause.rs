@@ -159,7 +159,11 @@ impl Engine {
             let _ = self
                 .deps
                 .store
-                .set_paused(t.mirror, Some(reason.clone()))
+                .set_paused(
+                    t.mirror,
+                    Some(reason.clone()),
+                    matches!(pause, Pause::Root { .. }),
+                )
                 .await;
         }
         let state = pause.state();
@@ -206,7 +210,7 @@ impl Engine {
             self.deps.store.clear_full();
         }
         if let Some(t) = &self.target {
-            let _ = self.deps.store.set_paused(t.mirror, None).await;
+            let _ = self.deps.store.set_paused(t.mirror, None, false).await;
         }
         // Shown before the reply, so a `wait` right after `resume` does not read the old
         // pause (a full pass comes next).
@@ -220,9 +224,35 @@ impl Engine {
         self.lift_if(Lift::RootBack);
         self.rewatch = true;
         if let Some(t) = &self.target {
-            let _ = self.deps.store.set_paused(t.mirror, None).await;
+            let _ = self.deps.store.set_paused(t.mirror, None, false).await;
         }
         self.set_state(MirrorState::Scanning, None);
+    }
+
+    /// At start-up, a root pause saved by an earlier run: if the root is still gone it
+    /// lifts once the original is back; if the original came back while the daemon was
+    /// stopped, it lifts now (the pass that follows judges the root afresh, so a saved
+    /// reason cannot outlive what it said).
+    pub(super) async fn settle_saved_pause_at_start(&mut self) {
+        let now = root_identity(&self.cfg.path);
+        if now.is_none() {
+            let anchored = self.root_anchor.is_some();
+            self.paused = self.paused.take().map(|p| p.wait_for_root(anchored));
+            return;
+        }
+        let back = self
+            .root_anchor
+            .zip(now)
+            .is_some_and(|(anchor, now)| anchor.same_dir(&now));
+        if back
+            && self
+                .paused
+                .as_ref()
+                .is_some_and(Pause::lifts_when_root_back)
+        {
+            tracing::info!(mirror = %self.name, "root {} is back; resuming", crate::relpath::Escaped(&self.cfg.path.to_string_lossy()));
+            self.root_is_back().await;
+        }
     }
 
     /// Whether the root is still the directory the mirror was synced from. If it is
@@ -241,17 +271,15 @@ impl Engine {
         if anchor.same_dir(&now) {
             return true;
         }
-        if !self
-            .paused
-            .as_ref()
-            .is_some_and(Pause::lifts_when_root_back)
-        {
-            self.pause_for_root(format!(
-                "root {} is another directory now ({now}, was {anchor}: unmounted, mounted over or a re-pointed symlink?); \
-                 nothing is deleted remotely; resumes when the original is back, or `scaidrivectl resume` mirrors what is there now",
-                self.cfg.path.display()
-            ))
-            .await;
+        let reason = format!(
+            "root {} is another directory now ({now}, was {anchor}: unmounted, mounted over or a re-pointed symlink?); \
+             nothing is deleted remotely; resumes when the original is back, or `scaidrivectl resume` mirrors what is there now",
+            crate::relpath::Escaped(&self.cfg.path.to_string_lossy())
+        );
+        // Said again only if it says something new (a pause saved by an earlier run may
+        // name what was true then: "vanished").
+        if self.paused.as_ref().is_none_or(|p| p.reason() != reason) {
+            self.pause_for_root(reason).await;
         }
         false
     }

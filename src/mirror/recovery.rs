@@ -145,8 +145,15 @@ impl Engine {
             }
         };
         if let Some(reason) = &rec.paused_reason {
-            self.paused = Some(Pause::Saved {
-                reason: reason.clone(),
+            self.paused = Some(if rec.paused_for_root {
+                Pause::Root {
+                    reason: reason.clone(),
+                    lifts_when_back: rec.root_identity.is_some(),
+                }
+            } else {
+                Pause::Saved {
+                    reason: reason.clone(),
+                }
             });
         }
         self.root_anchor = rec.root_identity;

@@ -83,6 +83,7 @@ fn migrations() -> rusqlite_migration::Migrations<'static> {
         rusqlite_migration::M::up(include_str!("../../migrations/01-initial/up.sql")),
         rusqlite_migration::M::up(include_str!("../../migrations/02-root-identity/up.sql")),
         rusqlite_migration::M::up(include_str!("../../migrations/03-entry-ctime/up.sql")),
+        rusqlite_migration::M::up(include_str!("../../migrations/04-pause-kind/up.sql")),
     ])
 }
 

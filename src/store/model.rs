@@ -71,6 +71,8 @@ pub struct MirrorRecord {
     pub remote_path: String,
     pub base_folder_id: Option<String>,
     pub paused_reason: Option<String>,
+    /// The saved pause is the root's: it lifts when the original root is back.
+    pub paused_for_root: bool,
     pub first_pass_done: bool,
     /// The root directory this mirror was synced from (`None` before the first look).
     pub root_identity: Option<RootIdentity>,
@@ -326,15 +328,17 @@ impl Store {
         .await
     }
 
+    /// Saves the guard's pause (`None` clears it); `for_root`: it is the root's pause.
     pub async fn set_paused(
         &self,
         mirror: MirrorId,
         reason: Option<String>,
+        for_root: bool,
     ) -> Result<(), StoreError> {
         self.call(move |c| {
             c.execute(
-                "UPDATE mirrors SET paused_reason = ?2 WHERE id = ?1",
-                params![mirror, reason],
+                "UPDATE mirrors SET paused_reason = ?2, paused_for_root = ?3 WHERE id = ?1",
+                params![mirror, reason, for_root && reason.is_some()],
             )?;
             Ok(())
         })
@@ -615,7 +619,7 @@ pub fn mirror_by_name(c: &Connection, name: &str) -> Result<Option<MirrorRecord>
 pub fn all_mirrors(c: &Connection) -> Result<Vec<MirrorRecord>, StoreError> {
     let mut stmt = c.prepare_cached(
         "SELECT id, name, root, share_id, remote_path, base_folder_id, paused_reason, first_pass_done, \
-         root_dev, root_ino, root_fsid FROM mirrors ORDER BY id",
+         root_dev, root_ino, root_fsid, paused_for_root FROM mirrors ORDER BY id",
     )?;
     let rows = stmt.query_map([], |r| {
         Ok(MirrorRecord {
@@ -626,6 +630,7 @@ pub fn all_mirrors(c: &Connection) -> Result<Vec<MirrorRecord>, StoreError> {
             remote_path: r.get(4)?,
             base_folder_id: r.get(5)?,
             paused_reason: r.get(6)?,
+            paused_for_root: r.get(11)?,
             first_pass_done: r.get(7)?,
             root_identity: match (
                 r.get::<_, Option<i64>>(8)?,

@@ -388,3 +388,52 @@ async fn files_dated_after_2262_and_before_1970_are_mirrored() {
     assert_eq!(w.count("POST /api/v1/uploads").await, 0);
     d.stop().await;
 }
+
+/// Issue 17 item 5: a root that vanished and came back while the daemon was stopped left
+/// the mirror paused for good, with the saved "vanished" reason although the folder was
+/// there. The root's pause is saved as the root's, and lifts at start when the original
+/// directory is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_root_that_came_back_while_stopped_resumes_at_start() {
+    let w = World::new().await;
+    w.write("keep/me.txt", b"precious");
+    let d = w.start().await;
+    assert!(d.settled().await.in_sync());
+    let away = w.dir.path().join("away");
+    std::fs::rename(&w.root, &away).unwrap();
+    d.until("paused", |s| s.state == MirrorState::Paused).await;
+    d.stop().await;
+
+    std::fs::rename(&away, &w.root).unwrap();
+    w.reset_stats().await;
+    let d = w.start().await;
+    let s = d.until("in sync", |s| s.in_sync()).await;
+    assert_eq!(s.reason, None);
+    w.assert_mirrored().await;
+    assert_eq!(
+        w.count("POST /api/v1/files").await,
+        0,
+        "nothing re-uploaded"
+    );
+    d.stop().await;
+
+    // Another directory at the path while stopped still waits for `resume`.
+    let d = w.start().await;
+    d.settled().await;
+    std::fs::rename(&w.root, &away).unwrap();
+    d.until("paused", |s| s.state == MirrorState::Paused).await;
+    d.stop().await;
+    std::fs::create_dir(&w.root).unwrap();
+    std::fs::write(w.root.join("other.txt"), b"not the original").unwrap();
+    let d = w.start().await;
+    let s = d.until("paused", |s| s.state == MirrorState::Paused).await;
+    assert!(
+        s.reason.unwrap_or_default().contains("another directory"),
+        "a different directory is named as such"
+    );
+    assert!(
+        w.remote_id("keep/me.txt").await.is_some(),
+        "nothing deleted"
+    );
+    d.stop().await;
+}
