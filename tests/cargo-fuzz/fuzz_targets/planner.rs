@@ -380,9 +380,21 @@ fuzz_target!(|spec: WorldSpec| {
                 );
             }
         };
+        // A hash in an op spares the uploader a read: it must be the file's real hash.
+        let carried_hash = |path: &str, item: &DiskItem, h: &str| {
+            if now_content(item).map(content_hash).as_deref() != Some(h) {
+                fail(&w, &p, i, format!("op on {path:?} carries a wrong hash"));
+            }
+        };
         match op {
-            Op::Mkdir { path, item } | Op::Upload { path, item } => {
+            Op::Mkdir { path, item } | Op::Upload { path, item, .. } => {
                 disk_item(path, item);
+                if let Op::Upload {
+                    sha256: Some(h), ..
+                } = op
+                {
+                    carried_hash(path, item, h);
+                }
                 let want = if matches!(op, Op::Mkdir { .. }) {
                     EntryKind::Dir
                 } else {
@@ -413,8 +425,10 @@ fuzz_target!(|spec: WorldSpec| {
                 path,
                 remote_id,
                 item,
+                sha256,
             } => {
                 disk_item(path, item);
+                carried_hash(path, item, sha256);
                 match remote.get_mut(path) {
                     Some(r) if r.kind == EntryKind::File && r.id == *remote_id => {
                         r.content = now_content(item);
