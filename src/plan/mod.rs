@@ -261,14 +261,16 @@ pub fn plan(
         .values()
         .filter(|k| !disk.contains_key(&k.path))
         .collect();
-    let mut covered: Option<String> = None;
+    // Every folder deleted so far, not just the last: a sibling such as `a.b` sorts between
+    // `a` and `a/x`, so the last one is not always the ancestor.
+    let mut deleted_dirs: BTreeSet<&str> = BTreeSet::new();
     for k in vanished {
         out.deleted_entries += 1;
-        if covered.as_deref().is_some_and(|c| is_within(&k.path, c)) {
+        if has_ancestor_in(&k.path, &deleted_dirs) {
             continue;
         }
         if k.kind == EntryKind::Dir {
-            covered = Some(k.path.clone());
+            deleted_dirs.insert(&k.path);
         }
         deletes.push(Op::Delete {
             path: k.path.clone(),
@@ -283,6 +285,18 @@ pub fn plan(
     out.ops.extend(updates);
     out.ops.extend(deletes);
     out
+}
+
+/// Whether a proper ancestor of `path` is in `dirs`.
+fn has_ancestor_in(path: &str, dirs: &BTreeSet<&str>) -> bool {
+    let mut p = parent(path);
+    while !p.is_empty() {
+        if dirs.contains(p) {
+            return true;
+        }
+        p = parent(p);
+    }
+    false
 }
 
 /// Whether disk and store list the same paths with the same kinds and stat data (one merge
@@ -599,6 +613,42 @@ mod tests {
         let (ops, _, deleted) = run(&disk, &known, &[("y", "new")], &[]);
         assert_eq!(ops, ["upload y", "delete gone", "delete x"]);
         assert_eq!(deleted, 4);
+    }
+
+    #[test]
+    fn a_vanished_subtree_is_one_delete_even_with_siblings_sorting_inside_it() {
+        // `.` and `-` sort before `/`: `a.b` and `a-b` come between `a` and `a/…`.
+        let cases: &[(&str, Vec<(DiskItem, &str)>, &[&str], usize)] = &[
+            (
+                "a.b between a and a/a.b",
+                vec![
+                    (dir("a", 1), ""),
+                    (dir("a.b", 2), ""),
+                    (dir("a/a.b", 3), ""),
+                ],
+                &["delete a", "delete a.b"],
+                3,
+            ),
+            (
+                "a-b and a.b, files inside a",
+                vec![
+                    (dir("a", 1), ""),
+                    (file("a-b", 2, 1, 1), "h"),
+                    (dir("a.b", 3), ""),
+                    (file("a.b/x", 4, 1, 1), "h"),
+                    (dir("a/b", 5), ""),
+                    (file("a/b/y", 6, 1, 1), "h"),
+                    (file("a/z", 7, 1, 1), "h"),
+                ],
+                &["delete a", "delete a-b", "delete a.b"],
+                7,
+            ),
+        ];
+        for (case, known, want, count) in cases {
+            let (ops, _, deleted) = run(&[], known, &[], &[]);
+            assert_eq!(ops, *want, "{case}");
+            assert_eq!(deleted, *count, "{case}");
+        }
     }
 
     #[test]

@@ -358,7 +358,6 @@ fuzz_target!(|spec: WorldSpec| {
         .collect();
     let now_content = |d: &DiskItem| w.inodes.get(&d.inode).map(|i| i.1.content);
     let mut removed = 0usize;
-    let mut deleted: Vec<String> = Vec::new();
     for (i, op) in p.ops.iter().enumerate() {
         let folder_exists = |remote: &BTreeMap<String, Remote>, path: &str| {
             let par = plan::parent(path);
@@ -540,18 +539,8 @@ fuzz_target!(|spec: WorldSpec| {
                 }
                 match remote.get(path) {
                     Some(r) if r.id == *remote_id && r.kind == *kind => {}
-                    // Known bug (regressions/planner/nested-delete-after-sibling): a vanished folder `a` with a
-                    // vanished sibling that sorts between it and its subtree (`a.b`, `a-b`)
-                    // gets a second delete for an item inside `a`, already deleted with it.
-                    // Tolerated unless SCAIDRIVE_FUZZ_STRICT is set; remove with the fix.
-                    None if !strict()
-                        && deleted.iter().any(|d: &String| plan::is_within(path, d)) =>
-                    {
-                        continue;
-                    }
                     other => fail(&w, &p, i, format!("delete of {path:?} finds {other:?}")),
                 }
-                deleted.push(path.clone());
                 let subtree: Vec<String> = remote
                     .keys()
                     .filter(|k| plan::is_within(k, path))
