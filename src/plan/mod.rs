@@ -31,28 +31,28 @@ pub struct Plan {
     pub deleted_entries: usize,
 }
 
-/// `hash(path)`, once per path and plan. A vanished file is not a failure (the watcher, or
-/// the next pass, sees it); another read error is.
+/// `hash(path)`, once per path and plan, whether it succeeds or not: a file that cannot be
+/// read is one failure, not one per candidate move that wanted its hash. A vanished file is
+/// not a failure (the watcher, or the next pass, sees it); another read error is.
 fn hash_cached(
-    hashes: &mut HashMap<String, String>,
+    hashes: &mut HashMap<String, Option<String>>,
     hash: &mut dyn FnMut(&str) -> std::io::Result<String>,
     path: &str,
     failures: &mut Vec<(String, String)>,
 ) -> Option<String> {
     if let Some(h) = hashes.get(path) {
-        return Some(h.clone());
+        return h.clone();
     }
-    match hash(path) {
-        Ok(h) => {
-            hashes.insert(path.to_string(), h.clone());
-            Some(h)
-        }
+    let h = match hash(path) {
+        Ok(h) => Some(h),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => {
             failures.push((path.to_string(), format!("cannot read {path}: {e}")));
             None
         }
-    }
+    };
+    hashes.insert(path.to_string(), h.clone());
+    h
 }
 
 fn rekey(path: &str, from: &str, to: &str) -> String {
@@ -79,7 +79,7 @@ pub fn plan(
     let mut view: Cow<BTreeMap<String, Entry>> = Cow::Borrowed(known);
     // Every hash taken here travels in the op that needed it, so the uploader need not
     // read the file again.
-    let mut hashes: HashMap<String, String> = HashMap::new();
+    let mut hashes: HashMap<String, Option<String>> = HashMap::new();
     let paired: BTreeSet<(&str, &str)> = renames
         .iter()
         .map(|(a, b)| (a.as_str(), b.as_str()))
@@ -216,7 +216,7 @@ pub fn plan(
                 EntryKind::File => Op::Upload {
                     path: path.clone(),
                     item: d.clone(),
-                    sha256: hashes.get(path).cloned(),
+                    sha256: hashes.get(path).cloned().flatten(),
                 },
             }),
             Some(k) => {
@@ -666,6 +666,25 @@ mod tests {
         let (ops, notes, _) = run(&disk, &known, &[], &[]);
         assert!(ops.is_empty());
         assert_eq!(notes, ["x", "hashed x"]);
+    }
+
+    #[test]
+    fn an_unreadable_file_is_hashed_once_and_one_failure() {
+        // (case, known, disk): each wants the hash of `z` more than once.
+        let cases: &[(&str, Vec<(DiskItem, &str)>, Vec<DiskItem>)] = &[(
+            "two vanished hard links, one new name with their inode",
+            vec![(file("x", 5, 1, 1), "h"), (file("y", 5, 1, 1), "h")],
+            vec![file("z", 5, 1, 1)],
+        )];
+        for (case, known, disk) in cases {
+            let (ops, notes, _) = run(disk, known, &[], &[]);
+            assert_eq!(notes, ["z", "hashed z"], "{case}: {ops:?}");
+            assert_eq!(
+                ops,
+                ["upload z", "delete x", "delete y"],
+                "{case}: unconfirmed, so no move"
+            );
+        }
     }
 
     #[test]

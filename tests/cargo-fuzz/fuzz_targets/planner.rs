@@ -14,8 +14,9 @@
 //!   exists (and it is not moved into itself), a replace/refresh/delete names an existing
 //!   item of that id and kind;
 //! - no op outside the given paths: creates, replaces, refreshes and move targets are disk
-//!   paths carrying that path's disk item; hashing asks only for files on disk, a hash
-//!   that succeeded is never computed again, and a first pass (empty store) hashes nothing;
+//!   paths carrying that path's disk item; hashing asks only for files on disk, no path
+//!   is hashed twice (nor listed twice as a failure), and a first pass (empty store)
+//!   hashes nothing;
 //! - a delete never targets a path that is on disk with the same kind;
 //! - a refresh that carries a hash carries the file's real hash, equal to what the remote
 //!   already holds (a refresh must never hide new bytes);
@@ -317,14 +318,19 @@ fuzz_target!(|spec: WorldSpec| {
             .get(path)
             .is_some_and(|d| w.inodes.get(&d.inode).is_some_and(|i| i.2 != 0))
     };
-    // A hash that succeeded is reused, never computed again (a file that could not be
-    // read may be tried again).
+    // A hash is taken once per plan, whether it succeeded or not; an unreadable file is
+    // one failure.
     let mut seen = BTreeSet::new();
     for h in &hashed {
-        if seen.contains(h) && !unreadable(h) {
+        if !seen.insert(h) {
             fail(&w, &p, 0, format!("{h:?} hashed twice"));
         }
-        seen.insert(h);
+    }
+    let mut failed = BTreeSet::new();
+    for (path, _) in &p.failures {
+        if !failed.insert(path) {
+            fail(&w, &p, 0, format!("{path:?} listed twice in the failures"));
+        }
     }
     if w.known.is_empty() && !hashed.is_empty() {
         fail(&w, &p, 0, format!("a first pass hashed {hashed:?}"));
