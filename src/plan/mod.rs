@@ -364,7 +364,7 @@ pub fn plan(
         });
     }
 
-    out.ops = order_creations(known, chain, creates);
+    out.ops = order_creations(known, &view, chain, creates);
     out.ops.extend(updates);
     out.ops.extend(deletes);
     out
@@ -497,8 +497,14 @@ fn free_name(
 /// every op finds what it needs when it runs: a move its item at the source and a free
 /// target name in an existing folder, a delete its item, a create a free name in an
 /// existing folder. The remote is simulated by path with each item's id, so an op never
-/// counts on another item that happens to be at the same path.
-fn order_creations(known: &BTreeMap<String, Entry>, chain: Vec<Op>, creates: Vec<Op>) -> Vec<Op> {
+/// counts on another item that happens to be at the same path; `view` is the store's view
+/// after the plan, which says what each folder path finally holds.
+fn order_creations(
+    known: &BTreeMap<String, Entry>,
+    view: &BTreeMap<String, Entry>,
+    chain: Vec<Op>,
+    creates: Vec<Op>,
+) -> Vec<Op> {
     if chain.is_empty() && creates.is_empty() {
         return Vec::new();
     }
@@ -507,9 +513,15 @@ fn order_creations(known: &BTreeMap<String, Entry>, chain: Vec<Op>, creates: Vec
         .values()
         .map(|e| (e.path.clone(), (e.kind, e.remote_id.clone())))
         .collect();
+    // The folder an op puts something into must be the one that stays there: an item
+    // about to move away (or be deleted) would take the new child with it.
     let folder_exists = |present: &BTreeMap<String, (EntryKind, String)>, path: &str| {
         let par = parent(path);
-        par.is_empty() || present.get(par).is_some_and(|(k, _)| *k == EntryKind::Dir)
+        let stays = view.get(par).map_or("", |e| e.remote_id.as_str());
+        par.is_empty()
+            || present
+                .get(par)
+                .is_some_and(|(k, id)| *k == EntryKind::Dir && id == stays)
     };
     let is_at = |present: &BTreeMap<String, (EntryKind, String)>, path: &str, id: &str| {
         present.get(path).is_some_and(|(_, i)| i == id)
@@ -1014,6 +1026,27 @@ mod tests {
                 &["move a/sub -> sub", "move a -> sub/a"],
             ),
         ]);
+    }
+
+    #[test]
+    fn creates_go_into_the_folder_that_ends_up_at_their_path() {
+        check_moves(&[(
+            "mv x/y n/w; mv z x/y; mkdir x/y/new: not into the old x/y, which leaves",
+            vec![(dir("x", 1), ""), (dir("x/y", 2), ""), (dir("z", 3), "")],
+            vec![
+                dir("n", 5),
+                dir("n/w", 2),
+                dir("x", 1),
+                dir("x/y", 3),
+                dir("x/y/new", 4),
+            ],
+            &[
+                "mkdir n",
+                "move x/y -> n/w",
+                "move z -> x/y",
+                "mkdir x/y/new",
+            ],
+        )]);
     }
 
     #[test]
