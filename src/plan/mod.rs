@@ -207,7 +207,12 @@ pub fn plan(
                 };
                 let mut frees = Vec::new();
                 if let Some(x) = view.get(&d.path) {
-                    if !eager || dir_target(x, &dirs_by_inode).is_some() {
+                    // A folder that holds the file itself (`mv b/f t; rm -r b; mv t b`) would
+                    // need a temporary name: the file is uploaded afresh instead.
+                    if !eager
+                        || dir_target(x, &dirs_by_inode).is_some()
+                        || is_within(&k.path, &x.path)
+                    {
                         continue;
                     }
                     frees.push(x.clone());
@@ -980,6 +985,12 @@ mod tests {
                 vec![(dir("d", 1), ""), (file("d/x", 5, 1, 1), "h")],
                 vec![dir("e", 1), dir("e/x", 6), file("e/x/f", 7, 1, 1)],
                 &["move d -> e", "delete e/x", "mkdir e/x", "upload e/x/f"],
+            ),
+            (
+                "mv b/f t; rm -r b; mv t b: the file cannot move out of the folder it replaces",
+                vec![(dir("b", 1), ""), (file("b/f", 5, 1, 1), "h")],
+                vec![file("b", 5, 1, 1)],
+                &["delete b", "upload b"],
             ),
             (
                 "rm b; mv a.b b, and the file a.b/b became folder b/b",
