@@ -839,10 +839,13 @@ mod tests {
         assert_eq!(deleted, 4);
     }
 
+    /// Known items with their stored hashes, as `run` takes them.
+    type Known = Vec<(DiskItem, &'static str)>;
+
     #[test]
     fn a_vanished_subtree_is_one_delete_even_with_siblings_sorting_inside_it() {
         // `.` and `-` sort before `/`: `a.b` and `a-b` come between `a` and `a/…`.
-        let cases: &[(&str, Vec<(DiskItem, &str)>, &[&str], usize)] = &[
+        let cases: &[(&str, Known, &[&str], usize)] = &[
             (
                 "a.b between a and a/a.b",
                 vec![
@@ -895,7 +898,7 @@ mod tests {
     #[test]
     fn an_unreadable_file_is_hashed_once_and_one_failure() {
         // (case, known, disk): each wants the hash of `z` more than once.
-        let cases: &[(&str, Vec<(DiskItem, &str)>, Vec<DiskItem>)] = &[(
+        let cases: &[(&str, Known, Vec<DiskItem>)] = &[(
             "two vanished hard links, one new name with their inode",
             vec![(file("x", 5, 1, 1), "h"), (file("y", 5, 1, 1), "h")],
             vec![file("z", 5, 1, 1)],
@@ -912,12 +915,7 @@ mod tests {
     }
 
     /// (case, known, disk, want): for the move tests below.
-    type MoveCase = (
-        &'static str,
-        Vec<(DiskItem, &'static str)>,
-        Vec<DiskItem>,
-        &'static [&'static str],
-    );
+    type MoveCase = (&'static str, Known, Vec<DiskItem>, &'static [&'static str]);
 
     fn check_moves(cases: &[MoveCase]) {
         for (case, known, disk, want) in cases {
