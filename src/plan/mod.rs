@@ -433,7 +433,7 @@ fn file_target<'d>(
 }
 
 /// Whether a move to `path` can run now as far as its ancestors go: each is a folder in
-/// the view that stays where it is, or a new folder the creates will make (not one a
+/// the view that stays where it is (all the way up), or a new folder the creates will make (not one a
 /// pending folder move will bring, `pending`). A file the disk now has as a folder is
 /// deleted first (added to `frees`) unless it moves elsewhere itself.
 fn ancestors_ready(
@@ -447,8 +447,13 @@ fn ancestors_ready(
     let mut p = parent(path);
     while !p.is_empty() {
         match view.get(p) {
-            // A folder about to move away would carry the moved item with it.
-            Some(e) if e.kind == EntryKind::Dir => return dir_target(e, dirs).is_none(),
+            // A folder about to move away would carry the moved item with it, and so would
+            // any folder above it: every ancestor must stay.
+            Some(e) if e.kind == EntryKind::Dir => {
+                if dir_target(e, dirs).is_some() {
+                    return false;
+                }
+            }
             Some(e) => {
                 if pending.contains(p) || file_target(e, view, files).is_some() {
                     return false;
@@ -1035,6 +1040,33 @@ mod tests {
                 &["move a/sub -> sub", "move a -> sub/a"],
             ),
         ]);
+    }
+
+    #[test]
+    fn a_move_waits_while_any_folder_above_its_target_is_to_move_away() {
+        check_moves(&[(
+            "mv a n/m/l/x; rm -r n/m/l/x/b; mkdir -p a/b; mv c a/b/c: not into the old a/b",
+            vec![(dir("a", 1), ""), (dir("a/b", 2), ""), (dir("c", 3), "")],
+            vec![
+                dir("a", 4),
+                dir("a/b", 5),
+                dir("a/b/c", 3),
+                dir("n", 6),
+                dir("n/m", 7),
+                dir("n/m/l", 8),
+                dir("n/m/l/x", 1),
+            ],
+            &[
+                "mkdir n",
+                "mkdir n/m",
+                "mkdir n/m/l",
+                "move a -> n/m/l/x",
+                "mkdir a",
+                "mkdir a/b",
+                "move c -> a/b/c",
+                "delete n/m/l/x/b",
+            ],
+        )]);
     }
 
     #[test]
