@@ -449,11 +449,8 @@ fn ancestors_ready(
         match view.get(p) {
             // A folder about to move away would carry the moved item with it, and so would
             // any folder above it: every ancestor must stay.
-            Some(e) if e.kind == EntryKind::Dir => {
-                if dir_target(e, dirs).is_some() {
-                    return false;
-                }
-            }
+            Some(e) if e.kind == EntryKind::Dir && dir_target(e, dirs).is_some() => return false,
+            Some(e) if e.kind == EntryKind::Dir => {}
             Some(e) => {
                 if pending.contains(p) || file_target(e, view, files).is_some() {
                     return false;
