@@ -127,11 +127,14 @@ fn check_accepted(c: &Config, state: &Path) {
         other => panic!("scheme {other:?} accepted: {url:?}"),
     }
     assert!(!c.mirrors.is_empty(), "validated config has no mirror");
-    let cs = c.remote.chunk_size;
-    assert!(
-        cs >= 65536 && cs.is_power_of_two(),
-        "chunk_size {cs} accepted"
-    );
+    // A pinned chunk size, and the largest one chosen per file, are powers of two of at
+    // least 64 KiB.
+    for cs in c.remote.chunk_size.into_iter().chain([c.remote.max_chunk_size]) {
+        assert!(
+            cs >= 65536 && cs.is_power_of_two(),
+            "chunk size {cs} accepted"
+        );
+    }
     assert!(c.daemon.upload_concurrency >= 1 && c.remote.parallel_chunks >= 1);
     assert!(c.remote.quota_recheck_secs >= 1);
     let state = std::fs::canonicalize(state).unwrap_or_else(|_| state.to_path_buf());
