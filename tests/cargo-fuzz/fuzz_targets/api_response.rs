@@ -32,11 +32,6 @@ use reqwest::{Method, StatusCode};
 use scaidrive::remote::{self, pace::Reading};
 use serde_json::Value;
 
-/// The one call `error.rs` makes outside itself (`super::retry::parse_retry_after`).
-mod retry {
-    pub use scaidrive::remote::retry::parse_retry_after;
-}
-
 // Not formatted from here: the file belongs to the main crate (its own `cargo fmt`).
 #[rustfmt::skip]
 #[allow(dead_code, unused_imports)]
@@ -196,7 +191,7 @@ fuzz_target!(|data: &[u8]| {
         if name == "retry-after"
             && let Ok(v) = std::str::from_utf8(value)
         {
-            let _ = remote::retry::parse_retry_after(v, now);
+            let _ = error::parse_retry_after(v, now);
         }
     }
 
