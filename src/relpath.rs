@@ -60,7 +60,8 @@ pub enum RelPathError {
     NonUtf8(String),
     #[error("path {path:?} is not a mirror-relative path: {why}")]
     Invalid { path: String, why: &'static str },
-    #[error("path {path} is outside the mirror root {root}")]
+    // Quoted like the others: a hostile name must not split the line it is logged on.
+    #[error("path {path:?} is outside the mirror root {root:?}")]
     OutsideRoot { path: String, root: String },
 }
 
@@ -480,5 +481,18 @@ mod tests {
             RelPath::from_path(p),
             Err(RelPathError::NonUtf8(_))
         ));
+    }
+
+    /// Found by the relpath fuzz target: `OutsideRoot` printed a path with a newline raw.
+    #[test]
+    fn an_outside_root_error_is_one_line() {
+        let e = RelPath::from_abs(
+            Path::new("/srv/mirror"),
+            Path::new("/srv/other/evil\nERROR uploaded fine"),
+        )
+        .unwrap_err();
+        let shown = e.to_string();
+        assert!(!shown.contains('\n'), "{shown}");
+        assert!(shown.contains("evil\\nERROR"), "{shown}");
     }
 }

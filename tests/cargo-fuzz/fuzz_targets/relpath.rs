@@ -19,9 +19,8 @@
 //!   with equality;
 //! - every error renders on one line (an error naming a hostile path ends up in a log).
 //!
-//! Library bugs this target found are reported, their inputs kept in
-//! `regressions/relpath/`, and tolerated here (marked "known bug") unless
-//! `SCAIDRIVE_FUZZ_STRICT` is set, so that runs keep finding new ones.
+//! The one library bug this target found (`OutsideRoot` printed a path with a newline
+//! raw) is fixed; its input is in the corpus and nothing is tolerated.
 //!
 //! Input: raw bytes; split at the first `0xFF` byte (never part of a UTF-8 name) into a
 //! path and a second path used for `join`, `rebase` and ordering.
@@ -36,16 +35,9 @@ use libfuzzer_sys::fuzz_target;
 use scaidrive::plan;
 use scaidrive::watch::{RelPath, RelPathError};
 
-/// Known bug (regressions/relpath/outside-root-newline): `RelPathError::OutsideRoot`
-/// prints the path and root raw, so a name with a newline makes a multi-line error (a
-/// forged log line, issue 17 item 7). Tolerated unless `SCAIDRIVE_FUZZ_STRICT` is set, so
-/// that runs keep looking for other bugs; remove with the fix.
+/// A hostile name must not split the line its error is logged on (`OutsideRoot` printed
+/// the path raw until session 7; input `corpus/relpath/outside-root-newline`).
 fn assert_one_line(e: &RelPathError) {
-    if matches!(e, RelPathError::OutsideRoot { .. })
-        && std::env::var_os("SCAIDRIVE_FUZZ_STRICT").is_none()
-    {
-        return;
-    }
     let s = e.to_string();
     assert!(
         !s.contains('\n') && !s.contains('\r'),
