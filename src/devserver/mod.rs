@@ -11,6 +11,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod download;
 pub mod error;
 pub mod files;
 pub mod folders;
