@@ -210,10 +210,6 @@ fn build(spec: &WorldSpec) -> World {
                 inode,
                 sha256: (!dir && !no_sha).then(|| content_hash(old.content)),
                 remote_version: Some(1),
-                // Unknown (as in a store from before ctimes were kept): the planner then
-                // judges by size, mtime and inode alone, which is what this model's edits
-                // are built around; the ctime rule has its own unit test in src/plan.
-                ctime_ns: None,
             },
         );
     }
@@ -228,7 +224,6 @@ fn build(spec: &WorldSpec) -> World {
                 size: if dir { 0 } else { now.size },
                 mtime_ns: if dir { 0 } else { now.mtime_ns },
                 inode,
-                ctime_ns: if dir { 0 } else { now.mtime_ns },
             },
         );
     }
