@@ -31,28 +31,28 @@ pub struct Plan {
     pub deleted_entries: usize,
 }
 
-/// `hash(path)`, once per path and plan. A vanished file is not a failure (the watcher, or
-/// the next pass, sees it); another read error is.
+/// `hash(path)`, once per path and plan, whether it succeeds or not: a file that cannot be
+/// read is one failure, not one per candidate move that wanted its hash. A vanished file is
+/// not a failure (the watcher, or the next pass, sees it); another read error is.
 fn hash_cached(
-    hashes: &mut HashMap<String, String>,
+    hashes: &mut HashMap<String, Option<String>>,
     hash: &mut dyn FnMut(&str) -> std::io::Result<String>,
     path: &str,
     failures: &mut Vec<(String, String)>,
 ) -> Option<String> {
     if let Some(h) = hashes.get(path) {
-        return Some(h.clone());
+        return h.clone();
     }
-    match hash(path) {
-        Ok(h) => {
-            hashes.insert(path.to_string(), h.clone());
-            Some(h)
-        }
+    let h = match hash(path) {
+        Ok(h) => Some(h),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => {
             failures.push((path.to_string(), format!("cannot read {path}: {e}")));
             None
         }
-    }
+    };
+    hashes.insert(path.to_string(), h.clone());
+    h
 }
 
 fn rekey(path: &str, from: &str, to: &str) -> String {
@@ -79,128 +79,218 @@ pub fn plan(
     let mut view: Cow<BTreeMap<String, Entry>> = Cow::Borrowed(known);
     // Every hash taken here travels in the op that needed it, so the uploader need not
     // read the file again.
-    let mut hashes: HashMap<String, String> = HashMap::new();
+    let mut hashes: HashMap<String, Option<String>> = HashMap::new();
     let paired: BTreeSet<(&str, &str)> = renames
         .iter()
         .map(|(a, b)| (a.as_str(), b.as_str()))
         .collect();
 
-    // A path whose kind changed is a delete of the old item plus a create of the new one;
-    // the delete must run first to free the name.
-    let mut early_deletes = Vec::new();
-    for (path, d) in disk {
-        if let Some(k) = view.get(path)
-            && k.kind != d.kind
-        {
-            let k = k.clone();
-            out.deleted_entries += view.keys().filter(|p| is_within(p, path)).count();
-            view.to_mut().retain(|p, _| !is_within(p, path));
-            early_deletes.push(Op::Delete {
-                path: path.clone(),
+    // Moves, and the deletes that free a name for one, in the order they must run: each is
+    // expressed in the coordinates the ones before it produced, and the view is re-keyed
+    // after each, so a moved folder's subtree compares in place. Kind changes are looked
+    // for only after the moves, at the paths the moves produced (a folder inside a renamed
+    // folder that became a file changes kind at its new path).
+    let mut chain: Vec<Op> = Vec::new();
+    let by_inode = |kind: EntryKind| {
+        disk.values().filter(|d| d.kind == kind).fold(
+            HashMap::new(),
+            |mut m: HashMap<u64, Vec<&DiskItem>>, d| {
+                m.entry(d.inode).or_default().push(d);
+                m
+            },
+        )
+    };
+    let dirs_by_inode = by_inode(EntryKind::Dir);
+    let files_by_inode = by_inode(EntryKind::File);
+    let mut replaces_after_move = Vec::new();
+    loop {
+        let before = chain.len();
+        // Directories: the move whose target is nearest the root first, so a folder moved
+        // into a moved folder goes after it; a move runs only when its target name is free
+        // and its target folder exists (or is a new folder), else it waits for the move
+        // that frees or makes it.
+        loop {
+            let pending: BTreeSet<&str> = view
+                .values()
+                .filter_map(|e| dir_target(e, &dirs_by_inode))
+                .map(|d| d.path.as_str())
+                .collect();
+            let mut best: Option<(usize, Entry, &DiskItem, Vec<Entry>)> = None;
+            for k in view.values() {
+                let Some(d) = dir_target(k, &dirs_by_inode) else {
+                    continue;
+                };
+                let depth = d.path.matches('/').count();
+                if best.as_ref().is_some_and(|b| b.0 <= depth) {
+                    continue;
+                }
+                let mut frees = Vec::new();
+                match view.get(&d.path) {
+                    None => {}
+                    // A file where the disk now has this folder: deleted first, unless it
+                    // moves elsewhere itself.
+                    Some(x)
+                        if x.kind == EntryKind::File
+                            && file_target(x, &view, &files_by_inode).is_none() =>
+                    {
+                        frees.push(x.clone());
+                    }
+                    Some(_) => continue,
+                }
+                if !ancestors_ready(
+                    &d.path,
+                    &view,
+                    &dirs_by_inode,
+                    &files_by_inode,
+                    &pending,
+                    &mut frees,
+                ) {
+                    continue;
+                }
+                // An earlier move may have put something where the subtree lands.
+                let collides = subtree_keys(&view, &k.path).iter().any(|p| {
+                    p != &k.path
+                        && view
+                            .get(&rekey(p, &k.path, &d.path))
+                            .is_some_and(|o| !is_within(&o.path, &k.path))
+                });
+                if !collides {
+                    best = Some((depth, k.clone(), d, frees));
+                }
+            }
+            let Some((_, k, d, frees)) = best else { break };
+            for x in frees {
+                free_name(view.to_mut(), &x, &mut chain, &mut out.deleted_entries);
+            }
+            let view = view.to_mut();
+            for p in subtree_keys(view, &k.path) {
+                let mut e = view.remove(&p).expect("listed");
+                e.path = rekey(&p, &k.path, &d.path);
+                view.insert(e.path.clone(), e);
+            }
+            chain.push(Op::Move {
+                from: k.path,
+                to: d.path.clone(),
                 remote_id: k.remote_id,
-                kind: k.kind,
+                kind: EntryKind::Dir,
+                item: d.clone(),
             });
+        }
+
+        // Files: a vanished file and the one new file with its inode, confirmed by hash
+        // unless the kernel paired the rename. A move whose target name holds a folder
+        // (which became this file) frees it only when nothing else can move: files inside
+        // that folder may still move out first.
+        let mut eager = false;
+        loop {
+            let mut progress = false;
+            // Folders that a later folder move would bring (a move now stuck).
+            let pending: BTreeSet<&str> = view
+                .values()
+                .filter_map(|e| dir_target(e, &dirs_by_inode))
+                .map(|d| d.path.as_str())
+                .collect();
+            let vanished: Vec<Entry> = view
+                .values()
+                .filter(|k| {
+                    k.kind == EntryKind::File
+                        && !disk.get(&k.path).is_some_and(|d| d.kind == EntryKind::File)
+                })
+                .cloned()
+                .collect();
+            for k in vanished {
+                if view.get(&k.path).is_none_or(|e| e.remote_id != k.remote_id) {
+                    continue; // deleted with a folder that freed a name
+                }
+                let Some(d) = file_target(&k, &view, &files_by_inode) else {
+                    continue;
+                };
+                let mut frees = Vec::new();
+                if let Some(x) = view.get(&d.path) {
+                    // A folder that holds the file itself (`mv b/f t; rm -r b; mv t b`) would
+                    // need a temporary name: the file is uploaded afresh instead.
+                    if !eager
+                        || dir_target(x, &dirs_by_inode).is_some()
+                        || is_within(&k.path, &x.path)
+                    {
+                        continue;
+                    }
+                    frees.push(x.clone());
+                }
+                if !ancestors_ready(
+                    &d.path,
+                    &view,
+                    &dirs_by_inode,
+                    &files_by_inode,
+                    &pending,
+                    &mut frees,
+                ) {
+                    continue;
+                }
+                let kernel_paired = paired.contains(&(k.path.as_str(), d.path.as_str()));
+                let same_stat = d.size == k.size && d.mtime_ns == k.mtime_ns;
+                let content_same = if same_stat && !kernel_paired {
+                    // Inodes are reused after deletes; only the hash proves it is the same file.
+                    match (
+                        &k.sha256,
+                        hash_cached(&mut hashes, hash, &d.path, &mut out.failures),
+                    ) {
+                        (Some(known_sha), Some(h)) => *known_sha == h,
+                        _ => false,
+                    }
+                } else {
+                    same_stat
+                };
+                if !content_same && !kernel_paired {
+                    continue;
+                }
+                for x in frees {
+                    free_name(view.to_mut(), &x, &mut chain, &mut out.deleted_entries);
+                }
+                let view = view.to_mut();
+                view.remove(&k.path);
+                let mut moved = k.clone();
+                moved.path = d.path.clone();
+                view.insert(d.path.clone(), moved);
+                chain.push(Op::Move {
+                    from: k.path.clone(),
+                    to: d.path.clone(),
+                    remote_id: k.remote_id.clone(),
+                    kind: EntryKind::File,
+                    item: d.clone(),
+                });
+                if !content_same {
+                    // Renamed and edited: the move keeps history, the new bytes become a version.
+                    replaces_after_move.push(d.path.clone());
+                }
+                progress = true;
+            }
+            if progress {
+                eager = false;
+            } else if eager {
+                break;
+            } else {
+                eager = true;
+            }
+        }
+        // A file move can free the name a folder move waits for.
+        if chain.len() == before {
+            break;
         }
     }
 
-    // Moves, directories first (top-down), then files. After each directory move the
-    // view is re-keyed so its subtree compares in place.
-    let mut moves = Vec::new();
-    loop {
-        let new_dirs: HashMap<u64, Vec<&DiskItem>> = disk
-            .values()
-            .filter(|d| d.kind == EntryKind::Dir && !view.contains_key(&d.path))
-            .fold(HashMap::new(), |mut m, d| {
-                m.entry(d.inode).or_default().push(d);
-                m
-            });
-        let found = view.values().find_map(|k| {
-            if k.kind != EntryKind::Dir || disk.contains_key(&k.path) {
-                return None;
-            }
-            match new_dirs.get(&k.inode).map(Vec::as_slice) {
-                Some([only]) if !is_within(&only.path, &k.path) => {
-                    Some((k.clone(), (*only).clone()))
-                }
-                _ => None,
-            }
-        });
-        let Some((k, d)) = found else { break };
-        let moved: Vec<Entry> = view
-            .values()
-            .filter(|e| is_within(&e.path, &k.path))
-            .cloned()
-            .collect();
-        let view = view.to_mut();
-        for mut e in moved {
-            view.remove(&e.path);
-            e.path = rekey(&e.path, &k.path, &d.path);
-            view.insert(e.path.clone(), e);
-        }
-        moves.push(Op::Move {
-            from: k.path,
-            to: d.path.clone(),
-            remote_id: k.remote_id,
-            kind: EntryKind::Dir,
-            item: d,
-        });
-    }
-    let mut replaces_after_move = Vec::new();
-    {
-        let new_files: HashMap<u64, Vec<&DiskItem>> = disk
-            .values()
-            .filter(|d| d.kind == EntryKind::File && !view.contains_key(&d.path))
-            .fold(HashMap::new(), |mut m, d| {
-                m.entry(d.inode).or_default().push(d);
-                m
-            });
-        let vanished: Vec<Entry> = view
-            .values()
-            .filter(|k| k.kind == EntryKind::File && !disk.contains_key(&k.path))
-            .cloned()
-            .collect();
-        let mut taken = BTreeSet::new();
-        for k in vanished {
-            let Some([d]) = new_files.get(&k.inode).map(Vec::as_slice) else {
-                continue;
-            };
-            if taken.contains(&d.path) {
-                continue;
-            }
-            let kernel_paired = paired.contains(&(k.path.as_str(), d.path.as_str()));
-            let same_stat = d.size == k.size && d.mtime_ns == k.mtime_ns;
-            let content_same = if same_stat && !kernel_paired {
-                // Inodes are reused after deletes; only the hash proves it is the same file.
-                match (
-                    &k.sha256,
-                    hash_cached(&mut hashes, hash, &d.path, &mut out.failures),
-                ) {
-                    (Some(known_sha), Some(h)) => *known_sha == h,
-                    _ => false,
-                }
-            } else {
-                same_stat
-            };
-            if !content_same && !kernel_paired {
-                continue;
-            }
-            taken.insert(d.path.clone());
-            let view = view.to_mut();
-            view.remove(&k.path);
-            let mut moved = k.clone();
-            moved.path = d.path.clone();
-            view.insert(d.path.clone(), moved);
-            moves.push(Op::Move {
-                from: k.path.clone(),
-                to: d.path.clone(),
-                remote_id: k.remote_id.clone(),
-                kind: EntryKind::File,
-                item: (*d).clone(),
-            });
-            if !content_same {
-                // Renamed and edited: the move keeps history, the new bytes become a version.
-                replaces_after_move.push(d.path.clone());
-            }
+    // What still differs in kind at a disk path is a delete of the old item (and its
+    // subtree) before the create of the new one.
+    let changed: Vec<Entry> = disk
+        .values()
+        .filter_map(|d| view.get(&d.path).filter(|k| k.kind != d.kind).cloned())
+        .collect();
+    for x in changed {
+        if view
+            .get(&x.path)
+            .is_some_and(|e| e.remote_id == x.remote_id)
+        {
+            free_name(view.to_mut(), &x, &mut chain, &mut out.deleted_entries);
         }
     }
 
@@ -216,7 +306,7 @@ pub fn plan(
                 EntryKind::File => Op::Upload {
                     path: path.clone(),
                     item: d.clone(),
-                    sha256: hashes.get(path).cloned(),
+                    sha256: hashes.get(path).cloned().flatten(),
                 },
             }),
             Some(k) => {
@@ -261,14 +351,16 @@ pub fn plan(
         .values()
         .filter(|k| !disk.contains_key(&k.path))
         .collect();
-    let mut covered: Option<String> = None;
+    // Every folder deleted so far, not just the last: a sibling such as `a.b` sorts between
+    // `a` and `a/x`, so the last one is not always the ancestor.
+    let mut deleted_dirs: BTreeSet<&str> = BTreeSet::new();
     for k in vanished {
         out.deleted_entries += 1;
-        if covered.as_deref().is_some_and(|c| is_within(&k.path, c)) {
+        if has_ancestor_in(&k.path, &deleted_dirs) {
             continue;
         }
         if k.kind == EntryKind::Dir {
-            covered = Some(k.path.clone());
+            deleted_dirs.insert(&k.path);
         }
         deletes.push(Op::Delete {
             path: k.path.clone(),
@@ -277,12 +369,22 @@ pub fn plan(
         });
     }
 
-    out.ops = early_deletes;
-    out.ops
-        .extend(order_creations(known, &out.ops, moves, creates));
+    out.ops = order_creations(known, &view, chain, creates);
     out.ops.extend(updates);
     out.ops.extend(deletes);
     out
+}
+
+/// Whether a proper ancestor of `path` is in `dirs`.
+fn has_ancestor_in(path: &str, dirs: &BTreeSet<&str>) -> bool {
+    let mut p = parent(path);
+    while !p.is_empty() {
+        if dirs.contains(p) {
+            return true;
+        }
+        p = parent(p);
+    }
+    false
 }
 
 /// Whether disk and store list the same paths with the same kinds and stat data (one merge
@@ -312,71 +414,209 @@ pub fn same_file(k: &Entry, d: &DiskItem) -> bool {
         && k.ctime_ns.is_none_or(|c| c == d.ctime_ns)
 }
 
-/// Orders moves and creations so that every op's parent, and a move's source, exists
-/// when it runs. Moves keep their computed order (a later move's source is expressed in
-/// the coordinates earlier moves produced).
+/// Where a known folder went: the one disk folder with its inode, if that is not where the
+/// view has it. A folder at the same path with a new inode is the same folder (refreshed)
+/// unless its inode shows up elsewhere.
+fn dir_target<'d>(e: &Entry, dirs: &HashMap<u64, Vec<&'d DiskItem>>) -> Option<&'d DiskItem> {
+    if e.kind != EntryKind::Dir {
+        return None;
+    }
+    match dirs.get(&e.inode).map(Vec::as_slice) {
+        Some([only]) if only.path != e.path && !is_within(&only.path, &e.path) => Some(only),
+        _ => None,
+    }
+}
+
+/// Where a known file may have gone (not yet confirmed by hash): the one disk file with
+/// its inode at a path the view does not hold as a file.
+fn file_target<'d>(
+    e: &Entry,
+    view: &BTreeMap<String, Entry>,
+    files: &HashMap<u64, Vec<&'d DiskItem>>,
+) -> Option<&'d DiskItem> {
+    if e.kind != EntryKind::File {
+        return None;
+    }
+    let mut found = files.get(&e.inode)?.iter().filter(|d| {
+        d.path != e.path && !view.get(&d.path).is_some_and(|v| v.kind == EntryKind::File)
+    });
+    match (found.next(), found.next()) {
+        (Some(d), None) => Some(d),
+        _ => None,
+    }
+}
+
+/// Whether a move to `path` can run now as far as its ancestors go: each is a folder in
+/// the view that stays where it is (all the way up), or a new folder the creates will make (not one a
+/// pending folder move will bring, `pending`). A file the disk now has as a folder is
+/// deleted first (added to `frees`) unless it moves elsewhere itself.
+fn ancestors_ready(
+    path: &str,
+    view: &BTreeMap<String, Entry>,
+    dirs: &HashMap<u64, Vec<&DiskItem>>,
+    files: &HashMap<u64, Vec<&DiskItem>>,
+    pending: &BTreeSet<&str>,
+    frees: &mut Vec<Entry>,
+) -> bool {
+    let mut p = parent(path);
+    while !p.is_empty() {
+        match view.get(p) {
+            // A folder about to move away would carry the moved item with it, and so would
+            // any folder above it: every ancestor must stay.
+            Some(e) if e.kind == EntryKind::Dir && dir_target(e, dirs).is_some() => return false,
+            Some(e) if e.kind == EntryKind::Dir => {}
+            Some(e) => {
+                if pending.contains(p) || file_target(e, view, files).is_some() {
+                    return false;
+                }
+                frees.push(e.clone());
+            }
+            None if pending.contains(p) => return false,
+            None => {}
+        }
+        p = parent(p);
+    }
+    true
+}
+
+/// `path` and every key below it, in order.
+fn subtree_keys<V>(map: &BTreeMap<String, V>, path: &str) -> Vec<String> {
+    use std::ops::Bound;
+    // Keys below `path` start with `path/`, so they sort before `path0` ('0' follows '/').
+    let (lo, hi) = (format!("{path}/"), format!("{path}0"));
+    map.get_key_value(path)
+        .map(|(k, _)| k.clone())
+        .into_iter()
+        .chain(
+            map.range::<str, _>((Bound::Included(lo.as_str()), Bound::Excluded(hi.as_str())))
+                .map(|(k, _)| k.clone()),
+        )
+        .collect()
+}
+
+/// Deletes `x` (with its subtree) to free its name for an item of the other kind.
+fn free_name(
+    view: &mut BTreeMap<String, Entry>,
+    x: &Entry,
+    chain: &mut Vec<Op>,
+    deleted_entries: &mut usize,
+) {
+    let gone = subtree_keys(view, &x.path);
+    *deleted_entries += gone.len();
+    for p in gone {
+        view.remove(&p);
+    }
+    chain.push(Op::Delete {
+        path: x.path.clone(),
+        remote_id: x.remote_id.clone(),
+        kind: x.kind,
+    });
+}
+
+/// Interleaves the chain of moves and name-freeing deletes (kept in their order: each is
+/// expressed in the coordinates the ones before it produced) with the creates, so that
+/// every op finds what it needs when it runs: a move its item at the source and a free
+/// target name in an existing folder, a delete its item, a create a free name in an
+/// existing folder. The remote is simulated by path with each item's id, so an op never
+/// counts on another item that happens to be at the same path; `view` is the store's view
+/// after the plan, which says what each folder path finally holds.
 fn order_creations(
     known: &BTreeMap<String, Entry>,
-    early: &[Op],
-    moves: Vec<Op>,
+    view: &BTreeMap<String, Entry>,
+    chain: Vec<Op>,
     creates: Vec<Op>,
 ) -> Vec<Op> {
-    if moves.is_empty() && creates.is_empty() {
+    if chain.is_empty() && creates.is_empty() {
         return Vec::new();
     }
-    let mut present: BTreeSet<String> = known.keys().cloned().collect();
-    for op in early {
-        if let Op::Delete { path, .. } = op {
-            present.retain(|p| !is_within(p, path));
-        }
-    }
-    let mut pending: Vec<Op> = Vec::with_capacity(moves.len() + creates.len());
-    pending.extend(moves);
+    // path → (kind, remote id; empty for what this plan creates)
+    let mut present: BTreeMap<String, (EntryKind, String)> = known
+        .values()
+        .map(|e| (e.path.clone(), (e.kind, e.remote_id.clone())))
+        .collect();
+    // The folder an op puts something into must be the one that stays there: an item
+    // about to move away (or be deleted) would take the new child with it.
+    let folder_exists = |present: &BTreeMap<String, (EntryKind, String)>, path: &str| {
+        let par = parent(path);
+        let stays = view.get(par).map_or("", |e| e.remote_id.as_str());
+        par.is_empty()
+            || present
+                .get(par)
+                .is_some_and(|(k, id)| *k == EntryKind::Dir && id == stays)
+    };
+    let is_at = |present: &BTreeMap<String, (EntryKind, String)>, path: &str, id: &str| {
+        present.get(path).is_some_and(|(_, i)| i == id)
+    };
+    let mut chain = std::collections::VecDeque::from(chain);
     let mut creates = creates;
     creates.sort_by(|a, b| a.path().cmp(b.path()));
-    pending.extend(creates);
-    let mut out = Vec::with_capacity(pending.len());
-    while !pending.is_empty() {
-        let before = pending.len();
-        let mut rest = Vec::new();
-        for op in pending {
-            let parent_ok = |p: &str| {
-                let par = parent(p);
-                par.is_empty() || present.contains(par)
-            };
-            let ready = match &op {
-                Op::Move { from, to, .. } => present.contains(from) && parent_ok(to),
-                other => parent_ok(other.path()),
+    let mut out = Vec::with_capacity(chain.len() + creates.len());
+    loop {
+        let mut progress = false;
+        while let Some(op) = chain.front() {
+            let ready = match op {
+                Op::Move {
+                    from,
+                    to,
+                    remote_id,
+                    ..
+                } => {
+                    is_at(&present, from, remote_id)
+                        && folder_exists(&present, to)
+                        && !present.contains_key(to)
+                }
+                Op::Delete {
+                    path, remote_id, ..
+                } => is_at(&present, path, remote_id),
+                _ => true,
             };
             if !ready {
-                rest.push(op);
-                continue;
+                break;
             }
-            match &op {
+            match op {
                 Op::Move { from, to, .. } => {
-                    let moved: Vec<String> = present
-                        .iter()
-                        .filter(|p| is_within(p, from))
-                        .cloned()
-                        .collect();
-                    for p in moved {
-                        present.remove(&p);
-                        present.insert(rekey(&p, from, to));
+                    for p in subtree_keys(&present, from) {
+                        let v = present.remove(&p).expect("listed");
+                        present.insert(rekey(&p, from, to), v);
                     }
                 }
-                other => {
-                    present.insert(other.path().to_string());
+                Op::Delete { path, .. } => {
+                    for p in subtree_keys(&present, path) {
+                        present.remove(&p);
+                    }
                 }
+                _ => {}
             }
-            out.push(op);
+            out.extend(chain.pop_front());
+            progress = true;
         }
-        if rest.len() == before {
-            // Unsatisfiable dependencies cannot happen for a consistent disk view; keep
-            // the ops rather than lose them, the uploader reports what fails.
-            out.extend(rest);
+        let mut rest = Vec::new();
+        for op in creates {
+            let path = op.path();
+            if folder_exists(&present, path) && !present.contains_key(path) {
+                let kind = match op {
+                    Op::Mkdir { .. } => EntryKind::Dir,
+                    _ => EntryKind::File,
+                };
+                present.insert(path.to_string(), (kind, String::new()));
+                out.push(op);
+                progress = true;
+            } else {
+                rest.push(op);
+            }
+        }
+        creates = rest;
+        if chain.is_empty() && creates.is_empty() {
             break;
         }
-        pending = rest;
+        if !progress {
+            // Unsatisfiable dependencies cannot happen for a consistent disk view (moves
+            // are only planned when they can run); keep the ops rather than lose them,
+            // the uploader reports what fails.
+            out.extend(chain);
+            out.extend(creates);
+            break;
+        }
     }
     out
 }
@@ -655,6 +895,45 @@ mod tests {
         assert_eq!(deleted, 4);
     }
 
+    /// Known items with their stored hashes, as `run` takes them.
+    type Known = Vec<(DiskItem, &'static str)>;
+
+    #[test]
+    fn a_vanished_subtree_is_one_delete_even_with_siblings_sorting_inside_it() {
+        // `.` and `-` sort before `/`: `a.b` and `a-b` come between `a` and `a/…`.
+        let cases: &[(&str, Known, &[&str], usize)] = &[
+            (
+                "a.b between a and a/a.b",
+                vec![
+                    (dir("a", 1), ""),
+                    (dir("a.b", 2), ""),
+                    (dir("a/a.b", 3), ""),
+                ],
+                &["delete a", "delete a.b"],
+                3,
+            ),
+            (
+                "a-b and a.b, files inside a",
+                vec![
+                    (dir("a", 1), ""),
+                    (file("a-b", 2, 1, 1), "h"),
+                    (dir("a.b", 3), ""),
+                    (file("a.b/x", 4, 1, 1), "h"),
+                    (dir("a/b", 5), ""),
+                    (file("a/b/y", 6, 1, 1), "h"),
+                    (file("a/z", 7, 1, 1), "h"),
+                ],
+                &["delete a", "delete a-b", "delete a.b"],
+                7,
+            ),
+        ];
+        for (case, known, want, count) in cases {
+            let (ops, _, deleted) = run(&[], known, &[], &[]);
+            assert_eq!(ops, *want, "{case}");
+            assert_eq!(deleted, *count, "{case}");
+        }
+    }
+
     #[test]
     fn kind_change_deletes_first() {
         let known = [(file("p", 1, 1, 1), "h")];
@@ -670,6 +949,196 @@ mod tests {
         let (ops, notes, _) = run(&disk, &known, &[], &[]);
         assert!(ops.is_empty());
         assert_eq!(notes, ["x", "hashed x"]);
+    }
+
+    #[test]
+    fn an_unreadable_file_is_hashed_once_and_one_failure() {
+        // (case, known, disk): each wants the hash of `z` more than once.
+        let cases: &[(&str, Known, Vec<DiskItem>)] = &[(
+            "two vanished hard links, one new name with their inode",
+            vec![(file("x", 5, 1, 1), "h"), (file("y", 5, 1, 1), "h")],
+            vec![file("z", 5, 1, 1)],
+        )];
+        for (case, known, disk) in cases {
+            let (ops, notes, _) = run(disk, known, &[], &[]);
+            assert_eq!(notes, ["z", "hashed z"], "{case}: {ops:?}");
+            assert_eq!(
+                ops,
+                ["upload z", "delete x", "delete y"],
+                "{case}: unconfirmed, so no move"
+            );
+        }
+    }
+
+    /// (case, known, disk, want): for the move tests below.
+    type MoveCase = (&'static str, Known, Vec<DiskItem>, &'static [&'static str]);
+
+    fn check_moves(cases: &[MoveCase]) {
+        for (case, known, disk, want) in cases {
+            let (ops, notes, _) = run(disk, known, &[], &[]);
+            assert_eq!(ops, *want, "{case}");
+            assert!(notes.is_empty(), "{case}: {notes:?}");
+        }
+    }
+
+    #[test]
+    fn folder_moves_never_land_on_an_occupied_name() {
+        check_moves(&[
+            (
+                "mv b d; mv d/a.b d/b; mv a.b d/a.b",
+                vec![
+                    (dir("a.b", 2), ""),
+                    (dir("b", 1), ""),
+                    (dir("b/a.b", 3), ""),
+                ],
+                vec![dir("d", 1), dir("d/a.b", 2), dir("d/b", 3)],
+                &["move b -> d", "move d/a.b -> d/b", "move a.b -> d/a.b"],
+            ),
+            (
+                "the same with new folders inside the moved-in a.b",
+                vec![
+                    (dir("a.b", 2), ""),
+                    (dir("b", 1), ""),
+                    (dir("b/a.b", 3), ""),
+                ],
+                vec![
+                    dir("d", 1),
+                    dir("d/a.b", 2),
+                    dir("d/a.b/a.b", 4),
+                    dir("d/a.b/b", 6),
+                    dir("d/b", 3),
+                ],
+                &[
+                    "move b -> d",
+                    "move d/a.b -> d/b",
+                    "move a.b -> d/a.b",
+                    "mkdir d/a.b/a.b",
+                    "mkdir d/a.b/b",
+                ],
+            ),
+            (
+                "mv a b; mkdir a: the new a waits for the old one to leave",
+                vec![(dir("a", 1), ""), (file("a/f", 5, 1, 1), "h")],
+                vec![dir("a", 2), dir("b", 1), file("b/f", 5, 1, 1)],
+                &["move a -> b", "mkdir a"],
+            ),
+        ]);
+    }
+
+    #[test]
+    fn kind_changes_inside_a_moved_folder_are_found_at_the_new_path() {
+        check_moves(&[
+            (
+                "folder d/d became file a.b/d",
+                vec![(dir("d", 1), ""), (dir("d/d", 2), "")],
+                vec![dir("a.b", 1), file("a.b/d", 5, 1, 1)],
+                &["move d -> a.b", "delete a.b/d", "upload a.b/d"],
+            ),
+            (
+                "file d/x became folder e/x",
+                vec![(dir("d", 1), ""), (file("d/x", 5, 1, 1), "h")],
+                vec![dir("e", 1), dir("e/x", 6), file("e/x/f", 7, 1, 1)],
+                &["move d -> e", "delete e/x", "mkdir e/x", "upload e/x/f"],
+            ),
+            (
+                "mv b/f t; rm -r b; mv t b: the file cannot move out of the folder it replaces",
+                vec![(dir("b", 1), ""), (file("b/f", 5, 1, 1), "h")],
+                vec![file("b", 5, 1, 1)],
+                &["delete b", "upload b"],
+            ),
+            (
+                "rm b; mv a.b b, and the file a.b/b became folder b/b",
+                vec![
+                    (dir("a.b", 1), ""),
+                    (file("a.b/b", 5, 1, 1), "h"),
+                    (file("b", 6, 1, 1), "h"),
+                ],
+                vec![dir("b", 1), dir("b/b", 7), file("b/b/f", 8, 1, 1)],
+                &[
+                    "delete b",
+                    "move a.b -> b",
+                    "delete b/b",
+                    "mkdir b/b",
+                    "upload b/b/f",
+                ],
+            ),
+        ]);
+    }
+
+    #[test]
+    fn moves_that_depend_on_each_other_run_in_the_order_that_works() {
+        check_moves(&[
+            (
+                "mv a/a-b d; mv a d/a",
+                vec![(dir("a", 1), ""), (dir("a/a-b", 2), "")],
+                vec![dir("d", 2), dir("d/a", 1)],
+                &["move a/a-b -> d", "move a -> d/a"],
+            ),
+            (
+                "mv a/sub sub; mv a sub/a, with files inside both",
+                vec![
+                    (dir("a", 1), ""),
+                    (file("a/x", 4, 1, 1), "h"),
+                    (dir("a/sub", 2), ""),
+                    (file("a/sub/f", 3, 1, 1), "h"),
+                ],
+                vec![
+                    dir("sub", 2),
+                    dir("sub/a", 1),
+                    file("sub/a/x", 4, 1, 1),
+                    file("sub/f", 3, 1, 1),
+                ],
+                &["move a/sub -> sub", "move a -> sub/a"],
+            ),
+        ]);
+    }
+
+    #[test]
+    fn a_move_waits_while_any_folder_above_its_target_is_to_move_away() {
+        check_moves(&[(
+            "mv a n/m/l/x; rm -r n/m/l/x/b; mkdir -p a/b; mv c a/b/c: not into the old a/b",
+            vec![(dir("a", 1), ""), (dir("a/b", 2), ""), (dir("c", 3), "")],
+            vec![
+                dir("a", 4),
+                dir("a/b", 5),
+                dir("a/b/c", 3),
+                dir("n", 6),
+                dir("n/m", 7),
+                dir("n/m/l", 8),
+                dir("n/m/l/x", 1),
+            ],
+            &[
+                "mkdir n",
+                "mkdir n/m",
+                "mkdir n/m/l",
+                "move a -> n/m/l/x",
+                "mkdir a",
+                "mkdir a/b",
+                "move c -> a/b/c",
+                "delete n/m/l/x/b",
+            ],
+        )]);
+    }
+
+    #[test]
+    fn creates_go_into_the_folder_that_ends_up_at_their_path() {
+        check_moves(&[(
+            "mv x/y n/w; mv z x/y; mkdir x/y/new: not into the old x/y, which leaves",
+            vec![(dir("x", 1), ""), (dir("x/y", 2), ""), (dir("z", 3), "")],
+            vec![
+                dir("n", 5),
+                dir("n/w", 2),
+                dir("x", 1),
+                dir("x/y", 3),
+                dir("x/y/new", 4),
+            ],
+            &[
+                "mkdir n",
+                "move x/y -> n/w",
+                "move z -> x/y",
+                "mkdir x/y/new",
+            ],
+        )]);
     }
 
     #[test]
