@@ -585,6 +585,25 @@ impl Engine {
         intent: i64,
         effects: Vec<Effect>,
     ) -> Result<(), MirrorError> {
+        // One remote item, one entry (defect 36): an item recorded since at another path
+        // (the pass created or adopted it there after a folder above it moved) is not
+        // recorded a second time; two entries for one id would later move it with one and
+        // trash it with the other.
+        let effects: Vec<Effect> = effects
+            .into_iter()
+            .filter(|e| match e {
+                Effect::Upsert(new) => match self.known.values().find(|k| {
+                    k.remote_id == new.remote_id && k.path != new.path
+                }) {
+                    Some(k) => {
+                        tracing::debug!(mirror = %self.name, path = %Escaped(&new.path), "settled: {} is recorded at {} already", new.remote_id, Escaped(&k.path));
+                        false
+                    }
+                    None => true,
+                },
+                _ => true,
+            })
+            .collect();
         for e in &effects {
             store::apply_to_map(Arc::make_mut(&mut self.known), e);
         }

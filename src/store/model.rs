@@ -241,6 +241,14 @@ pub(crate) fn apply_effect(
                  AND (path = ?2 OR path LIKE ?5 ESCAPE '\\')",
                 params![mirror, from, to, from.len() as i64 + 1, like_children(from)],
             )?;
+            // Operations still open on the moved item or below it follow it (defect 36): a create
+            // held because it may still land is recorded, when it shows up, at the path
+            // its item has now, not at one the store no longer knows.
+            c.execute(
+                "UPDATE journal SET path = ?3 || substr(path, ?4) WHERE mirror_id = ?1 \
+                 AND (path = ?2 OR path LIKE ?5 ESCAPE '\\')",
+                params![mirror, from, to, from.len() as i64 + 1, like_children(from)],
+            )?;
         }
         Effect::ClearFailure(p) => {
             c.execute(
@@ -738,6 +746,34 @@ mod tests {
             .await
             .unwrap();
         (dir, store, m.id)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn move_tree_takes_the_open_intents_below_it_along() {
+        let (_d, s, m) = store().await;
+        for p in ["a", "a/x/y.txt", "a_b/z", "ab"] {
+            let detail =
+                serde_json::json!({ "parent_id": null, "name": "n", "inode": 1, "mtime_ns": 0 });
+            s.begin(m, "mkdir", p, detail).await.unwrap();
+        }
+        s.apply(
+            m,
+            vec![Effect::MoveTree {
+                from: "a".into(),
+                to: "b/c".into(),
+            }],
+        )
+        .await
+        .unwrap();
+        let mut paths: Vec<String> = s
+            .intents(m)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|i| i.path)
+            .collect();
+        paths.sort();
+        assert_eq!(paths, ["a_b/z", "ab", "b/c", "b/c/x/y.txt"]);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
