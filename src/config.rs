@@ -63,6 +63,24 @@ pub enum DeleteMode {
     Keep,
 }
 
+/// How a mirror notices changes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WatchMode {
+    /// File events, plus polling for the parts of the root on filesystems whose changes
+    /// made elsewhere raise no events (NFS, SMB/CIFS, FUSE, 9p, ...), found by `statfs`.
+    #[default]
+    Auto,
+    /// File events only.
+    Events,
+    /// Polling only: the tree is stat'ed every `poll_interval_secs`.
+    Poll,
+    /// Diagnostic: events with every rename reported as an unpaired removal and creation,
+    /// as macOS's FSEvents and kqueue report them (the mirror must still move, not
+    /// re-upload).
+    EventsUnpaired,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DaemonSection {
@@ -172,6 +190,12 @@ pub struct MirrorConfig {
     pub max_delay_secs: u64,
     #[serde(default = "defaults::rescan_interval_secs")]
     pub rescan_interval_secs: u64,
+    /// `auto`, `events`, `poll` (or the diagnostic `events-unpaired`).
+    #[serde(default)]
+    pub watch: WatchMode,
+    /// How often polled parts of the root (all of it with `watch = "poll"`) are stat'ed.
+    #[serde(default = "defaults::poll_interval_secs")]
+    pub poll_interval_secs: u64,
     /// A pass that would delete more than this many entries AND more than
     /// `mass_delete_percent` of them pauses the mirror instead.
     #[serde(default = "defaults::mass_delete_count")]
@@ -205,6 +229,9 @@ mod defaults {
     }
     pub fn rescan_interval_secs() -> u64 {
         3600
+    }
+    pub fn poll_interval_secs() -> u64 {
+        60
     }
     pub fn mass_delete_count() -> usize {
         500
@@ -316,6 +343,8 @@ impl Config {
                 quiet_period_ms: defaults::quiet_period_ms(),
                 max_delay_secs: defaults::max_delay_secs(),
                 rescan_interval_secs: defaults::rescan_interval_secs(),
+                watch: WatchMode::Auto,
+                poll_interval_secs: 60,
                 mass_delete_count: defaults::mass_delete_count(),
                 mass_delete_percent: defaults::mass_delete_percent(),
                 link: None,
@@ -405,6 +434,14 @@ impl Config {
                     &format!("mirror {:?}: link password file", m.display_name()),
                     p,
                 )?;
+            }
+        }
+        for m in &self.mirrors {
+            if m.poll_interval_secs == 0 {
+                return Err(ConfigError::Check(format!(
+                    "mirror {:?}: poll_interval_secs must be at least 1",
+                    m.display_name()
+                )));
             }
         }
         let state = absolute(state_dir);
@@ -690,6 +727,8 @@ mod tests {
                 quiet_period_ms: 2000,
                 max_delay_secs: 60,
                 rescan_interval_secs: 3600,
+                watch: WatchMode::Auto,
+                poll_interval_secs: 60,
                 mass_delete_count: 500,
                 mass_delete_percent: 25,
                 link: None,
@@ -799,6 +838,8 @@ mod tests {
             quiet_period_ms: 2000,
             max_delay_secs: 60,
             rescan_interval_secs: 3600,
+            watch: WatchMode::Auto,
+            poll_interval_secs: 60,
             mass_delete_count: 500,
             mass_delete_percent: 25,
             link: None,

@@ -593,6 +593,9 @@ fn print_status(v: &StatusResponse) {
                 ""
             );
         }
+        for p in &s.polled {
+            println!("{:<12} polled: {}", "", Escaped(p));
+        }
         for u in &s.unwatched {
             println!(
                 "{:<12} not watched (changes wait for the next try): {}",

@@ -804,6 +804,8 @@ mod tests {
             quiet_period_ms: 0,
             max_delay_secs: 0,
             rescan_interval_secs: 0,
+            watch: crate::config::WatchMode::Auto,
+            poll_interval_secs: 60,
             mass_delete_count: 0,
             mass_delete_percent: 0,
             link: None,

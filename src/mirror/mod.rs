@@ -11,6 +11,8 @@
 //! - `pause`: why the mirror is paused, what lifts it, the root's identity;
 //! - `failures`: failed items and their backoff; `verify`: `scaidrivectl verify`;
 //! - `progress`: the once-a-second transfer figures; [`status`]: what the task shows;
+//! - `watching`: the event source for `[mirror] watch`, and the parts of the root polled
+//!   because their changes raise no events (network and FUSE mounts);
 //! - [`error`]: the engine's error type, [`MirrorError`].
 
 pub mod error;
@@ -21,6 +23,7 @@ mod progress;
 mod recovery;
 pub mod status;
 mod verify;
+mod watching;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -32,7 +35,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::MirrorConfig;
+use crate::config::{MirrorConfig, WatchMode};
 use crate::queue::gate::{DeleteGate, DeleteGateConfig};
 use crate::queue::{Queue, QueueConfig};
 use crate::relpath::Escaped;
@@ -129,6 +132,10 @@ struct Engine {
     rewatch: bool,
     /// Folders the watcher could not watch, as shown in status and the log.
     unwatched: Vec<String>,
+    /// Parts of the root that are polled, as shown in status and the log.
+    polled: Vec<String>,
+    /// The mount points below the root, to rebuild the watcher when they change.
+    mounts: watching::Mounts,
     /// The root directory the mirror was synced from (kept in the store): a pass over
     /// another directory at the same path is refused.
     root_anchor: Option<store::RootIdentity>,
@@ -138,7 +145,7 @@ struct Engine {
     removals: Option<Arc<local::RemovalClock>>,
     /// The watcher being set up (a walk of the whole tree), started as soon as the ignore
     /// rules are known so that it overlaps with loading the store.
-    watcher_starting: Option<tokio::task::JoinHandle<(Result<Watcher, WatchError>, Duration)>>,
+    watcher_starting: Option<tokio::task::JoinHandle<(watching::Started, Duration)>>,
 }
 
 impl Engine {
@@ -172,6 +179,8 @@ impl Engine {
             blocked: false,
             rewatch: false,
             unwatched: Vec::new(),
+            polled: Vec::new(),
+            mounts: watching::Mounts::default(),
             root_anchor: None,
             removals: None,
             watcher_starting: None,
@@ -382,6 +391,16 @@ impl Engine {
                             root_id = id;
                             continue;
                         }
+                        if self.cfg.watch == WatchMode::Auto
+                            && self.paused.is_none()
+                            && self.mounts.changed(&self.cfg.path)
+                        {
+                            // A mount came or went below the root: it may need polling.
+                            tracing::info!(mirror = %self.name, "mounts below {} changed; watching it again", self.cfg.path.display());
+                            self.rewatch = true;
+                            self.needs_full_pass = true;
+                            continue;
+                        }
                         if id != root_id && self.paused.is_none() {
                             tracing::warn!(mirror = %self.name, "root {} changed (unmounted or mounted over?); scanning it again", self.cfg.path.display());
                             root_id = id;
@@ -462,11 +481,15 @@ impl Engine {
     }
 
     /// Sets up the watcher on a blocking thread (it walks the whole tree to add watches).
-    fn spawn_watcher(&self) -> tokio::task::JoinHandle<(Result<Watcher, WatchError>, Duration)> {
+    fn spawn_watcher(&self) -> tokio::task::JoinHandle<(watching::Started, Duration)> {
         let (root, rules) = (self.root(), (*self.ignore).clone());
+        let (mode, every) = (
+            self.cfg.watch,
+            Duration::from_secs(self.cfg.poll_interval_secs.max(1)),
+        );
         tokio::task::spawn_blocking(move || {
             let starting = std::time::Instant::now();
-            let w = Watcher::new(&root, rules, local::DEFAULT_CHANNEL_CAPACITY);
+            let w = watching::start(&root, rules, mode, every);
             (w, starting.elapsed())
         })
     }
@@ -485,7 +508,9 @@ impl Engine {
         };
         let (started, took) = pending.await.context("watcher task")?;
         tracing::debug!(mirror = %self.name, "watcher started in {} ms", took.as_millis());
-        match started {
+        self.note_polled(&started);
+        self.mounts.seen(started.mounts);
+        match started.watcher {
             Ok(w) => {
                 self.removals = Some(w.removals());
                 self.note_unwatched(&w);
@@ -505,6 +530,20 @@ impl Engine {
                 Ok(None)
             }
         }
+    }
+
+    /// Shows the parts of the root that are polled, and says so in the log when that changes.
+    fn note_polled(&mut self, started: &watching::Started) {
+        let now: Vec<String> = started.polled.iter().map(|b| b.describe()).collect();
+        if now != self.polled && !now.is_empty() {
+            let shown: Vec<String> = now.iter().map(|d| Escaped(d).to_string()).collect();
+            tracing::info!(mirror = %self.name, "polling every {} s: {}", self.cfg.poll_interval_secs, shown.join(", "));
+        }
+        for e in &started.poll_errors {
+            tracing::warn!(mirror = %self.name, "cannot poll {}; the periodic rescan covers it", Escaped(e));
+        }
+        self.status_tx.send_modify(|s| s.polled = now.clone());
+        self.polled = now;
     }
 
     /// Shows the folders a watcher could not watch; the loop rebuilds it while any are left.

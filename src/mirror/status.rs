@@ -73,6 +73,11 @@ pub struct MirrorStatus {
     /// mirror stays what it was.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unwatched: Vec<String>,
+    /// Parts of the root stat'ed every `poll_interval_secs` because their changes raise no
+    /// events (network or FUSE filesystems, or `watch = "poll"`), each with why. Left out
+    /// of the JSON when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub polled: Vec<String>,
     pub first_pass_done: bool,
     /// Unix seconds of the last time the mirror went idle.
     pub last_sync_at: Option<i64>,
@@ -100,6 +105,7 @@ impl MirrorStatus {
             retrying: 0,
             skipped: Vec::new(),
             unwatched: Vec::new(),
+            polled: Vec::new(),
             first_pass_done: false,
             last_sync_at: None,
         }

@@ -15,3 +15,5 @@ mod hazards;
 mod hostile;
 mod initial;
 mod links;
+mod network;
+mod sources;
