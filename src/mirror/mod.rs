@@ -134,6 +134,8 @@ struct Engine {
     unwatched: Vec<String>,
     /// Parts of the root that are polled, as shown in status and the log.
     polled: Vec<String>,
+    /// Polled mount points below the root: scanned every `poll_interval_secs`.
+    polled_subtrees: Vec<local::RelPath>,
     /// The mount points below the root, to rebuild the watcher when they change.
     mounts: watching::Mounts,
     /// The root directory the mirror was synced from (kept in the store): a pass over
@@ -180,6 +182,7 @@ impl Engine {
             rewatch: false,
             unwatched: Vec::new(),
             polled: Vec::new(),
+            polled_subtrees: Vec::new(),
             mounts: watching::Mounts::default(),
             root_anchor: None,
             removals: None,
@@ -299,6 +302,8 @@ impl Engine {
         let mut next_root_check = Instant::now() + ROOT_CHECK;
         let mut next_held_check = Instant::now() + HELD_RECHECK;
         let mut next_rewatch = Instant::now() + fallback_scan_interval(&self.cfg);
+        let poll_interval = Duration::from_secs(self.cfg.poll_interval_secs.max(1));
+        let mut next_poll = Instant::now() + poll_interval;
 
         loop {
             if self.paused.is_none() && self.deps.store.is_full() {
@@ -343,6 +348,9 @@ impl Engine {
             }
             if !self.unwatched.is_empty() && self.paused.is_none() {
                 deadline = deadline.min(next_rewatch);
+            }
+            if !self.polled_subtrees.is_empty() && self.paused.is_none() {
+                deadline = deadline.min(next_poll);
             }
             self.set_queue(queue.len() + self.gate.len() + self.intents.held());
             tokio::select! {
@@ -436,6 +444,16 @@ impl Engine {
                         self.needs_full_pass = true;
                         continue;
                     }
+                    if !self.polled_subtrees.is_empty() && self.paused.is_none() && now >= next_poll {
+                        // Mounts whose changes raise no events: their subtrees are scanned
+                        // (stat only; what differs from the store is hashed) like a folder
+                        // an event named.
+                        next_poll = now + poll_interval;
+                        for rel in &self.polled_subtrees {
+                            queue.push(local::WatchEvent::Changed(rel.clone()), now);
+                        }
+                        continue;
+                    }
                     if now >= next_rescan {
                         // Also moved here: while paused no pass runs to move it, and a
                         // deadline in the past would spin this loop.
@@ -482,14 +500,10 @@ impl Engine {
 
     /// Sets up the watcher on a blocking thread (it walks the whole tree to add watches).
     fn spawn_watcher(&self) -> tokio::task::JoinHandle<(watching::Started, Duration)> {
-        let (root, rules) = (self.root(), (*self.ignore).clone());
-        let (mode, every) = (
-            self.cfg.watch,
-            Duration::from_secs(self.cfg.poll_interval_secs.max(1)),
-        );
+        let (root, rules, mode) = (self.root(), (*self.ignore).clone(), self.cfg.watch);
         tokio::task::spawn_blocking(move || {
             let starting = std::time::Instant::now();
-            let w = watching::start(&root, rules, mode, every);
+            let w = watching::start(&root, rules, mode);
             (w, starting.elapsed())
         })
     }
@@ -510,7 +524,12 @@ impl Engine {
         tracing::debug!(mirror = %self.name, "watcher started in {} ms", took.as_millis());
         self.note_polled(&started);
         self.mounts.seen(started.mounts);
-        match started.watcher {
+        let Some(started) = started.watcher else {
+            // Polled whole: a full pass every poll interval, no events.
+            *poll_every = Some(Duration::from_secs(self.cfg.poll_interval_secs.max(1)));
+            return Ok(None);
+        };
+        match started {
             Ok(w) => {
                 self.removals = Some(w.removals());
                 self.note_unwatched(&w);
@@ -539,11 +558,9 @@ impl Engine {
             let shown: Vec<String> = now.iter().map(|d| Escaped(d).to_string()).collect();
             tracing::info!(mirror = %self.name, "polling every {} s: {}", self.cfg.poll_interval_secs, shown.join(", "));
         }
-        for e in &started.poll_errors {
-            tracing::warn!(mirror = %self.name, "cannot poll {}; the periodic rescan covers it", Escaped(e));
-        }
         self.status_tx.send_modify(|s| s.polled = now.clone());
         self.polled = now;
+        self.polled_subtrees = watching::polled_subtrees(&started.polled);
     }
 
     /// Shows the folders a watcher could not watch; the loop rebuilds it while any are left.

@@ -200,9 +200,17 @@ impl Engine {
         paths.extend(self.gate.paths().cloned());
         let (root, ignore) = (t.root.clone(), self.ignore.clone());
         let known_all = Arc::clone(&self.known);
-        let scope =
-            tokio::task::spawn_blocking(move || build_scope(&root, &ignore, &known_all, &paths))
-                .await;
+        // Polled mounts (their changes raise no events) are scanned whole.
+        let deep: BTreeSet<String> = self
+            .polled_subtrees
+            .iter()
+            .map(|r| r.as_str().to_string())
+            .filter(|p| paths.contains(p))
+            .collect();
+        let scope = tokio::task::spawn_blocking(move || {
+            build_scope(&root, &ignore, &known_all, &paths, &deep)
+        })
+        .await;
         let Ok(Scope {
             known,
             disk,
@@ -605,12 +613,14 @@ struct Scope {
 
 /// The known and disk views for a batch of paths: each path, its not-yet-known
 /// ancestors, the subtree of a new directory, and the known subtree of a path that
-/// vanished or changed kind.
+/// vanished or changed kind. A directory in `deep` (a polled mount) is compared whole:
+/// its known subtree against a scan of its disk subtree.
 fn build_scope(
     root: &std::path::Path,
     ignore: &IgnoreRules,
     known_all: &BTreeMap<String, Entry>,
     paths: &BTreeSet<String>,
+    deep: &BTreeSet<String>,
 ) -> Scope {
     let mut scope = Scope::default();
     let (mut known, mut disk) = (BTreeMap::new(), BTreeMap::new());
@@ -661,7 +671,13 @@ fn build_scope(
             }
             anc = plan::parent(&anc).to_string();
         }
-        if l.kind == Kind::Dir && !known_all.get(p).is_some_and(|e| e.kind == EntryKind::Dir) {
+        let is_deep = l.kind == Kind::Dir && deep.contains(p);
+        if is_deep {
+            add_known_tree(&mut known, p);
+        }
+        if l.kind == Kind::Dir
+            && (is_deep || !known_all.get(p).is_some_and(|e| e.kind == EntryKind::Dir))
+        {
             // A new directory: everything inside is new too (no events come for the
             // contents of a directory moved in from outside the root).
             if let Ok(items) = local::scan(&root.join(p), ignore) {

@@ -3,63 +3,62 @@
 //! filesystems, found by `statfs` on the root and the mount points below it). The
 //! conductor starts a watcher through [`start`] and asks [`Mounts`] every root check
 //! whether a mount appeared or went below the root, which rebuilds the watcher.
+//!
+//! Polling is the daemon's own stat scan (a full pass for a polled root, a scan of the
+//! subtree for a polled mount), which compares size, mtime and ctime to the nanosecond
+//! with what the store knows and hashes only what differs. `notify`'s polling watcher is
+//! not used for it: it compares mtimes in whole seconds and only forwards, so a second
+//! write within the second of the last poll is never reported.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use crate::config::WatchMode;
+use crate::watch::RelPath;
 use crate::watch::{self as local, BlindSpot, EventSource, IgnoreRules, WatchError, Watcher};
 
-/// A watcher as started, with the parts of the root it polls.
+/// A watcher as started, with the parts of the root the conductor polls.
 pub(super) struct Started {
-    pub watcher: Result<Watcher, WatchError>,
+    /// `None` when the whole root is polled (no events at all).
+    pub watcher: Option<Result<Watcher, WatchError>>,
     pub polled: Vec<BlindSpot>,
-    /// Polling watchers on blind spots that could not start (path: why); events still
-    /// cover those parts for this machine's own writes, and the periodic rescan the rest.
-    pub poll_errors: Vec<String>,
     /// The mount points at or below the root when it started.
     pub mounts: Vec<PathBuf>,
 }
 
 /// Starts the watch for `mode`. Blocking: backends walk the tree.
-pub(super) fn start(root: &Path, rules: IgnoreRules, mode: WatchMode, every: Duration) -> Started {
+pub(super) fn start(root: &Path, rules: IgnoreRules, mode: WatchMode) -> Started {
     let cap = local::DEFAULT_CHANNEL_CAPACITY;
     let canon = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
     let mountinfo = local::read_mountinfo();
     let mounts = mount_points(&mountinfo, &canon);
     let mut polled = Vec::new();
-    let mut poll_errors = Vec::new();
     let watcher = match mode {
-        WatchMode::Events => Watcher::new(root, rules, cap),
-        WatchMode::EventsUnpaired => Watcher::with_source(root, rules, cap, EventSource::Unpaired),
+        WatchMode::Events => Some(Watcher::new(root, rules, cap)),
+        WatchMode::EventsUnpaired => Some(Watcher::with_source(
+            root,
+            rules,
+            cap,
+            EventSource::Unpaired,
+        )),
         WatchMode::Poll => {
             polled.push(BlindSpot {
                 rel: String::new(),
                 fs: "watch = \"poll\"".into(),
             });
-            Watcher::with_source(root, rules, cap, EventSource::Poll(every))
+            None
         }
         WatchMode::Auto => {
             polled = local::blind_spots(&canon, &mountinfo, &local::statfs_type);
             if polled.iter().any(|b| b.rel.is_empty()) {
-                Watcher::with_source(root, rules, cap, EventSource::Poll(every))
+                None
             } else {
-                let mut w = Watcher::new(root, rules, cap);
-                if let Ok(w) = &mut w {
-                    for spot in &polled {
-                        if let Err(e) = w.poll_also(&canon.join(&spot.rel), every) {
-                            poll_errors.push(format!("{}: {e}", spot.rel));
-                        }
-                    }
-                }
-                w
+                Some(Watcher::new(root, rules, cap))
             }
         }
     };
     Started {
         watcher,
         polled,
-        poll_errors,
         mounts,
     }
 }
@@ -94,4 +93,13 @@ impl Mounts {
         self.last = Some(now);
         changed
     }
+}
+
+/// The polled mount points below the root, as hints for a subtree scan.
+pub(super) fn polled_subtrees(polled: &[BlindSpot]) -> Vec<RelPath> {
+    polled
+        .iter()
+        .filter(|b| !b.rel.is_empty())
+        .filter_map(|b| RelPath::new(&b.rel).ok())
+        .collect()
 }

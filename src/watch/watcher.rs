@@ -1,6 +1,6 @@
 //! The live watch on one mirror root: an event source ([`EventSource`]: `notify`'s recommended
-//! backend, inotify here, or its polling watcher) turned into [`WatchEvent`]s on a bounded
-//! tokio channel, plus polling watchers on the parts whose changes raise no events. Owns the mapping from the backend's
+//! backend, inotify here, with renames paired or reported unpaired) turned into
+//! [`WatchEvent`]s on a bounded tokio channel. Owns the mapping from the backend's
 //! event kinds to path hints, the backpressure rule (a full channel becomes one "rescan
 //! needed", never a blocked notify thread and never a silent drop) and the watch-limit error.
 
@@ -9,11 +9,11 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use notify::event::{AccessKind, AccessMode, CreateKind, MetadataKind, ModifyKind, RemoveKind};
 use notify::event::{EventKind, RenameMode};
-use notify::{Event, PollWatcher, RecommendedWatcher, RecursiveMode, Watcher as _};
+use notify::{Event, RecommendedWatcher, RecursiveMode, Watcher as _};
 use tokio::sync::mpsc;
 
 use super::{IgnoreRules, RelPath, RelPathError};
@@ -174,17 +174,11 @@ pub enum EventSource {
     /// creation, as FSEvents and kqueue report them: the mirror must still move, not
     /// re-upload (its offline matching by inode, size, mtime and hash pairs them).
     Unpaired,
-    /// `notify`'s polling watcher: the tree is stat'ed every interval; no renames at all.
-    Poll(Duration),
 }
 
 /// A recursive watch on one root. Dropping it stops the watch.
 pub struct Watcher {
-    backends: Vec<Box<dyn notify::Watcher + Send>>,
-    /// Builds bridges for backends added later ([`Watcher::poll_also`]); weak, so the
-    /// channel still closes when the backends go.
-    tx: mpsc::WeakSender<WatchEvent>,
-    unpaired: bool,
+    _backend: RecommendedWatcher,
     /// Folders that could not be watched (the backend refused them, e.g. unreadable):
     /// everything around them is watched; the engine builds the watcher again later.
     unwatched: Vec<(PathBuf, String)>,
@@ -247,30 +241,17 @@ impl Watcher {
                 seen_non_utf8: HashSet::new(),
                 recent_dir_moves: VecDeque::new(),
             },
-            tx: tx.clone(),
+            tx,
             removals: removals.clone(),
             rescan_needed: rescan_needed.clone(),
             watch_limit: watch_limit.clone(),
             unpaired: source == EventSource::Unpaired,
         };
-        let weak = tx.downgrade();
-        drop(tx);
-        let mut backend: Box<dyn notify::Watcher + Send> = match source {
-            EventSource::Native | EventSource::Unpaired => Box::new(
-                RecommendedWatcher::new(
-                    move |res: notify::Result<Event>| bridge.handle(res),
-                    backend_config(),
-                )
-                .map_err(|e| WatchError::from_notify(root, e))?,
-            ),
-            EventSource::Poll(every) => Box::new(
-                PollWatcher::new(
-                    move |res: notify::Result<Event>| bridge.handle(res),
-                    backend_config().with_poll_interval(every),
-                )
-                .map_err(|e| WatchError::from_notify(root, e))?,
-            ),
-        };
+        let mut backend = RecommendedWatcher::new(
+            move |res: notify::Result<Event>| bridge.handle(res),
+            backend_config(),
+        )
+        .map_err(|e| WatchError::from_notify(root, e))?;
         let mut unwatched = Vec::new();
         if let Err(e) = backend.watch(&canon, RecursiveMode::Recursive) {
             // inotify's recursive watch fails as a whole on one folder it may not read;
@@ -278,13 +259,11 @@ impl Watcher {
             if !is_refused(&e) {
                 return Err(WatchError::from_notify(root, e));
             }
-            watch_around(backend.as_mut(), &canon, &mut unwatched)
+            watch_around(&mut backend, &canon, &mut unwatched)
                 .map_err(|e| WatchError::from_notify(root, e))?;
         }
         Ok(Watcher {
-            backends: vec![backend],
-            tx: weak,
-            unpaired: source == EventSource::Unpaired,
+            _backend: backend,
             unwatched,
             rx,
             removals,
@@ -293,38 +272,6 @@ impl Watcher {
             rules,
             root: canon,
         })
-    }
-
-    /// Also polls `dir` (a part of the root whose changes raise no events, such as a
-    /// network mount below it) every `every`, feeding the same channel. Blocking: the
-    /// polling watcher walks `dir` once to learn what is there.
-    pub fn poll_also(&mut self, dir: &Path, every: Duration) -> Result<(), WatchError> {
-        let Some(tx) = self.tx.upgrade() else {
-            return Ok(());
-        };
-        let mut bridge = Bridge {
-            mapper: Mapper {
-                root: self.root.clone(),
-                rules: self.rules.clone(),
-                seen_non_utf8: HashSet::new(),
-                recent_dir_moves: VecDeque::new(),
-            },
-            tx,
-            removals: self.removals.clone(),
-            rescan_needed: self.rescan_needed.clone(),
-            watch_limit: self.watch_limit.clone(),
-            unpaired: self.unpaired,
-        };
-        let mut backend = PollWatcher::new(
-            move |res: notify::Result<Event>| bridge.handle(res),
-            backend_config().with_poll_interval(every),
-        )
-        .map_err(|e| WatchError::from_notify(dir, e))?;
-        backend
-            .watch(dir, RecursiveMode::Recursive)
-            .map_err(|e| WatchError::from_notify(dir, e))?;
-        self.backends.push(Box::new(backend));
-        Ok(())
     }
 
     /// The canonical root being watched.
@@ -412,7 +359,7 @@ fn backend_config() -> notify::Config {
 }
 
 fn watch_around(
-    backend: &mut dyn notify::Watcher,
+    backend: &mut RecommendedWatcher,
     dir: &Path,
     unwatched: &mut Vec<(PathBuf, String)>,
 ) -> notify::Result<()> {

@@ -1,10 +1,10 @@
 //! The mirror's handling of local changes against each event source (issue 20): inotify,
-//! `notify`'s polling watcher (`watch = "poll"`, no renames at all), and inotify with every
-//! rename reported as an unpaired removal and creation, as macOS's FSEvents and kqueue
-//! report them (`watch = "events-unpaired"`). With each: the remote converges, a renamed
+//! polling (`watch = "poll"`: no events at all, the tree is stat'ed every second here, so
+//! a rename is only two scan differences), and inotify with every rename reported as an
+//! unpaired removal and creation, as macOS's FSEvents and kqueue report them
+//! (`watch = "events-unpaired"`). With each: the remote converges, a renamed
 //! file or folder is one remote move with no upload, and no delete goes out for an item
 //! that was only moved.
-
 
 use scaidrive::config::WatchMode;
 use scaidrive::daemon::RunOptions;
@@ -114,7 +114,7 @@ async fn changes_converge_with_inotify() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn changes_converge_with_the_polling_watcher() {
+async fn changes_converge_with_polling() {
     changes_converge_with(WatchMode::Poll).await;
 }
 
