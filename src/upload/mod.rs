@@ -24,6 +24,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+mod known;
 mod op;
 
 pub use op::{DiskItem, Op};
@@ -53,6 +54,9 @@ pub struct Counters {
     pub bytes_done: AtomicU64,
     pub in_flight: AtomicU64,
     pub requests_failed: AtomicU64,
+    /// Files placed from content the remote already held (copy, version or trash
+    /// restore), no bytes sent; also counted in `files_done`.
+    pub files_known: AtomicU64,
     /// Bytes and files the running batch still has to upload (for progress and ETA).
     pub bytes_remaining: AtomicU64,
     pub files_remaining: AtomicU64,
@@ -317,7 +321,7 @@ fn apply_to_dirs(dirs: &mut BTreeMap<String, String>, effect: &Effect) {
                 dirs.insert(format!("{to}{}", &k[from.len()..]), v);
             }
         }
-        Effect::ClearFailure(_) | Effect::DeleteSession(_) => {}
+        Effect::ClearFailure(_) | Effect::DeleteSession(_) | Effect::Trashed(_) => {}
     }
 }
 
@@ -576,6 +580,25 @@ impl OpCtx {
                 Ok(s) => s,
                 Err(e) => return self.fail(&e),
             },
+        };
+        // Content the remote already holds goes without its bytes (see `known`).
+        let over;
+        let replace = match self
+            .place_known(
+                path,
+                item,
+                &sha,
+                parent_id.as_deref(),
+                replace.map(String::as_str),
+            )
+            .await
+        {
+            known::Known::Placed(outcome) => return outcome,
+            known::Known::Upload => replace,
+            known::Known::UploadOver(id) => {
+                over = id;
+                Some(&over)
+            }
         };
         let send = SendFile {
             parent_id: parent_id.clone(),
@@ -855,7 +878,7 @@ impl OpCtx {
 
     async fn delete(&self, path: &str, remote_id: &str, kind: EntryKind) -> Outcome {
         let m = self.target.mirror;
-        let effects = vec![
+        let mut effects = vec![
             Effect::RemoveTree(path.into()),
             Effect::ClearFailure(path.into()),
         ];
@@ -877,6 +900,10 @@ impl OpCtx {
         } else {
             self.client.delete_file(remote_id, false).await
         };
+        if r.is_ok() {
+            // In the trash now: remembered, so a file that comes back is restored from there.
+            effects.insert(0, Effect::Trashed(path.into()));
+        }
         match r {
             // Already deleted or gone: the remote is where we want it.
             Err(e) if !is_gone(&e) => {
