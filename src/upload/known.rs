@@ -17,7 +17,9 @@
 //! as what the remote holds and the file is uploaded over it; a refused call (the source
 //! gone, the trash emptied, the name taken) falls back to the upload.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 
 use reqwest::Method;
 
@@ -27,6 +29,45 @@ use crate::relpath::name_of;
 use crate::remote::{Destination, ErrorKind, RemoteFile, documented_cost};
 use crate::store::Effect;
 use crate::store::journal::{IntentOp, PlaceKnown, SendFile};
+
+/// Contents being sent right now, by SHA-256: a second file with the same content waits
+/// for the first, so that it is copied from it rather than sent as well (duplicates in one
+/// batch would otherwise race past the store's lookup).
+#[derive(Clone, Default)]
+pub(super) struct ContentGate {
+    sending: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+}
+
+/// Held while a content is being placed; the gate forgets the content once nobody waits.
+pub(super) struct Sending {
+    gate: ContentGate,
+    sha: String,
+    _turn: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl ContentGate {
+    pub(super) async fn hold(&self, sha: &str) -> Sending {
+        let turn = {
+            let mut m = self.sending.lock().unwrap_or_else(|e| e.into_inner());
+            m.entry(sha.to_string()).or_default().clone()
+        };
+        Sending {
+            gate: self.clone(),
+            sha: sha.to_string(),
+            _turn: turn.lock_owned().await,
+        }
+    }
+}
+
+impl Drop for Sending {
+    fn drop(&mut self) {
+        let mut m = self.gate.sending.lock().unwrap_or_else(|e| e.into_inner());
+        // Ours and the map's are the only references: nobody waits for this content.
+        if m.get(&self.sha).is_some_and(|t| Arc::strong_count(t) <= 2) {
+            m.remove(&self.sha);
+        }
+    }
+}
 
 /// What [`OpCtx::place_known`] did.
 pub(super) enum Known {

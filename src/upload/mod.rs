@@ -107,6 +107,8 @@ pub struct Uploader {
     /// chunked upload as many as it sends chunks in parallel.
     permits: Arc<Semaphore>,
     streams: u32,
+    /// Contents being sent now (see `known`).
+    sending: known::ContentGate,
 }
 
 impl Uploader {
@@ -117,6 +119,7 @@ impl Uploader {
             store,
             permits: Arc::new(Semaphore::new(streams as usize)),
             streams,
+            sending: known::ContentGate::default(),
         }
     }
 
@@ -227,6 +230,7 @@ impl Uploader {
                         store: self.store.clone(),
                         target: target.clone(),
                         counters: counters.clone(),
+                        sending: self.sending.clone(),
                     };
                     counters.in_flight.fetch_add(1, Ordering::Relaxed);
                     let halt = halted.clone();
@@ -330,6 +334,7 @@ struct OpCtx {
     store: Store,
     target: Arc<MirrorTarget>,
     counters: Arc<Counters>,
+    sending: known::ContentGate,
 }
 
 /// The local fingerprint of a path now (lstat), if it is still a regular file.
@@ -581,7 +586,9 @@ impl OpCtx {
                 Err(e) => return self.fail(&e),
             },
         };
-        // Content the remote already holds goes without its bytes (see `known`).
+        // Content the remote already holds goes without its bytes (see `known`); a file
+        // whose content is being sent right now waits for it, then is copied from it.
+        let _sending = self.sending.hold(&sha).await;
         let over;
         let replace = match self
             .place_known(

@@ -211,3 +211,23 @@ async fn a_copy_or_restore_cut_off_by_a_crash_is_settled_without_repeating_it() 
     assert_eq!(w.versions("a.txt").await.len(), 3, "no extra version");
     d.stop().await;
 }
+
+/// Duplicates in one batch (a first pass over a tree with copies in it): each content is
+/// sent once, every other file with it is copied from the first, however the uploads
+/// overlap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicates_in_one_batch_are_sent_once() {
+    let w = World::new().await;
+    let same = b"vendored library, copied everywhere".repeat(300);
+    for i in 0..8 {
+        w.write(&format!("p{i}/lib.rs"), &same);
+    }
+    w.write("other.rs", b"something else");
+    let d = w.start().await;
+    settled(&d).await;
+    let stats = w.stats().await;
+    assert_eq!(w.count(MULTIPART).await, 2, "{stats}");
+    assert_eq!(w.count(COPY).await, 7, "{stats}");
+    w.assert_mirrored().await;
+    d.stop().await;
+}
