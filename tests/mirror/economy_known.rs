@@ -231,3 +231,108 @@ async fn duplicates_in_one_batch_are_sent_once() {
     w.assert_mirrored().await;
     d.stop().await;
 }
+
+/// Gives the remote file `id` new content as another client would (a session with
+/// `replace_file_id`), behind the mirror's back.
+async fn new_remote_version(w: &World, id: &str, name: &str, body: &[u8]) {
+    use crate::world::TOKEN;
+    let folder = w.api(&format!("/files/{id}")).await["folder_id"].clone();
+    let s: serde_json::Value = w
+        .http
+        .post(format!("{}/api/v1/uploads", w.url))
+        .bearer_auth(TOKEN)
+        .json(
+            &serde_json::json!({ "share_id": w.share, "folder_id": folder, "file_name": name,
+                                   "file_size": body.len(), "replace_file_id": id }),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let sid = s["session_id"].as_str().expect("a session").to_string();
+    let put = w
+        .http
+        .put(format!("{}/api/v1/uploads/{sid}/chunks/0", w.url))
+        .bearer_auth(TOKEN)
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert!(put.status().is_success(), "chunk: {}", put.status());
+    let done = w
+        .http
+        .post(format!("{}/api/v1/uploads/{sid}/complete", w.url))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert!(done.status().is_success(), "complete: {}", done.status());
+}
+
+/// The checks behind each way: a copy whose source another client changed meanwhile
+/// answers with other content (recorded, then our content uploaded over it); a trashed
+/// file that was purged answers 404 (the file is uploaded). The remote ends equal to the
+/// disk either way, with no duplicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn content_the_remote_no_longer_has_is_uploaded() {
+    use crate::world::TOKEN;
+    let w = World::new().await;
+    let body = b"the content the store remembers".repeat(20);
+    w.write("a.txt", &body);
+    w.write("gone.txt", b"to be purged");
+    let d = w.start().await;
+    in_sync(&w, &d).await;
+    let a = w.remote_id("a.txt").await.unwrap();
+    new_remote_version(&w, &a, "a.txt", b"changed by someone else").await;
+    std::fs::remove_file(w.root.join("gone.txt")).unwrap();
+    settled(&d).await;
+    let gone = w
+        .api(&format!(
+            "/folders/{}/children?share_id={}&include_deleted=true",
+            w.remote_base_id().await.unwrap(),
+            w.share
+        ))
+        .await["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "gone.txt")
+        .map(|i| i["id"].as_str().unwrap().to_string())
+        .expect("gone.txt in the trash");
+    let purge = w
+        .http
+        .delete(format!("{}/api/v1/files/{gone}?permanent=true", w.url))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert!(purge.status().is_success(), "purge: {}", purge.status());
+    w.reset_stats().await;
+
+    w.write("b.txt", &body);
+    w.write("gone.txt", b"to be purged");
+    settled(&d).await;
+    let stats = w.stats().await;
+    assert_eq!(w.count(COPY).await, 1, "{stats}");
+    assert_eq!(
+        w.count(PATCH_FILE).await,
+        1,
+        "the restore, refused: {stats}"
+    );
+    assert_eq!(stats["by_status"]["404"], 1, "{stats}");
+    // b.txt: our content as a new version of the copy; gone.txt: uploaded afresh.
+    assert_eq!(w.count(SESSION_CREATE).await, 1, "{stats}");
+    assert_eq!(w.count(MULTIPART).await, 1, "{stats}");
+    // (a.txt stays as the other client left it: the mirror does not know of that edit.)
+    let remote = w.remote_tree().await;
+    assert_eq!(remote["b.txt"], Some(sha256_hex(&body)), "{remote:?}");
+    assert_eq!(
+        remote["gone.txt"],
+        Some(sha256_hex(b"to be purged")),
+        "{remote:?}"
+    );
+    w.assert_unique_names().await;
+    d.stop().await;
+}
