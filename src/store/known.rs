@@ -39,19 +39,23 @@ pub(super) fn on_effect(
     match effect {
         Effect::Upsert(e) => {
             // Something lives at the path again: what was trashed from it is history.
-            c.execute(
-                "DELETE FROM trashed WHERE mirror_id = ?1 AND path = ?2",
-                params![mirror, e.path],
-            )?;
+            c.prepare_cached("DELETE FROM trashed WHERE mirror_id = ?1 AND path = ?2")?
+                .execute(params![mirror, e.path])?;
             if e.kind == EntryKind::File
                 && let (Some(sha), Some(version)) = (&e.sha256, e.remote_version)
             {
-                c.execute(
+                c.prepare_cached(
                     "INSERT INTO remote_versions (mirror_id, remote_id, version, sha256, size) \
                      VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (mirror_id, remote_id, version) \
                      DO UPDATE SET sha256 = excluded.sha256, size = excluded.size",
-                    params![mirror, e.remote_id, version, sha, e.size as i64],
-                )?;
+                )?
+                .execute(params![
+                    mirror,
+                    e.remote_id,
+                    version,
+                    sha,
+                    e.size as i64
+                ])?;
             }
         }
         Effect::Trashed(p) => {
@@ -70,7 +74,99 @@ pub(super) fn on_effect(
     Ok(())
 }
 
+/// Where the remote holds a content, as [`Store::known_content`] found it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KnownContent {
+    /// The newest version of the replaced file with this content.
+    pub version: Option<i64>,
+    /// The file trashed from this path, if it had this content.
+    pub trashed: Option<TrashedFile>,
+    /// Another mirrored file with this content.
+    pub copy: Option<CopySource>,
+}
+
+fn copy_source(
+    c: &Connection,
+    mirror: MirrorId,
+    sha: &str,
+    path: &str,
+) -> Result<Option<CopySource>, StoreError> {
+    Ok(c.prepare_cached(
+        "SELECT path, remote_id, size FROM entries WHERE mirror_id = ?1 AND sha256 = ?2 \
+         AND kind = 'file' AND path <> ?3 ORDER BY path LIMIT 1",
+    )?
+    .query_row(params![mirror, sha, path], |r| {
+        Ok(CopySource {
+            path: r.get(0)?,
+            remote_id: r.get(1)?,
+            size: r.get::<_, i64>(2)? as u64,
+        })
+    })
+    .optional()?)
+}
+
+fn version_with(
+    c: &Connection,
+    mirror: MirrorId,
+    id: &str,
+    sha: &str,
+) -> Result<Option<i64>, StoreError> {
+    Ok(c.prepare_cached(
+        "SELECT max(version) FROM remote_versions WHERE mirror_id = ?1 AND remote_id = ?2 \
+         AND sha256 = ?3",
+    )?
+    .query_row(params![mirror, id, sha], |r| r.get::<_, Option<i64>>(0))?)
+}
+
+fn trashed_at(
+    c: &Connection,
+    mirror: MirrorId,
+    path: &str,
+) -> Result<Option<TrashedFile>, StoreError> {
+    Ok(c.prepare_cached(
+        "SELECT remote_id, sha256, size FROM trashed WHERE mirror_id = ?1 AND path = ?2",
+    )?
+    .query_row(params![mirror, path], |r| {
+        Ok(TrashedFile {
+            remote_id: r.get(0)?,
+            sha256: r.get(1)?,
+            size: r.get::<_, i64>(2)? as u64,
+        })
+    })
+    .optional()?)
+}
+
 impl Store {
+    /// What the store knows of content `sha` for `path`, in one request (asked before
+    /// every upload): for new content of file `replace`, its versions; for a new file, the
+    /// file trashed from `path` and, failing that, another file with the content.
+    pub async fn known_content(
+        &self,
+        mirror: MirrorId,
+        path: &str,
+        sha: &str,
+        replace: Option<&str>,
+    ) -> Result<KnownContent, StoreError> {
+        let (path, sha, replace) = (
+            path.to_string(),
+            sha.to_string(),
+            replace.map(str::to_string),
+        );
+        self.call(move |c| {
+            let mut k = KnownContent::default();
+            if let Some(id) = &replace {
+                k.version = version_with(c, mirror, id, &sha)?;
+                return Ok(k);
+            }
+            k.trashed = trashed_at(c, mirror, &path)?.filter(|t| t.sha256 == sha);
+            if k.trashed.is_none() {
+                k.copy = copy_source(c, mirror, &sha, &path)?;
+            }
+            Ok(k)
+        })
+        .await
+    }
+
     /// A mirrored file (other than `path`) whose remote content has SHA-256 `sha`.
     pub async fn copy_source(
         &self,
@@ -79,22 +175,8 @@ impl Store {
         path: &str,
     ) -> Result<Option<CopySource>, StoreError> {
         let (sha, path) = (sha.to_string(), path.to_string());
-        self.call(move |c| {
-            Ok(c.query_row(
-                "SELECT path, remote_id, size FROM entries WHERE mirror_id = ?1 AND sha256 = ?2 \
-                 AND kind = 'file' AND path <> ?3 ORDER BY path LIMIT 1",
-                params![mirror, sha, path],
-                |r| {
-                    Ok(CopySource {
-                        path: r.get(0)?,
-                        remote_id: r.get(1)?,
-                        size: r.get::<_, i64>(2)? as u64,
-                    })
-                },
-            )
-            .optional()?)
-        })
-        .await
+        self.call(move |c| copy_source(c, mirror, &sha, &path))
+            .await
     }
 
     /// The newest version of remote file `remote_id` whose content has SHA-256 `sha`.
@@ -105,15 +187,7 @@ impl Store {
         sha: &str,
     ) -> Result<Option<i64>, StoreError> {
         let (id, sha) = (remote_id.to_string(), sha.to_string());
-        self.call(move |c| {
-            Ok(c.query_row(
-                "SELECT max(version) FROM remote_versions WHERE mirror_id = ?1 AND remote_id = ?2 \
-                 AND sha256 = ?3",
-                params![mirror, id, sha],
-                |r| r.get::<_, Option<i64>>(0),
-            )?)
-        })
-        .await
+        self.call(move |c| version_with(c, mirror, &id, &sha)).await
     }
 
     /// The file the mirror trashed from `path`, if it remembers one.
@@ -123,21 +197,7 @@ impl Store {
         path: &str,
     ) -> Result<Option<TrashedFile>, StoreError> {
         let path = path.to_string();
-        self.call(move |c| {
-            Ok(c.query_row(
-                "SELECT remote_id, sha256, size FROM trashed WHERE mirror_id = ?1 AND path = ?2",
-                params![mirror, path],
-                |r| {
-                    Ok(TrashedFile {
-                        remote_id: r.get(0)?,
-                        sha256: r.get(1)?,
-                        size: r.get::<_, i64>(2)? as u64,
-                    })
-                },
-            )
-            .optional()?)
-        })
-        .await
+        self.call(move |c| trashed_at(c, mirror, &path)).await
     }
 
     /// Forgets a hint the remote refused: version `version` of `remote_id` (all of its

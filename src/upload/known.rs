@@ -152,28 +152,24 @@ impl OpCtx {
         sha: &str,
         replace: Option<&str>,
     ) -> Result<Option<Way>, crate::store::StoreError> {
-        let m = self.target.mirror;
-        let way = if let Some(id) = replace {
-            self.store
-                .version_with(m, id, sha)
-                .await?
-                .map(|version| Way::Restore {
-                    id: id.to_string(),
-                    version,
-                })
-        } else if let Some(t) = self.store.trashed_at(m, path).await?
-            && t.sha256 == sha
+        let k = self
+            .store
+            .known_content(self.target.mirror, path, sha, replace)
+            .await?;
+        let way = if let (Some(id), Some(version)) = (replace, k.version) {
+            Some(Way::Restore {
+                id: id.to_string(),
+                version,
+            })
+        } else if let Some(t) = k.trashed
             && self.target.delete_mode == DeleteMode::Trash
         {
             Some(Way::Untrash { id: t.remote_id })
         } else {
-            self.store
-                .copy_source(m, sha, path)
-                .await?
-                .map(|s| Way::Copy {
-                    id: s.remote_id,
-                    from: s.path,
-                })
+            k.copy.map(|s| Way::Copy {
+                id: s.remote_id,
+                from: s.path,
+            })
         };
         let multipart = replace.is_none() && !self.client.uses_session(item.size);
         let chunk = self.client.session_chunk_size(item.size);
