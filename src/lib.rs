@@ -13,12 +13,15 @@
 //! - [`plan`]: disk ↔ store comparison → remote ops ([`upload::Op`]), in an executable
 //!   order; the hash it takes travels in the op.
 //! - [`upload`]: owns [`upload::Op`]; executes ops with bounded concurrency, parents
-//!   first, under the crash rule (typed intents through the store), re-stat before send.
+//!   first, under the crash rule (typed intents through the store), re-stat before send;
+//!   `upload::known` places content the remote already holds without its bytes (copy,
+//!   version restore, restore from trash).
 //! - [`remote`]: the ScaiDrive client: auth and refresh, retries, pacing, streaming and
 //!   resumable uploads, conflict helpers.
 //! - [`store`]: the daemon state (SQLite, one owning thread, group commit): entries, the
 //!   typed intent journal ([`store::journal`]), upload sessions, failures, links, the
-//!   root's identity.
+//!   root's identity, and the content the remote holds ([`store::known`]: versions the
+//!   mirror uploaded, files it trashed).
 //! - [`mirror`]: the conductor, one task per mirror: its run loop (commands, watcher
 //!   hints, the deadlines of queue, gate, retries, rescans, root and quota checks) and
 //!   commands. Its rooms: `recovery` (start-up, base folder, adoption, settling crash

@@ -586,6 +586,9 @@ fn print_status(v: &StatusResponse) {
         if let Some(r) = &s.reason {
             println!("{:<12} why: {}", "", Escaped(r));
         }
+        if let Some(d) = s.budget_spent {
+            println!("{:<12} waiting: the {d} API budget is spent (429)", "");
+        }
         let skipped = s.skipped.len();
         if skipped > 0 {
             println!(

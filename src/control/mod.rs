@@ -437,6 +437,22 @@ async fn metrics(State(state): State<ControlState>) -> Response {
     }
     metric(
         &mut out,
+        "rate_limited_total",
+        "429s met since start, by the API budget they named (token, user, tenant).",
+        "counter",
+    );
+    for m in mirrors.iter() {
+        let s = m.status();
+        let r = s.rate_limited;
+        for (dim, n) in [("token", r.token), ("user", r.user), ("tenant", r.tenant)] {
+            out.push_str(&format!(
+                "scaidrive_rate_limited_total{{mirror=\"{}\",dimension=\"{dim}\"}} {n}\n",
+                s.name.replace('"', "'")
+            ));
+        }
+    }
+    metric(
+        &mut out,
         "log_lines_dropped_total",
         "Log lines that could not be written (the log sink was closed).",
         "counter",

@@ -51,7 +51,9 @@ use recovery::{HELD_RECHECK, OpenIntents};
 
 pub use error::MirrorError;
 pub use failures::failure_backoff;
-pub use status::{MirrorCmd, MirrorHandle, MirrorState, MirrorStatus, SkippedItem, VerifyReport};
+pub use status::{
+    MirrorCmd, MirrorHandle, MirrorState, MirrorStatus, RateLimits, SkippedItem, VerifyReport,
+};
 
 /// What a mirror task needs from the daemon.
 #[derive(Clone)]
@@ -92,6 +94,7 @@ pub fn spawn(
     tokio::spawn(progress::sample_progress(
         status_tx.clone(),
         counters.clone(),
+        deps.client.clone(),
         shutdown.clone(),
     ));
     let task = tokio::spawn(async move {

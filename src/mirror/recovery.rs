@@ -368,6 +368,15 @@ impl Engine {
                         .await
                 }
                 IntentOp::Replace(f) => self.settle_replace(&s, &intent, f).await,
+                // Placed from content the remote holds: settled as the upload it stands
+                // for (the item at the name, with the content sent, is ours).
+                IntentOp::Copy(k) | IntentOp::Untrash(k) => {
+                    let f = &k.file;
+                    let fp = (f.inode, f.mtime_ns);
+                    self.settle_create(&mut s, &intent, &f.parent_id, &f.name, fp, Some(f))
+                        .await
+                }
+                IntentOp::Restore(k) => self.settle_replace(&s, &intent, &k.file).await,
                 IntentOp::Move(m) => Verdict::Close(self.settle_move(&s, &intent, m).await),
                 // Deletes are planned again from the disk; repeating one is harmless (a
                 // delete of a deleted item is accepted as done).

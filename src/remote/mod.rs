@@ -15,6 +15,7 @@
 pub mod auth;
 mod call;
 pub mod error;
+mod known;
 pub mod pace;
 pub mod retry;
 pub mod types;
@@ -35,7 +36,7 @@ use tokio::io::AsyncWriteExt;
 pub use auth::{PersistFuture, Secret, TokenPair, TokenSink};
 use call::{Body, Call};
 pub use error::{Error, ErrorKind};
-pub use pace::{PaceConfig, PaceStats};
+pub use pace::{PaceConfig, PaceStats, RateDimension};
 pub use retry::RetryPolicy;
 pub use types::*;
 pub use upload::{ChunkPlan, ResumableUpload, UploadConfig, sha256_file, validate_name};
@@ -275,6 +276,11 @@ impl Client {
 
     pub fn pace_stats(&self) -> PaceStats {
         self.inner.pacer.stats()
+    }
+
+    /// The budget (token, user, tenant) a 429 said is spent, while its pause lasts.
+    pub fn budget_spent(&self) -> Option<RateDimension> {
+        self.inner.pacer.spent()
     }
 
     /// The pacer's current belief about the budget: (limit, remaining units).

@@ -126,6 +126,9 @@ pub enum Effect {
     },
     ClearFailure(String),
     DeleteSession(String),
+    /// `path` and everything below it went to the remote trash: its files are remembered
+    /// for a restore ([`super::known`]). Comes before the `RemoveTree` that forgets them.
+    Trashed(String),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -188,6 +191,7 @@ pub(crate) fn apply_effect(
 ) -> Result<(), StoreError> {
     // Every change to what the store knows, for post-mortems of crash tests.
     tracing::trace!(target: "scaidrive::store::effects", mirror, ?effect, "store effect");
+    super::known::on_effect(c, mirror, effect)?;
     match effect {
         Effect::Upsert(e) => {
             c.execute(
@@ -262,6 +266,7 @@ pub(crate) fn apply_effect(
                 params![mirror, p],
             )?;
         }
+        Effect::Trashed(_) => {}
     }
     Ok(())
 }
@@ -294,7 +299,14 @@ impl Store {
             match existing {
                 Some((id, old_root, old_share, old_remote)) => {
                     if old_share != share_id || old_remote != remote_path || old_root != root {
-                        for t in ["entries", "journal", "upload_sessions", "failures"] {
+                        for t in [
+                            "entries",
+                            "journal",
+                            "upload_sessions",
+                            "failures",
+                            "remote_versions",
+                            "trashed",
+                        ] {
                             c.execute(&format!("DELETE FROM {t} WHERE mirror_id = ?1"), [id])?;
                         }
                         c.execute(
@@ -716,7 +728,7 @@ pub fn apply_to_map(map: &mut std::collections::BTreeMap<String, Entry>, effect:
                 }
             }
         }
-        Effect::ClearFailure(_) | Effect::DeleteSession(_) => {}
+        Effect::ClearFailure(_) | Effect::DeleteSession(_) | Effect::Trashed(_) => {}
     }
 }
 

@@ -24,6 +24,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+mod known;
 mod op;
 
 pub use op::{DiskItem, Op};
@@ -53,6 +54,9 @@ pub struct Counters {
     pub bytes_done: AtomicU64,
     pub in_flight: AtomicU64,
     pub requests_failed: AtomicU64,
+    /// Files placed from content the remote already held (copy, version or trash
+    /// restore), no bytes sent; also counted in `files_done`.
+    pub files_known: AtomicU64,
     /// Bytes and files the running batch still has to upload (for progress and ETA).
     pub bytes_remaining: AtomicU64,
     pub files_remaining: AtomicU64,
@@ -103,6 +107,8 @@ pub struct Uploader {
     /// chunked upload as many as it sends chunks in parallel.
     permits: Arc<Semaphore>,
     streams: u32,
+    /// Contents being sent now (see `known`).
+    sending: known::ContentGate,
 }
 
 impl Uploader {
@@ -113,6 +119,7 @@ impl Uploader {
             store,
             permits: Arc::new(Semaphore::new(streams as usize)),
             streams,
+            sending: known::ContentGate::default(),
         }
     }
 
@@ -223,6 +230,7 @@ impl Uploader {
                         store: self.store.clone(),
                         target: target.clone(),
                         counters: counters.clone(),
+                        sending: self.sending.clone(),
                     };
                     counters.in_flight.fetch_add(1, Ordering::Relaxed);
                     let halt = halted.clone();
@@ -317,7 +325,7 @@ fn apply_to_dirs(dirs: &mut BTreeMap<String, String>, effect: &Effect) {
                 dirs.insert(format!("{to}{}", &k[from.len()..]), v);
             }
         }
-        Effect::ClearFailure(_) | Effect::DeleteSession(_) => {}
+        Effect::ClearFailure(_) | Effect::DeleteSession(_) | Effect::Trashed(_) => {}
     }
 }
 
@@ -326,6 +334,7 @@ struct OpCtx {
     store: Store,
     target: Arc<MirrorTarget>,
     counters: Arc<Counters>,
+    sending: known::ContentGate,
 }
 
 /// The local fingerprint of a path now (lstat), if it is still a regular file.
@@ -576,6 +585,27 @@ impl OpCtx {
                 Ok(s) => s,
                 Err(e) => return self.fail(&e),
             },
+        };
+        // Content the remote already holds goes without its bytes (see `known`); a file
+        // whose content is being sent right now waits for it, then is copied from it.
+        let _sending = self.sending.hold(&sha).await;
+        let over;
+        let replace = match self
+            .place_known(
+                path,
+                item,
+                &sha,
+                parent_id.as_deref(),
+                replace.map(String::as_str),
+            )
+            .await
+        {
+            known::Known::Placed(outcome) => return outcome,
+            known::Known::Upload => replace,
+            known::Known::UploadOver(id) => {
+                over = id;
+                Some(&over)
+            }
         };
         let send = SendFile {
             parent_id: parent_id.clone(),
@@ -855,7 +885,7 @@ impl OpCtx {
 
     async fn delete(&self, path: &str, remote_id: &str, kind: EntryKind) -> Outcome {
         let m = self.target.mirror;
-        let effects = vec![
+        let mut effects = vec![
             Effect::RemoveTree(path.into()),
             Effect::ClearFailure(path.into()),
         ];
@@ -877,6 +907,10 @@ impl OpCtx {
         } else {
             self.client.delete_file(remote_id, false).await
         };
+        if r.is_ok() {
+            // In the trash now: remembered, so a file that comes back is restored from there.
+            effects.insert(0, Effect::Trashed(path.into()));
+        }
         match r {
             // Already deleted or gone: the remote is where we want it.
             Err(e) if !is_gone(&e) => {

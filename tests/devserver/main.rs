@@ -9,6 +9,8 @@ mod harness;
 
 mod auth_limits;
 mod caps;
+mod economy_budgets;
+mod economy_known;
 mod files;
 mod folders;
 mod links;

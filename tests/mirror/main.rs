@@ -9,6 +9,8 @@ mod world;
 mod changes;
 mod crashes;
 mod economy;
+mod economy_budgets;
+mod economy_known;
 mod faults;
 mod guards;
 mod hazards;

@@ -3,7 +3,8 @@
 //! devserver hosted in this process on loopback, on generated data in a scratch
 //! directory, and reports workloads W1–W7: throughput, API requests per file, latency
 //! from save to remote version, restart cost, rename cost, idle cost and rate-limit
-//! behaviour, next to the targets of the issue. Nothing is asserted: people read the
+//! behaviour, next to the targets of the issue; W8 (issue 19) the API units per change
+//! against the documented floor. Nothing is asserted: people read the
 //! table (stdout) and the same figures as JSON (`--json-out`).
 //!
 //! Layout: `sys` (machine and process counters from `/proc`), `tree` (generated data),
@@ -30,7 +31,7 @@ use serde_json::{Value, json};
 #[derive(Parser, Debug, Clone)]
 #[command(
     name = "scaidrive-bench",
-    about = "Benchmarks scaidrived against the local devserver (issue 8 workloads W1-W7)"
+    about = "Benchmarks scaidrived against the local devserver (issue 8 workloads W1-W7, issue 19 W8)"
 )]
 pub struct Args {
     /// Scale every workload down so the whole run takes under two minutes (CI).
@@ -225,11 +226,11 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let selected =
         |id: &str| args.only.is_empty() || args.only.iter().any(|o| o.eq_ignore_ascii_case(id));
     for o in &args.only {
-        if !["W1", "W2", "W3", "W4", "W5", "W6", "W7"]
+        if !["W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8"]
             .iter()
             .any(|w| w.eq_ignore_ascii_case(o))
         {
-            anyhow::bail!("unknown workload {o:?} (W1..W7)");
+            anyhow::bail!("unknown workload {o:?} (W1..W8)");
         }
     }
     let machine = sys::Machine::read();
@@ -268,13 +269,14 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     };
     let mut reports: Vec<Report> = Vec::new();
     type Job = (&'static str, &'static [&'static str]);
-    let jobs: [Job; 6] = [
+    let jobs: [Job; 7] = [
         ("W1", &["W1"]),
         ("W2", &["W2"]),
         ("W3", &["W3"]),
         ("W4", &["W4", "W6"]),
         ("W5", &["W5"]),
         ("W7", &["W7"]),
+        ("W8", &["W8"]),
     ];
     for (first, ids) in jobs {
         let wanted: Vec<&str> = ids.iter().copied().filter(|i| selected(i)).collect();
@@ -292,7 +294,15 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             "W3" => vec![workloads::w3(&ctx).await],
             "W4" => workloads::w4_w6(&ctx, selected("W4"), selected("W6")).await,
             "W5" => vec![workloads::w5(&ctx).await],
-            _ => vec![workloads::w7(&ctx).await],
+            "W7" => vec![workloads::w7(&ctx).await],
+            _ => {
+                let w8 = if args.quick {
+                    workloads::W8_QUICK
+                } else {
+                    workloads::W8_FULL
+                };
+                vec![workloads::w8(&ctx, w8).await]
+            }
         };
         for r in &out {
             if let Some(e) = &r.error {
