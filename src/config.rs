@@ -78,6 +78,10 @@ pub struct DaemonSection {
     pub upload_concurrency: usize,
     /// Seconds a graceful stop waits for transfers before checkpointing them.
     pub drain_timeout_secs: u64,
+    /// Upload bandwidth shared by all transfers: `"off"`, a rate (`"2MiB/s"`), or a
+    /// weekly timetable in local time (`"Mon-Fri 08:00-18:00 1MiB/s, 20MiB/s"`, the last
+    /// entry the default). See `remote::bandwidth`.
+    pub bandwidth_limit: String,
 }
 
 impl Default for DaemonSection {
@@ -89,6 +93,7 @@ impl Default for DaemonSection {
             log_level: "info".into(),
             upload_concurrency: 32,
             drain_timeout_secs: 20,
+            bandwidth_limit: "off".into(),
         }
     }
 }
@@ -366,6 +371,7 @@ impl Config {
         if self.mirrors.is_empty() {
             return Err(ConfigError::Check("no mirror configured (add a [[mirror]] section, or use --folder with SCAIDRIVE_SHARE_ID)".into()));
         }
+        self.bandwidth_schedule()?;
         if self.remote.quota_recheck_secs == 0 {
             return Err(ConfigError::Check(
                 "remote.quota_recheck_secs must be at least 1".into(),
@@ -467,6 +473,18 @@ impl Config {
             roots.push((name, root));
         }
         Ok(())
+    }
+}
+
+impl Config {
+    /// `daemon.bandwidth_limit`, parsed; the error names the key.
+    pub fn bandwidth_schedule(&self) -> Result<crate::remote::bandwidth::Schedule, ConfigError> {
+        crate::remote::bandwidth::Schedule::parse(&self.daemon.bandwidth_limit).map_err(|e| {
+            ConfigError::Check(format!(
+                "daemon.bandwidth_limit {:?}: {e}",
+                one_line(&self.daemon.bandwidth_limit)
+            ))
+        })
     }
 }
 

@@ -9,6 +9,7 @@
 
 pub mod client;
 pub mod links;
+mod ops;
 pub mod protocol;
 
 use std::path::{Path, PathBuf};
@@ -40,6 +41,8 @@ pub struct ControlState {
     pub mirrors: watch::Receiver<Arc<Vec<MirrorHandle>>>,
     /// Sharing links (`link`, `links`, `unlink`).
     pub links: crate::links::LinkManager,
+    /// The daemon's bandwidth limiter (`limit`, and the rate in `status`).
+    pub bandwidth: crate::remote::bandwidth::Bandwidth,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -174,6 +177,7 @@ pub fn router(state: ControlState) -> Router {
         .route(route::VERIFY, post(verify))
         .route(route::METRICS, get(metrics))
         .merge(links::routes())
+        .merge(ops::routes())
         .fallback(|req: axum::extract::Request| async move {
             error(
                 StatusCode::NOT_FOUND,
@@ -238,7 +242,7 @@ async fn json_errors(req: axum::extract::Request, next: axum::middleware::Next) 
     out
 }
 
-fn error(status: StatusCode, message: String) -> Response {
+pub(crate) fn error(status: StatusCode, message: String) -> Response {
     (status, Json(ErrorResponse::new(message))).into_response()
 }
 
@@ -274,6 +278,7 @@ async fn status(State(state): State<ControlState>, Query(t): Query<MirrorQuery>)
             .iter()
             .map(|m| MirrorView::from(m.status()))
             .collect(),
+        bandwidth: Some(state.bandwidth.snapshot().into()),
     };
     Json(body).into_response()
 }

@@ -26,6 +26,7 @@ use crate::config::{self, Config, ConfigError, Env, MirrorConfig};
 use crate::control::{self, ControlState, DaemonInfo};
 use crate::links::{self, LinkManager};
 use crate::mirror::{self, MirrorDeps, MirrorHandle, MirrorState, MirrorStatus};
+use crate::remote::bandwidth::{self, Bandwidth};
 use crate::remote::{Client, ClientConfig, TokenPair, UploadConfig};
 use crate::store::Store;
 use crate::upload::Uploader;
@@ -117,7 +118,11 @@ pub async fn run(
     let mut loaded_tokens = tokens.clone();
     let mut running_config = config.clone();
     let sink = Arc::new(credentials::FileTokenSink::new(&state_dir, &origin));
-    let client = build_client(&config, tokens, sink.clone())?;
+    let bandwidth = Bandwidth::new(
+        config.bandwidth_schedule()?,
+        Arc::new(bandwidth::SystemClock::new()),
+    );
+    let client = build_client(&config, tokens, sink.clone(), bandwidth.clone())?;
     let (configs_tx, configs_rx) = watch::channel(Arc::new(config.mirrors.clone()));
     let links = LinkLane {
         manager: LinkManager::new(client.clone(), store.clone(), configs_rx),
@@ -162,6 +167,7 @@ pub async fn run(
             info: Arc::new(info),
             mirrors: mirrors_rx,
             links: links.manager.clone(),
+            bandwidth: bandwidth.clone(),
         },
         control_stop.clone(),
     ));
@@ -214,6 +220,10 @@ pub async fn run(
                             apply_reload(&mut running, &new, &deps, &links, &shutdown).await;
                             let _ = mirrors_tx.send(handles(&running));
                             let _ = configs_tx.send(Arc::new(new.mirrors.clone()));
+                            // Validated above; a reload also ends a `scaidrivectl limit`.
+                            if let Ok(s) = new.bandwidth_schedule() {
+                                bandwidth.set_configured(s);
+                            }
                             tracing::info!("configuration reloaded: {} mirror(s)", running.len());
                             running_config = new;
                         }
@@ -388,6 +398,7 @@ fn build_client(
     config: &Config,
     tokens: TokenPair,
     sink: Arc<credentials::FileTokenSink>,
+    bandwidth: Bandwidth,
 ) -> Result<Client, DaemonError> {
     let url = config
         .remote
@@ -410,6 +421,7 @@ fn build_client(
         ..UploadConfig::default()
     };
     cc.token_sink = Some(sink);
+    cc.bandwidth = bandwidth;
     // What can fail here is configuration (a bad `ca_file`, an unusable URL): exit 78.
     Client::new(cc).map_err(|e| {
         DaemonError::Config(ConfigError::Check(format!(

@@ -13,8 +13,10 @@
 //! errors in `error.rs`; tokens in `auth.rs`.
 
 pub mod auth;
+pub mod bandwidth;
 mod call;
 pub mod error;
+pub mod localtime;
 pub mod pace;
 pub mod retry;
 pub mod types;
@@ -63,6 +65,8 @@ pub struct ClientConfig {
     /// PEM file of extra CA certificates to trust (a private CA or a self-signed server),
     /// added to the platform's roots.
     pub ca_file: Option<PathBuf>,
+    /// The daemon's bandwidth limiter, shared by every streamed request body.
+    pub bandwidth: bandwidth::Bandwidth,
 }
 
 impl ClientConfig {
@@ -78,6 +82,7 @@ impl ClientConfig {
             pace: PaceConfig::default(),
             upload: UploadConfig::default(),
             ca_file: None,
+            bandwidth: bandwidth::Bandwidth::default(),
         }
     }
 }
@@ -95,6 +100,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("pace", &self.pace)
             .field("upload", &self.upload)
             .field("ca_file", &self.ca_file)
+            .field("bandwidth", &self.bandwidth)
             .finish()
     }
 }
@@ -121,6 +127,7 @@ struct Inner {
     /// What the uploads have learned about this server since start-up (the size from
     /// which a multipart upload meets 413, the recent transfer throughput).
     learned: upload::Learned,
+    bandwidth: bandwidth::Bandwidth,
 }
 
 impl std::fmt::Debug for Client {
@@ -257,6 +264,7 @@ impl Client {
                 upload: config.upload,
                 request_timeout: config.request_timeout,
                 learned: upload::Learned::default(),
+                bandwidth: config.bandwidth,
             }),
         })
     }
@@ -280,6 +288,11 @@ impl Client {
     /// The pacer's current belief about the budget: (limit, remaining units).
     pub fn rate_budget(&self) -> (Option<u64>, u64) {
         self.inner.pacer.budget()
+    }
+
+    /// The bandwidth limiter file bodies stream through.
+    pub fn bandwidth(&self) -> &bandwidth::Bandwidth {
+        &self.inner.bandwidth
     }
 
     pub fn upload_config(&self) -> &UploadConfig {
@@ -314,7 +327,7 @@ impl Client {
         }
         rb = call
             .body
-            .apply(rb)
+            .apply(rb, &self.inner.bandwidth)
             .await
             .map_err(|e| e.at(&call.method, &call.path))?;
         let sent = std::time::Instant::now();

@@ -4,15 +4,17 @@
 //! stalls or pauses) returns its report with `error` set instead of aborting the run.
 //!
 //! One file per kind of measurement: `throughput` (W1, W2), `latency` (W3), `restart`
-//! (W4 with W6, which share a setup), `rename` (W5), `rate_limit` (W7); here the context
+//! (W4 with W6, which share a setup), `rename` (W5), `rate_limit` (W7), `bandwidth` (W8); here the context
 //! and the steps they share (generate a tree, mirror it once, check the upload count).
 
+mod bandwidth;
 mod latency;
 mod rate_limit;
 mod rename;
 mod restart;
 mod throughput;
 
+pub use bandwidth::w8;
 pub use latency::w3;
 pub use rate_limit::w7;
 pub use rename::w5;
