@@ -82,6 +82,9 @@ pub struct DaemonSection {
     /// weekly timetable in local time (`"Mon-Fri 08:00-18:00 1MiB/s, 20MiB/s"`, the last
     /// entry the default). See `remote::bandwidth`.
     pub bandwidth_limit: String,
+    /// Events held for each `scaidrivectl events` reader before a slow one loses the
+    /// oldest (and is told how many).
+    pub event_buffer: usize,
 }
 
 impl Default for DaemonSection {
@@ -94,6 +97,7 @@ impl Default for DaemonSection {
             upload_concurrency: 32,
             drain_timeout_secs: 20,
             bandwidth_limit: "off".into(),
+            event_buffer: crate::events::CAPACITY,
         }
     }
 }
@@ -372,6 +376,11 @@ impl Config {
             return Err(ConfigError::Check("no mirror configured (add a [[mirror]] section, or use --folder with SCAIDRIVE_SHARE_ID)".into()));
         }
         self.bandwidth_schedule()?;
+        if self.daemon.event_buffer == 0 {
+            return Err(ConfigError::Check(
+                "daemon.event_buffer must be at least 1".into(),
+            ));
+        }
         if self.remote.quota_recheck_secs == 0 {
             return Err(ConfigError::Check(
                 "remote.quota_recheck_secs must be at least 1".into(),

@@ -28,6 +28,8 @@
 //! - [`daemon`]: the process: config, instance lock, signals, systemd notify, logging (a
 //!   log sink that drops what it cannot write), wiring of mirrors and the control socket;
 //!   [`demo`] is `scaidrived --demo` (feature `devserver`).
+//! - [`events`]: the event bus (bounded broadcast) the mirrors and links publish to and
+//!   `scaidrivectl events` reads; a slow reader is told how many it lost.
 //! - [`links`]: sharing links for mirrored paths (create, reuse, regenerate, revoke) and
 //!   the keeper of a mirror's `[mirror.link]` root link.
 //! - [`control`]: the control API on a Unix socket, its typed protocol
@@ -54,6 +56,7 @@ pub mod daemon;
 pub mod demo;
 #[cfg(feature = "devserver")]
 pub mod devserver;
+pub mod events;
 pub mod hash;
 pub mod links;
 pub mod mirror;

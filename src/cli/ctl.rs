@@ -110,6 +110,15 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Stream what the daemon does, one line per event (uploaded, new_version, moved,
+    /// deleted, drift_repaired, failed, paused, resumed, link_created, in_sync), until it
+    /// stops. A reader too slow to keep up gets a "dropped N events" line.
+    Events {
+        mirror: Option<String>,
+        /// Newline-delimited JSON, as GET /v1/events sends it.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the Prometheus metrics.
     Metrics,
     /// Check a configuration file without starting anything.
@@ -327,6 +336,9 @@ async fn run(args: Args) -> Result<u8, CtlError> {
         Cmd::Metrics => {
             print!("{}", client::metrics(&socket).await?);
             Ok(0)
+        }
+        Cmd::Events { mirror, json } => {
+            super::ctl_ops::events(&socket, mirror.as_deref(), *json).await
         }
         Cmd::Limit { limit, json } => super::ctl_ops::limit(&socket, limit.as_deref(), *json).await,
         Cmd::Config { .. } | Cmd::Service { .. } => unreachable!("handled above"),

@@ -1,10 +1,13 @@
-//! `scaidrivectl` operator commands: `limit` (the bandwidth limit at run time) and the
-//! bandwidth line of `status`. Kept apart from `ctl.rs` so that file stays readable.
+//! `scaidrivectl` operator commands: `limit` (the bandwidth limit at run time), `events`
+//! (the daemon's event stream) and the bandwidth line of `status`. Kept apart from
+//! `ctl.rs` so that file stays readable.
 
 use std::path::Path;
 
 use crate::control::client::{self, CtlError};
-use crate::control::protocol::{BandwidthView, LimitRequest, LimitResponse, route};
+use crate::control::protocol::{BandwidthView, LimitRequest, LimitResponse, MirrorQuery, route};
+use crate::events::{Event, EventKind};
+use crate::relpath::Escaped;
 use crate::remote::bandwidth::format_rate;
 
 /// `scaidrivectl limit [RATE|off|SCHEDULE] [--json]`: sets the limit (until the next
@@ -59,4 +62,85 @@ fn format_rate_now(bps: u64) -> String {
     } else {
         format_rate(Some(bps))
     }
+}
+
+/// `scaidrivectl events [MIRROR] [--json]`: one line per event until the daemon stops
+/// (or the output is closed). `--json` prints the daemon's lines as they come.
+pub async fn events(socket: &Path, mirror: Option<&str>, json: bool) -> Result<u8, CtlError> {
+    use std::io::Write;
+    let path = format!(
+        "{}{}",
+        route::EVENTS,
+        MirrorQuery::new(mirror.map(str::to_string)).to_query()
+    );
+    let zone = crate::remote::localtime::Zone::system();
+    let mut out = std::io::stdout();
+    client::stream_lines(socket, &path, |line| {
+        let text = if json {
+            line.to_string()
+        } else {
+            match serde_json::from_str::<Event>(line) {
+                Ok(ev) => human_event(&ev, &zone),
+                Err(_) => line.to_string(),
+            }
+        };
+        // A closed pipe (`| head`) ends the command quietly.
+        writeln!(out, "{text}").and_then(|()| out.flush()).is_ok()
+    })
+    .await?;
+    Ok(0)
+}
+
+/// `12:00:01 docs       uploaded     a/b.txt (12 B)`: local time, mirror, what, details.
+fn human_event(ev: &Event, zone: &crate::remote::localtime::Zone) -> String {
+    let secs = ev.time_ms.div_euclid(1000);
+    let local = (secs + zone.offset_at(secs)).rem_euclid(86_400);
+    let clock = format!(
+        "{:02}:{:02}:{:02}",
+        local / 3600,
+        local / 60 % 60,
+        local % 60
+    );
+    let detail = match &ev.kind {
+        EventKind::Uploaded { path, bytes } | EventKind::NewVersion { path, bytes } => {
+            format!("{} ({bytes} B)", Escaped(path))
+        }
+        EventKind::FolderCreated { path }
+        | EventKind::Deleted { path }
+        | EventKind::DriftRepaired { path } => Escaped(path).to_string(),
+        EventKind::Moved { from, to } => format!("{} -> {}", Escaped(from), Escaped(to)),
+        EventKind::Failed {
+            path,
+            reason,
+            permanent,
+        } => format!(
+            "{}: {}{}",
+            Escaped(path),
+            Escaped(reason),
+            if *permanent { " (permanent)" } else { "" }
+        ),
+        EventKind::Paused { reason } => Escaped(reason).to_string(),
+        EventKind::LinkCreated {
+            path,
+            link_id,
+            renewed,
+        } => format!(
+            "{} {link_id}{}",
+            if path.is_empty() {
+                "/".to_string()
+            } else {
+                Escaped(path).to_string()
+            },
+            if *renewed { " (renewed)" } else { "" }
+        ),
+        EventKind::Dropped { count } => format!("{count} events dropped (reading too slowly)"),
+        EventKind::Resumed | EventKind::InSync => String::new(),
+    };
+    format!(
+        "{clock} {:<12} {:<14} {detail}",
+        Escaped(&ev.mirror).to_string(),
+        ev.kind.name()
+    )
+    .trim_end()
+    .to_string()
 }

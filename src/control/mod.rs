@@ -8,6 +8,7 @@
 //! newer `scaidrivectl` can tell what it talks to.
 
 pub mod client;
+pub mod events;
 pub mod links;
 mod ops;
 pub mod protocol;
@@ -43,6 +44,10 @@ pub struct ControlState {
     pub links: crate::links::LinkManager,
     /// The daemon's bandwidth limiter (`limit`, and the rate in `status`).
     pub bandwidth: crate::remote::bandwidth::Bandwidth,
+    /// What the mirrors do, for `GET /v1/events`.
+    pub events: crate::events::EventBus,
+    /// Cancelled when the daemon stops: ends the open event streams.
+    pub shutdown: CancellationToken,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -176,6 +181,7 @@ pub fn router(state: ControlState) -> Router {
         .route(route::RETRY, post(retry))
         .route(route::VERIFY, post(verify))
         .route(route::METRICS, get(metrics))
+        .route(route::EVENTS, get(events::stream))
         .merge(links::routes())
         .merge(ops::routes())
         .fallback(|req: axum::extract::Request| async move {

@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Config, ConfigError, Env, MirrorConfig};
 use crate::control::{self, ControlState, DaemonInfo};
+use crate::events::EventBus;
 use crate::links::{self, LinkManager};
 use crate::mirror::{self, MirrorDeps, MirrorHandle, MirrorState, MirrorStatus};
 use crate::remote::bandwidth::{self, Bandwidth};
@@ -124,8 +125,10 @@ pub async fn run(
     );
     let client = build_client(&config, tokens, sink.clone(), bandwidth.clone())?;
     let (configs_tx, configs_rx) = watch::channel(Arc::new(config.mirrors.clone()));
+    let events = EventBus::new(config.daemon.event_buffer);
     let links = LinkLane {
-        manager: LinkManager::new(client.clone(), store.clone(), configs_rx),
+        manager: LinkManager::new(client.clone(), store.clone(), configs_rx)
+            .with_events(events.clone()),
         check_every: opts
             .link_check_every
             .unwrap_or(links::keeper::DEFAULT_CHECK_EVERY),
@@ -140,6 +143,7 @@ pub async fn run(
         client: client.clone(),
         uploader,
         quota_recheck: Duration::from_secs(config.remote.quota_recheck_secs.max(1)),
+        events: events.clone(),
     };
 
     let mut running: HashMap<String, RunningMirror> = HashMap::new();
@@ -168,6 +172,8 @@ pub async fn run(
             mirrors: mirrors_rx,
             links: links.manager.clone(),
             bandwidth: bandwidth.clone(),
+            events: events.clone(),
+            shutdown: control_stop.clone(),
         },
         control_stop.clone(),
     ));

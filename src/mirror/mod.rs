@@ -60,6 +60,8 @@ pub struct MirrorDeps {
     pub uploader: Uploader,
     /// While paused for a full quota, how often the share's usage is checked again.
     pub quota_recheck: Duration,
+    /// Where the mirror says what it did (`scaidrivectl events`).
+    pub events: crate::events::EventBus,
 }
 
 fn unix_now() -> i64 {
@@ -190,6 +192,11 @@ impl Engine {
         let (failures, retrying) = (self.failures.len(), self.failures.retrying());
         let skipped = self.skipped.clone();
         let c = self.counters.clone();
+        let (before, before_reason) = {
+            let s = self.status_tx.borrow();
+            (s.state, s.reason.clone())
+        };
+        self.publish_transition(before, before_reason, state, reason.as_deref(), failures);
         self.status_tx.send_modify(|s| {
             s.state = state;
             s.reason = reason;
@@ -205,6 +212,34 @@ impl Engine {
                 s.last_sync_at = Some(unix_now());
             }
         });
+    }
+
+    /// The events a change of state makes: paused (or paused for another reason),
+    /// resumed, in sync.
+    fn publish_transition(
+        &self,
+        before: MirrorState,
+        before_reason: Option<String>,
+        state: MirrorState,
+        reason: Option<&str>,
+        failures: usize,
+    ) {
+        use crate::events::EventKind;
+        let stopped =
+            |s: MirrorState| matches!(s, MirrorState::Paused | MirrorState::NeedsCredentials);
+        if stopped(state) {
+            if !stopped(before) || before_reason.as_deref() != reason {
+                let reason = reason.unwrap_or("paused").to_string();
+                self.deps
+                    .events
+                    .publish(&self.name, EventKind::Paused { reason });
+            }
+        } else if stopped(before) {
+            self.deps.events.publish(&self.name, EventKind::Resumed);
+        }
+        if state == MirrorState::Idle && before != MirrorState::Idle && failures == 0 {
+            self.deps.events.publish(&self.name, EventKind::InSync);
+        }
     }
 
     fn set_queue(&self, depth: usize) {

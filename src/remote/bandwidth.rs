@@ -137,7 +137,7 @@ pub fn parse_rate(s: &str) -> Result<Rate, String> {
         .parse()
         .map_err(|_| format!("{t:?} is not a rate (expected a number before {unit:?})"))?;
     let bps = (n * mult as f64).round();
-    if !(bps >= 1024.0 && bps < 1e15) {
+    if !(1024.0..1e15).contains(&bps) {
         return Err(format!("rate {t:?} must be at least 1KiB/s (or \"off\")"));
     }
     Ok(Some(bps as u64))
