@@ -85,6 +85,11 @@ pub struct DaemonSection {
     /// Events held for each `scaidrivectl events` reader before a slow one loses the
     /// oldest (and is told how many).
     pub event_buffer: usize,
+    /// Pause uploads while the machine runs on battery power (resume on AC power).
+    pub pause_on_battery: bool,
+    /// Where Linux lists the power supplies (`pause_on_battery`); another directory for
+    /// tests or containers.
+    pub power_supply_dir: PathBuf,
 }
 
 impl Default for DaemonSection {
@@ -98,6 +103,8 @@ impl Default for DaemonSection {
             drain_timeout_secs: 20,
             bandwidth_limit: "off".into(),
             event_buffer: crate::events::CAPACITY,
+            pause_on_battery: false,
+            power_supply_dir: PathBuf::from("/sys/class/power_supply"),
         }
     }
 }

@@ -12,6 +12,7 @@
 //! and resumes mirrors that were waiting for them (`needs-credentials`).
 
 pub mod credentials;
+pub mod power;
 pub mod process;
 
 use std::collections::HashMap;
@@ -126,6 +127,19 @@ pub async fn run(
     let client = build_client(&config, tokens, sink.clone(), bandwidth.clone())?;
     let (configs_tx, configs_rx) = watch::channel(Arc::new(config.mirrors.clone()));
     let events = EventBus::new(config.daemon.event_buffer);
+    // Pause on battery: the probe runs always (reading a few sysfs files every 2 s), so a
+    // reload can turn it on or off.
+    let battery_enabled = Arc::new(std::sync::atomic::AtomicBool::new(
+        config.daemon.pause_on_battery,
+    ));
+    let (power_tx, power_rx) = watch::channel(false);
+    let power_stop = CancellationToken::new();
+    let power_task = tokio::spawn(power::run(
+        config.daemon.power_supply_dir.clone(),
+        battery_enabled.clone(),
+        power_tx,
+        power_stop.clone(),
+    ));
     let links = LinkLane {
         manager: LinkManager::new(client.clone(), store.clone(), configs_rx)
             .with_events(events.clone()),
@@ -144,6 +158,7 @@ pub async fn run(
         uploader,
         quota_recheck: Duration::from_secs(config.remote.quota_recheck_secs.max(1)),
         events: events.clone(),
+        power: power_rx,
     };
 
     let mut running: HashMap<String, RunningMirror> = HashMap::new();
@@ -230,6 +245,10 @@ pub async fn run(
                             if let Ok(s) = new.bandwidth_schedule() {
                                 bandwidth.set_configured(s);
                             }
+                            battery_enabled.store(
+                                new.daemon.pause_on_battery,
+                                std::sync::atomic::Ordering::Relaxed,
+                            );
                             tracing::info!("configuration reloaded: {} mirror(s)", running.len());
                             running_config = new;
                         }
@@ -267,6 +286,8 @@ pub async fn run(
     }
     control_stop.cancel();
     let _ = control_task.await;
+    power_stop.cancel();
+    let _ = power_task.await;
     store.flush().await?;
     Ok(report)
 }

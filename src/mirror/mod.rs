@@ -62,6 +62,8 @@ pub struct MirrorDeps {
     pub quota_recheck: Duration,
     /// Where the mirror says what it did (`scaidrivectl events`).
     pub events: crate::events::EventBus,
+    /// `true` while uploads should pause for battery power (`pause_on_battery`).
+    pub power: watch::Receiver<bool>,
 }
 
 fn unix_now() -> i64 {
@@ -306,6 +308,10 @@ impl Engine {
             tracing::warn!(mirror = %self.name, "still paused: {reason}");
             self.set_state(p.state(), Some(reason));
         }
+        let mut power = self.deps.power.clone();
+        if *power.borrow_and_update() {
+            self.power_changed(true).await;
+        }
 
         let mut poll_every = None;
         let mut watcher = self.start_watcher(&mut poll_every).await?;
@@ -377,6 +383,9 @@ impl Engine {
                     Some(cmd) => self.command(cmd).await,
                     None => break,
                 },
+                on_battery = async { match power.changed().await { Ok(()) => *power.borrow_and_update(), Err(_) => std::future::pending().await } } => {
+                    self.power_changed(on_battery).await;
+                }
                 ev = async { match watcher.as_mut() { Some(w) => w.recv().await, None => std::future::pending().await } } => {
                     let Some(ev) = ev else {
                         // The backend is gone (root removed): the next batch notices.

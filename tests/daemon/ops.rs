@@ -291,3 +291,104 @@ async fn slow_event_reader_gets_a_drop_marker_and_blocks_nothing() {
     signal(&child, "TERM");
     assert!(wait_exit(&mut child, Duration::from_secs(30)).success());
 }
+
+/// A fake `/sys/class/power_supply`: a laptop's AC adapter and battery.
+fn set_power(dir: &Path, on_ac: bool) {
+    for (name, files) in [
+        (
+            "AC",
+            vec![("type", "Mains"), ("online", if on_ac { "1" } else { "0" })],
+        ),
+        (
+            "BAT0",
+            vec![
+                ("type", "Battery"),
+                ("status", if on_ac { "Charging" } else { "Discharging" }),
+            ],
+        ),
+    ] {
+        std::fs::create_dir_all(dir.join(name)).unwrap();
+        for (f, v) in files {
+            std::fs::write(dir.join(name).join(f), format!("{v}\n")).unwrap();
+        }
+    }
+}
+
+async fn wait_state(e: &Env, state: &str) -> Value {
+    let start = Instant::now();
+    loop {
+        let v = status_json(e);
+        if v["mirrors"][0]["state"] == state {
+            return v;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "never {state}: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// AC → battery → AC: uploads pause with the reason in status and resume on AC power,
+/// with every file made meanwhile uploaded exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_on_battery_and_resume_on_ac() {
+    let e = Env::new().await;
+    let a = e.root("a");
+    let power = e.path("power_supply");
+    set_power(&power, true);
+    std::fs::write(a.join("before.txt"), b"on ac").unwrap();
+    let cfg = config_with(
+        &e,
+        &a,
+        &format!("pause_on_battery = true\npower_supply_dir = {power:?}"),
+    );
+    let mut child = Proc(e.daemon().arg("--config").arg(&cfg).spawn().unwrap());
+    e.wait_socket(&mut child).await;
+    assert_eq!(e.ctl(&["wait", "--timeout", "30"]).status.code(), Some(0));
+    assert_eq!(e.remote_names("alpha").await, ["before.txt"]);
+
+    set_power(&power, false);
+    let v = wait_state(&e, "paused").await;
+    assert!(
+        v["mirrors"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("on battery power"),
+        "{v}"
+    );
+    e.reset_stats().await;
+    for i in 0..20 {
+        std::fs::write(
+            a.join(format!("bat{i:02}.txt")),
+            format!("made on battery {i}"),
+        )
+        .unwrap();
+    }
+    std::fs::remove_file(a.join("before.txt")).unwrap();
+    // Well past the quiet period (200 ms): nothing goes up, wait says paused (3).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(e.ctl(&["wait", "--timeout", "1"]).status.code(), Some(3));
+    assert_eq!(e.remote_names("alpha").await, ["before.txt"]);
+    assert_eq!(
+        e.count("POST /api/v1/files").await,
+        0,
+        "{}",
+        e.stats().await
+    );
+
+    set_power(&power, true);
+    wait_state(&e, "idle").await;
+    assert_eq!(e.ctl(&["wait", "--timeout", "30"]).status.code(), Some(0));
+    let names = e.remote_names("alpha").await;
+    let want: Vec<String> = (0..20).map(|i| format!("bat{i:02}.txt")).collect();
+    assert_eq!(names, want, "the battery-time changes, deletes included");
+    assert_eq!(
+        e.count("POST /api/v1/files").await,
+        20,
+        "each uploaded once: {}",
+        e.stats().await
+    );
+    signal(&child, "TERM");
+    assert!(wait_exit(&mut child, Duration::from_secs(30)).success());
+}
