@@ -90,6 +90,9 @@ pub struct DaemonSection {
     /// Where Linux lists the power supplies (`pause_on_battery`); another directory for
     /// tests or containers.
     pub power_supply_dir: PathBuf,
+    /// Also write the Prometheus metrics to this file, rewritten atomically every few
+    /// seconds (for node_exporter's textfile collector: a `*.prom` file in its directory).
+    pub metrics_file: Option<PathBuf>,
 }
 
 impl Default for DaemonSection {
@@ -105,6 +108,7 @@ impl Default for DaemonSection {
             event_buffer: crate::events::CAPACITY,
             pause_on_battery: false,
             power_supply_dir: PathBuf::from("/sys/class/power_supply"),
+            metrics_file: None,
         }
     }
 }
@@ -383,6 +387,15 @@ impl Config {
             return Err(ConfigError::Check("no mirror configured (add a [[mirror]] section, or use --folder with SCAIDRIVE_SHARE_ID)".into()));
         }
         self.bandwidth_schedule()?;
+        if let Some(p) = &self.daemon.metrics_file {
+            let dir = p.parent().filter(|d| !d.as_os_str().is_empty());
+            if p.file_name().is_none() || dir.is_some_and(|d| !d.is_dir()) {
+                return Err(ConfigError::Check(format!(
+                    "daemon.metrics_file {}: the directory does not exist",
+                    p.display()
+                )));
+            }
+        }
         if self.daemon.event_buffer == 0 {
             return Err(ConfigError::Check(
                 "daemon.event_buffer must be at least 1".into(),

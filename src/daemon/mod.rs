@@ -178,6 +178,15 @@ pub async fn run(
         state_dir: state_dir.display().to_string(),
         socket: socket.display().to_string(),
     };
+    let metrics = Arc::new(control::metrics::Metrics {
+        mirrors: mirrors_rx.clone(),
+        configs: configs_tx.subscribe(),
+        client: client.clone(),
+        bandwidth: bandwidth.clone(),
+        started_at: info.started_at,
+    });
+    let mut metrics_file = MetricsFile::new(config.daemon.metrics_file.clone());
+    metrics_file.write(&metrics);
     let control_stop = CancellationToken::new();
     let control_task = tokio::spawn(control::serve(
         listener,
@@ -189,6 +198,7 @@ pub async fn run(
             bandwidth: bandwidth.clone(),
             events: events.clone(),
             shutdown: control_stop.clone(),
+            metrics: metrics.clone(),
         },
         control_stop.clone(),
     ));
@@ -228,6 +238,7 @@ pub async fn run(
             _ = status_tick.tick() => {
                 notifier.status(&status_line(&handles(&running)));
                 notifier.watchdog();
+                metrics_file.write(&metrics);
             }
             r = async { match reload_rx.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
                 if r.is_none() {
@@ -245,6 +256,7 @@ pub async fn run(
                             if let Ok(s) = new.bandwidth_schedule() {
                                 bandwidth.set_configured(s);
                             }
+                            metrics_file = MetricsFile::new(new.daemon.metrics_file.clone());
                             battery_enabled.store(
                                 new.daemon.pause_on_battery,
                                 std::sync::atomic::Ordering::Relaxed,
@@ -288,6 +300,8 @@ pub async fn run(
     let _ = control_task.await;
     power_stop.cancel();
     let _ = power_task.await;
+    // The last figures, after the drain.
+    metrics_file.write(&metrics);
     store.flush().await?;
     Ok(report)
 }
@@ -324,6 +338,34 @@ fn reload_credentials(
         client.set_tokens(pair);
     }
     tracing::info!("credentials reloaded");
+}
+
+/// `daemon.metrics_file`: rewritten atomically on every status tick; a failure is logged
+/// once until a write succeeds again.
+struct MetricsFile {
+    path: Option<PathBuf>,
+    failing: bool,
+}
+
+impl MetricsFile {
+    fn new(path: Option<PathBuf>) -> MetricsFile {
+        MetricsFile {
+            path,
+            failing: false,
+        }
+    }
+
+    fn write(&mut self, metrics: &control::metrics::Metrics) {
+        let Some(p) = &self.path else { return };
+        match metrics.write_file(p) {
+            Ok(()) => self.failing = false,
+            Err(e) if !self.failing => {
+                self.failing = true;
+                tracing::warn!("metrics_file {}: {e}", p.display());
+            }
+            Err(_) => {}
+        }
+    }
 }
 
 /// What the `[mirror.link]` keepers need.

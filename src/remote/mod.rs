@@ -128,6 +128,9 @@ struct Inner {
     /// which a multipart upload meets 413, the recent transfer throughput).
     learned: upload::Learned,
     bandwidth: bandwidth::Bandwidth,
+    /// Requests the server answered, and how many of those with 429 (for the metrics).
+    answered: AtomicU64,
+    rate_limited: AtomicU64,
 }
 
 impl std::fmt::Debug for Client {
@@ -265,6 +268,8 @@ impl Client {
                 request_timeout: config.request_timeout,
                 learned: upload::Learned::default(),
                 bandwidth: config.bandwidth,
+                answered: AtomicU64::new(0),
+                rate_limited: AtomicU64::new(0),
             }),
         })
     }
@@ -288,6 +293,14 @@ impl Client {
     /// The pacer's current belief about the budget: (limit, remaining units).
     pub fn rate_budget(&self) -> (Option<u64>, u64) {
         self.inner.pacer.budget()
+    }
+
+    /// Requests answered by the server since start, and how many of them were 429s.
+    pub fn request_counts(&self) -> (u64, u64) {
+        (
+            self.inner.answered.load(Ordering::Relaxed),
+            self.inner.rate_limited.load(Ordering::Relaxed),
+        )
     }
 
     /// The bandwidth limiter file bodies stream through.
@@ -337,6 +350,10 @@ impl Client {
         };
         permit.observe(resp.headers());
         let status = resp.status();
+        self.inner.answered.fetch_add(1, Ordering::Relaxed);
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            self.inner.rate_limited.fetch_add(1, Ordering::Relaxed);
+        }
         if status.is_success() {
             if let Body::FileRange { len, .. } | Body::Multipart { len, .. } = &call.body {
                 // The server answers once it has the whole body: the time to the answer is

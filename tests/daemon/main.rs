@@ -7,6 +7,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod monitoring;
 mod ops;
 
 use std::io::{BufRead, BufReader};

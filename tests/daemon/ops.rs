@@ -14,7 +14,7 @@ use super::Env;
 use crate::support::{ConfigFile, MirrorSection, Proc, signal, stderr, wait_exit};
 
 /// A config with one mirror `alpha` and extra `[daemon]` lines.
-fn config_with(e: &Env, root: &Path, daemon_lines: &str) -> PathBuf {
+pub(crate) fn config_with(e: &Env, root: &Path, daemon_lines: &str) -> PathBuf {
     let mut m = MirrorSection::new("alpha", root, &e.share);
     m.remote_path = Some("alpha");
     let c = ConfigFile::new(e.dir.path(), &e.url).mirror(m);
