@@ -15,7 +15,9 @@
 //! - [`upload`]: owns [`upload::Op`]; executes ops with bounded concurrency, parents
 //!   first, under the crash rule (typed intents through the store), re-stat before send.
 //! - [`remote`]: the ScaiDrive client: auth and refresh, retries, pacing, streaming and
-//!   resumable uploads, conflict helpers.
+//!   resumable uploads, conflict helpers; [`remote::bandwidth`] the daemon's bandwidth
+//!   limit (token bucket over file bodies, weekly timetable), [`remote::localtime`] the
+//!   local zone's offset for it.
 //! - [`store`]: the daemon state (SQLite, one owning thread, group commit): entries, the
 //!   typed intent journal ([`store::journal`]), upload sessions, failures, links, the
 //!   root's identity.

@@ -144,3 +144,65 @@ fn human_event(ev: &Event, zone: &crate::remote::localtime::Zone) -> String {
     .trim_end()
     .to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::remote::localtime::Zone;
+
+    #[test]
+    fn human_event_lines() {
+        let ev = |kind| Event {
+            // 2026-12-07 12:34:56 UTC
+            time_ms: 1_796_646_896_000,
+            mirror: "docs".into(),
+            kind,
+        };
+        let cases = [
+            (
+                EventKind::Uploaded {
+                    path: "a/b.txt".into(),
+                    bytes: 12,
+                },
+                "12:34:56 docs         uploaded       a/b.txt (12 B)",
+            ),
+            (
+                EventKind::Moved {
+                    from: "x\ny".into(),
+                    to: "z".into(),
+                },
+                "12:34:56 docs         moved          x\\ny -> z",
+            ),
+            (EventKind::InSync, "12:34:56 docs         in_sync"),
+            (
+                EventKind::Failed {
+                    path: "big.iso".into(),
+                    reason: "HTTP 413".into(),
+                    permanent: true,
+                },
+                "12:34:56 docs         failed         big.iso: HTTP 413 (permanent)",
+            ),
+            (
+                EventKind::LinkCreated {
+                    path: String::new(),
+                    link_id: "lnk_1".into(),
+                    renewed: true,
+                },
+                "12:34:56 docs         link_created   / lnk_1 (renewed)",
+            ),
+        ];
+        for (kind, want) in cases {
+            assert_eq!(human_event(&ev(kind), &Zone::utc()), want);
+        }
+        let b = BandwidthView {
+            schedule: "Mon-Fri 08:00-18:00 1MiB/s, off".into(),
+            source: "override".into(),
+            limit_bps: Some(1 << 20),
+            current_bps: 512,
+        };
+        assert_eq!(
+            bandwidth_line(&b),
+            "bandwidth limit 1MiB/s (set with scaidrivectl limit until the next reload); schedule \"Mon-Fri 08:00-18:00 1MiB/s, off\"; uploading at 512B/s"
+        );
+    }
+}

@@ -69,6 +69,8 @@ pub struct Sizes {
     pub w6_idle_secs: u64,
     pub w7_files: usize,
     pub w7_folders: usize,
+    /// W8: bytes uploaded under the bandwidth limit.
+    pub w8_bytes: u64,
 }
 
 impl Sizes {
@@ -87,6 +89,7 @@ impl Sizes {
             // 60 s windows fall inside the run.
             w7_files: 600,
             w7_folders: 15,
+            w8_bytes: 64 << 20,
         }
     }
 
@@ -104,6 +107,7 @@ impl Sizes {
             // Just over one window's budget (~1,300 units): one full window, ~65 s.
             w7_files: 260,
             w7_folders: 5,
+            w8_bytes: 32 << 20,
         }
     }
 }
