@@ -67,15 +67,16 @@ pub trait WallClock: Send + Sync {
     fn now(&self) -> LocalTime;
 }
 
-/// The system's local time (the `TZ` variable or `/etc/localtime`, see [`super::localtime`]).
+/// The system's local time (the `TZ` variable or `/etc/localtime`, see
+/// [`super::localtime`]), the zone read on first use.
 pub struct SystemClock {
-    zone: super::localtime::Zone,
+    zone: std::sync::OnceLock<super::localtime::Zone>,
 }
 
 impl SystemClock {
     pub fn new() -> SystemClock {
         SystemClock {
-            zone: super::localtime::Zone::system(),
+            zone: std::sync::OnceLock::new(),
         }
     }
 }
@@ -92,7 +93,8 @@ impl WallClock for SystemClock {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0);
-        local_time_at(utc + self.zone.offset_at(utc))
+        let zone = self.zone.get_or_init(super::localtime::Zone::system);
+        local_time_at(utc + zone.offset_at(utc))
     }
 }
 
@@ -248,6 +250,15 @@ impl Schedule {
             default,
             text,
         })
+    }
+
+    /// The rate in force now by `clock` (not read when there is no timetable).
+    pub fn rate_now(&self, clock: &dyn WallClock) -> Rate {
+        if self.entries.is_empty() {
+            self.default
+        } else {
+            self.rate_at(clock.now())
+        }
     }
 
     /// No limit at any time.
@@ -412,7 +423,7 @@ impl Bandwidth {
         b.over
             .as_ref()
             .unwrap_or(&b.configured)
-            .rate_at(self.shared.clock.now())
+            .rate_now(&*self.shared.clock)
     }
 
     pub fn snapshot(&self) -> Snapshot {
@@ -422,7 +433,7 @@ impl Bandwidth {
                 Some(o) => (o, Source::Override),
                 None => (&b.configured, Source::Config),
             };
-            (s.to_string(), src, s.rate_at(self.shared.clock.now()))
+            (s.to_string(), src, s.rate_now(&*self.shared.clock))
         };
         let current_bps = self
             .shared
@@ -447,7 +458,7 @@ impl Bandwidth {
                 .over
                 .as_ref()
                 .unwrap_or(&b.configured)
-                .rate_at(self.shared.clock.now());
+                .rate_now(&*self.shared.clock);
             let now = Instant::now();
             if rate != b.rate {
                 // Rescale what is queued at the old rate to the new one.

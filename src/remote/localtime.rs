@@ -4,8 +4,9 @@
 //!
 //! Offsets come from the file's transition table (the 64-bit one of version 2+ files).
 //! After the last transition the file's last offset stays in force: Debian and most
-//! distributions ship "fat" files listing transitions up to 2037. A zone that cannot be
-//! read is UTC, with a warning in the log.
+//! distributions ship "fat" files listing transitions up to 2037. No `/etc/localtime` is
+//! UTC; a zone that cannot be read or parsed is UTC with a warning in the log. The zone is
+//! read once, when a timetable first needs it.
 
 use std::path::{Path, PathBuf};
 
@@ -37,19 +38,24 @@ impl Zone {
             }
             _ => PathBuf::from("/etc/localtime"),
         };
-        match std::fs::read(&path)
-            .map_err(|e| e.to_string())
-            .and_then(|b| Zone::parse(&b))
-        {
-            Ok(z) => z,
-            Err(e) => {
-                tracing::warn!(
-                    "local time zone {}: {e}; the bandwidth timetable uses UTC",
-                    path.display()
-                );
-                Zone::utc()
+        let problem = match std::fs::read(&path) {
+            Ok(b) => match Zone::parse(&b) {
+                Ok(z) => return z,
+                Err(e) => e,
+            },
+            // No /etc/localtime is how minimal systems say UTC.
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound && std::env::var_os("TZ").is_none() =>
+            {
+                return Zone::utc();
             }
-        }
+            Err(e) => e.to_string(),
+        };
+        tracing::warn!(
+            "local time zone {}: {problem}; the bandwidth timetable uses UTC",
+            path.display()
+        );
+        Zone::utc()
     }
 
     /// Parses TZif data (RFC 8536).
