@@ -204,11 +204,51 @@ async fn events_stream_creates_renames_deletes_and_pauses() {
         (Some("alpha"), Some(5))
     );
 
+    let mut all = got;
+
+    // A sharing link, then a new URL for it.
+    let one = a.join("d/one.txt");
+    for (args, renewed) in [(vec!["link"], false), (vec!["link", "--regenerate"], true)] {
+        let mut args: Vec<&str> = args;
+        args.push(one.to_str().unwrap());
+        let out = e.ctl(&args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let more = collect_until(&rx, |g| g.iter().any(|v| v["event"] == "link_created"));
+        let l = more.last().unwrap();
+        assert_eq!(
+            (&l["path"], &l["renewed"]),
+            (&Value::from("d/one.txt"), &Value::from(renewed)),
+            "{l}"
+        );
+        assert!(l["link_id"].as_str().unwrap().starts_with("lnk_"), "{l}");
+        assert!(!l.to_string().contains("http"), "no URL in events: {l}");
+        all.extend(more);
+    }
+
+    // Someone deletes it remotely; verify --repair finds the drift and it goes up again.
+    let folder = e.folder_id("alpha/d").await.unwrap();
+    let id = e.children(&folder).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = reqwest::Client::new()
+        .delete(e.api_url(&format!("/files/{id}?permanent=true")))
+        .bearer_auth(crate::support::TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    let out = e.ctl(&["verify", "alpha", "--repair"]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    let more = collect_until(&rx, |g| {
+        has(g, "drift_repaired", "path", "d/one.txt") && has(g, "uploaded", "path", "d/one.txt")
+    });
+    all.extend(more);
+
     // An edit and a rename in one quiet period: a remote move (and the new content as a
     // new version of the moved file), not a delete and an upload.
     std::fs::write(a.join("d/one.txt"), b"hello again").unwrap();
     std::fs::rename(a.join("d/one.txt"), a.join("d/two.txt")).unwrap();
-    let mut all = got;
     let more = collect_until(&rx, |g| {
         has(g, "moved", "to", "d/two.txt") || has(g, "uploaded", "path", "d/two.txt")
     });
