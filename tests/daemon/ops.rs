@@ -259,6 +259,21 @@ async fn events_stream_creates_renames_deletes_and_pauses() {
         has(g, "deleted", "path", "d/two.txt")
     }));
 
+    // A name the API does not take (a trailing space): failed, with the reason.
+    std::fs::write(a.join("bad "), b"x").unwrap();
+    let more = collect_until(&rx, |g| has(g, "failed", "path", "bad "));
+    let f = more.iter().find(|v| v["event"] == "failed").unwrap();
+    assert_eq!(
+        (&f["reason"], &f["permanent"]),
+        (
+            &Value::from("invalid name \"bad \": leading or trailing whitespace"),
+            &Value::from(true)
+        ),
+        "{f}"
+    );
+    all.extend(more);
+    std::fs::remove_file(a.join("bad ")).unwrap();
+
     assert!(e.ctl(&["pause", "alpha"]).status.success());
     let more = collect_until(&rx, |g| g.iter().any(|v| v["event"] == "paused"));
     assert_eq!(more.last().unwrap()["reason"], "paused by user");
