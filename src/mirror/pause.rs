@@ -158,7 +158,12 @@ impl Engine {
     /// Pauses; a guard's pause is saved, so a restart stays paused.
     pub(super) async fn pause(&mut self, pause: Pause) {
         let reason = pause.reason();
-        tracing::warn!(mirror = %self.name, "paused: {reason}");
+        if pause == Pause::Battery {
+            // A laptop unplugged is no problem to warn about.
+            tracing::info!(mirror = %self.name, "paused: {reason}");
+        } else {
+            tracing::warn!(mirror = %self.name, "paused: {reason}");
+        }
         if pause.is_saved()
             && let Some(t) = &self.target
         {
