@@ -96,6 +96,21 @@ pub struct DaemonSection {
     pub upload_concurrency: usize,
     /// Seconds a graceful stop waits for transfers before checkpointing them.
     pub drain_timeout_secs: u64,
+    /// Upload bandwidth shared by all transfers: `"off"`, a rate (`"2MiB/s"`), or a
+    /// weekly timetable in local time (`"Mon-Fri 08:00-18:00 1MiB/s, 20MiB/s"`, the last
+    /// entry the default). See `remote::bandwidth`.
+    pub bandwidth_limit: String,
+    /// Events held for each `scaidrivectl events` reader before a slow one loses the
+    /// oldest (and is told how many).
+    pub event_buffer: usize,
+    /// Pause uploads while the machine runs on battery power (resume on AC power).
+    pub pause_on_battery: bool,
+    /// Where Linux lists the power supplies (`pause_on_battery`); another directory for
+    /// tests or containers.
+    pub power_supply_dir: PathBuf,
+    /// Also write the Prometheus metrics to this file, rewritten atomically every few
+    /// seconds (for node_exporter's textfile collector: a `*.prom` file in its directory).
+    pub metrics_file: Option<PathBuf>,
 }
 
 impl Default for DaemonSection {
@@ -107,6 +122,11 @@ impl Default for DaemonSection {
             log_level: "info".into(),
             upload_concurrency: 32,
             drain_timeout_secs: 20,
+            bandwidth_limit: "off".into(),
+            event_buffer: crate::events::CAPACITY,
+            pause_on_battery: false,
+            power_supply_dir: PathBuf::from("/sys/class/power_supply"),
+            metrics_file: None,
         }
     }
 }
@@ -395,6 +415,21 @@ impl Config {
         if self.mirrors.is_empty() {
             return Err(ConfigError::Check("no mirror configured (add a [[mirror]] section, or use --folder with SCAIDRIVE_SHARE_ID)".into()));
         }
+        self.bandwidth_schedule()?;
+        if let Some(p) = &self.daemon.metrics_file {
+            let dir = p.parent().filter(|d| !d.as_os_str().is_empty());
+            if p.file_name().is_none() || dir.is_some_and(|d| !d.is_dir()) {
+                return Err(ConfigError::Check(format!(
+                    "daemon.metrics_file {}: the directory does not exist",
+                    p.display()
+                )));
+            }
+        }
+        if self.daemon.event_buffer == 0 {
+            return Err(ConfigError::Check(
+                "daemon.event_buffer must be at least 1".into(),
+            ));
+        }
         if self.remote.quota_recheck_secs == 0 {
             return Err(ConfigError::Check(
                 "remote.quota_recheck_secs must be at least 1".into(),
@@ -504,6 +539,18 @@ impl Config {
             roots.push((name, root));
         }
         Ok(())
+    }
+}
+
+impl Config {
+    /// `daemon.bandwidth_limit`, parsed; the error names the key.
+    pub fn bandwidth_schedule(&self) -> Result<crate::remote::bandwidth::Schedule, ConfigError> {
+        crate::remote::bandwidth::Schedule::parse(&self.daemon.bandwidth_limit).map_err(|e| {
+            ConfigError::Check(format!(
+                "daemon.bandwidth_limit {:?}: {e}",
+                one_line(&self.daemon.bandwidth_limit)
+            ))
+        })
     }
 }
 

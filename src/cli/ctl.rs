@@ -101,6 +101,24 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Show the upload bandwidth limit, or set it until the next reload or restart:
+    /// a rate ("2MiB/s", "500KiB/s"), "off", or a weekly timetable in local time
+    /// ("Mon-Fri 08:00-18:00 1MiB/s, 20MiB/s", the last entry the default).
+    Limit {
+        /// The new limit; without it the limit in force is shown.
+        limit: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stream what the daemon does, one line per event (uploaded, new_version, moved,
+    /// deleted, drift_repaired, failed, paused, resumed, link_created, in_sync), until it
+    /// stops. A reader too slow to keep up gets a "dropped N events" line.
+    Events {
+        mirror: Option<String>,
+        /// Newline-delimited JSON, as GET /v1/events sends it.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the Prometheus metrics.
     Metrics,
     /// Check a configuration file without starting anything.
@@ -319,6 +337,10 @@ async fn run(args: Args) -> Result<u8, CtlError> {
             print!("{}", client::metrics(&socket).await?);
             Ok(0)
         }
+        Cmd::Events { mirror, json } => {
+            super::ctl_ops::events(&socket, mirror.as_deref(), *json).await
+        }
+        Cmd::Limit { limit, json } => super::ctl_ops::limit(&socket, limit.as_deref(), *json).await,
         Cmd::Config { .. } | Cmd::Service { .. } => unreachable!("handled above"),
     }
 }
@@ -547,6 +569,9 @@ fn print_status(v: &StatusResponse) {
         "scaidrived {} (pid {}), state {}",
         d.version, d.pid, d.state_dir
     );
+    if let Some(b) = &v.bandwidth {
+        println!("{}", super::ctl_ops::bandwidth_line(b));
+    }
     for m in &v.mirrors {
         let s = &m.status;
         let sync = if m.in_sync { "in sync" } else { "" };

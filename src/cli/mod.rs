@@ -3,5 +3,6 @@
 //! pages and shell completions are generated from these definitions.
 
 pub mod ctl;
+mod ctl_ops;
 pub mod daemon;
 pub mod devserver;

@@ -65,6 +65,10 @@ pub struct MirrorDeps {
     pub uploader: Uploader,
     /// While paused for a full quota, how often the share's usage is checked again.
     pub quota_recheck: Duration,
+    /// Where the mirror says what it did (`scaidrivectl events`).
+    pub events: crate::events::EventBus,
+    /// `true` while uploads should pause for battery power (`pause_on_battery`).
+    pub power: watch::Receiver<bool>,
 }
 
 fn unix_now() -> i64 {
@@ -205,6 +209,11 @@ impl Engine {
         let (failures, retrying) = (self.failures.len(), self.failures.retrying());
         let skipped = self.skipped.clone();
         let c = self.counters.clone();
+        let (before, before_reason) = {
+            let s = self.status_tx.borrow();
+            (s.state, s.reason.clone())
+        };
+        self.publish_transition(before, before_reason, state, reason.as_deref(), failures);
         self.status_tx.send_modify(|s| {
             s.state = state;
             s.reason = reason;
@@ -220,6 +229,34 @@ impl Engine {
                 s.last_sync_at = Some(unix_now());
             }
         });
+    }
+
+    /// The events a change of state makes: paused (or paused for another reason),
+    /// resumed, in sync.
+    fn publish_transition(
+        &self,
+        before: MirrorState,
+        before_reason: Option<String>,
+        state: MirrorState,
+        reason: Option<&str>,
+        failures: usize,
+    ) {
+        use crate::events::EventKind;
+        let stopped =
+            |s: MirrorState| matches!(s, MirrorState::Paused | MirrorState::NeedsCredentials);
+        if stopped(state) {
+            if !stopped(before) || before_reason.as_deref() != reason {
+                let reason = reason.unwrap_or("paused").to_string();
+                self.deps
+                    .events
+                    .publish(&self.name, EventKind::Paused { reason });
+            }
+        } else if stopped(before) {
+            self.deps.events.publish(&self.name, EventKind::Resumed);
+        }
+        if state == MirrorState::Idle && before != MirrorState::Idle && failures == 0 {
+            self.deps.events.publish(&self.name, EventKind::InSync);
+        }
     }
 
     fn set_queue(&self, depth: usize) {
@@ -285,6 +322,10 @@ impl Engine {
             let reason = p.reason();
             tracing::warn!(mirror = %self.name, "still paused: {reason}");
             self.set_state(p.state(), Some(reason));
+        }
+        let mut power = self.deps.power.clone();
+        if *power.borrow_and_update() {
+            self.power_changed(true).await;
         }
 
         let mut poll_every = None;
@@ -362,6 +403,9 @@ impl Engine {
                     Some(cmd) => self.command(cmd).await,
                     None => break,
                 },
+                on_battery = async { match power.changed().await { Ok(()) => *power.borrow_and_update(), Err(_) => std::future::pending().await } } => {
+                    self.power_changed(on_battery).await;
+                }
                 ev = async { match watcher.as_mut() { Some(w) => w.recv().await, None => std::future::pending().await } } => {
                     let Some(ev) = ev else {
                         // The backend is gone (root removed): the next batch notices.

@@ -428,6 +428,9 @@ impl Engine {
                         store::apply_to_map(Arc::make_mut(&mut self.known), e);
                     }
                     self.failures.forget(r.op.path());
+                    if let Some(kind) = done_event(&r.op) {
+                        self.deps.events.publish(&self.name, kind);
+                    }
                 }
                 Outcome::Changed(effects) => {
                     for e in &effects {
@@ -442,6 +445,14 @@ impl Engine {
                 }
                 Outcome::Failed { reason, permanent } => {
                     tracing::warn!(mirror = %self.name, path = r.op.path(), "failed: {}", Escaped(&reason));
+                    self.deps.events.publish(
+                        &self.name,
+                        crate::events::EventKind::Failed {
+                            path: r.op.path().to_string(),
+                            reason: reason.clone(),
+                            permanent,
+                        },
+                    );
                     if let Op::Move { from, .. } = &r.op {
                         self.failures.note_failed_move(r.op.path(), from);
                     }
@@ -744,4 +755,26 @@ fn add_other_links(
             disk.insert(p.clone(), disk_item(p, &l));
         }
     }
+}
+
+/// The event a finished op makes (none for a store-only refresh).
+fn done_event(op: &Op) -> Option<crate::events::EventKind> {
+    use crate::events::EventKind;
+    Some(match op {
+        Op::Mkdir { path, .. } => EventKind::FolderCreated { path: path.clone() },
+        Op::Upload { path, item, .. } => EventKind::Uploaded {
+            path: path.clone(),
+            bytes: item.size,
+        },
+        Op::Replace { path, item, .. } => EventKind::NewVersion {
+            path: path.clone(),
+            bytes: item.size,
+        },
+        Op::Move { from, to, .. } => EventKind::Moved {
+            from: from.clone(),
+            to: to.clone(),
+        },
+        Op::Delete { path, .. } => EventKind::Deleted { path: path.clone() },
+        Op::Refresh { .. } => return None,
+    })
 }

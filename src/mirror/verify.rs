@@ -124,6 +124,12 @@ impl Engine {
                 store::apply_to_map(Arc::make_mut(&mut self.known), e);
             }
             report.repaired = before - self.known.len();
+            for p in &drifted {
+                self.deps.events.publish(
+                    &self.name,
+                    crate::events::EventKind::DriftRepaired { path: p.clone() },
+                );
+            }
         }
         report
     }

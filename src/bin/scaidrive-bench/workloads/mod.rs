@@ -5,9 +5,11 @@
 //!
 //! One file per kind of measurement: `throughput` (W1, W2), `latency` (W3), `restart`
 //! (W4 with W6, which share a setup), `rename` (W5), `rate_limit` (W7), `units` (W8, API
-//! units per change against the documented floor, issue 19); here the context
+//! units per change against the documented floor, issue 19), `bandwidth` (W10, issue 21);
+//! here the context
 //! and the steps they share (generate a tree, mirror it once, check the upload count).
 
+mod bandwidth;
 mod latency;
 mod rate_limit;
 mod rename;
@@ -15,6 +17,7 @@ mod restart;
 mod throughput;
 mod units;
 
+pub use bandwidth::w10;
 pub use latency::w3;
 pub use rate_limit::w7;
 pub use rename::w5;
