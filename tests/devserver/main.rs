@@ -9,6 +9,7 @@ mod harness;
 
 mod auth_limits;
 mod caps;
+mod changelog;
 mod files;
 mod folders;
 mod links;
