@@ -15,6 +15,7 @@
 //! | `POST /_devserver/shares` | `{"name","owner_id","quota_bytes"}` | new share (owner membership) |
 //! | `PATCH /_devserver/shares/{id}` | `{"quota_bytes"}` | change quota (null = unlimited) |
 //! | `POST /_devserver/members` | `{"share_id","user_id","role"}` | add or change a member |
+//! | `POST /_devserver/changelog/truncate` | `{"through"?}` | drop the change log up to a position (default: all); older cursors get 410 `CURSOR_EXPIRED` |
 //! | `PATCH /_devserver/tenant` | `{"links_disabled","require_link_password","max_link_expiry_days"}` | link policy |
 
 use axum::Router;
@@ -50,6 +51,7 @@ pub fn routes() -> Router<AppState> {
         .route("/_devserver/shares/{share_id}", patch(patch_share))
         .route("/_devserver/members", post(set_member))
         .route("/_devserver/tenant", patch(patch_tenant))
+        .route("/_devserver/changelog/truncate", post(truncate_changelog))
         .route_layer(middleware::from_fn(loopback_only))
 }
 
@@ -149,6 +151,25 @@ struct ClockBody {
 async fn clock(State(state): State<AppState>, Json(b): Json<ClockBody>) -> Json<Value> {
     state.update_settings(|s| s.clock_offset_secs += b.advance_secs);
     Json(json!({ "now": iso(state.now()), "offset_secs": state.settings().clock_offset_secs }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TruncateBody {
+    through: Option<i64>,
+}
+
+async fn truncate_changelog(
+    State(state): State<AppState>,
+    Json(b): Json<TruncateBody>,
+) -> ApiResult<Json<Value>> {
+    state
+        .db
+        .tx(move |tx| {
+            let floor = super::sync::truncate_log(tx, b.through)?;
+            Ok(Json(json!({ "floor": floor })))
+        })
+        .await
 }
 
 async fn stats(State(state): State<AppState>) -> Json<Value> {

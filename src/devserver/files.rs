@@ -508,7 +508,9 @@ async fn patch(
                     params![node.id, parent, name, caller.user_id, now],
                 )?;
                 let restored = reload(tx, &node.id)?;
-                model::record_node_change(tx, &restored, "created", &caller.user_id, &now, None, None)?;
+                // The restored file is back with its current version: say which one.
+                let ver = model::current_version_id(tx, &restored)?;
+                model::record_node_change(tx, &restored, "created", &caller.user_id, &now, None, ver.as_deref())?;
                 return Ok(Json(model::file_json(tx, &restored)?));
             }
             if parent == node.parent_id && name == node.name {

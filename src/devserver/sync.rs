@@ -35,13 +35,66 @@ pub fn routes() -> Router<AppState> {
 const DEFAULT_LIMIT: i64 = 1000;
 const MAX_LIMIT: i64 = 5000;
 
-/// The newest change position of the tenant (0 when its log is empty).
+/// The newest change position of the tenant (0 when its log is empty; never below the
+/// retention floor, so a truncated log keeps its positions).
 fn head(conn: &Connection, tenant_id: &str) -> ApiResult<i64> {
-    Ok(conn.query_row(
+    let newest: i64 = conn.query_row(
         "SELECT COALESCE(MAX(seq), 0) FROM changes WHERE tenant_id = ?1",
         [tenant_id],
         |r| r.get(0),
-    )?)
+    )?;
+    Ok(newest.max(log_floor(conn)?))
+}
+
+/// The key in `kv` holding the retention floor: every change at or below it is gone.
+pub const LOG_FLOOR_KEY: &str = "changelog_floor";
+
+/// The position up to which the change log was truncated (0 = nothing dropped). A cursor
+/// below it would silently miss changes, so it is refused with 410 `CURSOR_EXPIRED`.
+pub fn log_floor(conn: &Connection) -> ApiResult<i64> {
+    let v: Option<String> = conn
+        .query_row(
+            "SELECT value FROM kv WHERE key = ?1",
+            [LOG_FLOOR_KEY],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(v.and_then(|v| v.parse().ok()).unwrap_or(0))
+}
+
+/// Drops every change at or below `through` (capped at the head) and raises the floor;
+/// returns the new floor. Models a server whose log retention ran out for old cursors.
+pub fn truncate_log(conn: &Connection, through: Option<i64>) -> ApiResult<i64> {
+    let newest: i64 = conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM changes", [], |r| {
+        r.get(0)
+    })?;
+    let floor = through
+        .unwrap_or(newest)
+        .min(newest.max(log_floor(conn)?))
+        .max(log_floor(conn)?);
+    conn.execute("DELETE FROM changes WHERE seq <= ?1", [floor])?;
+    conn.execute(
+        "INSERT INTO kv (key, value) VALUES (?1, ?2) \
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        params![LOG_FLOOR_KEY, floor.to_string()],
+    )?;
+    Ok(floor)
+}
+
+/// 410 `CURSOR_EXPIRED` for a cursor older than the retained log.
+fn check_retained(conn: &Connection, cursor: i64) -> ApiResult<()> {
+    let floor = log_floor(conn)?;
+    if cursor < floor {
+        return Err(ApiError::new(
+            StatusCode::GONE,
+            "CURSOR_EXPIRED",
+            format!(
+                "cursor {cursor} is older than the retained change log (oldest position {floor}); \
+                 list the share and continue from the current cursor"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn change_json(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, Value)> {
@@ -113,6 +166,7 @@ async fn changes(
                 let head = head(conn, &caller.tenant_id)?;
                 return Ok(Json(json!({ "changes": [], "cursor": head, "has_more": false, "share_id": q.share_id })));
             };
+            check_retained(conn, cursor)?;
             let mut stmt = conn.prepare(
                 "SELECT seq, id, tenant_id, share_id, resource_type, resource_id, change_type, changed_by, \
                  changed_at, old_path, new_path, version_id, metadata FROM changes \

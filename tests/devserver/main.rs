@@ -9,6 +9,7 @@ mod harness;
 
 mod auth_limits;
 mod caps;
+mod changelog;
 mod economy_budgets;
 mod economy_known;
 mod files;
