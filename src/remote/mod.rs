@@ -17,7 +17,6 @@ pub mod bandwidth;
 mod call;
 pub mod error;
 mod known;
-pub mod localtime;
 pub mod pace;
 pub mod retry;
 pub mod types;
