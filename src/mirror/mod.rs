@@ -13,6 +13,7 @@
 //! - `progress`: the once-a-second transfer figures; [`status`]: what the task shows;
 //! - [`error`]: the engine's error type, [`MirrorError`].
 
+mod drift;
 pub mod error;
 mod failures;
 mod pass;
@@ -139,6 +140,8 @@ struct Engine {
     /// The watcher being set up (a walk of the whole tree), started as soon as the ignore
     /// rules are known so that it overlaps with loading the store.
     watcher_starting: Option<tokio::task::JoinHandle<(Result<Watcher, WatchError>, Duration)>>,
+    /// Following the share's change log (`drift`).
+    drift: drift::Follow,
 }
 
 impl Engine {
@@ -175,6 +178,7 @@ impl Engine {
             root_anchor: None,
             removals: None,
             watcher_starting: None,
+            drift: drift::Follow::default(),
         }
     }
 
@@ -261,6 +265,7 @@ impl Engine {
             }
             self.set_state(MirrorState::Starting, None);
         }
+        self.follow_arm();
         // A root pause saved by an earlier run lifts if the original root is back.
         self.settle_saved_pause_at_start().await;
         // Another directory at the root's path pauses now, with that reason.
@@ -334,6 +339,9 @@ impl Engine {
             }
             if !self.unwatched.is_empty() && self.paused.is_none() {
                 deadline = deadline.min(next_rewatch);
+            }
+            if let Some(d) = self.drift.due() {
+                deadline = deadline.min(d);
             }
             self.set_queue(queue.len() + self.gate.len() + self.intents.held());
             tokio::select! {
@@ -430,6 +438,10 @@ impl Engine {
                             self.probe_space().await;
                         }
                         self.retry_due(&shutdown).await;
+                        continue;
+                    }
+                    if self.drift.due().is_some_and(|d| now >= d) && queue.is_empty() {
+                        self.poll_remote().await;
                         continue;
                     }
                     let settled = queue.drain_ready(now);

@@ -15,6 +15,7 @@
 pub mod auth;
 mod call;
 pub mod error;
+pub mod follow;
 pub mod pace;
 pub mod retry;
 pub mod types;

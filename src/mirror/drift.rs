@@ -1,0 +1,953 @@
+//! Remote drift: following the share's change log (`scaidrive-api.md` §12) and repairing
+//! what other people changed under the mirror's folder toward the local root (DESIGN.md
+//! §4 "Others write too").
+//!
+//! Each daemon registers one sync device per share (`POST /sync/devices`, the id kept in
+//! the state database) and each mirror keeps its cursor into the share's log, locally and
+//! on the server (`POST /sync/cursor`, so the server's "last seen" shows the daemon
+//! alive). Every `remote_poll_secs` the mirror reads the log after its cursor (paging
+//! while `has_more`), folds the rows per resource into its final state, and compares that
+//! with what the store says the mirror holds — which is local truth once a pass is done:
+//!
+//! - a change that agrees with the store (our own uploads, renames, deletes, restores;
+//!   an `updated` row whose version or checksum is the one recorded) needs no call;
+//! - a mirrored item deleted remotely is restored from the trash (no bytes); if it is
+//!   gone for good the store forgets it and the next pass uploads it again;
+//! - a mirrored item renamed or moved remotely is put back (one call per item; the
+//!   descendants of a folder put back come with it);
+//! - a new version of a mirrored file saved remotely is superseded by the local content
+//!   (the store forgets the recorded hash so the pass uploads the file as a new version;
+//!   the colleague's version stays in the history) and the overwrite is logged with who
+//!   made it and counted in status;
+//! - items others created are left alone (`remote_extras = "keep"`, listed by `verify`
+//!   as remote only) or trashed (`"trash"`), never when the local root has that path.
+//!
+//! A repair that fails transiently leaves the cursor where it was: the next poll reads
+//! the same rows again (folding them is idempotent). A cursor the server refuses (a
+//! 4xx: retention ran out, an unknown cursor) is a log gap: the mirror lists its remote
+//! folder once, puts back what it can and continues from the current position.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::time::Instant;
+
+use super::{Engine, MirrorState, unix_now};
+use crate::config::RemoteExtras;
+use crate::remote::follow::NewDevice;
+use crate::remote::{Change, Cursor, Error as RemoteError};
+use crate::store::{Effect, Entry, EntryKind, SyncCursor};
+
+/// Rows asked for per `/sync/changes` call (the documented default).
+const PAGE: u32 = 1000;
+/// Pages read in one poll before the rows are acted on (the next poll continues).
+const MAX_PAGES: usize = 20;
+/// The server-side cursor is stored when it moved, and at least this often while the
+/// daemon runs, so "last seen" stays fresh.
+const SERVER_CURSOR_EVERY: Duration = Duration::from_secs(600);
+
+/// The follower's state in one mirror task.
+#[derive(Debug, Default)]
+pub(super) struct Follow {
+    device_id: Option<String>,
+    cursor: Option<Cursor>,
+    read_at: Option<i64>,
+    repairs: u64,
+    overwrites: u64,
+    /// Drift known and not yet repaired (a repair that failed transiently).
+    pending: usize,
+    next_poll: Option<Instant>,
+    /// The cursor last stored on the server, and when.
+    server_saved: Option<(Cursor, Instant)>,
+}
+
+impl Follow {
+    /// When the next poll is due (`None` = not following).
+    pub(super) fn due(&self) -> Option<Instant> {
+        self.next_poll
+    }
+}
+
+/// One resource's rows folded into its final state.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Seen {
+    resource_type: String,
+    /// The last row that placed or removed it was a delete.
+    deleted: bool,
+    /// Where the log last put it (absolute path in the share).
+    path: Option<String>,
+    /// The latest `updated` row: (version, checksum, who).
+    content: Option<(Option<i64>, Option<String>, Option<String>)>,
+    /// Who made the last change.
+    by: Option<String>,
+}
+
+fn fold(rows: &[Change], seen: &mut BTreeMap<String, Seen>) {
+    for c in rows {
+        if c.resource_type == "share" {
+            continue;
+        }
+        let s = seen.entry(c.resource_id.clone()).or_default();
+        s.resource_type = c.resource_type.clone();
+        s.by = c.changed_by.clone();
+        match c.change_type.as_str() {
+            "deleted" => s.deleted = true,
+            "created" | "renamed" | "moved" => {
+                s.deleted = false;
+                if c.new_path.is_some() {
+                    s.path = c.new_path.clone();
+                }
+            }
+            "updated" => {
+                if c.new_path.is_some() {
+                    s.path = c.new_path.clone();
+                }
+                let version = c.metadata.get("version").and_then(|v| v.as_i64());
+                let sha = c
+                    .metadata
+                    .get("checksum_sha256")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string);
+                s.content = Some((version, sha, c.changed_by.clone()));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// What one poll does about what it read.
+#[derive(Clone, Debug, PartialEq)]
+enum Repair {
+    /// A mirrored item deleted remotely: restore it from the trash.
+    Restore { path: String, id: String, dir: bool },
+    /// A mirrored item that is elsewhere (absolute `now`): put it back at `path`.
+    PutBack {
+        path: String,
+        id: String,
+        dir: bool,
+        now: String,
+    },
+    /// A remote edit of a mirrored file: upload the local content as a new version.
+    Overwrite {
+        path: String,
+        version: Option<i64>,
+        sha: Option<String>,
+        by: Option<String>,
+    },
+    /// Created remotely by someone else, not in the local root.
+    Extra {
+        rel: String,
+        id: String,
+        dir: bool,
+        by: Option<String>,
+    },
+}
+
+/// The mirror-relative path of an absolute share path under `base` (`"/a/b"` or `""`
+/// for the share root); `None` outside it, `Some("")` for the base itself.
+fn relative(base: &str, abs: &str) -> Option<String> {
+    if base.is_empty() {
+        return abs.strip_prefix('/').map(str::to_string);
+    }
+    if abs == base {
+        return Some(String::new());
+    }
+    abs.strip_prefix(base)
+        .and_then(|r| r.strip_prefix('/'))
+        .map(str::to_string)
+}
+
+/// The repairs for `seen` (pure: the store's view, what exists locally, the setting).
+fn plan(
+    seen: &BTreeMap<String, Seen>,
+    known: &BTreeMap<String, Entry>,
+    base: &str,
+    on_disk: &dyn Fn(&str) -> bool,
+) -> Vec<Repair> {
+    let by_id: HashMap<&str, &Entry> = known.values().map(|e| (e.remote_id.as_str(), e)).collect();
+    let mut out = Vec::new();
+    let mut extra_dirs: Vec<String> = Vec::new();
+    // Parents first: a restored or put-back folder brings its subtree with it.
+    let mut items: Vec<(&String, &Seen)> = seen.iter().collect();
+    let depth = |s: &Seen| {
+        s.path
+            .as_deref()
+            .map_or(usize::MAX, |p| p.matches('/').count())
+    };
+    items.sort_by_key(|(id, s)| {
+        by_id
+            .get(id.as_str())
+            .map_or(depth(s), |e| e.path.matches('/').count())
+    });
+    for (id, s) in items {
+        if let Some(e) = by_id.get(id.as_str()) {
+            let dir = e.kind == EntryKind::Dir;
+            if !on_disk(&e.path) {
+                // Deleted here too: the pass deletes (or already deleted) it remotely.
+                continue;
+            }
+            if s.deleted {
+                out.push(Repair::Restore {
+                    path: e.path.clone(),
+                    id: id.clone(),
+                    dir,
+                });
+            }
+            if let Some(now) = &s.path
+                && relative(base, now).as_deref() != Some(e.path.as_str())
+            {
+                out.push(Repair::PutBack {
+                    path: e.path.clone(),
+                    id: id.clone(),
+                    dir,
+                    now: now.clone(),
+                });
+            }
+            if let (Some((version, sha, by)), false) = (&s.content, dir) {
+                let newer = match (version, e.remote_version) {
+                    (Some(v), Some(r)) => *v > r,
+                    _ => true,
+                };
+                let differs = sha.is_none() || *sha != e.sha256;
+                if newer && differs {
+                    out.push(Repair::Overwrite {
+                        path: e.path.clone(),
+                        version: *version,
+                        sha: sha.clone(),
+                        by: by.clone(),
+                    });
+                }
+            }
+            continue;
+        }
+        // Not mirrored: someone else's item, if it is (still) under the mirror's folder.
+        if s.deleted {
+            continue;
+        }
+        let Some(rel) = s.path.as_deref().and_then(|p| relative(base, p)) else {
+            continue;
+        };
+        if rel.is_empty() || known.contains_key(&rel) || on_disk(&rel) {
+            continue;
+        }
+        if extra_dirs
+            .iter()
+            .any(|d| rel.starts_with(d.as_str()) && rel[d.len()..].starts_with('/'))
+        {
+            continue;
+        }
+        let dir = s.resource_type == "folder";
+        if dir {
+            extra_dirs.push(rel.clone());
+        }
+        out.push(Repair::Extra {
+            rel,
+            id: id.clone(),
+            dir,
+            by: s.by.clone(),
+        });
+    }
+    out
+}
+
+/// `dev_` and 26 random characters: the client-generated device id.
+fn new_device_id() -> String {
+    const ALPHABET: &[u8] = b"0123456789abcdefghjkmnpqrstvwxyz";
+    let mut rng = rand::rng();
+    let tail: String = (0..26)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect();
+    format!("dev_{tail}")
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown host".into())
+}
+
+impl Engine {
+    fn poll_every(&self) -> Option<Duration> {
+        (self.cfg.remote_poll_secs > 0).then(|| Duration::from_secs(self.cfg.remote_poll_secs))
+    }
+
+    /// The mirror's remote base folder as an absolute share path (`""` = share root).
+    fn base_abs(&self) -> String {
+        let p = self.cfg.remote_path.trim_matches('/');
+        if p.is_empty() {
+            String::new()
+        } else {
+            format!("/{p}")
+        }
+    }
+
+    /// Arms the follower after start-up: the first poll comes right after the first pass.
+    pub(super) fn follow_arm(&mut self) {
+        if self.poll_every().is_some() {
+            self.drift.next_poll = Some(Instant::now());
+        }
+    }
+
+    /// The share's device (registered once per daemon version) and the mirror's cursor:
+    /// the stored one, else the server's for this device (a new device starts at the
+    /// current head, which is right after a full pass: the store is local truth).
+    async fn follow_setup(&mut self) -> Result<(), RemoteError> {
+        let Some(t) = self.target.clone() else {
+            return Ok(());
+        };
+        let store = self.deps.store.clone();
+        let client = self.deps.client.clone();
+        let name = self.name.clone();
+        let fail = |e: crate::store::StoreError| {
+            tracing::warn!(mirror = %name, "change log: {e}");
+        };
+        if self.drift.device_id.is_none() {
+            let kept = match store.sync_device(&t.share_id).await {
+                Ok(Some(d)) => Ok(d),
+                Ok(None) => {
+                    store
+                        .keep_sync_device(&t.share_id, &new_device_id(), unix_now())
+                        .await
+                }
+                Err(e) => Err(e),
+            };
+            let dev = match kept {
+                Ok(d) => d,
+                Err(e) => {
+                    fail(e);
+                    return Ok(());
+                }
+            };
+            let version = env!("CARGO_PKG_VERSION");
+            if dev.registered_version.as_deref() != Some(version) {
+                client
+                    .register_device(&NewDevice {
+                        device_id: dev.device_id.clone(),
+                        device_name: format!("scaidrived on {}", host_name()),
+                        platform: std::env::consts::OS.to_string(),
+                        client_version: version.to_string(),
+                    })
+                    .await?;
+                if let Err(e) = store.set_device_registered(&t.share_id, version).await {
+                    fail(e);
+                }
+                tracing::info!(mirror = %self.name, device = %dev.device_id, "registered sync device for share {}", t.share_id);
+            }
+            self.drift.device_id = Some(dev.device_id);
+        }
+        if self.drift.cursor.is_none() {
+            match store.sync_cursor(t.mirror).await {
+                Ok(Some(c)) if c.share_id == t.share_id => {
+                    self.drift.cursor = Some(Cursor(c.cursor));
+                    self.drift.read_at = Some(c.read_at);
+                    self.drift.repairs = c.repairs;
+                    self.drift.overwrites = c.overwrites;
+                }
+                Ok(_) => {
+                    let dev = self.drift.device_id.clone().unwrap_or_default();
+                    let st = client.sync_status(&t.share_id, &dev).await?;
+                    self.drift.cursor = Some(st.cursor_position);
+                    self.drift.read_at = Some(unix_now());
+                    self.save_cursor().await;
+                }
+                Err(e) => fail(e),
+            }
+        }
+        Ok(())
+    }
+
+    async fn save_cursor(&mut self) {
+        let (Some(t), Some(c)) = (self.target.clone(), self.drift.cursor.clone()) else {
+            return;
+        };
+        let rec = SyncCursor {
+            share_id: t.share_id.clone(),
+            cursor: c.0.clone(),
+            read_at: self.drift.read_at.unwrap_or_else(unix_now),
+            repairs: self.drift.repairs,
+            overwrites: self.drift.overwrites,
+        };
+        if let Err(e) = self.deps.store.set_sync_cursor(t.mirror, rec).await {
+            tracing::warn!(mirror = %self.name, "change log: saving the cursor: {e}");
+        }
+        let stale = self
+            .drift
+            .server_saved
+            .as_ref()
+            .is_none_or(|(saved, at)| *saved != c || at.elapsed() >= SERVER_CURSOR_EVERY);
+        if let (true, Some(dev)) = (stale, self.drift.device_id.clone()) {
+            match self.deps.client.set_cursor(&t.share_id, &dev, &c).await {
+                Ok(_) => self.drift.server_saved = Some((c, Instant::now())),
+                Err(e) => {
+                    tracing::warn!(mirror = %self.name, "change log: storing the cursor on the server: {e}")
+                }
+            }
+        }
+    }
+
+    fn publish_drift(&self) {
+        let (pending, repairs, overwrites, read_at) = (
+            self.drift.pending,
+            self.drift.repairs,
+            self.drift.overwrites,
+            self.drift.read_at,
+        );
+        self.status_tx.send_modify(|s| {
+            s.remote_drift = pending;
+            s.remote_repairs = repairs;
+            s.remote_overwrites = overwrites;
+            s.cursor_read_at = read_at;
+        });
+    }
+
+    /// One poll of the change log: read after the cursor, repair, move the cursor on.
+    pub(super) async fn poll_remote(&mut self) {
+        let Some(every) = self.poll_every() else {
+            self.drift.next_poll = None;
+            return;
+        };
+        self.drift.next_poll = Some(Instant::now() + every);
+        if self.paused.is_some() || self.target.is_none() {
+            return;
+        }
+        if let Err(e) = self.follow_setup().await {
+            tracing::warn!(mirror = %self.name, "change log: cannot set up the sync device or cursor, trying again in {} s: {e}", every.as_secs());
+            return;
+        }
+        let Some(t) = self.target.clone() else { return };
+        let Some(mut cursor) = self.drift.cursor.clone() else {
+            return;
+        };
+        let mut rows = Vec::new();
+        let mut more = false;
+        for _ in 0..MAX_PAGES {
+            match self
+                .deps
+                .client
+                .changes(&t.share_id, Some(&cursor), Some(PAGE))
+                .await
+            {
+                Ok(page) => {
+                    rows.extend(page.changes);
+                    cursor = page.cursor;
+                    more = page.has_more;
+                    if !more {
+                        break;
+                    }
+                }
+                Err(e)
+                    if e.is_transient()
+                        || e.kind() == crate::remote::ErrorKind::CredentialsNeeded =>
+                {
+                    tracing::warn!(mirror = %self.name, "change log: cannot read it, trying again in {} s: {e}", every.as_secs());
+                    return;
+                }
+                Err(e) => {
+                    self.log_gap(&e).await;
+                    return;
+                }
+            }
+        }
+        let mut seen = BTreeMap::new();
+        fold(&rows, &mut seen);
+        let failed = if seen.is_empty() {
+            0
+        } else {
+            let root = t.root.clone();
+            let on_disk = move |rel: &str| std::fs::symlink_metadata(root.join(rel)).is_ok();
+            let repairs = plan(&seen, &self.known, &self.base_abs(), &on_disk);
+            self.repair(repairs).await
+        };
+        if failed == 0 {
+            self.drift.cursor = Some(cursor);
+        }
+        self.drift.pending = failed;
+        self.drift.read_at = Some(unix_now());
+        self.save_cursor().await;
+        self.publish_drift();
+        if more {
+            self.drift.next_poll = Some(Instant::now());
+        }
+    }
+
+    /// Runs `repairs`; returns how many failed transiently (retried by the next poll).
+    async fn repair(&mut self, repairs: Vec<Repair>) -> usize {
+        let Some(t) = self.target.clone() else {
+            return 0;
+        };
+        if repairs.is_empty() {
+            return 0;
+        }
+        let drift = repairs
+            .iter()
+            .filter(|r| !matches!(r, Repair::Extra { .. }))
+            .count();
+        if drift > 0 {
+            self.drift.pending = drift;
+            self.publish_drift();
+            self.set_state(MirrorState::Syncing, None);
+        }
+        let client = self.deps.client.clone();
+        let mut failed = 0;
+        let mut forget = Vec::new();
+        let mut upserts = Vec::new();
+        // Folders put back: (mirror path, where it was); their subtree came along.
+        let mut put_back: Vec<(String, String)> = Vec::new();
+        for r in repairs {
+            match r {
+                Repair::Restore { path, id, dir } => {
+                    let res = if dir {
+                        client.restore_folder(&id).await.map(|_| ())
+                    } else {
+                        client.restore_file(&id).await.map(|_| ())
+                    };
+                    match res {
+                        Ok(()) => {
+                            self.drift.repairs += 1;
+                            tracing::warn!(mirror = %self.name, "{path}: deleted remotely by someone else; restored it from the trash");
+                        }
+                        Err(e) if e.is_transient() => failed += 1,
+                        Err(e) => {
+                            tracing::warn!(mirror = %self.name, "{path}: deleted remotely and cannot be restored ({e}); uploading it again");
+                            forget.push(Effect::RemoveTree(path));
+                        }
+                    }
+                }
+                Repair::PutBack { path, id, dir, now } => {
+                    if put_back.iter().any(|(p, n)| {
+                        path.strip_prefix(p.as_str())
+                            .filter(|rest| rest.starts_with('/'))
+                            .is_some_and(|rest| now == format!("{n}{rest}"))
+                    }) {
+                        continue;
+                    }
+                    let (parent, name) = match path.rsplit_once('/') {
+                        Some((p, n)) => (p.to_string(), n.to_string()),
+                        None => (String::new(), path.clone()),
+                    };
+                    let parent_id = if parent.is_empty() {
+                        t.base_folder_id.clone()
+                    } else {
+                        self.known.get(&parent).map(|e| e.remote_id.clone())
+                    };
+                    let res = if dir {
+                        let cur_name = now.rsplit('/').next().unwrap_or_default();
+                        let cur_parent = now.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
+                        let want_parent = if parent.is_empty() {
+                            self.base_abs()
+                        } else {
+                            format!("{}/{parent}", self.base_abs())
+                        };
+                        let mut r = Ok(());
+                        if cur_name != name {
+                            r = client.rename_folder(&id, &name).await.map(|_| ());
+                        }
+                        if r.is_ok() && cur_parent != want_parent {
+                            r = client
+                                .move_folder(&id, parent_id.as_deref())
+                                .await
+                                .map(|_| ());
+                        }
+                        r
+                    } else {
+                        client
+                            .place_file(&id, parent_id.as_deref(), &name)
+                            .await
+                            .map(|_| ())
+                    };
+                    match res {
+                        Ok(()) => {
+                            self.drift.repairs += 1;
+                            if dir {
+                                put_back.push((path.clone(), now.clone()));
+                            }
+                            tracing::warn!(mirror = %self.name, "{path}: moved or renamed remotely by someone else (to {now}); moved it back");
+                        }
+                        Err(e) if e.is_transient() => failed += 1,
+                        Err(e) => {
+                            tracing::warn!(mirror = %self.name, "{path}: cannot move it back from {now} ({e}); uploading it again");
+                            forget.push(Effect::RemoveTree(path));
+                        }
+                    }
+                }
+                Repair::Overwrite {
+                    path,
+                    version,
+                    sha,
+                    by,
+                } => {
+                    let Some(e) = self.known.get(&path) else {
+                        continue;
+                    };
+                    // The recorded hash becomes the remote's: the pass hashes the file,
+                    // finds it differs and uploads it as a new version.
+                    let mut e = e.clone();
+                    e.sha256 = Some(sha.unwrap_or_else(|| "remote-edit".into()));
+                    e.mtime_ns = e.mtime_ns.wrapping_add(1);
+                    e.ctime_ns = None;
+                    upserts.push(Effect::Upsert(e));
+                    self.drift.repairs += 1;
+                    self.drift.overwrites += 1;
+                    let v = version.map_or_else(|| "?".to_string(), |v| v.to_string());
+                    tracing::warn!(mirror = %self.name, "{path}: new version {v} saved remotely by {}; uploading the local content over it (version {v} stays in the file's history)", by.as_deref().unwrap_or("someone else"));
+                }
+                Repair::Extra { rel, id, dir, by } => {
+                    let by = by.as_deref().unwrap_or("someone else");
+                    if self.cfg.remote_extras == RemoteExtras::Keep {
+                        tracing::info!(mirror = %self.name, "{rel}: created remotely by {by}; not in the local root, left alone (remote_extras = \"keep\")");
+                        continue;
+                    }
+                    let res = if dir {
+                        client.delete_folder(&id, false).await
+                    } else {
+                        client.delete_file(&id, false).await
+                    };
+                    match res {
+                        Ok(()) => {
+                            self.drift.repairs += 1;
+                            tracing::warn!(mirror = %self.name, "{rel}: created remotely by {by}; not in the local root, moved it to the trash (remote_extras = \"trash\")");
+                        }
+                        Err(e) if e.is_transient() => failed += 1,
+                        Err(e) => {
+                            tracing::warn!(mirror = %self.name, "{rel}: cannot trash this remote-only item: {e}")
+                        }
+                    }
+                }
+            }
+        }
+        if drift > 0 && !self.needs_full_pass && upserts.is_empty() && forget.is_empty() {
+            self.set_state(MirrorState::Idle, None);
+        }
+        let effects: Vec<Effect> = forget.into_iter().chain(upserts).collect();
+        if !effects.is_empty() {
+            match self.deps.store.apply(t.mirror, effects.clone()).await {
+                Ok(()) => {
+                    let known = Arc::make_mut(&mut self.known);
+                    for e in &effects {
+                        crate::store::apply_to_map(known, e);
+                    }
+                    self.needs_full_pass = true;
+                }
+                Err(e) => {
+                    tracing::warn!(mirror = %self.name, "change log: recording repairs: {e}");
+                    failed += 1;
+                }
+            }
+        }
+        failed
+    }
+
+    /// The server refused the cursor: list the remote folder once (what `verify` does),
+    /// put back what is missing, upload again what differs, and continue from the
+    /// position taken before the listing.
+    async fn log_gap(&mut self, why: &RemoteError) {
+        let Some(t) = self.target.clone() else { return };
+        tracing::warn!(mirror = %self.name, "change log gap ({why}); listing the remote folder once instead");
+        let head = match self.deps.client.changes(&t.share_id, None, None).await {
+            Ok(c) => c.cursor,
+            Err(e) => {
+                tracing::warn!(mirror = %self.name, "change log: cannot read the current position: {e}");
+                return;
+            }
+        };
+        let report = self.verify(false, false).await;
+        if let Some(e) = &report.error {
+            tracing::warn!(mirror = %self.name, "change log gap: listing failed, trying again at the next poll: {e}");
+            return;
+        }
+        let (missing, different) = (report.missing_remotely.clone(), report.different.clone());
+        let failed = self.put_back_missing(&missing).await;
+        let forget: Vec<Effect> = different
+            .iter()
+            .map(|(p, _)| Effect::RemoveTree(p.clone()))
+            .collect();
+        if !forget.is_empty()
+            && self
+                .deps
+                .store
+                .apply(t.mirror, forget.clone())
+                .await
+                .is_ok()
+        {
+            let known = Arc::make_mut(&mut self.known);
+            for e in &forget {
+                crate::store::apply_to_map(known, e);
+            }
+            self.needs_full_pass = true;
+        }
+        if failed == 0 {
+            self.drift.cursor = Some(head);
+        }
+        self.drift.pending = failed;
+        self.drift.read_at = Some(unix_now());
+        self.save_cursor().await;
+        self.publish_drift();
+        tracing::warn!(mirror = %self.name, "change log gap: {} item(s) missing remotely, {} different, {} remote only; continuing from the current position", missing.len(), different.len(), report.extra_remotely.len());
+    }
+
+    /// Puts mirrored items missing at their path back where they belong, by their remote
+    /// id (restore from the trash, move back), top-most first; what cannot be put back is
+    /// forgotten so the next pass uploads it. Returns the number of transient failures.
+    pub(super) async fn put_back_missing(&mut self, missing: &[String]) -> usize {
+        let mut top: Vec<&String> = Vec::new();
+        let mut sorted: Vec<&String> = missing.iter().collect();
+        sorted.sort_by_key(|p| p.matches('/').count());
+        for p in sorted {
+            if !top.iter().any(|t| {
+                p.strip_prefix(t.as_str())
+                    .is_some_and(|r| r.starts_with('/'))
+            }) {
+                top.push(p);
+            }
+        }
+        let mut repairs = Vec::new();
+        for path in top {
+            let Some(e) = self.known.get(path).cloned() else {
+                continue;
+            };
+            let dir = e.kind == EntryKind::Dir;
+            let looked = if dir {
+                self.deps
+                    .client
+                    .folder(&e.remote_id)
+                    .await
+                    .map(|f| (f.path, f.is_deleted))
+            } else {
+                self.deps
+                    .client
+                    .file(&e.remote_id)
+                    .await
+                    .map(|f| (f.path, f.is_deleted))
+            };
+            let (now, deleted) = match looked {
+                Ok(x) => x,
+                Err(err) if err.status().is_some_and(|s| s.as_u16() == 410) => {
+                    (String::new(), true)
+                }
+                Err(err) if err.is_transient() => return 1,
+                Err(_) => {
+                    repairs.push(Repair::Restore {
+                        path: path.clone(),
+                        id: e.remote_id.clone(),
+                        dir,
+                    });
+                    continue;
+                }
+            };
+            if deleted {
+                repairs.push(Repair::Restore {
+                    path: path.clone(),
+                    id: e.remote_id.clone(),
+                    dir,
+                });
+            }
+            if !now.is_empty() {
+                repairs.push(Repair::PutBack {
+                    path: path.clone(),
+                    id: e.remote_id.clone(),
+                    dir,
+                    now,
+                });
+            }
+        }
+        self.repair(repairs).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn change(
+        kind: &str,
+        ty: &str,
+        id: &str,
+        new_path: Option<&str>,
+        meta: serde_json::Value,
+    ) -> Change {
+        Change {
+            id: format!("chg_{id}"),
+            resource_type: ty.into(),
+            resource_id: id.into(),
+            change_type: kind.into(),
+            changed_by: Some("usr_colleague".into()),
+            new_path: new_path.map(str::to_string),
+            metadata: meta,
+            ..Change::default()
+        }
+    }
+
+    fn entry(path: &str, id: &str, dir: bool, sha: &str, version: i64) -> Entry {
+        Entry {
+            path: path.into(),
+            kind: if dir { EntryKind::Dir } else { EntryKind::File },
+            remote_id: id.into(),
+            size: 1,
+            mtime_ns: 1,
+            inode: 1,
+            sha256: (!dir).then(|| sha.to_string()),
+            remote_version: (!dir).then_some(version),
+            ctime_ns: None,
+        }
+    }
+
+    /// (rows, the repairs they need) for a mirror of `/base` holding `d/` and `d/f`,
+    /// with local root holding the same plus `local-only`.
+    #[test]
+    fn repairs_table() {
+        let known: BTreeMap<String, Entry> = [
+            entry("d", "fld_d", true, "", 0),
+            entry("d/f", "fil_f", false, "aaa", 2),
+        ]
+        .into_iter()
+        .map(|e| (e.path.clone(), e))
+        .collect();
+        let on_disk = |p: &str| ["d", "d/f", "local-only"].contains(&p);
+        let v = |n: i64, sha: &str| json!({ "version": n, "checksum_sha256": sha });
+        let put_back = |path: &str, id: &str, dir: bool, now: &str| Repair::PutBack {
+            path: path.into(),
+            id: id.into(),
+            dir,
+            now: now.into(),
+        };
+        let table: Vec<(&str, Vec<Change>, Vec<Repair>)> = vec![
+            (
+                "our own changes agree with the store",
+                vec![
+                    change("created", "folder", "fld_d", Some("/base/d"), json!({})),
+                    change("updated", "file", "fil_f", Some("/base/d/f"), v(2, "aaa")),
+                    change("renamed", "file", "fil_f", Some("/base/d/f"), json!({})),
+                ],
+                vec![],
+            ),
+            (
+                "an older or equal version is not a remote edit",
+                vec![change(
+                    "updated",
+                    "file",
+                    "fil_f",
+                    Some("/base/d/f"),
+                    v(1, "zzz"),
+                )],
+                vec![],
+            ),
+            (
+                "a remote edit is overwritten",
+                vec![change(
+                    "updated",
+                    "file",
+                    "fil_f",
+                    Some("/base/d/f"),
+                    v(3, "bbb"),
+                )],
+                vec![Repair::Overwrite {
+                    path: "d/f".into(),
+                    version: Some(3),
+                    sha: Some("bbb".into()),
+                    by: Some("usr_colleague".into()),
+                }],
+            ),
+            (
+                "deleted remotely: restore",
+                vec![change("deleted", "file", "fil_f", None, json!({}))],
+                vec![Repair::Restore {
+                    path: "d/f".into(),
+                    id: "fil_f".into(),
+                    dir: false,
+                }],
+            ),
+            (
+                "deleted then restored by them: nothing",
+                vec![
+                    change("deleted", "file", "fil_f", None, json!({})),
+                    change("created", "file", "fil_f", Some("/base/d/f"), json!({})),
+                ],
+                vec![],
+            ),
+            (
+                "a folder rename: the folder first, its file too (the run skips it)",
+                vec![
+                    change("renamed", "folder", "fld_d", Some("/base/e"), json!({})),
+                    change("renamed", "file", "fil_f", Some("/base/e/f"), json!({})),
+                ],
+                vec![
+                    put_back("d", "fld_d", true, "/base/e"),
+                    put_back("d/f", "fil_f", false, "/base/e/f"),
+                ],
+            ),
+            (
+                "moved out of the mirror's folder",
+                vec![change(
+                    "moved",
+                    "file",
+                    "fil_f",
+                    Some("/elsewhere/f"),
+                    json!({}),
+                )],
+                vec![put_back("d/f", "fil_f", false, "/elsewhere/f")],
+            ),
+            (
+                "created by them: an extra; not when the local root has the path",
+                vec![
+                    change("created", "file", "fil_x", Some("/base/d/x"), json!({})),
+                    change(
+                        "created",
+                        "file",
+                        "fil_l",
+                        Some("/base/local-only"),
+                        json!({}),
+                    ),
+                    change("created", "file", "fil_o", Some("/outside/x"), json!({})),
+                ],
+                vec![Repair::Extra {
+                    rel: "d/x".into(),
+                    id: "fil_x".into(),
+                    dir: false,
+                    by: Some("usr_colleague".into()),
+                }],
+            ),
+            (
+                "an extra folder is one item",
+                vec![
+                    change("created", "folder", "fld_n", Some("/base/n"), json!({})),
+                    change("created", "file", "fil_n", Some("/base/n/x"), json!({})),
+                ],
+                vec![Repair::Extra {
+                    rel: "n".into(),
+                    id: "fld_n".into(),
+                    dir: true,
+                    by: Some("usr_colleague".into()),
+                }],
+            ),
+        ];
+        for (what, rows, want) in table {
+            let mut seen = BTreeMap::new();
+            fold(&rows, &mut seen);
+            let got = plan(&seen, &known, "/base", &on_disk);
+            assert_eq!(got, want, "{what}");
+        }
+        // Deleted here as well: the pass handles it, no repair.
+        let mut seen = BTreeMap::new();
+        fold(
+            &[change("deleted", "file", "fil_f", None, json!({}))],
+            &mut seen,
+        );
+        assert!(plan(&seen, &known, "/base", &|_| false).is_empty());
+    }
+
+    #[test]
+    fn relative_paths() {
+        assert_eq!(relative("/a/b", "/a/b/c/d").as_deref(), Some("c/d"));
+        assert_eq!(relative("/a/b", "/a/b").as_deref(), Some(""));
+        assert_eq!(relative("/a/b", "/a/bc/d"), None);
+        assert_eq!(relative("", "/x/y").as_deref(), Some("x/y"));
+        assert!(new_device_id().starts_with("dev_"));
+        assert_eq!(new_device_id().len(), 30);
+    }
+}
