@@ -47,6 +47,12 @@ const MAX_PAGES: usize = 20;
 /// The server-side cursor is stored when it moved, and at least this often while the
 /// daemon runs, so "last seen" stays fresh.
 const SERVER_CURSOR_EVERY: Duration = Duration::from_secs(600);
+/// Polls in a row that cannot read the log before the mirror lists its folder instead.
+const UNREADABLE_POLLS: u32 = 3;
+/// After a batch the log is read early when at least this share of the token's budget is
+/// left, and not more often than [`EARLY_READ_GAP`].
+const EARLY_READ_SPARE: f64 = 0.5;
+const EARLY_READ_GAP: Duration = Duration::from_secs(5);
 
 /// The follower's state in one mirror task.
 #[derive(Debug, Default)]
@@ -61,6 +67,10 @@ pub(super) struct Follow {
     next_poll: Option<Instant>,
     /// The cursor last stored on the server, and when.
     server_saved: Option<(Cursor, Instant)>,
+    /// Polls in a row that could not read the log (transient errors).
+    read_failures: u32,
+    /// When the log was last read (for reads brought forward after a batch).
+    last_read: Option<Instant>,
 }
 
 impl Follow {
@@ -136,6 +146,8 @@ enum Repair {
         sha: Option<String>,
         by: Option<String>,
     },
+    /// Gone for good remotely: forget it, so the next pass uploads it again.
+    Forget { path: String },
     /// Created remotely by someone else, not in the local root.
     Extra {
         rel: String,
@@ -293,6 +305,27 @@ impl Engine {
         }
     }
 
+    /// After a batch: reads the log at once if the pacer has budget to spare (half or
+    /// more of the token's units left) and the last read is a few seconds old, so drift
+    /// caused while the mirror was busy is found without waiting a whole interval.
+    pub(super) fn follow_after_batch(&mut self) {
+        let Some(next) = self.drift.next_poll else {
+            return;
+        };
+        if self
+            .drift
+            .last_read
+            .is_some_and(|at| at.elapsed() < EARLY_READ_GAP)
+        {
+            return;
+        }
+        let (limit, remaining) = self.deps.client.rate_budget();
+        let spare = limit.is_none_or(|l| remaining as f64 >= l as f64 * EARLY_READ_SPARE);
+        if spare {
+            self.drift.next_poll = Some(next.min(Instant::now()));
+        }
+    }
+
     /// The share's device (registered once per daemon version) and the mirror's cursor:
     /// the stored one, else the server's for this device (a new device starts at the
     /// current head, which is right after a full pass: the store is local truth).
@@ -390,6 +423,11 @@ impl Engine {
         }
     }
 
+    /// Repairs made so far (for `verify --repair`'s count).
+    pub(super) fn drift_repairs(&self) -> u64 {
+        self.drift.repairs
+    }
+
     fn publish_drift(&self) {
         let (pending, repairs, overwrites, read_at) = (
             self.drift.pending,
@@ -440,11 +478,20 @@ impl Engine {
                         break;
                     }
                 }
-                Err(e)
-                    if e.is_transient()
-                        || e.kind() == crate::remote::ErrorKind::CredentialsNeeded =>
-                {
-                    tracing::warn!(mirror = %self.name, "change log: cannot read it, trying again in {} s: {e}", every.as_secs());
+                Err(e) if e.kind() == crate::remote::ErrorKind::CredentialsNeeded => {
+                    tracing::warn!(mirror = %self.name, "change log: cannot read it: {e}");
+                    return;
+                }
+                Err(e) if e.is_transient() => {
+                    self.drift.read_failures += 1;
+                    if self.drift.read_failures >= UNREADABLE_POLLS {
+                        // The log cannot be read: what others changed is found by one
+                        // listing instead (which may fail the same way; then again later).
+                        self.drift.read_failures = 0;
+                        self.log_gap(&e).await;
+                    } else {
+                        tracing::warn!(mirror = %self.name, "change log: cannot read it, trying again in {} s: {e}", every.as_secs());
+                    }
                     return;
                 }
                 Err(e) => {
@@ -453,6 +500,8 @@ impl Engine {
                 }
             }
         }
+        self.drift.read_failures = 0;
+        self.drift.last_read = Some(Instant::now());
         let mut seen = BTreeMap::new();
         fold(&rows, &mut seen);
         let failed = if seen.is_empty() {
@@ -596,6 +645,10 @@ impl Engine {
                     let v = version.map_or_else(|| "?".to_string(), |v| v.to_string());
                     tracing::warn!(mirror = %self.name, "{path}: new version {v} saved remotely by {}; uploading the local content over it (version {v} stays in the file's history)", by.as_deref().unwrap_or("someone else"));
                 }
+                Repair::Forget { path } => {
+                    tracing::warn!(mirror = %self.name, "{path}: gone remotely for good; uploading it again");
+                    forget.push(Effect::RemoveTree(path));
+                }
                 Repair::Extra { rel, id, dir, by } => {
                     let by = by.as_deref().unwrap_or("someone else");
                     if self.cfg.remote_extras == RemoteExtras::Keep {
@@ -639,6 +692,8 @@ impl Engine {
                 }
             }
         }
+        self.drift.pending = failed;
+        self.publish_drift();
         failed
     }
 
@@ -731,11 +786,7 @@ impl Engine {
                 }
                 Err(err) if err.is_transient() => return 1,
                 Err(_) => {
-                    repairs.push(Repair::Restore {
-                        path: path.clone(),
-                        id: e.remote_id.clone(),
-                        dir,
-                    });
+                    repairs.push(Repair::Forget { path: path.clone() });
                     continue;
                 }
             };

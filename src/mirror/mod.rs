@@ -459,6 +459,7 @@ impl Engine {
                     let busy = !queue.is_empty() || self.gate.removals_recent(self.last_removal(), now);
                     self.gate.hold_while_busy(busy, now);
                     self.batch(settled, &shutdown).await;
+                    self.follow_after_batch();
                 }
             }
         }

@@ -1,8 +1,10 @@
 //! `scaidrivectl verify`: the remote tree under the mirror's base folder compared with what
 //! the mirror believes it holds (one listing per remote folder), and with `checksums` each
 //! remote file's SHA-256 (one metadata GET per file) compared with the local file's, hashed
-//! now: the disk is the truth. With `repair` the drifted entries are forgotten so the next
-//! pass uploads them again (as a new version where the remote has the name).
+//! now: the disk is the truth. With `repair` missing items are put back by their remote id
+//! (restored from the trash or moved back, see `drift`), and what is gone for good or
+//! differs is forgotten so the next pass uploads it again (as a new version where the
+//! remote has the name).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -111,9 +113,23 @@ impl Engine {
             .cloned()
             .collect();
         if repair && !drifted.is_empty() {
-            let effects: Vec<Effect> = drifted
+            // Missing items are put back by their remote id (restored from the trash,
+            // moved back: a renamed folder is one call, not a re-upload of its tree);
+            // what is gone for good, or differs, is forgotten so the pass uploads it.
+            let (repairs, known) = (self.drift_repairs(), self.known.len());
+            let missing = report.missing_remotely.clone();
+            let failed = self.put_back_missing(&missing).await;
+            if failed > 0 {
+                report.error = Some(format!(
+                    "repair: {failed} missing item(s) could not be put back for now"
+                ));
+            }
+            let put_back = (self.drift_repairs() - repairs) as usize + (known - self.known.len());
+            let effects: Vec<Effect> = report
+                .different
                 .iter()
-                .map(|p| Effect::RemoveTree(p.clone()))
+                .map(|(p, _)| Effect::RemoveTree(p.clone()))
+                .filter(|e| matches!(e, Effect::RemoveTree(p) if self.known.contains_key(p)))
                 .collect();
             if let Err(e) = self.deps.store.apply(t.mirror, effects.clone()).await {
                 report.error = Some(format!("repair: {e}"));
@@ -123,7 +139,7 @@ impl Engine {
             for e in &effects {
                 store::apply_to_map(Arc::make_mut(&mut self.known), e);
             }
-            report.repaired = before - self.known.len();
+            report.repaired = put_back + before - self.known.len();
         }
         report
     }

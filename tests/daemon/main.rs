@@ -327,6 +327,7 @@ async fn control_socket_status_wait_and_hup_reload() {
             "bytes_done",
             "bytes_per_sec",
             "bytes_remaining",
+            "cursor_read_at",
             "entries",
             "eta_secs",
             "failures",
@@ -339,7 +340,10 @@ async fn control_socket_status_wait_and_hup_reload() {
             "name",
             "queue_depth",
             "reason",
+            "remote_drift",
+            "remote_overwrites",
             "remote_path",
+            "remote_repairs",
             "retrying",
             "root",
             "share_id",
@@ -348,6 +352,7 @@ async fn control_socket_status_wait_and_hup_reload() {
         ]
     );
     assert_eq!(v["mirrors"][0]["state"], "idle");
+    assert_eq!(v["mirrors"][0]["remote_drift"], 0);
     let human = String::from_utf8_lossy(&e.ctl(&["status"]).stdout).into_owned();
     assert!(
         human.contains("alpha") && human.contains("in sync"),

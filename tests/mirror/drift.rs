@@ -286,3 +286,50 @@ async fn strict_mirror_trashes_extras_and_a_log_gap_lists_once() {
     );
     d.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_repair_moves_a_renamed_folder_back() {
+    use scaidrive::mirror::MirrorCmd;
+    let w = World::new().await;
+    seed(&w);
+    // Not following the log: verify alone finds and repairs the drift.
+    let d = w.start().await;
+    d.settled().await;
+    let ids = w.remote_ids().await;
+    let c = colleague(&w).await;
+    c.send(
+        &w,
+        Method::PATCH,
+        &format!("/folders/{}", ids["a"]),
+        Some(json!({ "name": "renamed-a" })),
+    )
+    .await;
+    w.reset_stats().await;
+    let report = d
+        .handle
+        .ask(|reply| MirrorCmd::Verify {
+            checksums: false,
+            repair: true,
+            reply,
+        })
+        .await
+        .expect("verify report");
+    assert_eq!(
+        report.missing_remotely,
+        ["a", "a/sub", "a/sub/y.txt", "a/x.txt"]
+    );
+    assert_eq!(report.repaired, 1, "{report:?}");
+    d.settled().await;
+    let stats = w.stats().await["by_route"].clone();
+    let n = |route: &str| stats[route].as_u64().unwrap_or(0);
+    // The listing (base, renamed-a, sub), one GET of the folder, one rename back; no
+    // folder created, nothing uploaded.
+    assert_eq!(n("GET /api/v1/folders/{folder_id}/children"), 3, "{stats}");
+    assert_eq!(n("GET /api/v1/folders/{folder_id}"), 1, "{stats}");
+    assert_eq!(n("PATCH /api/v1/folders/{folder_id}"), 1, "{stats}");
+    assert_eq!(n("POST /api/v1/folders"), 0, "{stats}");
+    assert_eq!(n("POST /api/v1/files"), 0, "{stats}");
+    w.assert_mirrored().await;
+    assert_eq!(w.remote_ids().await, ids, "the same items, put back");
+    d.stop().await;
+}
