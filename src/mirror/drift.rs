@@ -289,7 +289,7 @@ impl Engine {
     }
 
     /// The mirror's remote base folder as an absolute share path (`""` = share root).
-    fn base_abs(&self) -> String {
+    pub(super) fn base_abs(&self) -> String {
         let p = self.cfg.remote_path.trim_matches('/');
         if p.is_empty() {
             String::new()
@@ -633,6 +633,16 @@ impl Engine {
                     let Some(e) = self.known.get(&path) else {
                         continue;
                     };
+                    // The disk is the truth: an edit that equals the local file (our own
+                    // upload whose answer was lost) needs no new version.
+                    let abs = t.root.join(&path);
+                    let local = tokio::task::spawn_blocking(move || crate::plan::hash_file(&abs))
+                        .await
+                        .ok()
+                        .and_then(Result::ok);
+                    if local.is_some() && local == sha {
+                        continue;
+                    }
                     // The recorded hash becomes the remote's: the pass hashes the file,
                     // finds it differs and uploads it as a new version.
                     let mut e = e.clone();

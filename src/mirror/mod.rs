@@ -16,6 +16,7 @@
 mod drift;
 pub mod error;
 mod failures;
+mod logtree;
 mod pass;
 mod pause;
 mod progress;

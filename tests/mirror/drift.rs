@@ -333,3 +333,91 @@ async fn verify_repair_moves_a_renamed_folder_back() {
     assert_eq!(w.remote_ids().await, ids, "the same items, put back");
     d.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_reads_the_remote_tree_from_the_log_when_cheaper() {
+    use scaidrive::mirror::{MirrorCmd, VerifyReport};
+    let w = World::new().await;
+    // Eight folders known (listing: 9 × 2 units), a short log (one page, 2 units).
+    for d in ["p/q", "p/r", "s/t/u", "v/w"] {
+        w.write(&format!("{d}/f.txt"), d.as_bytes());
+    }
+    w.write("top.txt", b"top");
+    let d = w.start().await;
+    d.settled().await;
+    let verify = |repair: bool| {
+        let h = d.handle.clone();
+        async move {
+            h.ask(|reply| MirrorCmd::Verify {
+                checksums: false,
+                repair,
+                reply,
+            })
+            .await
+            .expect("verify report")
+        }
+    };
+    w.reset_stats().await;
+    let clean: VerifyReport = verify(false).await;
+    assert!(clean.in_sync(), "{clean:?}");
+    assert_eq!((clean.remote_items, clean.known_items), (13, 13));
+    let stats = w.stats().await["by_route"].clone();
+    let n = |route: &str| stats[route].as_u64().unwrap_or(0);
+    assert_eq!(n("GET /api/v1/sync/changes"), 1, "{stats}");
+    assert_eq!(n("GET /api/v1/folders/{folder_id}/children"), 0, "{stats}");
+
+    // The colleague moves a folder (one row: its subtree follows), trashes a folder and
+    // restores it, deletes a file for good and adds one of their own.
+    let ids = w.remote_ids().await;
+    let c = colleague(&w).await;
+    c.send(
+        &w,
+        Method::POST,
+        &format!("/folders/{}/move", ids["s/t"]),
+        Some(json!({ "target_parent_id": ids["v"] })),
+    )
+    .await;
+    c.send(&w, Method::DELETE, &format!("/folders/{}", ids["p"]), None)
+        .await;
+    c.send(
+        &w,
+        Method::PATCH,
+        &format!("/folders/{}", ids["p"]),
+        Some(json!({ "restore": true })),
+    )
+    .await;
+    c.send(
+        &w,
+        Method::DELETE,
+        &format!("/files/{}?permanent=true", ids["top.txt"]),
+        None,
+    )
+    .await;
+    c.upload(&w, &ids["v/w"], "theirs.txt", b"theirs").await;
+    w.reset_stats().await;
+    let drift = verify(false).await;
+    assert_eq!(
+        drift.missing_remotely,
+        ["s/t", "s/t/u", "s/t/u/f.txt", "top.txt"],
+        "{drift:?}"
+    );
+    assert_eq!(
+        drift.extra_remotely,
+        ["v/t", "v/t/u", "v/t/u/f.txt", "v/w/theirs.txt"]
+    );
+    assert!(drift.different.is_empty(), "{drift:?}");
+    let stats = w.stats().await["by_route"].clone();
+    let n = |route: &str| stats[route].as_u64().unwrap_or(0);
+    assert_eq!(n("GET /api/v1/sync/changes"), 1, "{stats}");
+    assert_eq!(n("GET /api/v1/folders/{folder_id}/children"), 0, "{stats}");
+
+    // Repaired: the folder moved back by id, the deleted file uploaded again.
+    let fixed = verify(true).await;
+    assert_eq!(fixed.repaired, 2, "{fixed:?}");
+    d.settled().await;
+    let mut remote = w.remote_tree().await;
+    assert!(remote.remove("v/w/theirs.txt").is_some());
+    assert_eq!(remote, w.local_tree());
+    assert_eq!(w.remote_ids().await["s/t/u/f.txt"], ids["s/t/u/f.txt"]);
+    d.stop().await;
+}
