@@ -176,10 +176,29 @@ fn plan(
     seen: &BTreeMap<String, Seen>,
     known: &BTreeMap<String, Entry>,
     base: &str,
+    base_id: Option<&str>,
     on_disk: &dyn Fn(&str) -> bool,
 ) -> Vec<Repair> {
     let by_id: HashMap<&str, &Entry> = known.values().map(|e| (e.remote_id.as_str(), e)).collect();
     let mut out = Vec::new();
+    // The mirror's own folder, trashed or moved: everything in it went along.
+    if let Some((id, s)) = base_id.and_then(|b| seen.get_key_value(b)) {
+        if s.deleted {
+            out.push(Repair::Restore {
+                path: String::new(),
+                id: id.clone(),
+                dir: true,
+            });
+        }
+        if let Some(now) = s.path.as_ref().filter(|p| *p != base) {
+            out.push(Repair::PutBack {
+                path: String::new(),
+                id: id.clone(),
+                dir: true,
+                now: now.clone(),
+            });
+        }
+    }
     let mut extra_dirs: Vec<String> = Vec::new();
     // Parents first: a restored or put-back folder brings its subtree with it.
     let mut items: Vec<(&String, &Seen)> = seen.iter().collect();
@@ -194,6 +213,9 @@ fn plan(
             .map_or(depth(s), |e| e.path.matches('/').count())
     });
     for (id, s) in items {
+        if Some(id.as_str()) == base_id {
+            continue;
+        }
         if let Some(e) = by_id.get(id.as_str()) {
             let dir = e.kind == EntryKind::Dir;
             if !on_disk(&e.path) {
@@ -423,6 +445,29 @@ impl Engine {
         }
     }
 
+    /// The id of the live folder at absolute share path `abs` (`None` = the share root),
+    /// found by listing from the root (2 units per level).
+    async fn folder_at(&self, abs: &str) -> Result<Option<String>, RemoteError> {
+        let share = self.cfg.share_id.clone();
+        let mut folder: Option<String> = None;
+        for seg in abs.split('/').filter(|s| !s.is_empty()) {
+            let list = self.deps.client.children(&share, folder.as_deref()).await?;
+            let found = list
+                .items
+                .into_iter()
+                .find(|i| i.name == seg && i.kind == crate::remote::ItemKind::Folder);
+            match found {
+                Some(f) => folder = Some(f.id),
+                None => {
+                    return Err(RemoteError::decode_unplaced(format!(
+                        "no folder at {abs} to put the mirror's folder back into"
+                    )));
+                }
+            }
+        }
+        Ok(folder)
+    }
+
     /// Repairs made so far (for `verify --repair`'s count).
     pub(super) fn drift_repairs(&self) -> u64 {
         self.drift.repairs
@@ -509,7 +554,8 @@ impl Engine {
         } else {
             let root = t.root.clone();
             let on_disk = move |rel: &str| std::fs::symlink_metadata(root.join(rel)).is_ok();
-            let repairs = plan(&seen, &self.known, &self.base_abs(), &on_disk);
+            let base_id = t.base_folder_id.as_deref();
+            let repairs = plan(&seen, &self.known, &self.base_abs(), base_id, &on_disk);
             self.repair(repairs).await
         };
         if failed == 0 {
@@ -561,6 +607,9 @@ impl Engine {
                             tracing::warn!(mirror = %self.name, "{path}: deleted remotely by someone else; restored it from the trash");
                         }
                         Err(e) if e.is_transient() => failed += 1,
+                        Err(e) if path.is_empty() => {
+                            tracing::error!(mirror = %self.name, "the mirror's remote folder was deleted by someone else and cannot be restored ({e}); `scaidrivectl verify --repair` uploads the tree again");
+                        }
                         Err(e) => {
                             tracing::warn!(mirror = %self.name, "{path}: deleted remotely and cannot be restored ({e}); uploading it again");
                             forget.push(Effect::RemoveTree(path));
@@ -569,38 +618,59 @@ impl Engine {
                 }
                 Repair::PutBack { path, id, dir, now } => {
                     if put_back.iter().any(|(p, n)| {
-                        path.strip_prefix(p.as_str())
-                            .filter(|rest| rest.starts_with('/'))
-                            .is_some_and(|rest| now == format!("{n}{rest}"))
+                        let rest = if p.is_empty() {
+                            Some(format!("/{path}"))
+                        } else {
+                            path.strip_prefix(p.as_str())
+                                .filter(|rest| rest.starts_with('/'))
+                                .map(str::to_string)
+                        };
+                        rest.is_some_and(|rest| now == format!("{n}{rest}"))
                     }) {
                         continue;
                     }
-                    let (parent, name) = match path.rsplit_once('/') {
-                        Some((p, n)) => (p.to_string(), n.to_string()),
-                        None => (String::new(), path.clone()),
-                    };
-                    let parent_id = if parent.is_empty() {
-                        t.base_folder_id.clone()
+                    // The base folder itself is placed by its path in the share.
+                    let (parent, name, want_parent) = if path.is_empty() {
+                        let rp = self.cfg.remote_path.trim_matches('/');
+                        let (p, n) = rp.rsplit_once('/').unwrap_or(("", rp));
+                        let abs = if p.is_empty() {
+                            String::new()
+                        } else {
+                            format!("/{p}")
+                        };
+                        (None, n.to_string(), abs)
                     } else {
-                        self.known.get(&parent).map(|e| e.remote_id.clone())
+                        let (p, n) = path.rsplit_once('/').unwrap_or(("", path.as_str()));
+                        let abs = if p.is_empty() {
+                            self.base_abs()
+                        } else {
+                            format!("{}/{p}", self.base_abs())
+                        };
+                        (Some(p.to_string()), n.to_string(), abs)
+                    };
+                    let parent_id = match &parent {
+                        Some(p) if p.is_empty() => t.base_folder_id.clone(),
+                        Some(p) => self.known.get(p).map(|e| e.remote_id.clone()),
+                        None => None,
                     };
                     let res = if dir {
                         let cur_name = now.rsplit('/').next().unwrap_or_default();
                         let cur_parent = now.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
-                        let want_parent = if parent.is_empty() {
-                            self.base_abs()
-                        } else {
-                            format!("{}/{parent}", self.base_abs())
-                        };
                         let mut r = Ok(());
                         if cur_name != name {
                             r = client.rename_folder(&id, &name).await.map(|_| ());
                         }
                         if r.is_ok() && cur_parent != want_parent {
-                            r = client
-                                .move_folder(&id, parent_id.as_deref())
-                                .await
-                                .map(|_| ());
+                            let target = match parent {
+                                Some(_) => Ok(parent_id.clone()),
+                                None => self.folder_at(&want_parent).await,
+                            };
+                            r = match target {
+                                Ok(target) => {
+                                    client.move_folder(&id, target.as_deref()).await.map(|_| ())
+                                }
+                                Err(e) => Err(e),
+                            };
                         }
                         r
                     } else {
@@ -618,6 +688,9 @@ impl Engine {
                             tracing::warn!(mirror = %self.name, "{path}: moved or renamed remotely by someone else (to {now}); moved it back");
                         }
                         Err(e) if e.is_transient() => failed += 1,
+                        Err(e) if path.is_empty() => {
+                            tracing::error!(mirror = %self.name, "the mirror's remote folder was moved to {now} by someone else and cannot be moved back: {e}");
+                        }
                         Err(e) => {
                             tracing::warn!(mirror = %self.name, "{path}: cannot move it back from {now} ({e}); uploading it again");
                             forget.push(Effect::RemoveTree(path));
@@ -990,7 +1063,7 @@ mod tests {
         for (what, rows, want) in table {
             let mut seen = BTreeMap::new();
             fold(&rows, &mut seen);
-            let got = plan(&seen, &known, "/base", &on_disk);
+            let got = plan(&seen, &known, "/base", Some("fld_base"), &on_disk);
             assert_eq!(got, want, "{what}");
         }
         // Deleted here as well: the pass handles it, no repair.
@@ -999,7 +1072,7 @@ mod tests {
             &[change("deleted", "file", "fil_f", None, json!({}))],
             &mut seen,
         );
-        assert!(plan(&seen, &known, "/base", &|_| false).is_empty());
+        assert!(plan(&seen, &known, "/base", Some("fld_base"), &|_| false).is_empty());
     }
 
     #[test]

@@ -421,3 +421,61 @@ async fn verify_reads_the_remote_tree_from_the_log_when_cheaper() {
     assert_eq!(w.remote_ids().await["s/t/u/f.txt"], ids["s/t/u/f.txt"]);
     d.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mirrors_own_folder_trashed_or_moved_is_put_back() {
+    let w = World::new().await;
+    seed(&w);
+    let d = start(&w, RemoteExtras::Keep).await;
+    d.settled().await;
+    let ids = w.remote_ids().await;
+    let base = w.remote_base_id().await.expect("base folder");
+    let c = colleague(&w).await;
+
+    // Trashed with everything in it: one restore brings the whole tree back.
+    c.send(&w, Method::DELETE, &format!("/folders/{base}"), None)
+        .await;
+    repaired(&d, 1).await;
+    w.assert_mirrored().await;
+    assert_eq!(w.remote_ids().await, ids);
+
+    // Renamed, then moved elsewhere: renamed back and moved back under `backup`.
+    c.send(
+        &w,
+        Method::PATCH,
+        &format!("/folders/{base}"),
+        Some(json!({ "name": "not-m" })),
+    )
+    .await;
+    let s = repaired(&d, 2).await;
+    assert_eq!(
+        s.remote_repairs, 2,
+        "one rename back; its subtree came along"
+    );
+    w.assert_mirrored().await;
+    let elsewhere = c
+        .send(
+            &w,
+            Method::POST,
+            "/folders",
+            Some(json!({ "share_id": w.share, "name": "elsewhere" })),
+        )
+        .await["id"]
+        .as_str()
+        .expect("folder id")
+        .to_string();
+    c.send(
+        &w,
+        Method::POST,
+        &format!("/folders/{base}/move"),
+        Some(json!({ "target_parent_id": elsewhere })),
+    )
+    .await;
+    let s = repaired(&d, 3).await;
+    assert_eq!(s.remote_repairs, 3);
+    assert_eq!(w.remote_base_id().await.as_deref(), Some(base.as_str()));
+    w.assert_mirrored().await;
+    assert_eq!(w.remote_ids().await, ids);
+    w.assert_unique_names().await;
+    d.stop().await;
+}
