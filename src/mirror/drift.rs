@@ -69,8 +69,14 @@ pub(super) struct Follow {
     server_saved: Option<(Cursor, Instant)>,
     /// Polls in a row that could not read the log (transient errors).
     read_failures: u32,
+    /// The daemon's own user (`GET /users/me`), to tell its items from others'.
+    user_id: Option<String>,
     /// When the log was last read (for reads brought forward after a batch).
     last_read: Option<Instant>,
+    /// The mirror holds entries from before it had a position in the log (an upgrade,
+    /// or a first run cut short before the position was stored): what others changed
+    /// meanwhile is found by one listing.
+    resync: bool,
 }
 
 impl Follow {
@@ -90,8 +96,15 @@ struct Seen {
     path: Option<String>,
     /// The latest `updated` row: (version, checksum, who).
     content: Option<(Option<i64>, Option<String>, Option<String>)>,
-    /// Who made the last change.
+    /// Who made the last change, and who created it (when the rows say).
     by: Option<String>,
+    creator: Option<String>,
+    /// A folder delete in the same rows took it along (its fate is the folder's).
+    hidden_by: Option<String>,
+}
+
+fn is_under(path: &str, top: &str) -> bool {
+    path.strip_prefix(top).is_some_and(|r| r.starts_with('/'))
 }
 
 fn fold(rows: &[Change], seen: &mut BTreeMap<String, Seen>) {
@@ -99,12 +112,46 @@ fn fold(rows: &[Change], seen: &mut BTreeMap<String, Seen>) {
         if c.resource_type == "share" {
             continue;
         }
+        let id = c.resource_id.as_str();
+        let dir = c.resource_type == "folder";
+        // A folder's move or delete is one row: what the same rows showed inside it
+        // follows it (renames repeat every live descendant, moves and deletes do not).
+        match (c.change_type.as_str(), &c.old_path, &c.new_path) {
+            ("renamed" | "moved", Some(old), Some(new)) if dir => {
+                for (other, o) in seen.iter_mut() {
+                    if other != id
+                        && let Some(p) = o.path.as_mut().filter(|p| is_under(p, old))
+                    {
+                        *p = format!("{new}{}", &p[old.len()..]);
+                    }
+                }
+            }
+            ("deleted", Some(old), _) if dir => {
+                for (other, o) in seen.iter_mut() {
+                    let inside = o.path.as_deref().is_some_and(|p| is_under(p, old));
+                    if other != id && inside && !o.deleted && o.hidden_by.is_none() {
+                        o.hidden_by = Some(id.to_string());
+                    }
+                }
+            }
+            ("created", _, _) if dir => {
+                for o in seen.values_mut() {
+                    if o.hidden_by.as_deref() == Some(id) {
+                        o.hidden_by = None;
+                    }
+                }
+            }
+            _ => {}
+        }
         let s = seen.entry(c.resource_id.clone()).or_default();
         s.resource_type = c.resource_type.clone();
         s.by = c.changed_by.clone();
         match c.change_type.as_str() {
             "deleted" => s.deleted = true,
             "created" | "renamed" | "moved" => {
+                if c.change_type == "created" && !s.deleted && s.creator.is_none() {
+                    s.creator = c.changed_by.clone();
+                }
                 s.deleted = false;
                 if c.new_path.is_some() {
                     s.path = c.new_path.clone();
@@ -177,6 +224,7 @@ fn plan(
     known: &BTreeMap<String, Entry>,
     base: &str,
     base_id: Option<&str>,
+    me: Option<&str>,
     on_disk: &dyn Fn(&str) -> bool,
 ) -> Vec<Repair> {
     let by_id: HashMap<&str, &Entry> = known.values().map(|e| (e.remote_id.as_str(), e)).collect();
@@ -213,7 +261,7 @@ fn plan(
             .map_or(depth(s), |e| e.path.matches('/').count())
     });
     for (id, s) in items {
-        if Some(id.as_str()) == base_id {
+        if Some(id.as_str()) == base_id || s.hidden_by.is_some() {
             continue;
         }
         if let Some(e) = by_id.get(id.as_str()) {
@@ -257,7 +305,10 @@ fn plan(
             continue;
         }
         // Not mirrored: someone else's item, if it is (still) under the mirror's folder.
-        if s.deleted {
+        // One this daemon's user created is never an extra: it is our own (an upload
+        // whose answer was lost, settled by the crash rule), or a colleague sharing our
+        // account, whom we cannot tell apart.
+        if s.deleted || (me.is_some() && s.creator.as_deref() == me) {
             continue;
         }
         let Some(rel) = s.path.as_deref().and_then(|p| relative(base, p)) else {
@@ -280,7 +331,7 @@ fn plan(
             rel,
             id: id.clone(),
             dir,
-            by: s.by.clone(),
+            by: s.creator.clone().or_else(|| s.by.clone()),
         });
     }
     out
@@ -320,10 +371,20 @@ impl Engine {
         }
     }
 
-    /// Arms the follower after start-up: the first poll comes right after the first pass.
-    pub(super) fn follow_arm(&mut self) {
-        if self.poll_every().is_some() {
-            self.drift.next_poll = Some(Instant::now());
+    /// Arms the follower after start-up: the device and the position in the log are set
+    /// up now, before the first pass uploads anything (a new device starts at the current
+    /// head, so every change from here on is seen); the first poll comes right after the
+    /// first pass.
+    pub(super) async fn follow_arm(&mut self) {
+        let Some(every) = self.poll_every() else {
+            return;
+        };
+        self.drift.next_poll = Some(Instant::now());
+        if self.paused.is_some() {
+            return;
+        }
+        if let Err(e) = self.follow_setup().await {
+            tracing::warn!(mirror = %self.name, "change log: cannot set up the sync device or cursor, trying again in {} s: {e}", every.as_secs());
         }
     }
 
@@ -395,6 +456,9 @@ impl Engine {
             }
             self.drift.device_id = Some(dev.device_id);
         }
+        if self.drift.user_id.is_none() {
+            self.drift.user_id = Some(client.me().await?.id);
+        }
         if self.drift.cursor.is_none() {
             match store.sync_cursor(t.mirror).await {
                 Ok(Some(c)) if c.share_id == t.share_id => {
@@ -408,6 +472,9 @@ impl Engine {
                     let st = client.sync_status(&t.share_id, &dev).await?;
                     self.drift.cursor = Some(st.cursor_position);
                     self.drift.read_at = Some(unix_now());
+                    // Entries recorded before this position: changes made to them in
+                    // between are not in the log from here.
+                    self.drift.resync = !self.known.is_empty();
                     self.save_cursor().await;
                 }
                 Err(e) => fail(e),
@@ -503,6 +570,15 @@ impl Engine {
             return;
         }
         let Some(t) = self.target.clone() else { return };
+        if self.drift.resync {
+            if self
+                .log_gap("no position in the change log was stored with these entries")
+                .await
+            {
+                self.drift.resync = false;
+            }
+            return;
+        }
         let Some(mut cursor) = self.drift.cursor.clone() else {
             return;
         };
@@ -533,14 +609,15 @@ impl Engine {
                         // The log cannot be read: what others changed is found by one
                         // listing instead (which may fail the same way; then again later).
                         self.drift.read_failures = 0;
-                        self.log_gap(&e).await;
+                        self.log_gap(&format!("the log cannot be read: {e}")).await;
                     } else {
                         tracing::warn!(mirror = %self.name, "change log: cannot read it, trying again in {} s: {e}", every.as_secs());
                     }
                     return;
                 }
                 Err(e) => {
-                    self.log_gap(&e).await;
+                    self.log_gap(&format!("the server refused the position: {e}"))
+                        .await;
                     return;
                 }
             }
@@ -555,7 +632,15 @@ impl Engine {
             let root = t.root.clone();
             let on_disk = move |rel: &str| std::fs::symlink_metadata(root.join(rel)).is_ok();
             let base_id = t.base_folder_id.as_deref();
-            let repairs = plan(&seen, &self.known, &self.base_abs(), base_id, &on_disk);
+            let me = self.drift.user_id.clone();
+            let repairs = plan(
+                &seen,
+                &self.known,
+                &self.base_abs(),
+                base_id,
+                me.as_deref(),
+                &on_disk,
+            );
             self.repair(repairs).await
         };
         if failed == 0 {
@@ -783,20 +868,23 @@ impl Engine {
     /// The server refused the cursor: list the remote folder once (what `verify` does),
     /// put back what is missing, upload again what differs, and continue from the
     /// position taken before the listing.
-    async fn log_gap(&mut self, why: &RemoteError) {
-        let Some(t) = self.target.clone() else { return };
+    /// Returns whether it got through (else the next poll tries again).
+    async fn log_gap(&mut self, why: &str) -> bool {
+        let Some(t) = self.target.clone() else {
+            return false;
+        };
         tracing::warn!(mirror = %self.name, "change log gap ({why}); listing the remote folder once instead");
         let head = match self.deps.client.changes(&t.share_id, None, None).await {
             Ok(c) => c.cursor,
             Err(e) => {
                 tracing::warn!(mirror = %self.name, "change log: cannot read the current position: {e}");
-                return;
+                return false;
             }
         };
         let report = self.verify(false, false).await;
         if let Some(e) = &report.error {
             tracing::warn!(mirror = %self.name, "change log gap: listing failed, trying again at the next poll: {e}");
-            return;
+            return false;
         }
         let (missing, different) = (report.missing_remotely.clone(), report.different.clone());
         let failed = self.put_back_missing(&missing).await;
@@ -826,6 +914,7 @@ impl Engine {
         self.save_cursor().await;
         self.publish_drift();
         tracing::warn!(mirror = %self.name, "change log gap: {} item(s) missing remotely, {} different, {} remote only; continuing from the current position", missing.len(), different.len(), report.extra_remotely.len());
+        failed == 0
     }
 
     /// Puts mirrored items missing at their path back where they belong, by their remote
@@ -914,6 +1003,15 @@ mod tests {
             new_path: new_path.map(str::to_string),
             metadata: meta,
             ..Change::default()
+        }
+    }
+
+    /// A row with an `old_path` by `by`.
+    fn moved(kind: &str, ty: &str, id: &str, old: &str, new: Option<&str>, by: &str) -> Change {
+        Change {
+            old_path: Some(old.into()),
+            changed_by: Some(by.into()),
+            ..change(kind, ty, id, new, json!({}))
         }
     }
 
@@ -1059,11 +1157,80 @@ mod tests {
                     by: Some("usr_colleague".into()),
                 }],
             ),
+            (
+                "our own folder move: what the rows showed inside it follows",
+                vec![
+                    change("created", "file", "fil_f", Some("/base/x/f"), v(2, "aaa")),
+                    moved(
+                        "moved",
+                        "folder",
+                        "fld_d",
+                        "/base/x",
+                        Some("/base/d"),
+                        "usr_me",
+                    ),
+                ],
+                vec![],
+            ),
+            (
+                "a folder deleted with what was inside: no extras, no repairs",
+                vec![
+                    change("created", "folder", "fld_g", Some("/base/g"), json!({})),
+                    change("created", "file", "fil_z", Some("/base/g/z"), json!({})),
+                    moved(
+                        "deleted",
+                        "folder",
+                        "fld_g",
+                        "/base/g",
+                        None,
+                        "usr_colleague",
+                    ),
+                ],
+                vec![],
+            ),
+            (
+                "an item of our own user unknown to the store is not an extra",
+                vec![moved(
+                    "created",
+                    "file",
+                    "fil_m",
+                    "/x",
+                    Some("/base/m"),
+                    "usr_me",
+                )],
+                vec![],
+            ),
+            (
+                "their folder delete hides our file in it: the folder is restored, not the file",
+                vec![
+                    change("renamed", "file", "fil_f", Some("/base/d/f"), json!({})),
+                    moved(
+                        "deleted",
+                        "folder",
+                        "fld_d",
+                        "/base/d",
+                        None,
+                        "usr_colleague",
+                    ),
+                ],
+                vec![Repair::Restore {
+                    path: "d".into(),
+                    id: "fld_d".into(),
+                    dir: true,
+                }],
+            ),
         ];
         for (what, rows, want) in table {
             let mut seen = BTreeMap::new();
             fold(&rows, &mut seen);
-            let got = plan(&seen, &known, "/base", Some("fld_base"), &on_disk);
+            let got = plan(
+                &seen,
+                &known,
+                "/base",
+                Some("fld_base"),
+                Some("usr_me"),
+                &on_disk,
+            );
             assert_eq!(got, want, "{what}");
         }
         // Deleted here as well: the pass handles it, no repair.
@@ -1072,7 +1239,17 @@ mod tests {
             &[change("deleted", "file", "fil_f", None, json!({}))],
             &mut seen,
         );
-        assert!(plan(&seen, &known, "/base", Some("fld_base"), &|_| false).is_empty());
+        assert!(
+            plan(
+                &seen,
+                &known,
+                "/base",
+                Some("fld_base"),
+                Some("usr_me"),
+                &|_| false
+            )
+            .is_empty()
+        );
     }
 
     #[test]

@@ -266,7 +266,7 @@ impl Engine {
             }
             self.set_state(MirrorState::Starting, None);
         }
-        self.follow_arm();
+        self.follow_arm().await;
         // A root pause saved by an earlier run lifts if the original root is back.
         self.settle_saved_pause_at_start().await;
         // Another directory at the root's path pauses now, with that reason.
