@@ -274,14 +274,16 @@ async fn colleague(
     token: String,
     stop: Arc<AtomicBool>,
     seed: u64,
-) -> BTreeSet<String> {
+) -> (BTreeSet<String>, [u32; 4]) {
     let http = reqwest::Client::new();
     let api = |p: &str| format!("{url}/api/v1{p}");
     let mut rng = StdRng::seed_from_u64(seed ^ 0xc011);
     let mut added = BTreeSet::new();
+    // Attempted: files added, files trashed, versions saved, folders renamed.
+    let mut tried = [0u32; 4];
     let mut n = 0;
     while !stop.load(Ordering::Relaxed) {
-        tokio::time::sleep(Duration::from_millis(rng.random_range(700..2500))).await;
+        tokio::time::sleep(Duration::from_millis(rng.random_range(200..1200))).await;
         // A random walk down from the base folder: one folder and what it holds.
         let mut folder: Option<String> = None;
         let mut segs = BASE.split('/');
@@ -340,6 +342,7 @@ async fn colleague(
                 let name = format!("theirs-{seed:x}-{n}.txt");
                 // Counted before sending: a lost answer may still have created it.
                 added.insert(name.clone());
+                tried[0] += 1;
                 let form = reqwest::multipart::Form::new()
                     .text("share_id", share.clone())
                     .text("folder_id", here.clone())
@@ -358,6 +361,7 @@ async fn colleague(
             }
             30..=54 if !files.is_empty() => {
                 let id = &files[rng.random_range(0..files.len())];
+                tried[1] += 1;
                 let _ = http
                     .delete(api(&format!("/files/{id}")))
                     .header("Authorization", &bearer)
@@ -368,6 +372,7 @@ async fn colleague(
                 let id = &files[rng.random_range(0..files.len())];
                 let data = format!("the colleague's edit {n}").into_bytes();
                 n += 1;
+                tried[2] += 1;
                 let Ok(r) = http
                     .post(api("/uploads"))
                     .header("Authorization", &bearer)
@@ -399,6 +404,7 @@ async fn colleague(
             80..=99 if !dirs.is_empty() => {
                 let id = &dirs[rng.random_range(0..dirs.len())];
                 n += 1;
+                tried[3] += 1;
                 let _ = http
                     .patch(api(&format!("/folders/{id}")))
                     .header("Authorization", &bearer)
@@ -409,7 +415,7 @@ async fn colleague(
             _ => {}
         }
     }
-    added
+    (added, tried)
 }
 
 /// The live items of remote folder `id` as the colleague sees them.
@@ -560,7 +566,7 @@ async fn sigkill_loop_under_faults_loses_and_duplicates_nothing() {
     stop.store(true, Ordering::Relaxed);
     let model = workload.join().expect("workload thread");
     storm.await.unwrap();
-    let theirs = second_writer.await.unwrap();
+    let (theirs, tried) = second_writer.await.unwrap();
     let colleague_stopped = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -715,7 +721,7 @@ async fn sigkill_loop_under_faults_loses_and_duplicates_nothing() {
         "final_folders": model.dirs.len(),
         "bytes_compared": bytes_compared,
         "remote_versions": versions_total,
-        "colleague_files_added": theirs.len(),
+        "colleague_tried": json!({ "add": tried[0], "trash": tried[1], "version": tried[2], "rename_folder": tried[3] }),
         "colleague_files_left": extras.len(),
         "colleague_versions": theirs_versions,
         "requests_total": stats["requests_total"],
