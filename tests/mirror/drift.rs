@@ -534,3 +534,35 @@ async fn a_lost_state_database_is_rebuilt_and_the_log_followed_again() {
     assert_eq!(w.remote_ids().await, ids);
     d.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_log_falls_back_to_one_listing() {
+    let w = World::new().await;
+    seed(&w);
+    let d = start(&w, RemoteExtras::Keep).await;
+    d.settled().await;
+    let ids = w.remote_ids().await;
+    // Every read of the log fails (503, retried by the client, then given up); three polls
+    // in a row that cannot read it make one listing, which finds and restores the file.
+    w.faults(json!({ "fail_rate": 1.0, "path_prefix": "/api/v1/sync/changes" }))
+        .await;
+    let c = colleague(&w).await;
+    c.send(
+        &w,
+        Method::DELETE,
+        &format!("/files/{}", ids["top.txt"]),
+        None,
+    )
+    .await;
+    let s = tokio::time::timeout(Duration::from_secs(120), repaired(&d, 1))
+        .await
+        .expect("repaired by a listing while the log is unreadable");
+    assert_eq!(s.remote_drift, 0);
+    w.assert_mirrored().await;
+    assert_eq!(w.remote_ids().await["top.txt"], ids["top.txt"]);
+    // The log answers again: its rows agree with the store, nothing more is done.
+    w.faults(json!({})).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(d.handle.status().remote_repairs, 1);
+    d.stop().await;
+}

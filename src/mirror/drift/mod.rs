@@ -71,8 +71,11 @@ pub(super) struct Follow {
     next_poll: Option<Instant>,
     /// The cursor last stored on the server, and when.
     server_saved: Option<(Cursor, Instant)>,
-    /// Polls in a row that could not read the log (transient errors).
+    /// Polls in a row that could not read the log (transient errors), and the listings
+    /// made meanwhile (each doubles the polls before the next: a long outage of the log
+    /// does not turn into a listing every few polls).
     read_failures: u32,
+    unreadable_listings: u32,
     /// The daemon's own user (`GET /users/me`), to tell its items from others'.
     user_id: Option<String>,
     /// When the log was last read (for reads brought forward after a batch).
@@ -357,7 +360,9 @@ impl Engine {
                 }
                 Err(e) if e.is_transient() => {
                     self.drift.read_failures += 1;
-                    if self.drift.read_failures >= UNREADABLE_POLLS {
+                    let after = UNREADABLE_POLLS << self.drift.unreadable_listings.min(6);
+                    if self.drift.read_failures >= after {
+                        self.drift.unreadable_listings += 1;
                         // The log cannot be read: what others changed is found by one
                         // listing instead (which may fail the same way; then again later).
                         self.drift.read_failures = 0;
@@ -375,6 +380,7 @@ impl Engine {
             }
         }
         self.drift.read_failures = 0;
+        self.drift.unreadable_listings = 0;
         self.drift.last_read = Some(Instant::now());
         let mut seen = BTreeMap::new();
         fold(&rows, &mut seen);
@@ -626,11 +632,14 @@ impl Engine {
             return false;
         };
         tracing::warn!(mirror = %self.name, "change log gap ({why}); listing the remote folder once instead");
+        // The position to continue from is taken before the listing. When the log
+        // cannot be read at all the listing still repairs; the old position is kept and
+        // read again once the log answers (its rows then agree with the store).
         let head = match self.deps.client.changes(&t.share_id, None, None).await {
-            Ok(c) => c.cursor,
+            Ok(c) => Some(c.cursor),
             Err(e) => {
-                tracing::warn!(mirror = %self.name, "change log: cannot read the current position: {e}");
-                return false;
+                tracing::warn!(mirror = %self.name, "change log: cannot read the current position either: {e}");
+                None
             }
         };
         let report = self.verify(false, false).await;
@@ -658,7 +667,8 @@ impl Engine {
             }
             self.needs_full_pass = true;
         }
-        if failed == 0 {
+        let done = failed == 0 && head.is_some();
+        if let (0, Some(head)) = (failed, head) {
             self.drift.cursor = Some(head);
         }
         self.drift.pending = failed;
@@ -666,7 +676,7 @@ impl Engine {
         self.save_cursor().await;
         self.publish_drift();
         tracing::warn!(mirror = %self.name, "change log gap: {} item(s) missing remotely, {} different, {} remote only; continuing from the current position", missing.len(), different.len(), report.extra_remotely.len());
-        failed == 0
+        done
     }
 
     /// Puts mirrored items missing at their path back where they belong, by their remote
