@@ -401,6 +401,15 @@ async fn control_socket_status_wait_and_hup_reload() {
         metrics.contains("scaidrive_in_sync{mirror=\"beta\"} 1"),
         "{metrics}"
     );
+    // The change-log series: nothing to repair here.
+    for line in [
+        "scaidrive_remote_drift{mirror=\"beta\"} 0",
+        "scaidrive_remote_repairs_total{mirror=\"beta\"} 0",
+        "scaidrive_remote_overwrites_total{mirror=\"beta\"} 0",
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
+    assert!(metrics.contains("# TYPE scaidrive_change_log_age_seconds gauge"));
 
     signal(&child, "TERM");
     assert!(wait_exit(&mut child, Duration::from_secs(30)).success());
