@@ -75,6 +75,24 @@ pub enum RemoteExtras {
     Trash,
 }
 
+/// How a mirror notices changes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WatchMode {
+    /// File events, plus polling for the parts of the root on filesystems whose changes
+    /// made elsewhere raise no events (NFS, SMB/CIFS, FUSE, 9p, ...), found by `statfs`.
+    #[default]
+    Auto,
+    /// File events only.
+    Events,
+    /// Polling only: the tree is stat'ed every `poll_interval_secs`.
+    Poll,
+    /// Diagnostic: events with every rename reported as an unpaired removal and creation,
+    /// as macOS's FSEvents and kqueue report them (the mirror must still move, not
+    /// re-upload).
+    EventsUnpaired,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DaemonSection {
@@ -90,6 +108,21 @@ pub struct DaemonSection {
     pub upload_concurrency: usize,
     /// Seconds a graceful stop waits for transfers before checkpointing them.
     pub drain_timeout_secs: u64,
+    /// Upload bandwidth shared by all transfers: `"off"`, a rate (`"2MiB/s"`), or a
+    /// weekly timetable in local time (`"Mon-Fri 08:00-18:00 1MiB/s, 20MiB/s"`, the last
+    /// entry the default). See `remote::bandwidth`.
+    pub bandwidth_limit: String,
+    /// Events held for each `scaidrivectl events` reader before a slow one loses the
+    /// oldest (and is told how many).
+    pub event_buffer: usize,
+    /// Pause uploads while the machine runs on battery power (resume on AC power).
+    pub pause_on_battery: bool,
+    /// Where Linux lists the power supplies (`pause_on_battery`); another directory for
+    /// tests or containers.
+    pub power_supply_dir: PathBuf,
+    /// Also write the Prometheus metrics to this file, rewritten atomically every few
+    /// seconds (for node_exporter's textfile collector: a `*.prom` file in its directory).
+    pub metrics_file: Option<PathBuf>,
 }
 
 impl Default for DaemonSection {
@@ -101,6 +134,11 @@ impl Default for DaemonSection {
             log_level: "info".into(),
             upload_concurrency: 32,
             drain_timeout_secs: 20,
+            bandwidth_limit: "off".into(),
+            event_buffer: crate::events::CAPACITY,
+            pause_on_battery: false,
+            power_supply_dir: PathBuf::from("/sys/class/power_supply"),
+            metrics_file: None,
         }
     }
 }
@@ -184,6 +222,12 @@ pub struct MirrorConfig {
     pub max_delay_secs: u64,
     #[serde(default = "defaults::rescan_interval_secs")]
     pub rescan_interval_secs: u64,
+    /// `auto`, `events`, `poll` (or the diagnostic `events-unpaired`).
+    #[serde(default)]
+    pub watch: WatchMode,
+    /// How often polled parts of the root (all of it with `watch = "poll"`) are stat'ed.
+    #[serde(default = "defaults::poll_interval_secs")]
+    pub poll_interval_secs: u64,
     /// A pass that would delete more than this many entries AND more than
     /// `mass_delete_percent` of them pauses the mirror instead.
     #[serde(default = "defaults::mass_delete_count")]
@@ -224,6 +268,9 @@ mod defaults {
     }
     pub fn rescan_interval_secs() -> u64 {
         3600
+    }
+    pub fn poll_interval_secs() -> u64 {
+        60
     }
     pub fn mass_delete_count() -> usize {
         500
@@ -338,6 +385,8 @@ impl Config {
                 quiet_period_ms: defaults::quiet_period_ms(),
                 max_delay_secs: defaults::max_delay_secs(),
                 rescan_interval_secs: defaults::rescan_interval_secs(),
+                watch: WatchMode::Auto,
+                poll_interval_secs: 60,
                 mass_delete_count: defaults::mass_delete_count(),
                 mass_delete_percent: defaults::mass_delete_percent(),
                 link: None,
@@ -390,6 +439,21 @@ impl Config {
         if self.mirrors.is_empty() {
             return Err(ConfigError::Check("no mirror configured (add a [[mirror]] section, or use --folder with SCAIDRIVE_SHARE_ID)".into()));
         }
+        self.bandwidth_schedule()?;
+        if let Some(p) = &self.daemon.metrics_file {
+            let dir = p.parent().filter(|d| !d.as_os_str().is_empty());
+            if p.file_name().is_none() || dir.is_some_and(|d| !d.is_dir()) {
+                return Err(ConfigError::Check(format!(
+                    "daemon.metrics_file {}: the directory does not exist",
+                    p.display()
+                )));
+            }
+        }
+        if self.daemon.event_buffer == 0 {
+            return Err(ConfigError::Check(
+                "daemon.event_buffer must be at least 1".into(),
+            ));
+        }
         if self.remote.quota_recheck_secs == 0 {
             return Err(ConfigError::Check(
                 "remote.quota_recheck_secs must be at least 1".into(),
@@ -429,6 +493,14 @@ impl Config {
                     &format!("mirror {:?}: link password file", m.display_name()),
                     p,
                 )?;
+            }
+        }
+        for m in &self.mirrors {
+            if m.poll_interval_secs == 0 {
+                return Err(ConfigError::Check(format!(
+                    "mirror {:?}: poll_interval_secs must be at least 1",
+                    m.display_name()
+                )));
             }
         }
         let state = absolute(state_dir);
@@ -491,6 +563,18 @@ impl Config {
             roots.push((name, root));
         }
         Ok(())
+    }
+}
+
+impl Config {
+    /// `daemon.bandwidth_limit`, parsed; the error names the key.
+    pub fn bandwidth_schedule(&self) -> Result<crate::remote::bandwidth::Schedule, ConfigError> {
+        crate::remote::bandwidth::Schedule::parse(&self.daemon.bandwidth_limit).map_err(|e| {
+            ConfigError::Check(format!(
+                "daemon.bandwidth_limit {:?}: {e}",
+                one_line(&self.daemon.bandwidth_limit)
+            ))
+        })
     }
 }
 
@@ -714,6 +798,8 @@ mod tests {
                 quiet_period_ms: 2000,
                 max_delay_secs: 60,
                 rescan_interval_secs: 3600,
+                watch: WatchMode::Auto,
+                poll_interval_secs: 60,
                 mass_delete_count: 500,
                 mass_delete_percent: 25,
                 link: None,
@@ -825,6 +911,8 @@ mod tests {
             quiet_period_ms: 2000,
             max_delay_secs: 60,
             rescan_interval_secs: 3600,
+            watch: WatchMode::Auto,
+            poll_interval_secs: 60,
             mass_delete_count: 500,
             mass_delete_percent: 25,
             link: None,

@@ -118,6 +118,8 @@ pub async fn run(
         quiet_period_ms: 1000,
         max_delay_secs: 30,
         rescan_interval_secs: 3600,
+        watch: crate::config::WatchMode::Auto,
+        poll_interval_secs: 60,
         mass_delete_count: 500,
         mass_delete_percent: 25,
         link: None,

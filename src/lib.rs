@@ -13,12 +13,17 @@
 //! - [`plan`]: disk ↔ store comparison → remote ops ([`upload::Op`]), in an executable
 //!   order; the hash it takes travels in the op.
 //! - [`upload`]: owns [`upload::Op`]; executes ops with bounded concurrency, parents
-//!   first, under the crash rule (typed intents through the store), re-stat before send.
+//!   first, under the crash rule (typed intents through the store), re-stat before send;
+//!   `upload::known` places content the remote already holds without its bytes (copy,
+//!   version restore, restore from trash).
 //! - [`remote`]: the ScaiDrive client: auth and refresh, retries, pacing, streaming and
-//!   resumable uploads, conflict helpers.
+//!   resumable uploads, conflict helpers; [`remote::bandwidth`] the daemon's bandwidth
+//!   limit (token bucket over file bodies, weekly timetable), [`remote::localtime`] the
+//!   local zone's offset for it.
 //! - [`store`]: the daemon state (SQLite, one owning thread, group commit): entries, the
 //!   typed intent journal ([`store::journal`]), upload sessions, failures, links, the
-//!   root's identity.
+//!   root's identity, and the content the remote holds ([`store::known`]: versions the
+//!   mirror uploaded, files it trashed).
 //! - [`mirror`]: the conductor, one task per mirror: its run loop (commands, watcher
 //!   hints, the deadlines of queue, gate, retries, rescans, root and quota checks) and
 //!   commands. Its rooms: `recovery` (start-up, base folder, adoption, settling crash
@@ -28,6 +33,8 @@
 //! - [`daemon`]: the process: config, instance lock, signals, systemd notify, logging (a
 //!   log sink that drops what it cannot write), wiring of mirrors and the control socket;
 //!   [`demo`] is `scaidrived --demo` (feature `devserver`).
+//! - [`events`]: the event bus (bounded broadcast) the mirrors and links publish to and
+//!   `scaidrivectl events` reads; a slow reader is told how many it lost.
 //! - [`links`]: sharing links for mirrored paths (create, reuse, regenerate, revoke) and
 //!   the keeper of a mirror's `[mirror.link]` root link.
 //! - [`control`]: the control API on a Unix socket, its typed protocol
@@ -54,6 +61,7 @@ pub mod daemon;
 pub mod demo;
 #[cfg(feature = "devserver")]
 pub mod devserver;
+pub mod events;
 pub mod hash;
 pub mod links;
 pub mod mirror;

@@ -23,7 +23,7 @@ _scaidrive__devserver() {
 
     case "${cmd}" in
         scaidrive__devserver)
-            opts="-h -V --data --listen --public-url --token --share-name --quota-bytes --rate-limit --max-file-size --max-request-size --session-ttl --access-token-ttl --error-shape --fail-rate --fail-after-rate --latency-ms --drop-rate --log --help --version"
+            opts="-h -V --data --listen --public-url --token --share-name --quota-bytes --rate-limit --user-rate-limit --tenant-rate-limit --max-file-size --max-request-size --session-ttl --access-token-ttl --error-shape --fail-rate --fail-after-rate --latency-ms --drop-rate --log --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -54,6 +54,14 @@ _scaidrive__devserver() {
                     return 0
                     ;;
                 --rate-limit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --user-rate-limit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tenant-rate-limit)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

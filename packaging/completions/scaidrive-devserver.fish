@@ -5,6 +5,8 @@ complete -c scaidrive-devserver -l token -d 'Static access token of the default 
 complete -c scaidrive-devserver -l share-name -d 'Name of the default share, created on first start' -r
 complete -c scaidrive-devserver -l quota-bytes -d 'Quota of the default share in bytes, applied on first start (507 when exceeded)' -r
 complete -c scaidrive-devserver -l rate-limit -d 'Per-token rate limit in cost units per minute (documented default 1000); 0 = off' -r
+complete -c scaidrive-devserver -l user-rate-limit -d 'Per-user rate limit across all the user\'s tokens, cost units per minute (documented default 5000); 0 = none' -r
+complete -c scaidrive-devserver -l tenant-rate-limit -d 'Per-tenant rate limit across all its users, cost units per minute (documented default 50000); 0 = none' -r
 complete -c scaidrive-devserver -l max-file-size -d 'Per-file size cap in bytes (413 above it, for multipart uploads and upload sessions alike)' -r
 complete -c scaidrive-devserver -l max-request-size -d 'Per-request cap in bytes on a multipart upload\'s body (413 above it; upload sessions are bound only by --max-file-size)' -r
 complete -c scaidrive-devserver -l session-ttl -d 'Upload session inactivity expiry in seconds (documented: 24 h)' -r

@@ -19,11 +19,17 @@ _scaidrivectl() {
             scaidrivectl,config)
                 cmd="scaidrivectl__subcmd__config"
                 ;;
+            scaidrivectl,events)
+                cmd="scaidrivectl__subcmd__events"
+                ;;
             scaidrivectl,failures)
                 cmd="scaidrivectl__subcmd__failures"
                 ;;
             scaidrivectl,help)
                 cmd="scaidrivectl__subcmd__help"
+                ;;
+            scaidrivectl,limit)
+                cmd="scaidrivectl__subcmd__limit"
                 ;;
             scaidrivectl,link)
                 cmd="scaidrivectl__subcmd__link"
@@ -76,11 +82,17 @@ _scaidrivectl() {
             scaidrivectl__subcmd__help,config)
                 cmd="scaidrivectl__subcmd__help__subcmd__config"
                 ;;
+            scaidrivectl__subcmd__help,events)
+                cmd="scaidrivectl__subcmd__help__subcmd__events"
+                ;;
             scaidrivectl__subcmd__help,failures)
                 cmd="scaidrivectl__subcmd__help__subcmd__failures"
                 ;;
             scaidrivectl__subcmd__help,help)
                 cmd="scaidrivectl__subcmd__help__subcmd__help"
+                ;;
+            scaidrivectl__subcmd__help,limit)
+                cmd="scaidrivectl__subcmd__help__subcmd__limit"
                 ;;
             scaidrivectl__subcmd__help,link)
                 cmd="scaidrivectl__subcmd__help__subcmd__link"
@@ -152,7 +164,7 @@ _scaidrivectl() {
 
     case "${cmd}" in
         scaidrivectl)
-            opts="-c -h -V --socket --config --help --version status wait pause resume rescan retry failures link links unlink verify metrics config service help"
+            opts="-c -h -V --socket --config --help --version status wait pause resume rescan retry failures link links unlink verify limit events metrics config service help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -271,6 +283,32 @@ _scaidrivectl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        scaidrivectl__subcmd__events)
+            opts="-c -h --json --socket --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         scaidrivectl__subcmd__failures)
             opts="-c -h --json --socket --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -298,7 +336,7 @@ _scaidrivectl() {
             return 0
             ;;
         scaidrivectl__subcmd__help)
-            opts="status wait pause resume rescan retry failures link links unlink verify metrics config service help"
+            opts="status wait pause resume rescan retry failures link links unlink verify limit events metrics config service help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -339,6 +377,20 @@ _scaidrivectl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        scaidrivectl__subcmd__help__subcmd__events)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         scaidrivectl__subcmd__help__subcmd__failures)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -354,6 +406,20 @@ _scaidrivectl() {
             return 0
             ;;
         scaidrivectl__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        scaidrivectl__subcmd__help__subcmd__limit)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -556,6 +622,32 @@ _scaidrivectl() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        scaidrivectl__subcmd__limit)
+            opts="-c -h --json --socket --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

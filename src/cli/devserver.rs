@@ -45,6 +45,14 @@ pub struct Args {
     /// Per-token rate limit in cost units per minute (documented default 1000); 0 = off.
     #[arg(long, default_value_t = 1000)]
     pub rate_limit: u64,
+    /// Per-user rate limit across all the user's tokens, cost units per minute
+    /// (documented default 5000); 0 = none.
+    #[arg(long, default_value_t = 5000)]
+    pub user_rate_limit: u64,
+    /// Per-tenant rate limit across all its users, cost units per minute (documented
+    /// default 50000); 0 = none.
+    #[arg(long, default_value_t = 50_000)]
+    pub tenant_rate_limit: u64,
     /// Per-file size cap in bytes (413 above it, for multipart uploads and upload
     /// sessions alike).
     #[arg(long, default_value_t = DEFAULT_MAX_FILE_SIZE)]
@@ -102,6 +110,8 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         quota_bytes: args.quota_bytes,
         settings: Settings {
             rate_limit: args.rate_limit,
+            user_rate_limit: args.user_rate_limit,
+            tenant_rate_limit: args.tenant_rate_limit,
             max_file_size: args.max_file_size,
             max_request_size: args.max_request_size,
             session_ttl_secs: args.session_ttl,

@@ -68,14 +68,13 @@ pub async fn call(
     Ok(serde_json::from_str(&text).unwrap_or(Value::String(text)))
 }
 
-/// One request and its answer's body; an error status becomes [`CtlError::Daemon`] with
-/// the daemon's one-line `error` (or the raw body if it sent none).
-async fn exchange(
+/// Connects and sends one request; returns the answer with its body still to read.
+async fn send(
     socket: &Path,
     method: &str,
     path: &str,
     bytes: String,
-) -> Result<String, CtlError> {
+) -> Result<hyper::Response<hyper::body::Incoming>, CtlError> {
     let io = |e: &dyn std::fmt::Display| CtlError::Io(socket.to_path_buf(), e.to_string());
     let stream = match tokio::net::UnixStream::connect(socket).await {
         Ok(s) => s,
@@ -106,7 +105,28 @@ async fn exchange(
         .header("content-type", "application/json")
         .body(Full::new(Bytes::from(bytes)))
         .map_err(|e| io(&e))?;
-    let resp = sender.send_request(req).await.map_err(|e| io(&e))?;
+    sender.send_request(req).await.map_err(|e| io(&e))
+}
+
+/// An error status as [`CtlError::Daemon`] with the daemon's one-line `error` (or the raw
+/// body if it sent none).
+fn daemon_error(status: u16, text: String) -> CtlError {
+    let message = serde_json::from_str::<ErrorResponse>(&text)
+        .map(|e| e.error)
+        .unwrap_or(text);
+    CtlError::Daemon { status, message }
+}
+
+/// One request and its answer's body; an error status becomes [`CtlError::Daemon`] with
+/// the daemon's one-line `error` (or the raw body if it sent none).
+async fn exchange(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    bytes: String,
+) -> Result<String, CtlError> {
+    let io = |e: &dyn std::fmt::Display| CtlError::Io(socket.to_path_buf(), e.to_string());
+    let resp = send(socket, method, path, bytes).await?;
     let status = resp.status().as_u16();
     let raw = resp
         .into_body()
@@ -116,12 +136,43 @@ async fn exchange(
         .to_bytes();
     let text = String::from_utf8_lossy(&raw).to_string();
     if status >= 400 {
-        let message = serde_json::from_str::<ErrorResponse>(&text)
-            .map(|e| e.error)
-            .unwrap_or(text);
-        return Err(CtlError::Daemon { status, message });
+        return Err(daemon_error(status, text));
     }
     Ok(text)
+}
+
+/// `GET path` of a streaming route (`/v1/events`): calls `line` with each line as it
+/// arrives, until the daemon ends the stream (`Ok`) or `line` returns `false`.
+pub async fn stream_lines(
+    socket: &Path,
+    path: &str,
+    mut line: impl FnMut(&str) -> bool,
+) -> Result<(), CtlError> {
+    let io = |e: &dyn std::fmt::Display| CtlError::Io(socket.to_path_buf(), e.to_string());
+    let resp = send(socket, "GET", path, String::new()).await?;
+    let status = resp.status().as_u16();
+    let mut body = resp.into_body();
+    if status >= 400 {
+        let raw = body.collect().await.map_err(|e| io(&e))?.to_bytes();
+        return Err(daemon_error(status, String::from_utf8_lossy(&raw).into()));
+    }
+    let mut pending: Vec<u8> = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| io(&e))?;
+        let Some(data) = frame.data_ref() else {
+            continue;
+        };
+        pending.extend_from_slice(data);
+        while let Some(nl) = pending.iter().position(|&b| b == b'\n') {
+            let rest = pending.split_off(nl + 1);
+            let text = String::from_utf8_lossy(&pending[..nl]).into_owned();
+            pending = rest;
+            if !line(&text) {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Fetches a plain-text route (`/metrics`).

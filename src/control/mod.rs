@@ -8,7 +8,10 @@
 //! newer `scaidrivectl` can tell what it talks to.
 
 pub mod client;
+pub mod events;
 pub mod links;
+pub mod metrics;
+mod ops;
 pub mod protocol;
 
 use std::path::{Path, PathBuf};
@@ -26,7 +29,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-use crate::mirror::{MirrorCmd, MirrorHandle, MirrorStatus};
+use crate::mirror::{MirrorCmd, MirrorHandle};
 pub use protocol::{
     ActionRequest, ActionResponse, DaemonInfo, ErrorResponse, FailuresResponse, MirrorFailures,
     MirrorQuery, MirrorView, PROTOCOL, ResumeRequest, StatusResponse, VerifyRequest,
@@ -40,6 +43,14 @@ pub struct ControlState {
     pub mirrors: watch::Receiver<Arc<Vec<MirrorHandle>>>,
     /// Sharing links (`link`, `links`, `unlink`).
     pub links: crate::links::LinkManager,
+    /// The daemon's bandwidth limiter (`limit`, and the rate in `status`).
+    pub bandwidth: crate::remote::bandwidth::Bandwidth,
+    /// What the mirrors do, for `GET /v1/events`.
+    pub events: crate::events::EventBus,
+    /// Cancelled when the daemon stops: ends the open event streams.
+    pub shutdown: CancellationToken,
+    /// What `GET /metrics` (and `daemon.metrics_file`) shows.
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -173,7 +184,9 @@ pub fn router(state: ControlState) -> Router {
         .route(route::RETRY, post(retry))
         .route(route::VERIFY, post(verify))
         .route(route::METRICS, get(metrics))
+        .route(route::EVENTS, get(events::stream))
         .merge(links::routes())
+        .merge(ops::routes())
         .fallback(|req: axum::extract::Request| async move {
             error(
                 StatusCode::NOT_FOUND,
@@ -238,7 +251,7 @@ async fn json_errors(req: axum::extract::Request, next: axum::middleware::Next) 
     out
 }
 
-fn error(status: StatusCode, message: String) -> Response {
+pub(crate) fn error(status: StatusCode, message: String) -> Response {
     (status, Json(ErrorResponse::new(message))).into_response()
 }
 
@@ -274,6 +287,7 @@ async fn status(State(state): State<ControlState>, Query(t): Query<MirrorQuery>)
             .iter()
             .map(|m| MirrorView::from(m.status()))
             .collect(),
+        bandwidth: Some(state.bandwidth.snapshot().into()),
     };
     Json(body).into_response()
 }
@@ -371,110 +385,11 @@ async fn verify(State(state): State<ControlState>, Json(v): Json<VerifyRequest>)
     .into_response()
 }
 
-/// Prometheus text exposition of the mirrors' counters.
+/// Prometheus text exposition (see [`metrics`]).
 async fn metrics(State(state): State<ControlState>) -> Response {
-    let mirrors = state.mirrors.borrow().clone();
-    let mut out = String::new();
-    let metric = |out: &mut String, name: &str, help: &str, kind: &str| {
-        out.push_str(&format!(
-            "# HELP scaidrive_{name} {help}\n# TYPE scaidrive_{name} {kind}\n"
-        ));
-    };
-    type Series = (
-        &'static str,
-        &'static str,
-        &'static str,
-        fn(&MirrorStatus) -> f64,
-    );
-    let series: [Series; 11] = [
-        (
-            "files_uploaded_total",
-            "Files uploaded since start.",
-            "counter",
-            |s| s.files_done as f64,
-        ),
-        (
-            "bytes_uploaded_total",
-            "Bytes uploaded since start.",
-            "counter",
-            |s| s.bytes_done as f64,
-        ),
-        (
-            "queue_depth",
-            "Paths waiting to settle or be executed.",
-            "gauge",
-            |s| s.queue_depth as f64,
-        ),
-        ("in_flight", "Operations in flight.", "gauge", |s| {
-            s.in_flight as f64
-        }),
-        ("entries", "Items known to be mirrored.", "gauge", |s| {
-            s.entries as f64
-        }),
-        (
-            "failures",
-            "Items that failed and wait for a retry.",
-            "gauge",
-            |s| s.failures as f64,
-        ),
-        (
-            "in_sync",
-            "1 when the mirror is idle and in sync.",
-            "gauge",
-            |s| f64::from(u8::from(s.in_sync())),
-        ),
-        (
-            "remote_drift",
-            "Remote changes by others known and not yet repaired.",
-            "gauge",
-            |s| s.remote_drift as f64,
-        ),
-        (
-            "remote_repairs_total",
-            "Remote changes by others repaired toward the local root.",
-            "counter",
-            |s| s.remote_repairs as f64,
-        ),
-        (
-            "remote_overwrites_total",
-            "Remote edits by others superseded by a new version from local.",
-            "counter",
-            |s| s.remote_overwrites as f64,
-        ),
-        (
-            "change_log_age_seconds",
-            "Seconds since the share's change log was last read (-1 = not followed).",
-            "gauge",
-            |s| {
-                s.cursor_read_at.map_or(-1.0, |t| {
-                    let now = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(t, |d| d.as_secs() as i64);
-                    (now - t).max(0) as f64
-                })
-            },
-        ),
-    ];
-    for (name, help, kind, f) in series {
-        metric(&mut out, name, help, kind);
-        for m in mirrors.iter() {
-            let s = m.status();
-            out.push_str(&format!(
-                "scaidrive_{name}{{mirror=\"{}\"}} {}\n",
-                s.name.replace('"', "'"),
-                f(&s)
-            ));
-        }
-    }
-    metric(
-        &mut out,
-        "log_lines_dropped_total",
-        "Log lines that could not be written (the log sink was closed).",
-        "counter",
-    );
-    out.push_str(&format!(
-        "scaidrive_log_lines_dropped_total {}\n",
-        crate::daemon::process::LOG_LINES_DROPPED.load(std::sync::atomic::Ordering::Relaxed)
-    ));
-    ([("content-type", "text/plain; version=0.0.4")], out).into_response()
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
 }

@@ -15,6 +15,9 @@
 //! | `GET /v1/links?mirror=&refresh=` | [`LinksQuery`] | [`LinksResponse`] |
 //! | `POST /v1/unlink` | [`UnlinkBody`] | [`UnlinkResponse`] |
 //! | `GET /metrics` | none | Prometheus text |
+//! | `GET /v1/limit` | none | [`LimitResponse`] |
+//! | `POST /v1/limit` | [`LimitRequest`] | [`LimitResponse`] |
+//! | `GET /v1/events?mirror=` | [`MirrorQuery`] | newline-delimited [`crate::control::events::EventLine`] |
 //!
 //! Every error answer is an [`ErrorResponse`]. Failures and links have wire types of their
 //! own ([`FailureItem`], [`LinkInfo`]) rather than the store's rows, so the database can
@@ -44,6 +47,8 @@ pub mod route {
     pub const LINKS: &str = "/v1/links";
     pub const UNLINK: &str = "/v1/unlink";
     pub const METRICS: &str = "/metrics";
+    pub const LIMIT: &str = "/v1/limit";
+    pub const EVENTS: &str = "/v1/events";
 }
 
 /// Percent-encodes a query value; only what the daemon's query parser would misread.
@@ -228,6 +233,52 @@ pub struct StatusResponse {
     pub protocol: u32,
     pub daemon: DaemonInfo,
     pub mirrors: Vec<MirrorView>,
+    /// The bandwidth limit in force and the current upload rate (absent from daemons
+    /// older than the limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bandwidth: Option<BandwidthView>,
+}
+
+/// The daemon's bandwidth limit as `status` and `limit` show it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BandwidthView {
+    /// The schedule as written (`"off"`, `"2MiB/s"`, a timetable).
+    pub schedule: String,
+    /// `"config"`, or `"override"` after `scaidrivectl limit` (until the next reload).
+    pub source: String,
+    /// Bytes a second allowed now; absent = no limit.
+    pub limit_bps: Option<u64>,
+    /// Bytes a second of request bodies over the last two seconds.
+    pub current_bps: u64,
+}
+
+impl From<crate::remote::bandwidth::Snapshot> for BandwidthView {
+    fn from(s: crate::remote::bandwidth::Snapshot) -> BandwidthView {
+        BandwidthView {
+            schedule: s.schedule,
+            source: match s.source {
+                crate::remote::bandwidth::Source::Config => "config",
+                crate::remote::bandwidth::Source::Override => "override",
+            }
+            .into(),
+            limit_bps: s.limit,
+            current_bps: s.current_bps,
+        }
+    }
+}
+
+/// The body of `POST /v1/limit`: a rate, `off`, or a timetable, as in
+/// `daemon.bandwidth_limit`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LimitRequest {
+    pub limit: String,
+}
+
+/// `POST /v1/limit` and `GET /v1/limit`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LimitResponse {
+    pub protocol: u32,
+    pub bandwidth: BandwidthView,
 }
 
 /// One mirror in `status`: its [`MirrorStatus`] with `in_sync` worked out by the daemon, so

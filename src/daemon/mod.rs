@@ -12,6 +12,7 @@
 //! and resumes mirrors that were waiting for them (`needs-credentials`).
 
 pub mod credentials;
+pub mod power;
 pub mod process;
 
 use std::collections::HashMap;
@@ -24,8 +25,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Config, ConfigError, Env, MirrorConfig};
 use crate::control::{self, ControlState, DaemonInfo};
+use crate::events::EventBus;
 use crate::links::{self, LinkManager};
 use crate::mirror::{self, MirrorDeps, MirrorHandle, MirrorState, MirrorStatus};
+use crate::remote::bandwidth::{self, Bandwidth};
 use crate::remote::{Client, ClientConfig, TokenPair, UploadConfig};
 use crate::store::Store;
 use crate::upload::Uploader;
@@ -117,10 +120,29 @@ pub async fn run(
     let mut loaded_tokens = tokens.clone();
     let mut running_config = config.clone();
     let sink = Arc::new(credentials::FileTokenSink::new(&state_dir, &origin));
-    let client = build_client(&config, tokens, sink.clone())?;
+    let bandwidth = Bandwidth::new(
+        config.bandwidth_schedule()?,
+        Arc::new(bandwidth::SystemClock::new()),
+    );
+    let client = build_client(&config, tokens, sink.clone(), bandwidth.clone())?;
     let (configs_tx, configs_rx) = watch::channel(Arc::new(config.mirrors.clone()));
+    let events = EventBus::new(config.daemon.event_buffer);
+    // Pause on battery: the probe runs always (reading a few sysfs files every 2 s), so a
+    // reload can turn it on or off.
+    let battery_enabled = Arc::new(std::sync::atomic::AtomicBool::new(
+        config.daemon.pause_on_battery,
+    ));
+    let (power_tx, power_rx) = watch::channel(false);
+    let power_stop = CancellationToken::new();
+    let power_task = tokio::spawn(power::run(
+        config.daemon.power_supply_dir.clone(),
+        battery_enabled.clone(),
+        power_tx,
+        power_stop.clone(),
+    ));
     let links = LinkLane {
-        manager: LinkManager::new(client.clone(), store.clone(), configs_rx),
+        manager: LinkManager::new(client.clone(), store.clone(), configs_rx)
+            .with_events(events.clone()),
         check_every: opts
             .link_check_every
             .unwrap_or(links::keeper::DEFAULT_CHECK_EVERY),
@@ -135,6 +157,8 @@ pub async fn run(
         client: client.clone(),
         uploader,
         quota_recheck: Duration::from_secs(config.remote.quota_recheck_secs.max(1)),
+        events: events.clone(),
+        power: power_rx,
     };
 
     let mut running: HashMap<String, RunningMirror> = HashMap::new();
@@ -154,6 +178,15 @@ pub async fn run(
         state_dir: state_dir.display().to_string(),
         socket: socket.display().to_string(),
     };
+    let metrics = Arc::new(control::metrics::Metrics {
+        mirrors: mirrors_rx.clone(),
+        configs: configs_tx.subscribe(),
+        client: client.clone(),
+        bandwidth: bandwidth.clone(),
+        started_at: info.started_at,
+    });
+    let mut metrics_file = MetricsFile::new(config.daemon.metrics_file.clone());
+    metrics_file.write(&metrics);
     let control_stop = CancellationToken::new();
     let control_task = tokio::spawn(control::serve(
         listener,
@@ -162,6 +195,10 @@ pub async fn run(
             info: Arc::new(info),
             mirrors: mirrors_rx,
             links: links.manager.clone(),
+            bandwidth: bandwidth.clone(),
+            events: events.clone(),
+            shutdown: control_stop.clone(),
+            metrics: metrics.clone(),
         },
         control_stop.clone(),
     ));
@@ -201,6 +238,7 @@ pub async fn run(
             _ = status_tick.tick() => {
                 notifier.status(&status_line(&handles(&running)));
                 notifier.watchdog();
+                metrics_file.write(&metrics);
             }
             r = async { match reload_rx.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
                 if r.is_none() {
@@ -214,6 +252,15 @@ pub async fn run(
                             apply_reload(&mut running, &new, &deps, &links, &shutdown).await;
                             let _ = mirrors_tx.send(handles(&running));
                             let _ = configs_tx.send(Arc::new(new.mirrors.clone()));
+                            // Validated above; a reload also ends a `scaidrivectl limit`.
+                            if let Ok(s) = new.bandwidth_schedule() {
+                                bandwidth.set_configured(s);
+                            }
+                            metrics_file = MetricsFile::new(new.daemon.metrics_file.clone());
+                            battery_enabled.store(
+                                new.daemon.pause_on_battery,
+                                std::sync::atomic::Ordering::Relaxed,
+                            );
                             tracing::info!("configuration reloaded: {} mirror(s)", running.len());
                             running_config = new;
                         }
@@ -251,6 +298,10 @@ pub async fn run(
     }
     control_stop.cancel();
     let _ = control_task.await;
+    power_stop.cancel();
+    let _ = power_task.await;
+    // The last figures, after the drain.
+    metrics_file.write(&metrics);
     store.flush().await?;
     Ok(report)
 }
@@ -287,6 +338,34 @@ fn reload_credentials(
         client.set_tokens(pair);
     }
     tracing::info!("credentials reloaded");
+}
+
+/// `daemon.metrics_file`: rewritten atomically on every status tick; a failure is logged
+/// once until a write succeeds again.
+struct MetricsFile {
+    path: Option<PathBuf>,
+    failing: bool,
+}
+
+impl MetricsFile {
+    fn new(path: Option<PathBuf>) -> MetricsFile {
+        MetricsFile {
+            path,
+            failing: false,
+        }
+    }
+
+    fn write(&mut self, metrics: &control::metrics::Metrics) {
+        let Some(p) = &self.path else { return };
+        match metrics.write_file(p) {
+            Ok(()) => self.failing = false,
+            Err(e) if !self.failing => {
+                self.failing = true;
+                tracing::warn!("metrics_file {}: {e}", p.display());
+            }
+            Err(_) => {}
+        }
+    }
 }
 
 /// What the `[mirror.link]` keepers need.
@@ -388,6 +467,7 @@ fn build_client(
     config: &Config,
     tokens: TokenPair,
     sink: Arc<credentials::FileTokenSink>,
+    bandwidth: Bandwidth,
 ) -> Result<Client, DaemonError> {
     let url = config
         .remote
@@ -410,6 +490,7 @@ fn build_client(
         ..UploadConfig::default()
     };
     cc.token_sink = Some(sink);
+    cc.bandwidth = bandwidth;
     // What can fail here is configuration (a bad `ca_file`, an unusable URL): exit 78.
     Client::new(cc).map_err(|e| {
         DaemonError::Config(ConfigError::Check(format!(

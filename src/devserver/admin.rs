@@ -92,6 +92,8 @@ async fn get_settings(State(state): State<AppState>) -> Json<Value> {
 #[serde(deny_unknown_fields)]
 struct SettingsPatch {
     rate_limit: Option<u64>,
+    user_rate_limit: Option<u64>,
+    tenant_rate_limit: Option<u64>,
     max_file_size: Option<u64>,
     max_request_size: Option<u64>,
     session_ttl_secs: Option<u64>,
@@ -107,6 +109,12 @@ async fn patch_settings(
     state.update_settings(|s| {
         if let Some(v) = p.rate_limit {
             s.rate_limit = v;
+        }
+        if let Some(v) = p.user_rate_limit {
+            s.user_rate_limit = v;
+        }
+        if let Some(v) = p.tenant_rate_limit {
+            s.tenant_rate_limit = v;
         }
         if let Some(v) = p.max_file_size {
             s.max_file_size = v;

@@ -117,19 +117,63 @@ pub async fn require_auth(State(state): State<AppState>, mut req: Request, next:
     } else {
         settings.rate_limit
     };
-    let decision = {
+    // The token's, the user's (all their tokens) and the tenant's budgets: a request
+    // goes only if all three allow it, and is then charged to all three. A refusal names
+    // the budget that keeps it waiting longest (the narrowest of equals); the headers
+    // stay the token's, as documented.
+    let (decision, refused) = {
         let mut limiter = state.limiter.lock().unwrap_or_else(|e| e.into_inner());
-        limiter.check(&token_hash, cost, limit, Instant::now(), state.now_unix())
+        let (now, now_unix) = (Instant::now(), state.now_unix());
+        let off = |l: u64| {
+            if settings.rate_limit == 0 || l == 0 {
+                u64::MAX / 4
+            } else {
+                l
+            }
+        };
+        let budgets = [
+            ("token", token_hash.clone(), limit),
+            (
+                "user",
+                format!("user:{}", caller.user_id),
+                off(settings.user_rate_limit),
+            ),
+            (
+                "tenant",
+                format!("tenant:{}", caller.tenant_id),
+                off(settings.tenant_rate_limit),
+            ),
+        ];
+        let decisions: Vec<_> = budgets
+            .iter()
+            .map(|(_, key, l)| limiter.peek(key, cost, *l, now, now_unix))
+            .collect();
+        let mut refused: Option<(&str, u64, u64)> = None;
+        for ((dim, _, l), d) in budgets.iter().zip(&decisions) {
+            if let Some(wait) = d.retry_after
+                && refused.is_none_or(|(_, w, _)| wait > w)
+            {
+                refused = Some((dim, wait, *l));
+            }
+        }
+        if refused.is_none() {
+            for (_, key, _) in &budgets {
+                limiter.charge(key, cost, now);
+            }
+        }
+        let token = decisions.into_iter().next().expect("three budgets");
+        (token, refused.map(|(d, w, l)| (d.to_string(), w, l)))
     };
     let shown_limit = if settings.rate_limit == 0 { 0 } else { limit };
-    if let Some(wait) = decision.retry_after {
+    if let Some((dimension, wait, dim_limit)) = refused {
         let mut e = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "RATE_LIMITED",
-            "rate limit exceeded",
+            format!("rate limit exceeded ({dimension} budget)"),
         );
         e.retry_after = Some(wait);
-        e.details = Some(json!({ "dimension": "token", "limit": limit, "window_seconds": 60 }));
+        e.details =
+            Some(json!({ "dimension": dimension, "limit": dim_limit, "window_seconds": 60 }));
         let mut resp = e.into_response();
         set_rate_headers(
             &mut resp,

@@ -81,6 +81,8 @@ impl DevServerConfig {
             quota_bytes: None,
             settings: Settings {
                 rate_limit: 0,
+                user_rate_limit: state::default_user_rate_limit(),
+                tenant_rate_limit: state::default_tenant_rate_limit(),
                 max_file_size: DEFAULT_MAX_FILE_SIZE,
                 max_request_size: DEFAULT_MAX_REQUEST_SIZE,
                 session_ttl_secs: 24 * 3600,
@@ -399,9 +401,7 @@ async fn apply_faults(state: &AppState, req: Request, next: Next) -> Response {
         );
         let wait = faults.retry_after_secs.max(1);
         e.retry_after = Some(wait);
-        e.details = Some(
-            serde_json::json!({ "dimension": "token", "limit": state.settings().rate_limit, "window_seconds": 60 }),
-        );
+        e.details = Some(forced_429_details(&state.settings()));
         let mut resp = e.into_response();
         resp.headers_mut()
             .insert("x-ratelimit-remaining", HeaderValue::from(0));
@@ -468,4 +468,15 @@ async fn apply_faults(state: &AppState, req: Request, next: Next) -> Response {
         return ApiError::internal("injected fault after the request was applied").into_response();
     }
     resp
+}
+
+/// `error.details` of an injected 429: the budget `force_429_dimension` names, with its
+/// limit.
+fn forced_429_details(s: &Settings) -> serde_json::Value {
+    let (dimension, limit) = match s.faults.force_429_dimension.as_str() {
+        "user" => ("user", s.user_rate_limit),
+        "tenant" => ("tenant", s.tenant_rate_limit),
+        _ => ("token", s.rate_limit),
+    };
+    serde_json::json!({ "dimension": dimension, "limit": limit, "window_seconds": 60 })
 }

@@ -35,6 +35,9 @@ pub struct Faults {
     pub force_429: u64,
     /// `Retry-After` seconds sent with forced 429s.
     pub retry_after_secs: u64,
+    /// The budget forced 429s name in `error.details.dimension`: `token` (also when
+    /// empty), `user` or `tenant`.
+    pub force_429_dimension: String,
     /// Probability that the connection is dropped mid-request (before applying it).
     pub drop_rate: f64,
     /// Drop the connection of the next N requests mid-request.
@@ -52,8 +55,17 @@ pub struct Faults {
 /// Settings that tests and benchmarks may change while the server runs.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Settings {
-    /// Per-token budget in cost units per 60 s window; 0 disables rate limiting.
+    /// Per-token budget in cost units per 60 s window; 0 disables rate limiting (all
+    /// three budgets).
     pub rate_limit: u64,
+    /// Per-user budget across all the user's tokens, per 60 s window (documented default
+    /// 5,000); 0 = none.
+    #[serde(default = "default_user_rate_limit")]
+    pub user_rate_limit: u64,
+    /// Per-tenant budget across all its users, per 60 s window (documented default
+    /// 50,000); 0 = none.
+    #[serde(default = "default_tenant_rate_limit")]
+    pub tenant_rate_limit: u64,
     /// Per-file size cap in bytes: a file larger than this is refused with 413 however it
     /// is sent (multipart, or at upload-session create from its `file_size`).
     pub max_file_size: u64,
@@ -71,6 +83,14 @@ pub struct Settings {
     pub faults: Faults,
     /// Seconds added to the real clock (moves expiry of links, sessions and tokens).
     pub clock_offset_secs: i64,
+}
+
+pub fn default_user_rate_limit() -> u64 {
+    5_000
+}
+
+pub fn default_tenant_rate_limit() -> u64 {
+    50_000
 }
 
 fn default_max_request_size() -> u64 {
@@ -389,7 +409,34 @@ pub struct RateDecision {
 pub const RATE_WINDOW: Duration = Duration::from_secs(60);
 
 impl RateLimiter {
+    /// Charges `cost` to the window of `key` if it fits under `limit`.
     pub fn check(
+        &mut self,
+        key: &str,
+        cost: u64,
+        limit: u64,
+        now: Instant,
+        now_unix: i64,
+    ) -> RateDecision {
+        let d = self.peek(key, cost, limit, now, now_unix);
+        if d.retry_after.is_none() {
+            self.charge(key, cost, now);
+        }
+        d
+    }
+
+    /// Charges `cost` to the window of `key` (after [`RateLimiter::peek`] allowed it).
+    pub fn charge(&mut self, key: &str, cost: u64, now: Instant) {
+        self.windows
+            .entry(key.to_string())
+            .or_default()
+            .push_back((now, cost));
+    }
+
+    /// What charging `cost` to the window of `key` would decide, without charging it:
+    /// a request is charged to its token's, user's and tenant's windows only if all
+    /// three allow it.
+    pub fn peek(
         &mut self,
         key: &str,
         cost: u64,
@@ -427,7 +474,6 @@ impl RateLimiter {
                 retry_after: Some(secs.max(1)),
             };
         }
-        q.push_back((now, cost));
         let reset = q.front().map(|(t, _)| reset_in(*t)).unwrap_or(RATE_WINDOW);
         RateDecision {
             limit,

@@ -311,6 +311,7 @@ pub struct LinkManager {
     client: Client,
     store: Store,
     configs: watch::Receiver<Arc<Vec<MirrorConfig>>>,
+    events: crate::events::EventBus,
 }
 
 impl std::fmt::Debug for LinkManager {
@@ -329,7 +330,14 @@ impl LinkManager {
             client,
             store,
             configs,
+            events: crate::events::EventBus::default(),
         }
+    }
+
+    /// Publishes link creations and renewals to `events`.
+    pub fn with_events(mut self, events: crate::events::EventBus) -> LinkManager {
+        self.events = events;
+        self
     }
 
     pub fn store(&self) -> &Store {
@@ -440,6 +448,21 @@ impl LinkManager {
     /// Returns the stored link for `target` with the same options if the server says it is
     /// active; otherwise creates one (or regenerates the stored one).
     pub async fn ensure(&self, target: &Target, req: &LinkRequest) -> Result<Ensured, LinkError> {
+        let got = self.ensure_link(target, req).await?;
+        if got.outcome != Outcome::Reused {
+            self.events.publish(
+                &target.mirror.name,
+                crate::events::EventKind::LinkCreated {
+                    path: target.path.clone(),
+                    link_id: got.link.id.clone(),
+                    renewed: got.outcome == Outcome::Regenerated,
+                },
+            );
+        }
+        Ok(got)
+    }
+
+    async fn ensure_link(&self, target: &Target, req: &LinkRequest) -> Result<Ensured, LinkError> {
         req.validate()?;
         let wanted = req.stored_options();
         let share = target.mirror.share_id.clone();
@@ -804,6 +827,8 @@ mod tests {
             quiet_period_ms: 0,
             max_delay_secs: 0,
             rescan_interval_secs: 0,
+            watch: crate::config::WatchMode::Auto,
+            poll_interval_secs: 60,
             mass_delete_count: 0,
             mass_delete_percent: 0,
             link: None,

@@ -11,6 +11,8 @@
 //! - `pause`: why the mirror is paused, what lifts it, the root's identity;
 //! - `failures`: failed items and their backoff; `verify`: `scaidrivectl verify`;
 //! - `progress`: the once-a-second transfer figures; [`status`]: what the task shows;
+//! - `watching`: the event source for `[mirror] watch`, and the parts of the root polled
+//!   because their changes raise no events (network and FUSE mounts);
 //! - [`error`]: the engine's error type, [`MirrorError`].
 
 mod drift;
@@ -23,6 +25,7 @@ mod progress;
 mod recovery;
 pub mod status;
 mod verify;
+mod watching;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -34,7 +37,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::MirrorConfig;
+use crate::config::{MirrorConfig, WatchMode};
 use crate::queue::gate::{DeleteGate, DeleteGateConfig};
 use crate::queue::{Queue, QueueConfig};
 use crate::relpath::Escaped;
@@ -50,7 +53,9 @@ use recovery::{HELD_RECHECK, OpenIntents};
 
 pub use error::MirrorError;
 pub use failures::failure_backoff;
-pub use status::{MirrorCmd, MirrorHandle, MirrorState, MirrorStatus, SkippedItem, VerifyReport};
+pub use status::{
+    MirrorCmd, MirrorHandle, MirrorState, MirrorStatus, RateLimits, SkippedItem, VerifyReport,
+};
 
 /// What a mirror task needs from the daemon.
 #[derive(Clone)]
@@ -62,6 +67,10 @@ pub struct MirrorDeps {
     pub uploader: Uploader,
     /// While paused for a full quota, how often the share's usage is checked again.
     pub quota_recheck: Duration,
+    /// Where the mirror says what it did (`scaidrivectl events`).
+    pub events: crate::events::EventBus,
+    /// `true` while uploads should pause for battery power (`pause_on_battery`).
+    pub power: watch::Receiver<bool>,
 }
 
 fn unix_now() -> i64 {
@@ -91,6 +100,7 @@ pub fn spawn(
     tokio::spawn(progress::sample_progress(
         status_tx.clone(),
         counters.clone(),
+        deps.client.clone(),
         shutdown.clone(),
     ));
     let task = tokio::spawn(async move {
@@ -131,6 +141,12 @@ struct Engine {
     rewatch: bool,
     /// Folders the watcher could not watch, as shown in status and the log.
     unwatched: Vec<String>,
+    /// Parts of the root that are polled, as shown in status and the log.
+    polled: Vec<String>,
+    /// Polled mount points below the root: scanned every `poll_interval_secs`.
+    polled_subtrees: Vec<local::RelPath>,
+    /// The mount points below the root, to rebuild the watcher when they change.
+    mounts: watching::Mounts,
     /// The root directory the mirror was synced from (kept in the store): a pass over
     /// another directory at the same path is refused.
     root_anchor: Option<store::RootIdentity>,
@@ -140,7 +156,7 @@ struct Engine {
     removals: Option<Arc<local::RemovalClock>>,
     /// The watcher being set up (a walk of the whole tree), started as soon as the ignore
     /// rules are known so that it overlaps with loading the store.
-    watcher_starting: Option<tokio::task::JoinHandle<(Result<Watcher, WatchError>, Duration)>>,
+    watcher_starting: Option<tokio::task::JoinHandle<(watching::Started, Duration)>>,
     /// Following the share's change log (`drift`).
     drift: drift::Follow,
 }
@@ -176,6 +192,9 @@ impl Engine {
             blocked: false,
             rewatch: false,
             unwatched: Vec::new(),
+            polled: Vec::new(),
+            polled_subtrees: Vec::new(),
+            mounts: watching::Mounts::default(),
             root_anchor: None,
             removals: None,
             watcher_starting: None,
@@ -195,6 +214,11 @@ impl Engine {
         let (failures, retrying) = (self.failures.len(), self.failures.retrying());
         let skipped = self.skipped.clone();
         let c = self.counters.clone();
+        let (before, before_reason) = {
+            let s = self.status_tx.borrow();
+            (s.state, s.reason.clone())
+        };
+        self.publish_transition(before, before_reason, state, reason.as_deref(), failures);
         self.status_tx.send_modify(|s| {
             s.state = state;
             s.reason = reason;
@@ -210,6 +234,34 @@ impl Engine {
                 s.last_sync_at = Some(unix_now());
             }
         });
+    }
+
+    /// The events a change of state makes: paused (or paused for another reason),
+    /// resumed, in sync.
+    fn publish_transition(
+        &self,
+        before: MirrorState,
+        before_reason: Option<String>,
+        state: MirrorState,
+        reason: Option<&str>,
+        failures: usize,
+    ) {
+        use crate::events::EventKind;
+        let stopped =
+            |s: MirrorState| matches!(s, MirrorState::Paused | MirrorState::NeedsCredentials);
+        if stopped(state) {
+            if !stopped(before) || before_reason.as_deref() != reason {
+                let reason = reason.unwrap_or("paused").to_string();
+                self.deps
+                    .events
+                    .publish(&self.name, EventKind::Paused { reason });
+            }
+        } else if stopped(before) {
+            self.deps.events.publish(&self.name, EventKind::Resumed);
+        }
+        if state == MirrorState::Idle && before != MirrorState::Idle && failures == 0 {
+            self.deps.events.publish(&self.name, EventKind::InSync);
+        }
     }
 
     fn set_queue(&self, depth: usize) {
@@ -277,6 +329,10 @@ impl Engine {
             tracing::warn!(mirror = %self.name, "still paused: {reason}");
             self.set_state(p.state(), Some(reason));
         }
+        let mut power = self.deps.power.clone();
+        if *power.borrow_and_update() {
+            self.power_changed(true).await;
+        }
 
         let mut poll_every = None;
         let mut watcher = self.start_watcher(&mut poll_every).await?;
@@ -296,6 +352,8 @@ impl Engine {
         let mut next_root_check = Instant::now() + ROOT_CHECK;
         let mut next_held_check = Instant::now() + HELD_RECHECK;
         let mut next_rewatch = Instant::now() + fallback_scan_interval(&self.cfg);
+        let poll_interval = Duration::from_secs(self.cfg.poll_interval_secs.max(1));
+        let mut next_poll = Instant::now() + poll_interval;
 
         loop {
             if self.paused.is_none() && self.deps.store.is_full() {
@@ -341,6 +399,9 @@ impl Engine {
             if !self.unwatched.is_empty() && self.paused.is_none() {
                 deadline = deadline.min(next_rewatch);
             }
+            if !self.polled_subtrees.is_empty() && self.paused.is_none() {
+                deadline = deadline.min(next_poll);
+            }
             if let Some(d) = self.drift.due() {
                 deadline = deadline.min(d);
             }
@@ -351,6 +412,9 @@ impl Engine {
                     Some(cmd) => self.command(cmd).await,
                     None => break,
                 },
+                on_battery = async { match power.changed().await { Ok(()) => *power.borrow_and_update(), Err(_) => std::future::pending().await } } => {
+                    self.power_changed(on_battery).await;
+                }
                 ev = async { match watcher.as_mut() { Some(w) => w.recv().await, None => std::future::pending().await } } => {
                     let Some(ev) = ev else {
                         // The backend is gone (root removed): the next batch notices.
@@ -391,6 +455,16 @@ impl Engine {
                             root_id = id;
                             continue;
                         }
+                        if self.cfg.watch == WatchMode::Auto
+                            && self.paused.is_none()
+                            && self.mounts.changed(&self.cfg.path)
+                        {
+                            // A mount came or went below the root: it may need polling.
+                            tracing::info!(mirror = %self.name, "mounts below {} changed; watching it again", self.cfg.path.display());
+                            self.rewatch = true;
+                            self.needs_full_pass = true;
+                            continue;
+                        }
                         if id != root_id && self.paused.is_none() {
                             tracing::warn!(mirror = %self.name, "root {} changed (unmounted or mounted over?); scanning it again", self.cfg.path.display());
                             root_id = id;
@@ -424,6 +498,16 @@ impl Engine {
                         next_rewatch = now + fallback_scan_interval(&self.cfg);
                         self.rewatch = true;
                         self.needs_full_pass = true;
+                        continue;
+                    }
+                    if !self.polled_subtrees.is_empty() && self.paused.is_none() && now >= next_poll {
+                        // Mounts whose changes raise no events: their subtrees are scanned
+                        // (stat only; what differs from the store is hashed) like a folder
+                        // an event named.
+                        next_poll = now + poll_interval;
+                        for rel in &self.polled_subtrees {
+                            queue.push(local::WatchEvent::Changed(rel.clone()), now);
+                        }
                         continue;
                     }
                     if now >= next_rescan {
@@ -476,11 +560,11 @@ impl Engine {
     }
 
     /// Sets up the watcher on a blocking thread (it walks the whole tree to add watches).
-    fn spawn_watcher(&self) -> tokio::task::JoinHandle<(Result<Watcher, WatchError>, Duration)> {
-        let (root, rules) = (self.root(), (*self.ignore).clone());
+    fn spawn_watcher(&self) -> tokio::task::JoinHandle<(watching::Started, Duration)> {
+        let (root, rules, mode) = (self.root(), (*self.ignore).clone(), self.cfg.watch);
         tokio::task::spawn_blocking(move || {
             let starting = std::time::Instant::now();
-            let w = Watcher::new(&root, rules, local::DEFAULT_CHANNEL_CAPACITY);
+            let w = watching::start(&root, rules, mode);
             (w, starting.elapsed())
         })
     }
@@ -499,6 +583,13 @@ impl Engine {
         };
         let (started, took) = pending.await.context("watcher task")?;
         tracing::debug!(mirror = %self.name, "watcher started in {} ms", took.as_millis());
+        self.note_polled(&started);
+        self.mounts.seen(started.mounts);
+        let Some(started) = started.watcher else {
+            // Polled whole: a full pass every poll interval, no events.
+            *poll_every = Some(Duration::from_secs(self.cfg.poll_interval_secs.max(1)));
+            return Ok(None);
+        };
         match started {
             Ok(w) => {
                 self.removals = Some(w.removals());
@@ -519,6 +610,18 @@ impl Engine {
                 Ok(None)
             }
         }
+    }
+
+    /// Shows the parts of the root that are polled, and says so in the log when that changes.
+    fn note_polled(&mut self, started: &watching::Started) {
+        let now: Vec<String> = started.polled.iter().map(|b| b.describe()).collect();
+        if now != self.polled && !now.is_empty() {
+            let shown: Vec<String> = now.iter().map(|d| Escaped(d).to_string()).collect();
+            tracing::info!(mirror = %self.name, "polling every {} s: {}", self.cfg.poll_interval_secs, shown.join(", "));
+        }
+        self.status_tx.send_modify(|s| s.polled = now.clone());
+        self.polled = now;
+        self.polled_subtrees = watching::polled_subtrees(&started.polled);
     }
 
     /// Shows the folders a watcher could not watch; the loop rebuilds it while any are left.

@@ -200,9 +200,17 @@ impl Engine {
         paths.extend(self.gate.paths().cloned());
         let (root, ignore) = (t.root.clone(), self.ignore.clone());
         let known_all = Arc::clone(&self.known);
-        let scope =
-            tokio::task::spawn_blocking(move || build_scope(&root, &ignore, &known_all, &paths))
-                .await;
+        // Polled mounts (their changes raise no events) are scanned whole.
+        let deep: BTreeSet<String> = self
+            .polled_subtrees
+            .iter()
+            .map(|r| r.as_str().to_string())
+            .filter(|p| paths.contains(p))
+            .collect();
+        let scope = tokio::task::spawn_blocking(move || {
+            build_scope(&root, &ignore, &known_all, &paths, &deep)
+        })
+        .await;
         let Ok(Scope {
             known,
             disk,
@@ -420,6 +428,9 @@ impl Engine {
                         store::apply_to_map(Arc::make_mut(&mut self.known), e);
                     }
                     self.failures.forget(r.op.path());
+                    if let Some(kind) = done_event(&r.op) {
+                        self.deps.events.publish(&self.name, kind);
+                    }
                 }
                 Outcome::Changed(effects) => {
                     for e in &effects {
@@ -434,6 +445,14 @@ impl Engine {
                 }
                 Outcome::Failed { reason, permanent } => {
                     tracing::warn!(mirror = %self.name, path = r.op.path(), "failed: {}", Escaped(&reason));
+                    self.deps.events.publish(
+                        &self.name,
+                        crate::events::EventKind::Failed {
+                            path: r.op.path().to_string(),
+                            reason: reason.clone(),
+                            permanent,
+                        },
+                    );
                     if let Op::Move { from, .. } = &r.op {
                         self.failures.note_failed_move(r.op.path(), from);
                     }
@@ -605,12 +624,14 @@ struct Scope {
 
 /// The known and disk views for a batch of paths: each path, its not-yet-known
 /// ancestors, the subtree of a new directory, and the known subtree of a path that
-/// vanished or changed kind.
+/// vanished or changed kind. A directory in `deep` (a polled mount) is compared whole:
+/// its known subtree against a scan of its disk subtree.
 fn build_scope(
     root: &std::path::Path,
     ignore: &IgnoreRules,
     known_all: &BTreeMap<String, Entry>,
     paths: &BTreeSet<String>,
+    deep: &BTreeSet<String>,
 ) -> Scope {
     let mut scope = Scope::default();
     let (mut known, mut disk) = (BTreeMap::new(), BTreeMap::new());
@@ -661,7 +682,13 @@ fn build_scope(
             }
             anc = plan::parent(&anc).to_string();
         }
-        if l.kind == Kind::Dir && !known_all.get(p).is_some_and(|e| e.kind == EntryKind::Dir) {
+        let is_deep = l.kind == Kind::Dir && deep.contains(p);
+        if is_deep {
+            add_known_tree(&mut known, p);
+        }
+        if l.kind == Kind::Dir
+            && (is_deep || !known_all.get(p).is_some_and(|e| e.kind == EntryKind::Dir))
+        {
             // A new directory: everything inside is new too (no events come for the
             // contents of a directory moved in from outside the root).
             if let Ok(items) = local::scan(&root.join(p), ignore) {
@@ -728,4 +755,26 @@ fn add_other_links(
             disk.insert(p.clone(), disk_item(p, &l));
         }
     }
+}
+
+/// The event a finished op makes (none for a store-only refresh).
+fn done_event(op: &Op) -> Option<crate::events::EventKind> {
+    use crate::events::EventKind;
+    Some(match op {
+        Op::Mkdir { path, .. } => EventKind::FolderCreated { path: path.clone() },
+        Op::Upload { path, item, .. } => EventKind::Uploaded {
+            path: path.clone(),
+            bytes: item.size,
+        },
+        Op::Replace { path, item, .. } => EventKind::NewVersion {
+            path: path.clone(),
+            bytes: item.size,
+        },
+        Op::Move { from, to, .. } => EventKind::Moved {
+            from: from.clone(),
+            to: to.clone(),
+        },
+        Op::Delete { path, .. } => EventKind::Deleted { path: path.clone() },
+        Op::Refresh { .. } => return None,
+    })
 }

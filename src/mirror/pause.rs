@@ -40,6 +40,8 @@ pub(super) enum Pause {
     Space { reason: String },
     /// The credentials were refused; a reload (HUP) lifts it.
     Credentials { reason: String },
+    /// The machine runs on battery (`pause_on_battery`); AC power lifts it.
+    Battery,
 }
 
 /// Something that may end a pause by itself.
@@ -50,6 +52,8 @@ pub(super) enum Lift {
     RootBack,
     /// A probe write to the state database succeeded.
     StoreWritable,
+    /// The machine is on AC power again.
+    AcPower,
     /// The share was looked at: its free bytes by its own quota (`Some(None)` = no quota
     /// of its own), or `None` if it could not be read (the pass itself is then the check).
     QuotaChecked(Option<Option<u64>>),
@@ -60,6 +64,7 @@ impl Pause {
     pub fn reason(&self) -> String {
         match self {
             Pause::User => "paused by user".into(),
+            Pause::Battery => "on battery power (pause_on_battery); resumes on AC power".into(),
             Pause::MassDelete { reason }
             | Pause::Root { reason, .. }
             | Pause::Saved { reason }
@@ -124,6 +129,7 @@ impl Pause {
             (Pause::Credentials { .. }, Lift::CredentialsRenewed) => true,
             (Pause::Root { .. }, Lift::RootBack) => self.lifts_when_root_back(),
             (Pause::Space { .. }, Lift::StoreWritable) => true,
+            (Pause::Battery, Lift::AcPower) => true,
             (Pause::Quota { free_at_pause, .. }, Lift::QuotaChecked(free)) => match free {
                 // Unreadable, or no quota of its own any more (another level may still be
                 // full; the pass then pauses again after one refusal).
@@ -152,7 +158,12 @@ impl Engine {
     /// Pauses; a guard's pause is saved, so a restart stays paused.
     pub(super) async fn pause(&mut self, pause: Pause) {
         let reason = pause.reason();
-        tracing::warn!(mirror = %self.name, "paused: {reason}");
+        if pause == Pause::Battery {
+            // A laptop unplugged is no problem to warn about.
+            tracing::info!(mirror = %self.name, "paused: {reason}");
+        } else {
+            tracing::warn!(mirror = %self.name, "paused: {reason}");
+        }
         if pause.is_saved()
             && let Some(t) = &self.target
         {
@@ -215,6 +226,20 @@ impl Engine {
         // Shown before the reply, so a `wait` right after `resume` does not read the old
         // pause (a full pass comes next).
         if self.target.is_some() {
+            self.set_state(MirrorState::Scanning, None);
+        }
+    }
+
+    /// The power source changed: on battery a running mirror pauses (one paused for
+    /// another reason keeps that reason); on AC power a battery pause lifts, with a full
+    /// pass to catch up on what changed meanwhile.
+    pub(super) async fn power_changed(&mut self, on_battery: bool) {
+        if on_battery {
+            if self.paused.is_none() {
+                self.pause(Pause::Battery).await;
+            }
+        } else if self.lift_if(Lift::AcPower) {
+            tracing::info!(mirror = %self.name, "on AC power; resuming");
             self.set_state(MirrorState::Scanning, None);
         }
     }

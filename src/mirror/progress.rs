@@ -9,7 +9,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::MirrorStatus;
+use super::{MirrorStatus, RateLimits};
+use crate::remote::{Client, RateDimension};
 use crate::upload::Counters;
 
 /// Refreshes the transfer figures of a mirror's status every second while it runs (the
@@ -18,6 +19,7 @@ use crate::upload::Counters;
 pub(super) async fn sample_progress(
     status: Arc<watch::Sender<MirrorStatus>>,
     counters: Arc<Counters>,
+    client: Client,
     stop: CancellationToken,
 ) {
     use std::sync::atomic::Ordering::Relaxed;
@@ -40,7 +42,18 @@ pub(super) async fn sample_progress(
                 s.in_flight,
                 s.bytes_remaining,
                 s.bytes_per_sec,
+                s.budget_spent,
+                s.rate_limited,
             );
+            // Which API budget a 429 said is spent (the daemon's client is shared, so
+            // every mirror shows it), and the 429s met by budget.
+            s.budget_spent = client.budget_spent();
+            let pace = client.pace_stats();
+            s.rate_limited = RateLimits {
+                token: pace.pauses_for(RateDimension::Token),
+                user: pace.pauses_for(RateDimension::User),
+                tenant: pace.pauses_for(RateDimension::Tenant),
+            };
             s.files_done = counters.files_done.load(Relaxed);
             s.bytes_done = done;
             s.in_flight = counters.in_flight.load(Relaxed);
@@ -56,6 +69,8 @@ pub(super) async fn sample_progress(
                     s.in_flight,
                     s.bytes_remaining,
                     s.bytes_per_sec,
+                    s.budget_spent,
+                    s.rate_limited,
                 )
         });
     }

@@ -368,6 +368,15 @@ impl Engine {
                         .await
                 }
                 IntentOp::Replace(f) => self.settle_replace(&s, &intent, f).await,
+                // Placed from content the remote holds: settled as the upload it stands
+                // for (the item at the name, with the content sent, is ours).
+                IntentOp::Copy(k) | IntentOp::Untrash(k) => {
+                    let f = &k.file;
+                    let fp = (f.inode, f.mtime_ns);
+                    self.settle_create(&mut s, &intent, &f.parent_id, &f.name, fp, Some(f))
+                        .await
+                }
+                IntentOp::Restore(k) => self.settle_replace(&s, &intent, &k.file).await,
                 IntentOp::Move(m) => Verdict::Close(self.settle_move(&s, &intent, m).await),
                 // Deletes are planned again from the disk; repeating one is harmless (a
                 // delete of a deleted item is accepted as done).
@@ -585,6 +594,25 @@ impl Engine {
         intent: i64,
         effects: Vec<Effect>,
     ) -> Result<(), MirrorError> {
+        // One remote item, one entry (defect 36): an item recorded since at another path
+        // (the pass created or adopted it there after a folder above it moved) is not
+        // recorded a second time; two entries for one id would later move it with one and
+        // trash it with the other.
+        let effects: Vec<Effect> = effects
+            .into_iter()
+            .filter(|e| match e {
+                Effect::Upsert(new) => match self.known.values().find(|k| {
+                    k.remote_id == new.remote_id && k.path != new.path
+                }) {
+                    Some(k) => {
+                        tracing::debug!(mirror = %self.name, path = %Escaped(&new.path), "settled: {} is recorded at {} already", new.remote_id, Escaped(&k.path));
+                        false
+                    }
+                    None => true,
+                },
+                _ => true,
+            })
+            .collect();
         for e in &effects {
             store::apply_to_map(Arc::make_mut(&mut self.known), e);
         }

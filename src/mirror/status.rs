@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::MirrorConfig;
+use crate::remote::RateDimension;
 use crate::store::Failure;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,6 +74,11 @@ pub struct MirrorStatus {
     /// mirror stays what it was.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unwatched: Vec<String>,
+    /// Parts of the root stat'ed every `poll_interval_secs` because their changes raise no
+    /// events (network or FUSE filesystems, or `watch = "poll"`), each with why. Left out
+    /// of the JSON when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub polled: Vec<String>,
     pub first_pass_done: bool,
     /// Unix seconds of the last time the mirror went idle.
     pub last_sync_at: Option<i64>,
@@ -88,6 +94,27 @@ pub struct MirrorStatus {
     /// Unix seconds of the last read of the change log (`None` = not following it).
     #[serde(default)]
     pub cursor_read_at: Option<i64>,
+    /// The API budget a 429 said is spent (`token`; `user`: all the user's tokens, which
+    /// several daemons share; `tenant`) while the daemon waits for it; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_spent: Option<RateDimension>,
+    /// 429s met since start, by the budget they named (left out while there were none).
+    #[serde(default, skip_serializing_if = "RateLimits::is_zero")]
+    pub rate_limited: RateLimits,
+}
+
+/// 429s by the budget they named (`scaidrive-api.md` §5).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateLimits {
+    pub token: u64,
+    pub user: u64,
+    pub tenant: u64,
+}
+
+impl RateLimits {
+    pub fn is_zero(&self) -> bool {
+        *self == RateLimits::default()
+    }
 }
 
 impl MirrorStatus {
@@ -112,12 +139,15 @@ impl MirrorStatus {
             retrying: 0,
             skipped: Vec::new(),
             unwatched: Vec::new(),
+            polled: Vec::new(),
             first_pass_done: false,
             last_sync_at: None,
             remote_drift: 0,
             remote_repairs: 0,
             remote_overwrites: 0,
             cursor_read_at: None,
+            budget_spent: None,
+            rate_limited: RateLimits::default(),
         }
     }
 

@@ -127,6 +127,12 @@ impl Engine {
                 store::apply_to_map(Arc::make_mut(&mut self.known), e);
             }
             report.repaired = put_back + before - self.known.len();
+            for p in &drifted {
+                self.deps.events.publish(
+                    &self.name,
+                    crate::events::EventKind::DriftRepaired { path: p.clone() },
+                );
+            }
         }
         report
     }

@@ -58,6 +58,7 @@ impl Body {
         path: &Path,
         offset: u64,
         len: u64,
+        bandwidth: &super::bandwidth::Bandwidth,
     ) -> Result<reqwest::Body, Error> {
         let mut f = tokio::fs::File::open(path)
             .await
@@ -79,14 +80,16 @@ impl Body {
             .await
             .map_err(|e| Error::local_io(path, e))?;
         let reader = f.take(len);
-        Ok(reqwest::Body::wrap_stream(
+        // Through the daemon's bandwidth limit, piece by piece as the bytes go out.
+        Ok(reqwest::Body::wrap_stream(bandwidth.limit(
             tokio_util::io::ReaderStream::with_capacity(reader, stream_buf(len)),
-        ))
+        )))
     }
 
     pub(super) async fn apply(
         &self,
         rb: reqwest::RequestBuilder,
+        bandwidth: &super::bandwidth::Bandwidth,
     ) -> Result<reqwest::RequestBuilder, Error> {
         Ok(match self {
             Body::Empty => rb,
@@ -101,7 +104,7 @@ impl Body {
             Body::FileRange { path, offset, len } => rb
                 .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
                 .header(reqwest::header::CONTENT_LENGTH, *len)
-                .body(Body::file_stream(path, *offset, *len).await?),
+                .body(Body::file_stream(path, *offset, *len, bandwidth).await?),
             Body::Multipart {
                 fields,
                 path,
@@ -113,7 +116,7 @@ impl Body {
                     form = form.text(*k, v.clone());
                 }
                 let part = reqwest::multipart::Part::stream_with_length(
-                    Body::file_stream(path, 0, *len).await?,
+                    Body::file_stream(path, 0, *len, bandwidth).await?,
                     *len,
                 )
                 .file_name(file_name.clone())

@@ -226,6 +226,15 @@ impl Error {
         self.d.retry_after
     }
 
+    /// The budget a 429 names in `error.details.dimension` (`token`, `user`, `tenant`).
+    pub fn rate_dimension(&self) -> Option<super::pace::RateDimension> {
+        if self.status().is_none_or(|s| s.as_u16() != 429) {
+            return None;
+        }
+        let d = self.d.details.as_ref()?.get("dimension")?.as_str()?;
+        super::pace::RateDimension::parse(d)
+    }
+
     /// `error.details` of the enveloped body (e.g. `existing_id` on a name conflict).
     pub fn details(&self) -> Option<&Value> {
         self.d.details.as_ref()

@@ -1,7 +1,7 @@
 //! The calls the change-log follower needs beyond reading the log: registering the
 //! daemon's sync device (`POST /api/v1/sync/devices`) and the repairs it makes toward
-//! the local root without sending bytes: restoring a trashed item (`PATCH … {"restore":
-//! true}`) and putting a moved or renamed one back (one `PATCH` for a file, rename and/or
+//! the local root without sending bytes: restoring a trashed folder (`PATCH … {"restore":
+//! true}`; files use [`Client::restore_file`]) and putting a moved or renamed one back (one `PATCH` for a file, rename and/or
 //! move for a folder).
 
 use reqwest::Method;
@@ -32,13 +32,6 @@ impl Client {
     /// `POST /api/v1/sync/devices` (201 new, the server may answer 200 for a known id).
     pub async fn register_device(&self, device: &NewDevice) -> Result<Device, Error> {
         let call = Call::new(Method::POST, "/api/v1/sync/devices".into()).json(device);
-        self.call_json(call).await
-    }
-
-    /// `PATCH /api/v1/files/{id}` `{"restore": true}`: out of the trash, no bytes sent.
-    pub async fn restore_file(&self, file_id: &str) -> Result<RemoteFile, Error> {
-        let call = Call::new(Method::PATCH, format!("/api/v1/files/{}", seg(file_id)))
-            .json(&json!({ "restore": true }));
         self.call_json(call).await
     }
 

@@ -13,9 +13,12 @@
 //! errors in `error.rs`; tokens in `auth.rs`.
 
 pub mod auth;
+pub mod bandwidth;
 mod call;
 pub mod error;
 pub mod follow;
+mod known;
+pub mod localtime;
 pub mod pace;
 pub mod retry;
 pub mod types;
@@ -36,7 +39,7 @@ use tokio::io::AsyncWriteExt;
 pub use auth::{PersistFuture, Secret, TokenPair, TokenSink};
 use call::{Body, Call};
 pub use error::{Error, ErrorKind};
-pub use pace::{PaceConfig, PaceStats};
+pub use pace::{PaceConfig, PaceStats, RateDimension};
 pub use retry::RetryPolicy;
 pub use types::*;
 pub use upload::{ChunkPlan, ResumableUpload, UploadConfig, sha256_file, validate_name};
@@ -64,6 +67,8 @@ pub struct ClientConfig {
     /// PEM file of extra CA certificates to trust (a private CA or a self-signed server),
     /// added to the platform's roots.
     pub ca_file: Option<PathBuf>,
+    /// The daemon's bandwidth limiter, shared by every streamed request body.
+    pub bandwidth: bandwidth::Bandwidth,
 }
 
 impl ClientConfig {
@@ -79,6 +84,7 @@ impl ClientConfig {
             pace: PaceConfig::default(),
             upload: UploadConfig::default(),
             ca_file: None,
+            bandwidth: bandwidth::Bandwidth::default(),
         }
     }
 }
@@ -96,6 +102,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("pace", &self.pace)
             .field("upload", &self.upload)
             .field("ca_file", &self.ca_file)
+            .field("bandwidth", &self.bandwidth)
             .finish()
     }
 }
@@ -122,6 +129,10 @@ struct Inner {
     /// What the uploads have learned about this server since start-up (the size from
     /// which a multipart upload meets 413, the recent transfer throughput).
     learned: upload::Learned,
+    bandwidth: bandwidth::Bandwidth,
+    /// Requests the server answered, and how many of those with 429 (for the metrics).
+    answered: AtomicU64,
+    rate_limited: AtomicU64,
 }
 
 impl std::fmt::Debug for Client {
@@ -258,6 +269,9 @@ impl Client {
                 upload: config.upload,
                 request_timeout: config.request_timeout,
                 learned: upload::Learned::default(),
+                bandwidth: config.bandwidth,
+                answered: AtomicU64::new(0),
+                rate_limited: AtomicU64::new(0),
             }),
         })
     }
@@ -278,9 +292,27 @@ impl Client {
         self.inner.pacer.stats()
     }
 
+    /// The budget (token, user, tenant) a 429 said is spent, while its pause lasts.
+    pub fn budget_spent(&self) -> Option<RateDimension> {
+        self.inner.pacer.spent()
+    }
+
     /// The pacer's current belief about the budget: (limit, remaining units).
     pub fn rate_budget(&self) -> (Option<u64>, u64) {
         self.inner.pacer.budget()
+    }
+
+    /// Requests answered by the server since start, and how many of them were 429s.
+    pub fn request_counts(&self) -> (u64, u64) {
+        (
+            self.inner.answered.load(Ordering::Relaxed),
+            self.inner.rate_limited.load(Ordering::Relaxed),
+        )
+    }
+
+    /// The bandwidth limiter file bodies stream through.
+    pub fn bandwidth(&self) -> &bandwidth::Bandwidth {
+        &self.inner.bandwidth
     }
 
     pub fn upload_config(&self) -> &UploadConfig {
@@ -315,7 +347,7 @@ impl Client {
         }
         rb = call
             .body
-            .apply(rb)
+            .apply(rb, &self.inner.bandwidth)
             .await
             .map_err(|e| e.at(&call.method, &call.path))?;
         let sent = std::time::Instant::now();
@@ -325,6 +357,10 @@ impl Client {
         };
         permit.observe(resp.headers());
         let status = resp.status();
+        self.inner.answered.fetch_add(1, Ordering::Relaxed);
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            self.inner.rate_limited.fetch_add(1, Ordering::Relaxed);
+        }
         if status.is_success() {
             if let Body::FileRange { len, .. } | Body::Multipart { len, .. } = &call.body {
                 // The server answers once it has the whole body: the time to the answer is

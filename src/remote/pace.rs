@@ -200,6 +200,51 @@ impl Reading {
     }
 }
 
+/// The budget a 429 names in `error.details.dimension` (`scaidrive-api.md` §5): this
+/// token's (1,000 units a minute by default), the user's across all their tokens (5,000)
+/// or the tenant's (50,000). Each is honoured the same way (wait `Retry-After`, everyone);
+/// which one is spent is what `status` shows, since only the token's shows in the
+/// `X-RateLimit-*` headers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RateDimension {
+    Token,
+    User,
+    Tenant,
+}
+
+impl RateDimension {
+    pub const ALL: [RateDimension; 3] = [
+        RateDimension::Token,
+        RateDimension::User,
+        RateDimension::Tenant,
+    ];
+
+    /// The body's `dimension`; `None` for a value the docs do not list.
+    pub fn parse(s: &str) -> Option<RateDimension> {
+        match s {
+            "token" => Some(RateDimension::Token),
+            "user" => Some(RateDimension::User),
+            "tenant" => Some(RateDimension::Tenant),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RateDimension::Token => "token",
+            RateDimension::User => "user",
+            RateDimension::Tenant => "tenant",
+        }
+    }
+}
+
+impl std::fmt::Display for RateDimension {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Counters for reports and tests.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PaceStats {
@@ -207,6 +252,15 @@ pub struct PaceStats {
     pub waits: u64,
     /// 429 pauses taken.
     pub pauses: u64,
+    /// Of those, by the budget the 429 named (token, user, tenant; a 429 naming none
+    /// counts as the token's).
+    pub pauses_by: [u64; 3],
+}
+
+impl PaceStats {
+    pub fn pauses_for(&self, d: RateDimension) -> u64 {
+        self.pauses_by[d as usize]
+    }
 }
 
 /// The shared pacer; cheap to call, holds its mutex only while planning.
@@ -215,6 +269,8 @@ pub struct Pacer {
     cfg: PaceConfig,
     state: Mutex<PaceState>,
     stats: Mutex<PaceStats>,
+    /// The budget the last 429 named, and until when it asked us to wait.
+    spent: Mutex<Option<(RateDimension, Instant)>>,
 }
 
 impl Pacer {
@@ -223,6 +279,7 @@ impl Pacer {
             cfg,
             state: Mutex::new(PaceState::new(Instant::now())),
             stats: Mutex::new(PaceStats::default()),
+            spent: Mutex::new(None),
         }
     }
 
@@ -255,10 +312,22 @@ impl Pacer {
         }
     }
 
-    /// Pauses every worker for `wait` (after a 429).
-    pub fn pause_for(&self, wait: Duration) {
-        self.state().pause(Instant::now(), wait);
-        self.stats.lock().unwrap_or_else(|e| e.into_inner()).pauses += 1;
+    /// Pauses every worker for `wait` (after a 429 that named budget `dim`).
+    pub fn pause_for(&self, wait: Duration, dim: RateDimension) {
+        let now = Instant::now();
+        self.state().pause(now, wait);
+        *self.spent.lock().unwrap_or_else(|e| e.into_inner()) = Some((dim, now + wait));
+        let mut stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+        stats.pauses += 1;
+        stats.pauses_by[dim as usize] += 1;
+    }
+
+    /// The budget a 429 said is spent, while the pause it asked for lasts.
+    pub fn spent(&self) -> Option<RateDimension> {
+        let spent = *self.spent.lock().unwrap_or_else(|e| e.into_inner());
+        spent
+            .filter(|(_, until)| Instant::now() < *until)
+            .map(|(d, _)| d)
     }
 
     pub fn stats(&self) -> PaceStats {

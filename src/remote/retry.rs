@@ -19,7 +19,7 @@ use std::time::Duration;
 use rand::Rng;
 
 use super::error::Error;
-use super::pace::Pacer;
+use super::pace::{Pacer, RateDimension};
 
 /// How hard to try. The defaults follow the docs (3 rate-limit retries) and the seed
 /// walkthrough (4 attempts for 5xx, exponential), with a cap so a long outage does not
@@ -158,7 +158,9 @@ where
             Decision::GiveUp => return Err(err),
             Decision::Retry(wait) => {
                 if is_429 {
-                    pacer.pause_for(err.retry_after().unwrap_or(policy.default_retry_after));
+                    // The user's or tenant's budget is waited out like the token's.
+                    let dim = err.rate_dimension().unwrap_or(RateDimension::Token);
+                    pacer.pause_for(err.retry_after().unwrap_or(policy.default_retry_after), dim);
                 }
                 tracing::debug!(error = %err, attempt = attempts, wait_ms = wait.as_millis() as u64, "retrying");
                 tokio::time::sleep(wait).await;

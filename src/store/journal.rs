@@ -4,7 +4,7 @@
 //! recovery needs, serialized by serde.
 //!
 //! On disk a row is the op's name (`journal.op`: `mkdir`, `upload`, `replace`, `move`,
-//! `delete`) and its details as a JSON object (`journal.detail`), the shape every release
+//! `delete`, and since migration 06 `copy`, `restore`, `untrash`) and its details as a JSON object (`journal.detail`), the shape every release
 //! so far has written; [`Store::mark_uncertain`] adds `"uncertain": true` to that object.
 //! A row that does not fit (a future or a damaged one) is read as [`IntentOp::Unreadable`]
 //! rather than failing the mirror's start.
@@ -39,6 +39,22 @@ pub struct SendFile {
     pub replace_file_id: Option<String>,
 }
 
+/// A file placed from content the remote already holds, without sending bytes: a
+/// server-side copy (`copy`), a version restore (`restore`, `file.replace_file_id` names
+/// the file) or a restore from the trash (`untrash`). `file` is what an upload of the file
+/// would have journaled, so each settles like the upload it stands for: a copy or an
+/// untrash as a create at `file.name`, a restore as a new version.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlaceKnown {
+    #[serde(flatten)]
+    pub file: SendFile,
+    /// The file copied, or the trashed file restored (for `restore`, the file itself).
+    pub source_id: String,
+    /// The version restored (`restore` only).
+    #[serde(default)]
+    pub version: Option<i64>,
+}
+
 /// A move (rename, then move to the new folder) of `remote_id`, journaled at the new path.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MoveItem {
@@ -60,6 +76,9 @@ pub enum IntentOp {
     Replace(SendFile),
     Move(MoveItem),
     Delete(DeleteItem),
+    Copy(PlaceKnown),
+    Restore(PlaceKnown),
+    Untrash(PlaceKnown),
     /// A row this release cannot read: its op name and why.
     #[serde(skip)]
     Unreadable {
@@ -77,6 +96,9 @@ impl IntentOp {
             IntentOp::Replace(_) => "replace",
             IntentOp::Move(_) => "move",
             IntentOp::Delete(_) => "delete",
+            IntentOp::Copy(_) => "copy",
+            IntentOp::Restore(_) => "restore",
+            IntentOp::Untrash(_) => "untrash",
             IntentOp::Unreadable { op, .. } => op,
         }
     }

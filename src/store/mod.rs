@@ -10,6 +10,7 @@
 //! Paths are mirror-relative, `/`-separated UTF-8 strings.
 
 pub mod journal;
+pub mod known;
 pub mod links;
 pub mod model;
 mod sql;
@@ -87,6 +88,7 @@ fn migrations() -> rusqlite_migration::Migrations<'static> {
         rusqlite_migration::M::up(include_str!("../../migrations/03-entry-ctime/up.sql")),
         rusqlite_migration::M::up(include_str!("../../migrations/04-pause-kind/up.sql")),
         rusqlite_migration::M::up(include_str!("../../migrations/05-sync-cursor/up.sql")),
+        rusqlite_migration::M::up(include_str!("../../migrations/06-known-content/up.sql")),
     ])
 }
 

@@ -126,6 +126,9 @@ pub enum Effect {
     },
     ClearFailure(String),
     DeleteSession(String),
+    /// `path` and everything below it went to the remote trash: its files are remembered
+    /// for a restore ([`super::known`]). Comes before the `RemoveTree` that forgets them.
+    Trashed(String),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -188,6 +191,7 @@ pub(crate) fn apply_effect(
 ) -> Result<(), StoreError> {
     // Every change to what the store knows, for post-mortems of crash tests.
     tracing::trace!(target: "scaidrive::store::effects", mirror, ?effect, "store effect");
+    super::known::on_effect(c, mirror, effect)?;
     match effect {
         Effect::Upsert(e) => {
             c.execute(
@@ -241,6 +245,14 @@ pub(crate) fn apply_effect(
                  AND (path = ?2 OR path LIKE ?5 ESCAPE '\\')",
                 params![mirror, from, to, from.len() as i64 + 1, like_children(from)],
             )?;
+            // Operations still open on the moved item or below it follow it (defect 36): a create
+            // held because it may still land is recorded, when it shows up, at the path
+            // its item has now, not at one the store no longer knows.
+            c.execute(
+                "UPDATE journal SET path = ?3 || substr(path, ?4) WHERE mirror_id = ?1 \
+                 AND (path = ?2 OR path LIKE ?5 ESCAPE '\\')",
+                params![mirror, from, to, from.len() as i64 + 1, like_children(from)],
+            )?;
         }
         Effect::ClearFailure(p) => {
             c.execute(
@@ -254,6 +266,7 @@ pub(crate) fn apply_effect(
                 params![mirror, p],
             )?;
         }
+        Effect::Trashed(_) => {}
     }
     Ok(())
 }
@@ -286,7 +299,14 @@ impl Store {
             match existing {
                 Some((id, old_root, old_share, old_remote)) => {
                     if old_share != share_id || old_remote != remote_path || old_root != root {
-                        for t in ["entries", "journal", "upload_sessions", "failures"] {
+                        for t in [
+                            "entries",
+                            "journal",
+                            "upload_sessions",
+                            "failures",
+                            "remote_versions",
+                            "trashed",
+                        ] {
                             c.execute(&format!("DELETE FROM {t} WHERE mirror_id = ?1"), [id])?;
                         }
                         c.execute(
@@ -708,7 +728,7 @@ pub fn apply_to_map(map: &mut std::collections::BTreeMap<String, Entry>, effect:
                 }
             }
         }
-        Effect::ClearFailure(_) | Effect::DeleteSession(_) => {}
+        Effect::ClearFailure(_) | Effect::DeleteSession(_) | Effect::Trashed(_) => {}
     }
 }
 
@@ -738,6 +758,34 @@ mod tests {
             .await
             .unwrap();
         (dir, store, m.id)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn move_tree_takes_the_open_intents_below_it_along() {
+        let (_d, s, m) = store().await;
+        for p in ["a", "a/x/y.txt", "a_b/z", "ab"] {
+            let detail =
+                serde_json::json!({ "parent_id": null, "name": "n", "inode": 1, "mtime_ns": 0 });
+            s.begin(m, "mkdir", p, detail).await.unwrap();
+        }
+        s.apply(
+            m,
+            vec![Effect::MoveTree {
+                from: "a".into(),
+                to: "b/c".into(),
+            }],
+        )
+        .await
+        .unwrap();
+        let mut paths: Vec<String> = s
+            .intents(m)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|i| i.path)
+            .collect();
+        paths.sort();
+        assert_eq!(paths, ["a_b/z", "ab", "b/c", "b/c/x/y.txt"]);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -24,7 +24,9 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+mod known;
 mod op;
+mod tree;
 
 pub use op::{DiskItem, Op};
 
@@ -53,6 +55,9 @@ pub struct Counters {
     pub bytes_done: AtomicU64,
     pub in_flight: AtomicU64,
     pub requests_failed: AtomicU64,
+    /// Files placed from content the remote already held (copy, version or trash
+    /// restore), no bytes sent; also counted in `files_done`.
+    pub files_known: AtomicU64,
     /// Bytes and files the running batch still has to upload (for progress and ETA).
     pub bytes_remaining: AtomicU64,
     pub files_remaining: AtomicU64,
@@ -103,6 +108,8 @@ pub struct Uploader {
     /// chunked upload as many as it sends chunks in parallel.
     permits: Arc<Semaphore>,
     streams: u32,
+    /// Contents being sent now (see `known`).
+    sending: known::ContentGate,
 }
 
 impl Uploader {
@@ -113,6 +120,7 @@ impl Uploader {
             store,
             permits: Arc::new(Semaphore::new(streams as usize)),
             streams,
+            sending: known::ContentGate::default(),
         }
     }
 
@@ -223,6 +231,7 @@ impl Uploader {
                         store: self.store.clone(),
                         target: target.clone(),
                         counters: counters.clone(),
+                        sending: self.sending.clone(),
                     };
                     counters.in_flight.fetch_add(1, Ordering::Relaxed);
                     let halt = halted.clone();
@@ -317,7 +326,7 @@ fn apply_to_dirs(dirs: &mut BTreeMap<String, String>, effect: &Effect) {
                 dirs.insert(format!("{to}{}", &k[from.len()..]), v);
             }
         }
-        Effect::ClearFailure(_) | Effect::DeleteSession(_) => {}
+        Effect::ClearFailure(_) | Effect::DeleteSession(_) | Effect::Trashed(_) => {}
     }
 }
 
@@ -326,6 +335,7 @@ struct OpCtx {
     store: Store,
     target: Arc<MirrorTarget>,
     counters: Arc<Counters>,
+    sending: known::ContentGate,
 }
 
 /// The local fingerprint of a path now (lstat), if it is still a regular file.
@@ -577,6 +587,27 @@ impl OpCtx {
                 Err(e) => return self.fail(&e),
             },
         };
+        // Content the remote already holds goes without its bytes (see `known`); a file
+        // whose content is being sent right now waits for it, then is copied from it.
+        let _sending = self.sending.hold(&sha).await;
+        let over;
+        let replace = match self
+            .place_known(
+                path,
+                item,
+                &sha,
+                parent_id.as_deref(),
+                replace.map(String::as_str),
+            )
+            .await
+        {
+            known::Known::Placed(outcome) => return outcome,
+            known::Known::Upload => replace,
+            known::Known::UploadOver(id) => {
+                over = id;
+                Some(&over)
+            }
+        };
         let send = SendFile {
             parent_id: parent_id.clone(),
             name: name_of(path).to_string(),
@@ -735,158 +766,6 @@ impl OpCtx {
             Outcome::Done(effects)
         } else {
             Outcome::Changed(effects)
-        }
-    }
-
-    /// `target_parent` is the remote id of the destination folder (`None` = share root).
-    async fn move_item(
-        &self,
-        from: &str,
-        to: &str,
-        remote_id: &str,
-        kind: EntryKind,
-        target_parent: Option<String>,
-    ) -> Outcome {
-        let m = self.target.mirror;
-        let (from_parent, to_parent) = (parent(from), parent(to));
-        let (from_name, to_name) = (name_of(from), name_of(to));
-        let journaled = IntentOp::Move(MoveItem {
-            from: from.to_string(),
-            remote_id: remote_id.to_string(),
-        });
-        let intent = match self.store.begin_intent(m, to, &journaled).await {
-            Ok(i) => i,
-            Err(e) => return self.store_failed(e),
-        };
-        let is_dir = kind == EntryKind::Dir;
-        let mut result = Ok(());
-        let mut renamed = false;
-        if from_name != to_name {
-            result = if is_dir {
-                self.client
-                    .rename_folder(remote_id, to_name)
-                    .await
-                    .map(|_| ())
-            } else {
-                self.client
-                    .rename_file(remote_id, to_name)
-                    .await
-                    .map(|_| ())
-            };
-            renamed = result.is_ok();
-        }
-        if result.is_ok() && from_parent != to_parent {
-            result = if is_dir {
-                self.client
-                    .move_folder(remote_id, target_parent.as_deref())
-                    .await
-                    .map(|_| ())
-            } else {
-                self.client
-                    .move_file(remote_id, target_parent.as_deref())
-                    .await
-                    .map(|_| ())
-            };
-        }
-        match result {
-            Ok(()) => {
-                let effects = vec![
-                    Effect::MoveTree {
-                        from: from.into(),
-                        to: to.into(),
-                    },
-                    Effect::ClearFailure(to.into()),
-                ];
-                match self.store.commit(m, intent, effects.clone()).await {
-                    Ok(()) => Outcome::Done(effects),
-                    Err(e) => self.store_failed(e),
-                }
-            }
-            Err(e) if is_gone(&e) => {
-                // The item is gone, or (for a move) the destination folder is: ask which.
-                let item = if is_dir {
-                    self.client.folder(remote_id).await.map(|_| ())
-                } else {
-                    self.client.file(remote_id).await.map(|_| ())
-                };
-                let mut effects = Vec::new();
-                if renamed {
-                    // The rename went through: the item is in its old folder, new name
-                    // (recorded only with the replan below, whose effects the mirror sees).
-                    effects.push(Effect::MoveTree {
-                        from: from.into(),
-                        to: join(from_parent, to_name),
-                    });
-                }
-                match item {
-                    Err(g) if is_gone(&g) => {
-                        // Deleted remotely: forget it; the next pass uploads the local
-                        // item afresh.
-                        let effects = vec![Effect::RemoveTree(from.into())];
-                        let _ = self.store.commit(m, intent, effects.clone()).await;
-                        Outcome::Changed(effects)
-                    }
-                    Ok(()) => match self.gone_folder(to_parent, target_parent.as_deref()).await {
-                        // Still there; its destination folder is what is gone.
-                        Some(forget) => {
-                            effects.push(forget);
-                            self.replan(intent, effects).await
-                        }
-                        // A failure carries no effects (the mirror's view must stay the
-                        // store's): a retry repeats the rename, a no-op if it went through.
-                        None => {
-                            let _ = self.store.commit(m, intent, vec![]).await;
-                            self.fail(&e)
-                        }
-                    },
-                    Err(g) => {
-                        let _ = self.store.commit(m, intent, vec![]).await;
-                        self.fail(&g)
-                    }
-                }
-            }
-            Err(e) => {
-                // A retry repeats the rename (a no-op if it went through) and the move.
-                let _ = self.store.commit(m, intent, vec![]).await;
-                self.fail(&e)
-            }
-        }
-    }
-
-    async fn delete(&self, path: &str, remote_id: &str, kind: EntryKind) -> Outcome {
-        let m = self.target.mirror;
-        let effects = vec![
-            Effect::RemoveTree(path.into()),
-            Effect::ClearFailure(path.into()),
-        ];
-        if self.target.delete_mode == DeleteMode::Keep {
-            return match self.store.apply(m, effects.clone()).await {
-                Ok(()) => Outcome::Done(effects),
-                Err(e) => self.store_failed(e),
-            };
-        }
-        let journaled = IntentOp::Delete(DeleteItem {
-            remote_id: remote_id.to_string(),
-        });
-        let intent = match self.store.begin_intent(m, path, &journaled).await {
-            Ok(i) => i,
-            Err(e) => return self.store_failed(e),
-        };
-        let r = if kind == EntryKind::Dir {
-            self.client.delete_folder(remote_id, false).await
-        } else {
-            self.client.delete_file(remote_id, false).await
-        };
-        match r {
-            // Already deleted or gone: the remote is where we want it.
-            Err(e) if !is_gone(&e) => {
-                let _ = self.store.commit(m, intent, vec![]).await;
-                self.fail(&e)
-            }
-            _ => match self.store.commit(m, intent, effects.clone()).await {
-                Ok(()) => Outcome::Done(effects),
-                Err(e) => self.store_failed(e),
-            },
         }
     }
 }

@@ -1,5 +1,6 @@
-//! The live watch on one mirror root: `notify`'s recommended backend (inotify, FSEvents, ...)
-//! turned into [`WatchEvent`]s on a bounded tokio channel. Owns the mapping from the backend's
+//! The live watch on one mirror root: an event source ([`EventSource`]: `notify`'s recommended
+//! backend, inotify here, with renames paired or reported unpaired) turned into
+//! [`WatchEvent`]s on a bounded tokio channel. Owns the mapping from the backend's
 //! event kinds to path hints, the backpressure rule (a full channel becomes one "rescan
 //! needed", never a blocked notify thread and never a silent drop) and the watch-limit error.
 
@@ -164,6 +165,17 @@ fn is_removal(ev: &WatchEvent) -> bool {
     )
 }
 
+/// Where a watcher's events come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventSource {
+    /// The platform's backend (inotify on Linux): kernel renames arrive paired.
+    Native,
+    /// The platform's backend, with every rename reported as an unpaired removal and
+    /// creation, as FSEvents and kqueue report them: the mirror must still move, not
+    /// re-upload (its offline matching by inode, size, mtime and hash pairs them).
+    Unpaired,
+}
+
 /// A recursive watch on one root. Dropping it stops the watch.
 pub struct Watcher {
     _backend: RecommendedWatcher,
@@ -193,6 +205,16 @@ impl Watcher {
     /// watches): call it from `spawn_blocking`. Directories created later are added by the
     /// backend as they appear.
     pub fn new(root: &Path, rules: IgnoreRules, capacity: usize) -> Result<Self, WatchError> {
+        Self::with_source(root, rules, capacity, EventSource::Native)
+    }
+
+    /// [`Watcher::new`] with a chosen event source.
+    pub fn with_source(
+        root: &Path,
+        rules: IgnoreRules,
+        capacity: usize,
+        source: EventSource,
+    ) -> Result<Self, WatchError> {
         // Events carry the prefix we register; canonical means it matches what `scan` and
         // the planner derive, whatever alias the config used.
         let canon = root
@@ -223,13 +245,13 @@ impl Watcher {
             removals: removals.clone(),
             rescan_needed: rescan_needed.clone(),
             watch_limit: watch_limit.clone(),
+            unpaired: source == EventSource::Unpaired,
         };
-        // Never follow symlinks: a link to /home would otherwise put watches (and events,
-        // and so reads) outside the root.
-        let config = notify::Config::default().with_follow_symlinks(false);
-        let mut backend =
-            RecommendedWatcher::new(move |res: notify::Result<Event>| bridge.handle(res), config)
-                .map_err(|e| WatchError::from_notify(root, e))?;
+        let mut backend = RecommendedWatcher::new(
+            move |res: notify::Result<Event>| bridge.handle(res),
+            backend_config(),
+        )
+        .map_err(|e| WatchError::from_notify(root, e))?;
         let mut unwatched = Vec::new();
         if let Err(e) = backend.watch(&canon, RecursiveMode::Recursive) {
             // inotify's recursive watch fails as a whole on one folder it may not read;
@@ -330,6 +352,12 @@ fn is_refused(e: &notify::Error) -> bool {
 /// directly in a folder watched alone are not watched until the watcher is built again
 /// (the engine does that periodically while anything is unwatched). Symlinks are not
 /// followed. Blocking.
+/// Never follow symlinks: a link to /home would otherwise put watches (and events, and so
+/// reads) outside the root.
+fn backend_config() -> notify::Config {
+    notify::Config::default().with_follow_symlinks(false)
+}
+
 fn watch_around(
     backend: &mut RecommendedWatcher,
     dir: &Path,
@@ -376,6 +404,26 @@ struct Bridge {
     removals: Arc<RemovalClock>,
     rescan_needed: Arc<AtomicBool>,
     watch_limit: Arc<AtomicBool>,
+    /// [`EventSource::Unpaired`]: renames go out as a removal and a creation.
+    unpaired: bool,
+}
+
+/// A rename as FSEvents and kqueue report it: two unrelated paths.
+fn unpair(ev: WatchEvent) -> Vec<WatchEvent> {
+    match ev {
+        WatchEvent::Renamed { from, to } => {
+            vec![WatchEvent::Removed(from), WatchEvent::Changed(to)]
+        }
+        WatchEvent::MoveEnd {
+            path,
+            present: false,
+        } => vec![WatchEvent::Removed(path)],
+        WatchEvent::MoveEnd {
+            path,
+            present: true,
+        } => vec![WatchEvent::Changed(path)],
+        other => vec![other],
+    }
 }
 
 impl Bridge {
@@ -400,7 +448,11 @@ impl Bridge {
             }
             return;
         }
-        for ev in self.mapper.map(res) {
+        let mut events = self.mapper.map(res);
+        if self.unpaired {
+            events = events.into_iter().flat_map(unpair).collect();
+        }
+        for ev in events {
             if is_removal(&ev) {
                 self.removals.note();
             }
@@ -857,6 +909,44 @@ mod tests {
     }
 
     #[test]
+    fn the_unpaired_source_reports_renames_as_two_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir(root.join("new")).unwrap();
+        let (tx, mut rx) = mpsc::channel(16);
+        let mut bridge = Bridge {
+            mapper: mapper(root),
+            tx,
+            removals: Arc::new(RemovalClock::new()),
+            rescan_needed: Arc::new(AtomicBool::new(false)),
+            watch_limit: Arc::new(AtomicBool::new(false)),
+            unpaired: true,
+        };
+        let both = EventKind::Modify(ModifyKind::Name(RenameMode::Both));
+        bridge.handle(ev(both, &[&root.join("old"), &root.join("new")]));
+        let mut from = ev(
+            EventKind::Modify(ModifyKind::Name(RenameMode::From)),
+            &[&root.join("a.txt")],
+        )
+        .unwrap();
+        from.attrs.set_tracker(7);
+        bridge.handle(Ok(from));
+        let mut got = Vec::new();
+        while let Ok(e) = rx.try_recv() {
+            got.push(e);
+        }
+        assert_eq!(
+            got,
+            [
+                WatchEvent::Removed(rp("old")),
+                WatchEvent::Changed(rp("new")),
+                WatchEvent::Removed(rp("a.txt")),
+            ]
+        );
+        assert!(bridge.removals.last().is_some(), "removals still stamped");
+    }
+
+    #[test]
     fn bridge_never_blocks_and_turns_overflow_into_flags() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
@@ -867,6 +957,7 @@ mod tests {
             removals: Arc::new(RemovalClock::new()),
             rescan_needed: Arc::new(AtomicBool::new(false)),
             watch_limit: Arc::new(AtomicBool::new(false)),
+            unpaired: false,
         };
         let create = |name: &str| ev(EventKind::Create(CreateKind::File), &[&root.join(name)]);
         bridge.handle(create("a"));
@@ -898,6 +989,7 @@ mod tests {
             removals: removals.clone(),
             rescan_needed: Arc::new(AtomicBool::new(false)),
             watch_limit: Arc::new(AtomicBool::new(false)),
+            unpaired: false,
         };
         let at = |kind: EventKind, name: &str| ev(kind, &[&root.join(name)]);
         bridge.handle(at(EventKind::Create(CreateKind::File), "a"));

@@ -7,6 +7,9 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod monitoring;
+mod ops;
+
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -316,7 +319,7 @@ async fn control_socket_status_wait_and_hup_reload() {
         k.sort();
         k
     };
-    assert_eq!(keys(&v), ["daemon", "mirrors", "protocol"]);
+    assert_eq!(keys(&v), ["bandwidth", "daemon", "mirrors", "protocol"]);
     assert_eq!(
         keys(&v["daemon"]),
         ["pid", "socket", "started_at", "state_dir", "version"]

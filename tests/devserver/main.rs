@@ -10,6 +10,8 @@ mod harness;
 mod auth_limits;
 mod caps;
 mod changelog;
+mod economy_budgets;
+mod economy_known;
 mod files;
 mod folders;
 mod links;

@@ -115,6 +115,8 @@ const KEYS: &[&str] = &[
     "quiet_period_ms",
     "max_delay_secs",
     "rescan_interval_secs",
+    "watch",
+    "poll_interval_secs",
     "mass_delete_count",
     "mass_delete_percent",
     "link",

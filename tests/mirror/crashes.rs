@@ -497,3 +497,71 @@ async fn leave_intent(w: &World, op: &str, path: &str, detail: serde_json::Value
     store.begin(m, op, path, detail).await.unwrap();
     store.flush().await.unwrap();
 }
+
+/// The store's entries: path → remote id.
+fn stored_ids(w: &World) -> Vec<(String, String)> {
+    let db = scaidrive::store::open_read_only(&w.state_dir().join("state.db"))
+        .unwrap()
+        .expect("state database");
+    let mut q = db
+        .prepare("SELECT path, remote_id FROM entries ORDER BY path")
+        .unwrap();
+    q.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// Defect 36, found by two crash loops. A create a killed run left open was held (its
+/// request may still land) while the pass renamed a folder above it: the intent kept the
+/// old path. The pass then created the item at its new path, and once the hold looked
+/// again it found that item in the folder and recorded it a second time, at the old path.
+/// Two entries held one remote id; when the file was next moved locally, one entry moved
+/// it and the other trashed it, and the remote lost a file the mirror called in sync.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_create_follows_a_rename_of_its_folder() {
+    use sha2::Digest;
+    let w = World::new().await;
+    w.write("a/keep.txt", b"keep");
+    let d = w.start().await;
+    d.settled().await;
+    d.stop().await;
+    let folder = w.remote_id("a").await.expect("folder a");
+    // The killed run was creating a/late.txt; then, while it was down, `a` became `b`.
+    let body = b"created by a killed run";
+    w.write("a/late.txt", body);
+    let meta = std::fs::metadata(w.root.join("a/late.txt")).unwrap();
+    let (inode, mtime_ns) = (
+        std::os::unix::fs::MetadataExt::ino(&meta),
+        scaidrive::watch::mtime_ns(&meta),
+    );
+    std::fs::rename(w.root.join("a"), w.root.join("b")).unwrap();
+    let sha = format!("{:x}", sha2::Sha256::digest(body));
+    leave_intent(
+        &w,
+        "upload",
+        "a/late.txt",
+        serde_json::json!({ "parent_id": folder, "name": "late.txt", "sha256": sha,
+                            "size": body.len(), "inode": inode, "mtime_ns": mtime_ns,
+                            "replace_file_id": null }),
+    )
+    .await;
+    // Held for the landing window (1 s timeout + 5 s), looked at again every second: the
+    // pass renames `a` and uploads b/late.txt meanwhile.
+    let mut config = w.config_with(w.mirror_config());
+    config.remote.timeout_secs = 1;
+    let d = w
+        .start_config(config.clone(), scaidrive::daemon::RunOptions::default())
+        .await;
+    d.settled().await;
+    assert_eq!(open_uploads(&w), 0, "the intent is settled");
+    w.assert_mirrored().await;
+    let stored = stored_ids(&w);
+    let paths: Vec<&str> = stored.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(paths, ["b", "b/keep.txt", "b/late.txt"], "{stored:?}");
+    // The move that lost the file in the crash loop.
+    std::fs::rename(w.root.join("b/late.txt"), w.root.join("moved.txt")).unwrap();
+    d.settled().await;
+    w.assert_mirrored().await;
+    d.stop().await;
+}

@@ -113,6 +113,8 @@ impl World {
             quiet_period_ms: 200,
             max_delay_secs: 5,
             rescan_interval_secs: 3600,
+            watch: scaidrive::config::WatchMode::Auto,
+            poll_interval_secs: 60,
             mass_delete_count: 50,
             mass_delete_percent: 50,
             link: None,
@@ -435,5 +437,25 @@ impl World {
             }
         };
         Daemon { stop, task, handle }
+    }
+}
+
+/// Waits until the mirror is in sync and the remote equals the disk: a polled change is
+/// only seen at the next poll, so "in sync" alone can be the state from before it.
+pub async fn converge(w: &World, d: &Daemon) {
+    let until = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        d.settled().await;
+        if w.remote_tree().await == w.local_tree() {
+            // One more settle: a change seen at the last moment must be finished too.
+            d.settled().await;
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "the remote did not converge: {:?}",
+            d.handle.status()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

@@ -11,6 +11,7 @@ mod harness;
 mod auth;
 mod basics;
 mod economy;
+mod economy_budgets;
 mod faults;
 mod files;
 mod links_sync;

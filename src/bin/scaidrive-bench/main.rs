@@ -1,14 +1,16 @@
 //! `scaidrive-bench`: the benchmark program of issue 8. It runs the real `scaidrived`
 //! binary (a child process, so `/proc` figures are the daemon's alone) against the
 //! devserver hosted in this process on loopback, on generated data in a scratch
-//! directory, and reports workloads W1–W7: throughput, API requests per file, latency
+//! directory, and reports workloads W1–W8 and W10: throughput, API requests per file, latency
 //! from save to remote version, restart cost, rename cost, idle cost and rate-limit
-//! behaviour, next to the targets of the issue. Nothing is asserted: people read the
+//! behaviour, next to the targets of the issue; W8 (issue 19) the API units per change
+//! against the documented floor; W10 (issue 21) the bandwidth limit. Nothing is asserted:
+//! people read the
 //! table (stdout) and the same figures as JSON (`--json-out`).
 //!
 //! Layout: `sys` (machine and process counters from `/proc`), `tree` (generated data),
 //! `harness` (scratch dirs, the in-process devserver and its admin stats, the daemon
-//! child and its control socket), `workloads` (W1–W7), and here the command line, the
+//! child and its control socket), `workloads` (W1–W8, W10), and here the command line, the
 //! sizes of a full and a `--quick` run, and the report. It lives with its binary rather
 //! than in the library so `scaidrived` links none of it (and the library needs no
 //! `anyhow`).
@@ -30,7 +32,7 @@ use serde_json::{Value, json};
 #[derive(Parser, Debug, Clone)]
 #[command(
     name = "scaidrive-bench",
-    about = "Benchmarks scaidrived against the local devserver (issue 8 workloads W1-W7)"
+    about = "Benchmarks scaidrived against the local devserver (issue 8 workloads W1-W7, issue 19 W8, issue 21 W10)"
 )]
 pub struct Args {
     /// Scale every workload down so the whole run takes under two minutes (CI).
@@ -69,6 +71,8 @@ pub struct Sizes {
     pub w6_idle_secs: u64,
     pub w7_files: usize,
     pub w7_folders: usize,
+    /// W10: bytes uploaded under the bandwidth limit.
+    pub w10_bytes: u64,
 }
 
 impl Sizes {
@@ -87,6 +91,7 @@ impl Sizes {
             // 60 s windows fall inside the run.
             w7_files: 600,
             w7_folders: 15,
+            w10_bytes: 64 << 20,
         }
     }
 
@@ -104,6 +109,7 @@ impl Sizes {
             // Just over one window's budget (~1,300 units): one full window, ~65 s.
             w7_files: 260,
             w7_folders: 5,
+            w10_bytes: 32 << 20,
         }
     }
 }
@@ -225,11 +231,11 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let selected =
         |id: &str| args.only.is_empty() || args.only.iter().any(|o| o.eq_ignore_ascii_case(id));
     for o in &args.only {
-        if !["W1", "W2", "W3", "W4", "W5", "W6", "W7"]
+        if !["W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W10"]
             .iter()
             .any(|w| w.eq_ignore_ascii_case(o))
         {
-            anyhow::bail!("unknown workload {o:?} (W1..W7)");
+            anyhow::bail!("unknown workload {o:?} (W1..W8, W10)");
         }
     }
     let machine = sys::Machine::read();
@@ -268,13 +274,15 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     };
     let mut reports: Vec<Report> = Vec::new();
     type Job = (&'static str, &'static [&'static str]);
-    let jobs: [Job; 6] = [
+    let jobs: [Job; 8] = [
         ("W1", &["W1"]),
         ("W2", &["W2"]),
         ("W3", &["W3"]),
         ("W4", &["W4", "W6"]),
         ("W5", &["W5"]),
         ("W7", &["W7"]),
+        ("W8", &["W8"]),
+        ("W10", &["W10"]),
     ];
     for (first, ids) in jobs {
         let wanted: Vec<&str> = ids.iter().copied().filter(|i| selected(i)).collect();
@@ -292,7 +300,16 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             "W3" => vec![workloads::w3(&ctx).await],
             "W4" => workloads::w4_w6(&ctx, selected("W4"), selected("W6")).await,
             "W5" => vec![workloads::w5(&ctx).await],
-            _ => vec![workloads::w7(&ctx).await],
+            "W7" => vec![workloads::w7(&ctx).await],
+            "W8" => {
+                let w8 = if args.quick {
+                    workloads::W8_QUICK
+                } else {
+                    workloads::W8_FULL
+                };
+                vec![workloads::w8(&ctx, w8).await]
+            }
+            _ => vec![workloads::w10(&ctx).await],
         };
         for r in &out {
             if let Some(e) = &r.error {

@@ -442,7 +442,17 @@ impl Engine {
                     let res = if dir {
                         client.restore_folder(&id).await.map(|_| ())
                     } else {
-                        client.restore_file(&id).await.map(|_| ())
+                        // Into the place the mirror holds it at, in the same call.
+                        let (parent, name) = path.rsplit_once('/').unwrap_or(("", &path));
+                        let parent_id = if parent.is_empty() {
+                            t.base_folder_id.clone()
+                        } else {
+                            self.known.get(parent).map(|e| e.remote_id.clone())
+                        };
+                        client
+                            .restore_file(&id, parent_id.as_deref(), name)
+                            .await
+                            .map(|_| ())
                     };
                     match res {
                         Ok(()) => {

@@ -4,20 +4,26 @@
 //! stalls or pauses) returns its report with `error` set instead of aborting the run.
 //!
 //! One file per kind of measurement: `throughput` (W1, W2), `latency` (W3), `restart`
-//! (W4 with W6, which share a setup), `rename` (W5), `rate_limit` (W7); here the context
+//! (W4 with W6, which share a setup), `rename` (W5), `rate_limit` (W7), `units` (W8, API
+//! units per change against the documented floor, issue 19), `bandwidth` (W10, issue 21);
+//! here the context
 //! and the steps they share (generate a tree, mirror it once, check the upload count).
 
+mod bandwidth;
 mod latency;
 mod rate_limit;
 mod rename;
 mod restart;
 mod throughput;
+mod units;
 
+pub use bandwidth::w10;
 pub use latency::w3;
 pub use rate_limit::w7;
 pub use rename::w5;
 pub use restart::w4_w6;
 pub use throughput::{w1, w2};
+pub use units::{W8_FULL, W8_QUICK, w8};
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
