@@ -587,6 +587,16 @@ fn print_status(v: &StatusResponse) {
             s.failures,
             ago(s.last_sync_at)
         );
+        if s.cursor_read_at.is_some() || s.remote_drift > 0 {
+            println!(
+                "{:<12} remote changes: log read {}, {} repaired ({} overwritten), {} pending",
+                "",
+                ago(s.cursor_read_at),
+                s.remote_repairs,
+                s.remote_overwrites,
+                s.remote_drift
+            );
+        }
         println!(
             "{:<12} {} → share {} /{}",
             "",

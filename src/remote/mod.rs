@@ -16,6 +16,7 @@ pub mod auth;
 pub mod bandwidth;
 mod call;
 pub mod error;
+pub mod follow;
 mod known;
 pub mod pace;
 pub mod retry;
