@@ -6,3 +6,4 @@ pub mod ctl;
 mod ctl_ops;
 pub mod daemon;
 pub mod devserver;
+pub mod restore;
