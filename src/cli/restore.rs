@@ -58,7 +58,7 @@ struct Request {
     base: String,
     sub: String,
     as_of_spec: String,
-    as_of: i64,
+    as_of: Option<i64>,
 }
 
 struct Ctx {
@@ -199,9 +199,9 @@ fn outside_mirrors(cfg: &Config, to: &Path) -> R<PathBuf> {
 pub async fn versions(config: Option<&Path>, a: &VersionsArgs) -> R<u8> {
     let ctx = load(config, a.mirror.as_deref(), Some(&a.path))?;
     let client = client(&ctx)?;
-    let (id, _) = file_at(&client, &ctx, OffsetDateTime::now_utc()).await?;
+    let (id, _) = file_at(&client, &ctx, None).await?;
     let v = client.file_versions(&id).await.map_err(|e| e.to_string())?;
-    println!("{:>7}  {:>12}  {:<20}  {}", "VERSION", "SIZE", "TIME", "BY");
+    println!("{:>7}  {:>12}  {:<20}  BY", "VERSION", "SIZE", "TIME");
     for v in &v.versions {
         println!(
             "{:>7}  {:>12}  {:<20}  {}",
@@ -215,7 +215,7 @@ pub async fn versions(config: Option<&Path>, a: &VersionsArgs) -> R<u8> {
 }
 
 /// The file at the context's path at `t`: (id, its plan entry).
-async fn file_at(client: &Client, ctx: &Ctx, t: OffsetDateTime) -> R<(String, FilePlan)> {
+async fn file_at(client: &Client, ctx: &Ctx, t: Option<OffsetDateTime>) -> R<(String, FilePlan)> {
     let (plan, _) = plan_for(client, ctx, t).await?;
     match (plan.files.first(), plan.missing.first()) {
         (Some(f), _) if plan.folders.is_empty() && plan.files.len() == 1 => {
@@ -230,7 +230,7 @@ async fn file_at(client: &Client, ctx: &Ctx, t: OffsetDateTime) -> R<(String, Fi
     }
 }
 
-async fn plan_for(client: &Client, ctx: &Ctx, t: OffsetDateTime) -> R<(Plan, Scope)> {
+async fn plan_for(client: &Client, ctx: &Ctx, t: Option<OffsetDateTime>) -> R<(Plan, Scope)> {
     let scope = Scope {
         share_id: ctx.mirror.share_id.clone(),
         base: ctx.mirror.remote_path.clone(),
@@ -248,7 +248,11 @@ pub async fn restore(config: Option<&Path>, a: &RestoreArgs) -> R<u8> {
     let ctx = load(config, a.mirror.as_deref(), a.path.as_deref())?;
     let dest = outside_mirrors(&ctx.cfg, &a.to)?;
     let spec = a.as_of.clone().unwrap_or_else(|| "now".into());
-    let mut as_of = when::parse(&spec, OffsetDateTime::now_utc())?;
+    // "now" is the latest state the log knows (no cut: the server's clock may differ).
+    let mut as_of = match spec.trim() {
+        "now" => None,
+        s => Some(when::parse(s, OffsetDateTime::now_utc())?),
+    };
     if a.version.is_some() {
         return one_version(&ctx, a, &dest, as_of).await;
     }
@@ -259,7 +263,7 @@ pub async fn restore(config: Option<&Path>, a: &RestoreArgs) -> R<u8> {
         base: ctx.mirror.remote_path.clone(),
         sub: ctx.sub.clone(),
         as_of_spec: spec.clone(),
-        as_of: as_of.unix_timestamp(),
+        as_of: as_of.map(|t| t.unix_timestamp()),
     };
     if dest.exists() {
         if !dest.is_dir() {
@@ -282,11 +286,13 @@ pub async fn restore(config: Option<&Path>, a: &RestoreArgs) -> R<u8> {
                     ) =>
             {
                 request.as_of = e.as_of;
-                as_of = OffsetDateTime::from_unix_timestamp(e.as_of).unwrap_or(as_of);
+                as_of = e
+                    .as_of
+                    .and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok());
                 eprintln!(
                     "continuing the interrupted restore in {} (as of {})",
                     a.to.display(),
-                    restore::fmt_time(as_of)
+                    restore::fmt_moment(as_of)
                 );
             }
             Some(_) => {
@@ -328,7 +334,12 @@ pub async fn restore(config: Option<&Path>, a: &RestoreArgs) -> R<u8> {
     Ok(if s.missing.is_empty() { 0 } else { 4 })
 }
 
-async fn one_version(ctx: &Ctx, a: &RestoreArgs, dest: &Path, as_of: OffsetDateTime) -> R<u8> {
+async fn one_version(
+    ctx: &Ctx,
+    a: &RestoreArgs,
+    dest: &Path,
+    as_of: Option<OffsetDateTime>,
+) -> R<u8> {
     let n = a.version.unwrap_or_default();
     if dest.exists() {
         return Err(format!(
@@ -421,7 +432,7 @@ async fn run_with_bar(
     out
 }
 
-fn print_plan(plan: &Plan, as_of: OffsetDateTime) {
+fn print_plan(plan: &Plan, as_of: Option<OffsetDateTime>) {
     for (rel, _) in plan.folders.iter().filter(|(r, _)| !r.is_empty()) {
         println!("folder  {rel}/");
     }
@@ -439,7 +450,7 @@ fn print_plan(plan: &Plan, as_of: OffsetDateTime) {
         plan.files.len(),
         plan.bytes(),
         plan.folders.iter().filter(|(r, _)| !r.is_empty()).count(),
-        restore::fmt_time(as_of),
+        restore::fmt_moment(as_of),
         plan.download_units(),
         plan.files.len(),
         restore::DOWNLOAD_UNITS,
@@ -447,14 +458,14 @@ fn print_plan(plan: &Plan, as_of: OffsetDateTime) {
     );
 }
 
-fn print_summary(s: &restore::Summary, to: &Path, as_of: OffsetDateTime, log_pages: u64) {
+fn print_summary(s: &restore::Summary, to: &Path, as_of: Option<OffsetDateTime>, log_pages: u64) {
     println!(
         "restored {} files ({} bytes) and {} folders into {} as of {}; {} already in place; {} units ({} downloads, {} change-log pages)",
         s.files,
         s.bytes,
         s.folders,
         to.display(),
-        restore::fmt_time(as_of),
+        restore::fmt_moment(as_of),
         s.skipped,
         s.downloads * restore::DOWNLOAD_UNITS + log_pages * restore::LOG_PAGE_UNITS,
         s.downloads,

@@ -152,21 +152,22 @@ fn within(path: &str, root: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// The tree of `scope` as of `as_of`, from the whole log `changes` (in log order; rows
-/// after the first one later than `as_of` are the present).
+/// The tree of `scope` as of `as_of` (`None`: the latest, every row), from the whole log
+/// `changes` (in log order; rows from the first one later than `as_of` on are after it).
 pub fn plan(
     changes: &[Change],
     scope: &Scope,
-    as_of: OffsetDateTime,
+    as_of: Option<OffsetDateTime>,
 ) -> Result<Plan, RestoreError> {
     let (mut then, mut now) = (Timeline::new(), Timeline::new());
     let mut past = true;
     for c in changes {
         if past
+            && let Some(limit) = as_of
             && c.changed_at
                 .as_deref()
                 .and_then(parse_time)
-                .is_some_and(|t| t > as_of)
+                .is_some_and(|t| t > limit)
         {
             past = false;
         }
@@ -183,7 +184,7 @@ pub fn plan(
             "nothing at {:?} in share {} as of {}",
             format!("/{root}"),
             scope.share_id,
-            fmt_time(as_of)
+            fmt_moment(as_of)
         )));
     }
     let mut plan = Plan::default();
@@ -252,6 +253,11 @@ fn file_source(now: &Timeline, id: &str, it: &timeline::Item) -> Result<(String,
 pub fn fmt_time(t: OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
+}
+
+/// A moment for messages: RFC 3339, or "now" for the latest state.
+pub fn fmt_moment(t: Option<OffsetDateTime>) -> String {
+    t.map_or_else(|| "now".into(), fmt_time)
 }
 
 /// Counters a progress display reads.

@@ -18,4 +18,5 @@ mod hostile;
 mod initial;
 mod links;
 mod network;
+mod restore;
 mod sources;
