@@ -202,6 +202,19 @@ pub fn plan(
             }
         };
         let mtime = it.modified_at.as_deref().and_then(parse_time);
+        // Names come from the server: one that is not a plain name (empty, `.`, `..`, a
+        // slash) would write outside DIR, so it is refused.
+        if let Some(bad) = rel
+            .split('/')
+            .filter(|_| !rel.is_empty())
+            .find(|n| crate::remote::validate_name(n).is_err())
+        {
+            plan.missing.push(Missing {
+                rel: rel.clone(),
+                why: format!("the remote name {bad:?} is not a valid local name"),
+            });
+            continue;
+        }
         if it.kind == Kind::Folder {
             plan.folders.push((rel, mtime));
             continue;
@@ -413,4 +426,71 @@ async fn fetch_one(
         size: f.size,
         over_wire,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn row(kind: &str, id: &str, ct: &str, at: &str, meta: serde_json::Value) -> Change {
+        Change {
+            resource_type: kind.into(),
+            resource_id: id.into(),
+            change_type: ct.into(),
+            changed_at: Some(at.into()),
+            metadata: meta,
+            ..Change::default()
+        }
+    }
+
+    #[test]
+    fn plan_cuts_at_the_moment_and_refuses_names_that_leave_dir() {
+        let t1 = "2026-01-01T00:00:00Z";
+        let t2 = "2026-01-02T00:00:00Z";
+        let file = |name: &str, v: u64, sha: &str| json!({"name": name, "parent_id": "base", "version": v, "checksum_sha256": sha, "size": 3});
+        let log = vec![
+            row(
+                "folder",
+                "base",
+                "created",
+                t1,
+                json!({"name": "m", "parent_id": null}),
+            ),
+            row("file", "f", "created", t1, file("a.txt", 1, "s1")),
+            row("file", "evil", "created", t1, file("..", 1, "s9")),
+            row("file", "f", "updated", t2, file("a.txt", 2, "s2")),
+            row("file", "g", "created", t2, file("b.txt", 1, "s3")),
+        ];
+        let scope = Scope {
+            share_id: "shr".into(),
+            base: "/m/".into(),
+            sub: String::new(),
+        };
+        let at = |s: &str| Some(parse_time(s).unwrap());
+        let p = plan(&log, &scope, at("2026-01-01T12:00:00Z")).unwrap();
+        let files: Vec<_> = p
+            .files
+            .iter()
+            .map(|f| (f.rel.as_str(), f.version))
+            .collect();
+        assert_eq!(files, vec![("a.txt", 1)]);
+        assert_eq!(p.missing.len(), 1);
+        assert!(
+            p.missing[0]
+                .why
+                .contains("\"..\" is not a valid local name"),
+            "{:?}",
+            p.missing
+        );
+        let p = plan(&log, &scope, None).unwrap();
+        let files: Vec<_> = p
+            .files
+            .iter()
+            .map(|f| (f.rel.as_str(), f.version))
+            .collect();
+        assert_eq!(files, vec![("a.txt", 2), ("b.txt", 1)]);
+        let before = plan(&log, &scope, at("2025-01-01T00:00:00Z"));
+        assert!(before.is_err_and(|e| e.to_string().contains("nothing at \"/m\"")));
+    }
 }
