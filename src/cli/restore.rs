@@ -424,12 +424,29 @@ async fn run_with_bar(
             r = &mut work => break r,
             _ = tick.tick() => {
                 bar.set_position(progress.bytes_done.load(Ordering::Relaxed));
-                bar.set_message(format!("{}/{total} files", progress.files_done.load(Ordering::Relaxed)));
+                bar.set_message(budget_message(client, &progress, total));
             }
         }
     };
     bar.finish_and_clear();
     out
+}
+
+/// "N/M files", plus how long the rate budget alone makes the rest take when the pacer
+/// knows the budget and it is shorter than what the remaining downloads cost.
+fn budget_message(client: &Client, progress: &Progress, total: usize) -> String {
+    let done = progress.files_done.load(Ordering::Relaxed);
+    let mut msg = format!("{done}/{total} files");
+    let need = (total as u64).saturating_sub(done) * restore::DOWNLOAD_UNITS;
+    if let (Some(limit), remaining) = client.rate_budget()
+        && limit > 0
+        && need > remaining
+    {
+        // The budget refills per 60 s window (rate-limiting page).
+        let windows = (need - remaining).div_ceil(limit);
+        msg.push_str(&format!(", rate budget: ≥{} s more", windows * 60));
+    }
+    msg
 }
 
 fn print_plan(plan: &Plan, as_of: Option<OffsetDateTime>) {
