@@ -395,6 +395,10 @@ async fn fetch_one(
     if have > f.size {
         have = 0;
     }
+    // A whole file left by an interrupted run is kept only if its checksum is right.
+    if have == f.size && f.size > 0 && hash(&tmp).await? != f.sha256 {
+        have = 0;
+    }
     let mut over_wire = 0;
     if have < f.size || f.size == 0 {
         let (src, v) = &f.source;
