@@ -83,6 +83,7 @@ async fn restores_the_tree_as_of_three_moments() {
     w.write("docs/sub/c.txt", b"charlie");
     w.write("keep.txt", b"kept through a delete");
     w.write("lost.txt", b"only copy, trashed later");
+    w.write("photos/p.jpg", b"a photo");
     std::fs::create_dir_all(w.root.join("empty")).unwrap();
     let d = w.start().await;
     converge(&w, &d).await;
@@ -95,6 +96,7 @@ async fn restores_the_tree_as_of_three_moments() {
     std::fs::rename(w.root.join("docs/sub"), w.root.join("sub")).unwrap();
     std::fs::remove_file(w.root.join("keep.txt")).unwrap();
     w.write("gone.txt", b"alpha");
+    std::fs::remove_dir_all(w.root.join("photos")).unwrap();
     converge(&w, &d).await;
     let s2 = w.local_tree();
     let t2 = next_moment(&w).await;
@@ -105,8 +107,12 @@ async fn restores_the_tree_as_of_three_moments() {
     std::fs::remove_file(w.root.join("gone.txt")).unwrap();
     std::fs::remove_file(w.root.join("lost.txt")).unwrap();
     w.write("sub/new.txt", b"new at three");
+    w.write("photos/p.jpg", b"a photo");
+    std::fs::remove_dir(w.root.join("empty")).unwrap();
     converge(&w, &d).await;
     let s3 = w.local_tree();
+    assert!(s1.contains_key("empty") && !s3.contains_key("empty"));
+    assert!(s1.contains_key("photos/p.jpg") && !s2.contains_key("photos"));
     assert_eq!(w.versions("a.txt").await.len(), 3);
 
     let config = w.config_file().write();
@@ -264,10 +270,10 @@ async fn restores_the_tree_as_of_three_moments() {
     );
     let text = stdout(&r);
     assert!(
-        text.contains("would restore 4 files (38 bytes) and 3 folders"),
+        text.contains("would restore 5 files (45 bytes) and 4 folders"),
         "{text}"
     );
-    assert!(text.contains("cost 20 units (4 downloads × 5)"), "{text}");
+    assert!(text.contains("cost 25 units (5 downloads × 5)"), "{text}");
     assert!(!dir("dry").exists());
     assert_eq!(w.count(CONTENT).await, 0);
 
