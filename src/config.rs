@@ -63,6 +63,18 @@ pub enum DeleteMode {
     Keep,
 }
 
+/// What a mirror does with items created remotely by others under its folder (items it
+/// never uploaded and that the local root does not have).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RemoteExtras {
+    /// Leave them alone; `verify` lists them as "remote only".
+    #[default]
+    Keep,
+    /// A strict mirror: move them to the trash (a soft delete, never permanent).
+    Trash,
+}
+
 /// How a mirror notices changes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -225,6 +237,13 @@ pub struct MirrorConfig {
     /// Keep a sharing link to the mirror root.
     #[serde(default)]
     pub link: Option<LinkConfig>,
+    /// How often the share's change log is read for other people's changes under the
+    /// mirror's folder, which are then repaired toward the local root (0 = never).
+    #[serde(default = "defaults::remote_poll_secs")]
+    pub remote_poll_secs: u64,
+    /// Items others created remotely under the mirror's folder: `keep` or `trash`.
+    #[serde(default)]
+    pub remote_extras: RemoteExtras,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -258,6 +277,9 @@ mod defaults {
     }
     pub fn mass_delete_percent() -> u8 {
         25
+    }
+    pub fn remote_poll_secs() -> u64 {
+        30
     }
     pub fn link_type() -> String {
         "download".into()
@@ -368,6 +390,8 @@ impl Config {
                 mass_delete_count: defaults::mass_delete_count(),
                 mass_delete_percent: defaults::mass_delete_percent(),
                 link: None,
+                remote_poll_secs: defaults::remote_poll_secs(),
+                remote_extras: RemoteExtras::Keep,
             });
         }
         Ok(cfg)
@@ -779,6 +803,8 @@ mod tests {
                 mass_delete_count: 500,
                 mass_delete_percent: 25,
                 link: None,
+                remote_poll_secs: 30,
+                remote_extras: RemoteExtras::Keep,
             });
             edit(&mut c.remote);
             c.validate(&dir.path().join("state"))
@@ -890,6 +916,8 @@ mod tests {
             mass_delete_count: 500,
             mass_delete_percent: 25,
             link: None,
+            remote_poll_secs: 30,
+            remote_extras: RemoteExtras::Keep,
         };
         let mut c = Config {
             remote: RemoteSection {

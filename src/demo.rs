@@ -123,6 +123,8 @@ pub async fn run(
         mass_delete_count: 500,
         mass_delete_percent: 25,
         link: None,
+        remote_poll_secs: 30,
+        remote_extras: crate::config::RemoteExtras::Keep,
     });
     let mut denv = env.clone();
     denv.insert("SCAIDRIVE_TOKEN".into(), token.clone());

@@ -18,8 +18,8 @@
 //!   version restore, restore from trash).
 //! - [`remote`]: the ScaiDrive client: auth and refresh, retries, pacing, streaming and
 //!   resumable uploads, conflict helpers; [`remote::bandwidth`] the daemon's bandwidth
-//!   limit (token bucket over file bodies, weekly timetable), [`remote::localtime`] the
-//!   local zone's offset for it.
+//!   limit (token bucket over file bodies, weekly timetable in the local zone, read with
+//!   `jiff`).
 //! - [`store`]: the daemon state (SQLite, one owning thread, group commit): entries, the
 //!   typed intent journal ([`store::journal`]), upload sessions, failures, links, the
 //!   root's identity, and the content the remote holds ([`store::known`]: versions the

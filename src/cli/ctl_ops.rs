@@ -73,7 +73,7 @@ pub async fn events(socket: &Path, mirror: Option<&str>, json: bool) -> Result<u
         route::EVENTS,
         MirrorQuery::new(mirror.map(str::to_string)).to_query()
     );
-    let zone = crate::remote::localtime::Zone::system();
+    let zone = crate::remote::bandwidth::system_zone();
     let mut out = std::io::stdout();
     client::stream_lines(socket, &path, |line| {
         let text = if json {
@@ -92,15 +92,11 @@ pub async fn events(socket: &Path, mirror: Option<&str>, json: bool) -> Result<u
 }
 
 /// `12:00:01 docs       uploaded     a/b.txt (12 B)`: local time, mirror, what, details.
-fn human_event(ev: &Event, zone: &crate::remote::localtime::Zone) -> String {
-    let secs = ev.time_ms.div_euclid(1000);
-    let local = (secs + zone.offset_at(secs)).rem_euclid(86_400);
-    let clock = format!(
-        "{:02}:{:02}:{:02}",
-        local / 3600,
-        local / 60 % 60,
-        local % 60
-    );
+fn human_event(ev: &Event, zone: &jiff::tz::TimeZone) -> String {
+    let clock = match jiff::Timestamp::from_millisecond(ev.time_ms) {
+        Ok(t) => zone.to_datetime(t).strftime("%H:%M:%S").to_string(),
+        Err(_) => "--:--:--".to_string(),
+    };
     let detail = match &ev.kind {
         EventKind::Uploaded { path, bytes } | EventKind::NewVersion { path, bytes } => {
             format!("{} ({bytes} B)", Escaped(path))
@@ -148,7 +144,7 @@ fn human_event(ev: &Event, zone: &crate::remote::localtime::Zone) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::remote::localtime::Zone;
+    use jiff::tz::TimeZone;
 
     #[test]
     fn human_event_lines() {
@@ -192,8 +188,14 @@ mod tests {
             ),
         ];
         for (kind, want) in cases {
-            assert_eq!(human_event(&ev(kind), &Zone::utc()), want);
+            assert_eq!(human_event(&ev(kind), &TimeZone::UTC), want);
         }
+        // The clock is the zone's wall clock: UTC-05:00 is the same day's 07:34:56.
+        let est = TimeZone::fixed(jiff::tz::Offset::constant(-5));
+        assert_eq!(
+            human_event(&ev(EventKind::InSync), &est),
+            "07:34:56 docs         in_sync"
+        );
         let b = BandwidthView {
             schedule: "Mon-Fri 08:00-18:00 1MiB/s, off".into(),
             source: "override".into(),

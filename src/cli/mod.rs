@@ -3,6 +3,7 @@
 //! pages and shell completions are generated from these definitions.
 
 pub mod ctl;
+mod ctl_links;
 mod ctl_ops;
 pub mod daemon;
 pub mod devserver;

@@ -66,7 +66,7 @@ impl Metrics {
             &'static str,
             fn(&MirrorStatus) -> f64,
         );
-        let series: [Series; 8] = [
+        let series: [Series; 12] = [
             (
                 "files_uploaded_total",
                 "Files uploaded since start.",
@@ -108,6 +108,37 @@ impl Metrics {
                 "Folders the file watcher cannot watch (the mirror scans them periodically instead).",
                 "gauge",
                 |s| s.unwatched.len() as f64,
+            ),
+            (
+                "remote_drift",
+                "Remote changes by others known and not yet repaired.",
+                "gauge",
+                |s| s.remote_drift as f64,
+            ),
+            (
+                "remote_repairs_total",
+                "Remote changes by others repaired toward the local root.",
+                "counter",
+                |s| s.remote_repairs as f64,
+            ),
+            (
+                "remote_overwrites_total",
+                "Remote edits by others superseded by a new version from local.",
+                "counter",
+                |s| s.remote_overwrites as f64,
+            ),
+            (
+                "change_log_age_seconds",
+                "Seconds since the share's change log was last read (-1 = not followed).",
+                "gauge",
+                |s| {
+                    s.cursor_read_at.map_or(-1.0, |t| {
+                        let now = std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map_or(t, |d| d.as_secs() as i64);
+                        (now - t).max(0) as f64
+                    })
+                },
             ),
         ];
         for (name, help, kind, f) in series {

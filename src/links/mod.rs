@@ -832,6 +832,8 @@ mod tests {
             mass_delete_count: 0,
             mass_delete_percent: 0,
             link: None,
+            remote_poll_secs: 30,
+            remote_extras: crate::config::RemoteExtras::Keep,
         }
     }
 

@@ -15,8 +15,10 @@
 //!   because their changes raise no events (network and FUSE mounts);
 //! - [`error`]: the engine's error type, [`MirrorError`].
 
+mod drift;
 pub mod error;
 mod failures;
+mod logtree;
 mod pass;
 mod pause;
 mod progress;
@@ -155,6 +157,8 @@ struct Engine {
     /// The watcher being set up (a walk of the whole tree), started as soon as the ignore
     /// rules are known so that it overlaps with loading the store.
     watcher_starting: Option<tokio::task::JoinHandle<(watching::Started, Duration)>>,
+    /// Following the share's change log (`drift`).
+    drift: drift::Follow,
 }
 
 impl Engine {
@@ -194,6 +198,7 @@ impl Engine {
             root_anchor: None,
             removals: None,
             watcher_starting: None,
+            drift: drift::Follow::default(),
         }
     }
 
@@ -313,6 +318,7 @@ impl Engine {
             }
             self.set_state(MirrorState::Starting, None);
         }
+        self.follow_arm().await;
         // A root pause saved by an earlier run lifts if the original root is back.
         self.settle_saved_pause_at_start().await;
         // Another directory at the root's path pauses now, with that reason.
@@ -395,6 +401,9 @@ impl Engine {
             }
             if !self.polled_subtrees.is_empty() && self.paused.is_none() {
                 deadline = deadline.min(next_poll);
+            }
+            if let Some(d) = self.drift.due() {
+                deadline = deadline.min(d);
             }
             self.set_queue(queue.len() + self.gate.len() + self.intents.held());
             tokio::select! {
@@ -516,6 +525,10 @@ impl Engine {
                         self.retry_due(&shutdown).await;
                         continue;
                     }
+                    if self.drift.due().is_some_and(|d| now >= d) && queue.is_empty() {
+                        self.poll_remote().await;
+                        continue;
+                    }
                     let settled = queue.drain_ready(now);
                     let due_deletes = self.gate.any_due(now);
                     if settled.is_empty() && !due_deletes {
@@ -531,6 +544,7 @@ impl Engine {
                     let busy = !queue.is_empty() || self.gate.removals_recent(self.last_removal(), now);
                     self.gate.hold_while_busy(busy, now);
                     self.batch(settled, &shutdown).await;
+                    self.follow_after_batch();
                 }
             }
         }

@@ -82,6 +82,18 @@ pub struct MirrorStatus {
     pub first_pass_done: bool,
     /// Unix seconds of the last time the mirror went idle.
     pub last_sync_at: Option<i64>,
+    /// Remote changes by others known and not yet repaired (not in sync while > 0).
+    #[serde(default)]
+    pub remote_drift: usize,
+    /// Remote changes by others repaired toward the local root, and of those the remote
+    /// edits superseded by a new version from local.
+    #[serde(default)]
+    pub remote_repairs: u64,
+    #[serde(default)]
+    pub remote_overwrites: u64,
+    /// Unix seconds of the last read of the change log (`None` = not following it).
+    #[serde(default)]
+    pub cursor_read_at: Option<i64>,
     /// The API budget a 429 said is spent (`token`; `user`: all the user's tokens, which
     /// several daemons share; `tenant`) while the daemon waits for it; absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -130,6 +142,10 @@ impl MirrorStatus {
             polled: Vec::new(),
             first_pass_done: false,
             last_sync_at: None,
+            remote_drift: 0,
+            remote_repairs: 0,
+            remote_overwrites: 0,
+            cursor_read_at: None,
             budget_spent: None,
             rate_limited: RateLimits::default(),
         }
@@ -141,6 +157,7 @@ impl MirrorStatus {
             && self.queue_depth == 0
             && self.in_flight == 0
             && self.first_pass_done
+            && self.remote_drift == 0
     }
 }
 

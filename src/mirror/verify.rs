@@ -1,19 +1,23 @@
 //! `scaidrivectl verify`: the remote tree under the mirror's base folder compared with what
-//! the mirror believes it holds (one listing per remote folder), and with `checksums` each
+//! the mirror believes it holds (read from the share's change log when that is cheaper,
+//! see `logtree`, else one listing per remote folder), and with `checksums` each
 //! remote file's SHA-256 (one metadata GET per file) compared with the local file's, hashed
-//! now: the disk is the truth. With `repair` the drifted entries are forgotten so the next
-//! pass uploads them again (as a new version where the remote has the name).
+//! now: the disk is the truth. With `repair` missing items are put back by their remote id
+//! (restored from the trash or moved back, see `drift`), and what is gone for good or
+//! differs is forgotten so the next pass uploads it again (as a new version where the
+//! remote has the name).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use super::logtree::Remote;
 use super::{Engine, VerifyReport};
-use crate::remote::ItemKind;
+use crate::remote::{Client, ItemKind};
 use crate::store::{self, Effect, EntryKind};
 
 impl Engine {
-    /// Walks the remote folder of the mirror and compares it with the known entries. One
-    /// listing per remote folder (plus one metadata GET per file with `checksums`).
+    /// Reads the remote folder of the mirror (the change log, or a walk) and compares it
+    /// with the known entries (plus one metadata GET per file with `checksums`).
     pub(super) async fn verify(&mut self, checksums: bool, repair: bool) -> VerifyReport {
         let mut report = VerifyReport {
             mirror: self.name.clone(),
@@ -25,34 +29,19 @@ impl Engine {
             return report;
         };
         let client = self.deps.client.clone();
-        // path → (is_dir, id, size)
-        let mut remote: BTreeMap<String, (bool, String, Option<u64>)> = BTreeMap::new();
-        let mut stack: Vec<(Option<String>, String)> =
-            vec![(t.base_folder_id.clone(), String::new())];
-        while let Some((folder, prefix)) = stack.pop() {
-            let list = match client.children(&t.share_id, folder.as_deref()).await {
-                Ok(l) => l,
-                Err(e) => {
-                    report.error = Some(format!(
-                        "listing {}: {e}",
-                        if prefix.is_empty() { "/" } else { &prefix }
-                    ));
+        // path → (is_dir, id, size): from the change log when that is cheaper, else listed.
+        let remote: BTreeMap<String, Remote> = match self.remote_from_log(&t).await {
+            Some(r) => r,
+            None => {
+                let mut r = BTreeMap::new();
+                let base = t.base_folder_id.clone();
+                if let Err(e) = list_subtree(&client, &t.share_id, base, "", &mut r).await {
+                    report.error = Some(e);
                     return report;
                 }
-            };
-            for item in list.items {
-                let path = if prefix.is_empty() {
-                    item.name.clone()
-                } else {
-                    format!("{prefix}/{}", item.name)
-                };
-                let is_dir = item.kind == ItemKind::Folder;
-                if is_dir {
-                    stack.push((Some(item.id.clone()), path.clone()));
-                }
-                remote.insert(path, (is_dir, item.id, item.size));
+                r
             }
-        }
+        };
         report.remote_items = remote.len();
         let mut drifted = Vec::new();
         for (path, e) in self.known.iter() {
@@ -111,9 +100,23 @@ impl Engine {
             .cloned()
             .collect();
         if repair && !drifted.is_empty() {
-            let effects: Vec<Effect> = drifted
+            // Missing items are put back by their remote id (restored from the trash,
+            // moved back: a renamed folder is one call, not a re-upload of its tree);
+            // what is gone for good, or differs, is forgotten so the pass uploads it.
+            let (repairs, known) = (self.drift_repairs(), self.known.len());
+            let missing = report.missing_remotely.clone();
+            let failed = self.put_back_missing(&missing).await;
+            if failed > 0 {
+                report.error = Some(format!(
+                    "repair: {failed} missing item(s) could not be put back for now"
+                ));
+            }
+            let put_back = (self.drift_repairs() - repairs) as usize + (known - self.known.len());
+            let effects: Vec<Effect> = report
+                .different
                 .iter()
-                .map(|p| Effect::RemoveTree(p.clone()))
+                .map(|(p, _)| Effect::RemoveTree(p.clone()))
+                .filter(|e| matches!(e, Effect::RemoveTree(p) if self.known.contains_key(p)))
                 .collect();
             if let Err(e) = self.deps.store.apply(t.mirror, effects.clone()).await {
                 report.error = Some(format!("repair: {e}"));
@@ -123,7 +126,7 @@ impl Engine {
             for e in &effects {
                 store::apply_to_map(Arc::make_mut(&mut self.known), e);
             }
-            report.repaired = before - self.known.len();
+            report.repaired = put_back + before - self.known.len();
             for p in &drifted {
                 self.deps.events.publish(
                     &self.name,
@@ -146,4 +149,40 @@ async fn local_sha(root: &std::path::Path, path: &str) -> Option<std::io::Result
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         other => Some(other),
     }
+}
+
+/// Lists the remote folder `folder` (`None` = share root) and everything below it into
+/// `out`, keyed by path under `prefix`: one `/children` call per folder.
+pub(super) async fn list_subtree(
+    client: &Client,
+    share_id: &str,
+    folder: Option<String>,
+    prefix: &str,
+    out: &mut BTreeMap<String, Remote>,
+) -> Result<(), String> {
+    let mut stack: Vec<(Option<String>, String)> = vec![(folder, prefix.to_string())];
+    while let Some((folder, prefix)) = stack.pop() {
+        let list = client
+            .children(share_id, folder.as_deref())
+            .await
+            .map_err(|e| {
+                format!(
+                    "listing {}: {e}",
+                    if prefix.is_empty() { "/" } else { &prefix }
+                )
+            })?;
+        for item in list.items {
+            let path = if prefix.is_empty() {
+                item.name.clone()
+            } else {
+                format!("{prefix}/{}", item.name)
+            };
+            let is_dir = item.kind == ItemKind::Folder;
+            if is_dir {
+                stack.push((Some(item.id.clone()), path.clone()));
+            }
+            out.insert(path, (is_dir, item.id, item.size));
+        }
+    }
+    Ok(())
 }

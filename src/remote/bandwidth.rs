@@ -21,6 +21,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
 use tokio::time::Instant;
 
 /// Longest stretch the bucket lets through above the rate: a quarter second's worth.
@@ -67,16 +69,23 @@ pub trait WallClock: Send + Sync {
     fn now(&self) -> LocalTime;
 }
 
-/// The system's local time (the `TZ` variable or `/etc/localtime`, see
-/// [`super::localtime`]), the zone read on first use.
+/// The system's local time: the zone of `TZ` (a zone name, `:/path` to a TZif file, or a
+/// POSIX rule) or `/etc/localtime`, read by `jiff` on first use (see [`system_zone`]).
 pub struct SystemClock {
-    zone: std::sync::OnceLock<super::localtime::Zone>,
+    zone: std::sync::OnceLock<TimeZone>,
 }
 
 impl SystemClock {
     pub fn new() -> SystemClock {
         SystemClock {
             zone: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// A clock reading the real time in `zone` instead of the system's.
+    pub fn in_zone(zone: TimeZone) -> SystemClock {
+        SystemClock {
+            zone: std::sync::OnceLock::from(zone),
         }
     }
 }
@@ -89,12 +98,39 @@ impl Default for SystemClock {
 
 impl WallClock for SystemClock {
     fn now(&self) -> LocalTime {
-        let utc = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
-        let zone = self.zone.get_or_init(super::localtime::Zone::system);
-        local_time_at(utc + zone.offset_at(utc))
+        let zone = self.zone.get_or_init(system_zone);
+        local_time_in(zone, Timestamp::now())
+    }
+}
+
+/// The system's time zone (`TZ`, else `/etc/localtime`). No `TZ` and no `/etc/localtime`
+/// is UTC (how minimal systems say it); a zone that cannot be read or parsed is UTC with a
+/// warning in the log naming it.
+pub fn system_zone() -> TimeZone {
+    match TimeZone::try_system() {
+        Ok(zone) => zone,
+        Err(e) => {
+            let tz = std::env::var_os("TZ");
+            if tz.is_none() && !std::path::Path::new("/etc/localtime").exists() {
+                return TimeZone::UTC;
+            }
+            let source = match tz {
+                Some(v) => format!("TZ={:?}", v.to_string_lossy()),
+                None => "/etc/localtime".to_string(),
+            };
+            tracing::warn!("local time zone {source}: {e}; local times are shown in UTC");
+            TimeZone::UTC
+        }
+    }
+}
+
+/// The weekday and minute of the moment `at` on the wall clocks of `zone` (its offsets,
+/// daylight saving rules included).
+pub fn local_time_in(zone: &TimeZone, at: Timestamp) -> LocalTime {
+    let dt = zone.to_datetime(at);
+    LocalTime {
+        weekday: dt.weekday().to_monday_zero_offset() as u8,
+        minute: dt.hour() as u16 * 60 + dt.minute() as u16,
     }
 }
 
@@ -612,6 +648,65 @@ mod tests {
         let t = local_time_at(1_796_646_840);
         assert_eq!(t, at(0, 12, 34));
         assert_eq!(local_time_at(0), at(3, 0, 0));
+    }
+
+    fn ts(secs: i64) -> Timestamp {
+        Timestamp::from_second(secs).unwrap()
+    }
+
+    /// Central European rules as a POSIX TZ string: winter, summer, both switches to the
+    /// second, and a date far past any transition table (the rule keeps applying).
+    #[test]
+    fn local_time_follows_the_zone_rules() {
+        let cet = TimeZone::posix("CET-1CEST,M3.5.0,M10.5.0/3").unwrap();
+        let cases = [
+            // 2026-01-15 12:00 UTC, a Thursday: 13:00 CET.
+            (1_768_478_400, at(3, 13, 0)),
+            // 2026-07-15 12:00 UTC, a Wednesday: 14:00 CEST.
+            (1_784_116_800, at(2, 14, 0)),
+            // 2026-03-29: 00:59 UTC is 01:59 CET, 01:00 UTC is 03:00 CEST (Sunday).
+            (1_774_746_000 - 60, at(6, 1, 59)),
+            (1_774_746_000, at(6, 3, 0)),
+            // 2026-10-25: 00:59 UTC is 02:59 CEST, 01:00 UTC is 02:00 CET again.
+            (1_792_890_000 - 60, at(6, 2, 59)),
+            (1_792_890_000, at(6, 2, 0)),
+            // 2100-07-15 12:00 UTC, a Thursday, still summer time.
+            (4_119_336_000, at(3, 14, 0)),
+        ];
+        for (secs, want) in cases {
+            assert_eq!(local_time_in(&cet, ts(secs)), want, "{secs}");
+        }
+        // A fixed offset west of UTC moves Monday 02:00 UTC back to Sunday 21:00.
+        let est = TimeZone::fixed(jiff::tz::Offset::constant(-5));
+        assert_eq!(local_time_in(&est, ts(1_796_608_800)), at(6, 21, 0));
+        assert_eq!(
+            local_time_in(&TimeZone::UTC, ts(1_796_608_800)),
+            at(0, 2, 0)
+        );
+        // The timetable sees the zone's wall clock: 17:30 UTC in July is 19:30 CEST,
+        // outside a Mon-Fri 08:00-18:00 window.
+        let s = Schedule::parse("Mon-Fri 08:00-18:00 1MiB/s, off").unwrap();
+        let july = 1_784_116_800 + 5 * 3600 + 30 * 60;
+        assert_eq!(
+            s.rate_at(local_time_in(&TimeZone::UTC, ts(july))),
+            Some(1 << 20)
+        );
+        assert_eq!(s.rate_at(local_time_in(&cet, ts(july))), None);
+    }
+
+    /// The system's zoneinfo file for Berlin, read the way `TZ=Europe/Berlin` reads it.
+    #[test]
+    fn zoneinfo_file_summer_and_winter() {
+        let Ok(b) = std::fs::read("/usr/share/zoneinfo/Europe/Berlin") else {
+            println!("SKIPPED: no /usr/share/zoneinfo/Europe/Berlin");
+            return;
+        };
+        let z = TimeZone::tzif("Europe/Berlin", &b).unwrap();
+        assert_eq!(local_time_in(&z, ts(1_768_478_400)), at(3, 13, 0));
+        assert_eq!(local_time_in(&z, ts(1_784_116_800)), at(2, 14, 0));
+        // Past 2037, where fat files' tables end, the file's POSIX footer applies.
+        assert_eq!(local_time_in(&z, ts(4_119_336_000)), at(3, 14, 0));
+        assert!(TimeZone::tzif("x", b"nope").is_err());
     }
 
     /// Under paused time the bucket releases `rate × (T + burst)` at most in any window and

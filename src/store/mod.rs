@@ -14,6 +14,7 @@ pub mod known;
 pub mod links;
 pub mod model;
 mod sql;
+pub mod sync;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 pub use journal::{Intent, IntentOp};
 pub use links::{LinkRecord, StoredOptions};
 pub use model::*;
+pub use sync::SyncCursor;
 
 /// A mirror's row id: every request to the store names the mirror it is about.
 pub type MirrorId = i64;
@@ -85,6 +87,7 @@ fn migrations() -> rusqlite_migration::Migrations<'static> {
         rusqlite_migration::M::up(include_str!("../../migrations/02-root-identity/up.sql")),
         rusqlite_migration::M::up(include_str!("../../migrations/03-entry-ctime/up.sql")),
         rusqlite_migration::M::up(include_str!("../../migrations/04-pause-kind/up.sql")),
+        rusqlite_migration::M::up(include_str!("../../migrations/05-sync-cursor/up.sql")),
         rusqlite_migration::M::up(include_str!("../../migrations/06-known-content/up.sql")),
     ])
 }

@@ -7,6 +7,13 @@
 //! folder holds a name twice, and no file has more versions than it had real content
 //! changes.
 //!
+//! A second writer plays a colleague with a token of their own: throughout the loop it
+//! trashes mirrored files, renames mirrored folders, saves new versions of mirrored files
+//! and adds files of its own under the mirror's folder, which the daemon (following the
+//! change log every second) repairs toward the local tree. The final check allows the
+//! colleague's own files and nothing else, and for each of its versions one more version
+//! of ours (the local content put back over it).
+//!
 //! `cargo test --test crashloop` runs 25 kills. `SCAIDRIVE_LONG=1` runs 200 kills with a
 //! bigger workload (RELIABILITY.md records the last long run); `SCAIDRIVE_SEED=<n>`
 //! replays a seed; `SCAIDRIVE_KILLS=<n>` overrides the number of kills.
@@ -41,7 +48,9 @@ fn write_config(w: &World) -> PathBuf {
     m.quiet_period_ms = 150;
     m.extra = "exclude = [\"*~\"]\n\
                # The workload's deletes pile up while runs are killed before reaching them;\n\
-               # the mass-delete guard has its own tests.\nmass_delete_count = 1000000"
+               # the mass-delete guard has its own tests.\nmass_delete_count = 1000000\n\
+               # The colleague's changes are read from the change log every second.\n\
+               remote_poll_secs = 1"
         .into();
     c.write()
 }
@@ -256,6 +265,182 @@ async fn remote_listings(w: &World) -> Vec<(String, Vec<String>)> {
     out
 }
 
+/// The second writer: another user with a token of their own, changing the mirror's
+/// remote folder while the daemon is killed and restarted. Best effort: a request the
+/// faults refuse is not repeated. Returns the names of the files it added.
+async fn colleague(
+    url: String,
+    share: String,
+    token: String,
+    stop: Arc<AtomicBool>,
+    seed: u64,
+) -> (BTreeSet<String>, [u32; 4]) {
+    let http = reqwest::Client::new();
+    let api = |p: &str| format!("{url}/api/v1{p}");
+    let mut rng = StdRng::seed_from_u64(seed ^ 0xc011);
+    let mut added = BTreeSet::new();
+    // Attempted: files added, files trashed, versions saved, folders renamed.
+    let mut tried = [0u32; 4];
+    let mut n = 0;
+    while !stop.load(Ordering::Relaxed) {
+        tokio::time::sleep(Duration::from_millis(rng.random_range(200..1200))).await;
+        // A random walk down from the base folder: one folder and what it holds.
+        let mut folder: Option<String> = None;
+        let mut segs = BASE.split('/');
+        let mut at = "root".to_string();
+        for seg in segs.by_ref() {
+            let Some(list) = list(&http, &url, &token, &share, &at).await else {
+                break;
+            };
+            match list
+                .iter()
+                .find(|i| i["name"] == seg && i["type"] == "folder")
+            {
+                Some(i) => at = i["id"].as_str().unwrap_or_default().to_string(),
+                None => break,
+            }
+            folder = Some(at.clone());
+        }
+        let Some(mut here) = folder else { continue };
+        let mut items = Vec::new();
+        for _ in 0..rng.random_range(0..3) {
+            let Some(list) = list(&http, &url, &token, &share, &here).await else {
+                break;
+            };
+            let dirs: Vec<&serde_json::Value> =
+                list.iter().filter(|i| i["type"] == "folder").collect();
+            items = list.clone();
+            if dirs.is_empty() {
+                break;
+            }
+            here = dirs[rng.random_range(0..dirs.len())]["id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+        }
+        if items.is_empty() {
+            items = list(&http, &url, &token, &share, &here)
+                .await
+                .unwrap_or_default();
+        }
+        let files: Vec<String> = items
+            .iter()
+            .filter(|i| {
+                i["type"] == "file" && !i["name"].as_str().unwrap_or("").starts_with("theirs-")
+            })
+            .filter_map(|i| i["id"].as_str().map(str::to_string))
+            .collect();
+        let dirs: Vec<String> = items
+            .iter()
+            .filter(|i| i["type"] == "folder" && i["name"] != "large")
+            .filter_map(|i| i["id"].as_str().map(str::to_string))
+            .collect();
+        let bearer = format!("Bearer {token}");
+        match rng.random_range(0..100) {
+            0..=29 => {
+                n += 1;
+                let name = format!("theirs-{seed:x}-{n}.txt");
+                // Counted before sending: a lost answer may still have created it.
+                added.insert(name.clone());
+                tried[0] += 1;
+                let form = reqwest::multipart::Form::new()
+                    .text("share_id", share.clone())
+                    .text("folder_id", here.clone())
+                    .text("name", name.clone())
+                    .part(
+                        "file",
+                        reqwest::multipart::Part::bytes(b"the colleague's".to_vec())
+                            .file_name(name),
+                    );
+                let _ = http
+                    .post(api("/files"))
+                    .header("Authorization", &bearer)
+                    .multipart(form)
+                    .send()
+                    .await;
+            }
+            30..=54 if !files.is_empty() => {
+                let id = &files[rng.random_range(0..files.len())];
+                tried[1] += 1;
+                let _ = http
+                    .delete(api(&format!("/files/{id}")))
+                    .header("Authorization", &bearer)
+                    .send()
+                    .await;
+            }
+            55..=79 if !files.is_empty() => {
+                let id = &files[rng.random_range(0..files.len())];
+                let data = format!("the colleague's edit {n}").into_bytes();
+                n += 1;
+                tried[2] += 1;
+                let Ok(r) = http
+                    .post(api("/uploads"))
+                    .header("Authorization", &bearer)
+                    .json(&json!({ "share_id": share, "file_name": "edit", "file_size": data.len(), "replace_file_id": id }))
+                    .send()
+                    .await
+                else {
+                    continue;
+                };
+                let Ok(v) = r.json::<serde_json::Value>().await else {
+                    continue;
+                };
+                let Some(sid) = v["session_id"].as_str() else {
+                    continue;
+                };
+                let _ = http
+                    .put(api(&format!("/uploads/{sid}/chunks/0")))
+                    .header("Authorization", &bearer)
+                    .body(data)
+                    .send()
+                    .await;
+                let _ = http
+                    .post(api(&format!("/uploads/{sid}/complete")))
+                    .header("Authorization", &bearer)
+                    .json(&json!({}))
+                    .send()
+                    .await;
+            }
+            80..=99 if !dirs.is_empty() => {
+                let id = &dirs[rng.random_range(0..dirs.len())];
+                n += 1;
+                tried[3] += 1;
+                let _ = http
+                    .patch(api(&format!("/folders/{id}")))
+                    .header("Authorization", &bearer)
+                    .json(&json!({ "name": format!("renamed-by-them-{n}") }))
+                    .send()
+                    .await;
+            }
+            _ => {}
+        }
+    }
+    (added, tried)
+}
+
+/// The live items of remote folder `id` as the colleague sees them.
+async fn list(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    share: &str,
+    id: &str,
+) -> Option<Vec<serde_json::Value>> {
+    let r = http
+        .get(format!(
+            "{url}/api/v1/folders/{id}/children?share_id={share}"
+        ))
+        .bearer_auth(token)
+        .send()
+        .await
+        .ok()?;
+    if !r.status().is_success() {
+        return None;
+    }
+    let v: serde_json::Value = r.json().await.ok()?;
+    v["items"].as_array().cloned()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_loop_under_faults_loses_and_duplicates_nothing() {
     let long = std::env::var("SCAIDRIVE_LONG").is_ok_and(|v| v == "1");
@@ -301,6 +486,38 @@ async fn sigkill_loop_under_faults_loses_and_duplicates_nothing() {
             model
         })
     };
+    // The colleague, throughout.
+    let user = w
+        .admin(
+            reqwest::Method::POST,
+            "/users",
+            json!({ "name": "colleague" }),
+        )
+        .await;
+    let colleague_id = user["id"].as_str().expect("user id").to_string();
+    w.admin(
+        reqwest::Method::POST,
+        "/members",
+        json!({ "share_id": w.share, "user_id": colleague_id, "role": "contributor" }),
+    )
+    .await;
+    let token = w
+        .admin(
+            reqwest::Method::POST,
+            "/tokens",
+            json!({ "user_id": colleague_id }),
+        )
+        .await["access_token"]
+        .as_str()
+        .expect("token")
+        .to_string();
+    let second_writer = tokio::spawn(colleague(
+        w.url.clone(),
+        w.share.clone(),
+        token,
+        stop.clone(),
+        seed,
+    ));
     // Occasional 429 bursts, throughout.
     let bursts = Arc::new(AtomicU64::new(0));
     let storm = {
@@ -349,6 +566,11 @@ async fn sigkill_loop_under_faults_loses_and_duplicates_nothing() {
     stop.store(true, Ordering::Relaxed);
     let model = workload.join().expect("workload thread");
     storm.await.unwrap();
+    let (theirs, tried) = second_writer.await.unwrap();
+    let colleague_stopped = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
 
     // A last run, still under faults, until `scaidrivectl wait` says in sync.
     let _daemon = spawn_daemon(&cfg, &log);
@@ -372,7 +594,23 @@ async fn sigkill_loop_under_faults_loses_and_duplicates_nothing() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let wait = ctl(&["wait", "--timeout", "300"]).await.unwrap();
+    // In sync, and the change log read after the colleague stopped (so their last
+    // changes are known and repaired).
+    let mut wait = ctl(&["wait", "--timeout", "300"]).await.unwrap();
+    loop {
+        let st = ctl(&["status", "--json"]).await.unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap_or_default();
+        let read_at = v["mirrors"][0]["cursor_read_at"].as_i64().unwrap_or(0);
+        if wait.status.code() != Some(0) || read_at > colleague_stopped {
+            break;
+        }
+        assert!(
+            up.elapsed() < Duration::from_secs(300),
+            "the change log was not read after the colleague stopped: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        wait = ctl(&["wait", "--timeout", "300"]).await.unwrap();
+    }
     let failures = ctl(&["failures"]).await.unwrap();
     let status = ctl(&["status", "--json"]).await.unwrap();
     assert_eq!(
@@ -401,8 +639,18 @@ async fn sigkill_loop_under_faults_loses_and_duplicates_nothing() {
         expected,
         "model and disk disagree"
     );
-    // ...the remote equals the disk byte for byte...
-    let remote = w.remote_tree().await;
+    // ...the remote equals the disk byte for byte, apart from the colleague's own files
+    // (and nothing else)...
+    let mut remote = w.remote_tree().await;
+    let extras: Vec<String> = remote
+        .keys()
+        .filter(|p| !local.contains_key(*p))
+        .filter(|p| theirs.contains(p.rsplit('/').next().unwrap_or(p)))
+        .cloned()
+        .collect();
+    for p in &extras {
+        remote.remove(p);
+    }
     if remote != local {
         // Say what the daemon did about each differing path before failing.
         let log_text = std::fs::read_to_string(&log).unwrap_or_default();
@@ -425,7 +673,10 @@ async fn sigkill_loop_under_faults_loses_and_duplicates_nothing() {
             }
         }
     }
-    w.assert_mirrored().await;
+    assert_eq!(
+        remote, local,
+        "the remote differs from the disk beyond the colleague's files"
+    );
     // ...no folder holds a name twice (a conflict copy would be a second name, which the
     // tree comparison above already rules out)...
     for (folder, names) in remote_listings(&w).await {
@@ -436,14 +687,22 @@ async fn sigkill_loop_under_faults_loses_and_duplicates_nothing() {
             "duplicate names in remote folder {folder:?}: {names:?}"
         );
     }
-    // ...and no file has more versions than real content changes.
+    // ...and no file has more versions than real content changes: each of the
+    // colleague's versions allows one of ours put back over it.
     let mut versions_total = 0;
+    let mut theirs_versions = 0;
     for (path, writes) in &model.files {
-        let v = w.versions(path).await.len();
+        let versions = w.versions(path).await;
+        let v = versions.len() as u32;
+        let by_them = versions
+            .iter()
+            .filter(|x| x["created_by"] == json!(colleague_id))
+            .count() as u32;
         versions_total += v;
+        theirs_versions += by_them;
         assert!(
-            v as u32 <= *writes,
-            "{path} has {v} remote versions but only {writes} content changes"
+            v <= *writes + 2 * by_them,
+            "{path} has {v} remote versions but only {writes} content changes and {by_them} versions by the colleague"
         );
     }
     let bytes_compared: u64 = model
@@ -462,6 +721,9 @@ async fn sigkill_loop_under_faults_loses_and_duplicates_nothing() {
         "final_folders": model.dirs.len(),
         "bytes_compared": bytes_compared,
         "remote_versions": versions_total,
+        "colleague_tried": json!({ "add": tried[0], "trash": tried[1], "version": tried[2], "rename_folder": tried[3] }),
+        "colleague_files_left": extras.len(),
+        "colleague_versions": theirs_versions,
         "requests_total": stats["requests_total"],
         "injected_5xx": injected_5xx,
         "injected_429_bursts": bursts.load(Ordering::Relaxed),

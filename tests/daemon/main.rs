@@ -330,6 +330,7 @@ async fn control_socket_status_wait_and_hup_reload() {
             "bytes_done",
             "bytes_per_sec",
             "bytes_remaining",
+            "cursor_read_at",
             "entries",
             "eta_secs",
             "failures",
@@ -342,7 +343,10 @@ async fn control_socket_status_wait_and_hup_reload() {
             "name",
             "queue_depth",
             "reason",
+            "remote_drift",
+            "remote_overwrites",
             "remote_path",
+            "remote_repairs",
             "retrying",
             "root",
             "share_id",
@@ -351,6 +355,7 @@ async fn control_socket_status_wait_and_hup_reload() {
         ]
     );
     assert_eq!(v["mirrors"][0]["state"], "idle");
+    assert_eq!(v["mirrors"][0]["remote_drift"], 0);
     let human = String::from_utf8_lossy(&e.ctl(&["status"]).stdout).into_owned();
     assert!(
         human.contains("alpha") && human.contains("in sync"),
@@ -399,6 +404,15 @@ async fn control_socket_status_wait_and_hup_reload() {
         metrics.contains("scaidrive_in_sync{mirror=\"beta\"} 1"),
         "{metrics}"
     );
+    // The change-log series: nothing to repair here.
+    for line in [
+        "scaidrive_remote_drift{mirror=\"beta\"} 0",
+        "scaidrive_remote_repairs_total{mirror=\"beta\"} 0",
+        "scaidrive_remote_overwrites_total{mirror=\"beta\"} 0",
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
+    assert!(metrics.contains("# TYPE scaidrive_change_log_age_seconds gauge"));
 
     signal(&child, "TERM");
     assert!(wait_exit(&mut child, Duration::from_secs(30)).success());

@@ -8,6 +8,7 @@ mod world;
 
 mod changes;
 mod crashes;
+mod drift;
 mod economy;
 mod economy_budgets;
 mod economy_known;

@@ -118,6 +118,10 @@ impl World {
             mass_delete_count: 50,
             mass_delete_percent: 50,
             link: None,
+            // Off unless a test follows the change log: the request counts other tests
+            // assert are those of the mirror alone.
+            remote_poll_secs: 0,
+            remote_extras: scaidrive::config::RemoteExtras::Keep,
         }
     }
 
