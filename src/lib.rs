@@ -41,6 +41,9 @@
 //!   ([`control::protocol`]: a request and a response type per route, shared with
 //!   `scaidrivectl`) and its client.
 //! - [`cli`]: the command lines of `scaidrived`, `scaidrivectl` and `scaidrive-devserver`.
+//! - [`restore`]: a mirror's remote tree (or a subtree, or a file) as of a moment, rebuilt
+//!   from the share's change log ([`restore::timeline`]) and downloaded by version into a
+//!   directory outside every mirror, verified, resumable; `scaidrivectl restore`.
 //! - [`service`]: `scaidrivectl service install|uninstall` (systemd user unit, launchd
 //!   agent).
 //! - [`config`]: layered TOML/env configuration, validation, token sources and the
@@ -69,6 +72,7 @@ pub mod plan;
 pub mod queue;
 pub mod relpath;
 pub mod remote;
+pub mod restore;
 pub mod service;
 pub mod store;
 pub mod upload;

@@ -46,6 +46,9 @@ _scaidrivectl() {
             scaidrivectl,rescan)
                 cmd="scaidrivectl__subcmd__rescan"
                 ;;
+            scaidrivectl,restore)
+                cmd="scaidrivectl__subcmd__restore"
+                ;;
             scaidrivectl,resume)
                 cmd="scaidrivectl__subcmd__resume"
                 ;;
@@ -63,6 +66,9 @@ _scaidrivectl() {
                 ;;
             scaidrivectl,verify)
                 cmd="scaidrivectl__subcmd__verify"
+                ;;
+            scaidrivectl,versions)
+                cmd="scaidrivectl__subcmd__versions"
                 ;;
             scaidrivectl,wait)
                 cmd="scaidrivectl__subcmd__wait"
@@ -109,6 +115,9 @@ _scaidrivectl() {
             scaidrivectl__subcmd__help,rescan)
                 cmd="scaidrivectl__subcmd__help__subcmd__rescan"
                 ;;
+            scaidrivectl__subcmd__help,restore)
+                cmd="scaidrivectl__subcmd__help__subcmd__restore"
+                ;;
             scaidrivectl__subcmd__help,resume)
                 cmd="scaidrivectl__subcmd__help__subcmd__resume"
                 ;;
@@ -126,6 +135,9 @@ _scaidrivectl() {
                 ;;
             scaidrivectl__subcmd__help,verify)
                 cmd="scaidrivectl__subcmd__help__subcmd__verify"
+                ;;
+            scaidrivectl__subcmd__help,versions)
+                cmd="scaidrivectl__subcmd__help__subcmd__versions"
                 ;;
             scaidrivectl__subcmd__help,wait)
                 cmd="scaidrivectl__subcmd__help__subcmd__wait"
@@ -164,7 +176,7 @@ _scaidrivectl() {
 
     case "${cmd}" in
         scaidrivectl)
-            opts="-c -h -V --socket --config --help --version status wait pause resume rescan retry failures link links unlink verify limit events metrics config service help"
+            opts="-c -h -V --socket --config --help --version status wait pause resume rescan retry failures link links unlink verify limit events metrics config restore versions service help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -336,7 +348,7 @@ _scaidrivectl() {
             return 0
             ;;
         scaidrivectl__subcmd__help)
-            opts="status wait pause resume rescan retry failures link links unlink verify limit events metrics config service help"
+            opts="status wait pause resume rescan retry failures link links unlink verify limit events metrics config restore versions service help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -503,6 +515,20 @@ _scaidrivectl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        scaidrivectl__subcmd__help__subcmd__restore)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         scaidrivectl__subcmd__help__subcmd__resume)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -602,6 +628,20 @@ _scaidrivectl() {
             return 0
             ;;
         scaidrivectl__subcmd__help__subcmd__verify)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        scaidrivectl__subcmd__help__subcmd__versions)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -794,6 +834,48 @@ _scaidrivectl() {
                 return 0
             fi
             case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        scaidrivectl__subcmd__restore)
+            opts="-c -h --to --as-of --version --mirror --dry-run --socket --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --as-of)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --version)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --mirror)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --socket)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -1058,6 +1140,36 @@ _scaidrivectl() {
                 return 0
             fi
             case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        scaidrivectl__subcmd__versions)
+            opts="-c -h --mirror --socket --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --mirror)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --socket)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -126,6 +126,11 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: ConfigCmd,
     },
+    /// Download a mirror's remote tree, a subtree or a file as it was at a moment (no
+    /// daemon needed: reads the configuration and the token and talks to ScaiDrive).
+    Restore(super::restore::RestoreArgs),
+    /// List the remote versions of a mirrored file (number, size, time, who).
+    Versions(super::restore::VersionsArgs),
     /// Run scaidrived as a per-user service: a systemd user unit on Linux, a launchd
     /// agent on macOS.
     Service {
@@ -197,6 +202,18 @@ async fn run(args: Args) -> Result<u8, CtlError> {
     } = &args.cmd
     {
         return Ok(config_check(file.as_ref().or(args.config.as_ref())));
+    }
+    // Direct to ScaiDrive, no daemon: see src/cli/restore.rs.
+    let direct = match &args.cmd {
+        Cmd::Restore(a) => Some(super::restore::restore(args.config.as_deref(), a).await),
+        Cmd::Versions(a) => Some(super::restore::versions(args.config.as_deref(), a).await),
+        _ => None,
+    };
+    if let Some(r) = direct {
+        return Ok(r.unwrap_or_else(|e| {
+            eprintln!("scaidrivectl: {e}");
+            1
+        }));
     }
     if let Cmd::Service { cmd } = &args.cmd {
         return Ok(crate::service::main(*cmd, args.config.as_deref()));
@@ -341,7 +358,9 @@ async fn run(args: Args) -> Result<u8, CtlError> {
             super::ctl_ops::events(&socket, mirror.as_deref(), *json).await
         }
         Cmd::Limit { limit, json } => super::ctl_ops::limit(&socket, limit.as_deref(), *json).await,
-        Cmd::Config { .. } | Cmd::Service { .. } => unreachable!("handled above"),
+        Cmd::Config { .. } | Cmd::Service { .. } | Cmd::Restore(_) | Cmd::Versions(_) => {
+            unreachable!("handled above")
+        }
     }
 }
 

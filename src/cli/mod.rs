@@ -7,3 +7,4 @@ mod ctl_links;
 mod ctl_ops;
 pub mod daemon;
 pub mod devserver;
+pub mod restore;

@@ -143,6 +143,8 @@ pub(crate) struct Call {
     /// Give up after this many transport failures (see
     /// [`RetryPolicy::max_transport_failures`]); `None` = the client's policy as is.
     pub(crate) max_transport_failures: Option<u32>,
+    /// Sends `Range: bytes=N-` (a download resumed at byte N).
+    pub(crate) range_from: Option<u64>,
 }
 
 impl Call {
@@ -157,6 +159,7 @@ impl Call {
             auth: true,
             streaming: false,
             max_transport_failures: None,
+            range_from: None,
         }
     }
     pub(super) fn get(path: String) -> Call {

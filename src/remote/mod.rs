@@ -33,7 +33,7 @@ use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
 pub use auth::{PersistFuture, Secret, TokenPair, TokenSink};
 use call::{Body, Call};
@@ -343,6 +343,9 @@ impl Client {
         }
         if !call.streaming {
             rb = rb.timeout(self.inner.request_timeout);
+        }
+        if let Some(from) = call.range_from {
+            rb = rb.header(reqwest::header::RANGE, format!("bytes={from}-"));
         }
         rb = call
             .body
@@ -688,6 +691,79 @@ impl Client {
             Ok(n)
         })
         .await
+    }
+
+    /// Streams version `version` of a file (`GET /files/{id}/content?version=N`) into
+    /// `dest`, appending from byte `from` with `Range: bytes=from-` when `from > 0` (the
+    /// part already on disk stays). A server that ignores the range (200) rewrites the file
+    /// from the start. A transfer that breaks off is retried from where the file then
+    /// ends. Returns the file's length afterwards.
+    pub async fn download_version_to(
+        &self,
+        file_id: &str,
+        version: u64,
+        dest: &Path,
+        from: u64,
+    ) -> Result<u64, Error> {
+        let path = format!("/api/v1/files/{}/content", seg(file_id));
+        let mut at = from;
+        loop {
+            let mut call = Call::get(path.clone())
+                .query("version", version.to_string())
+                .body(Body::Empty, true);
+            call.range_from = (at > 0).then_some(at);
+            let start = at;
+            let written = std::sync::atomic::AtomicU64::new(start);
+            let r = self
+                .run_call(&call, |resp| {
+                    let written = &written;
+                    async move {
+                        let partial = resp.status() == StatusCode::PARTIAL_CONTENT;
+                        let mut n = if partial { start } else { 0 };
+                        // Cut whatever an earlier attempt of this call left beyond `n`.
+                        let mut out = tokio::fs::OpenOptions::new()
+                            .create(true)
+                            .truncate(false)
+                            .write(true)
+                            .open(dest)
+                            .await
+                            .map_err(|e| Error::local_io(dest, e))?;
+                        out.set_len(n).await.map_err(|e| Error::local_io(dest, e))?;
+                        out.seek(std::io::SeekFrom::Start(n))
+                            .await
+                            .map_err(|e| Error::local_io(dest, e))?;
+                        written.store(n, Ordering::SeqCst);
+                        let mut resp = resp;
+                        loop {
+                            let chunk = match resp.chunk().await {
+                                Ok(Some(c)) => c,
+                                Ok(None) => break,
+                                Err(e) => {
+                                    let _ = out.flush().await;
+                                    return Err(Error::transport_unplaced(e));
+                                }
+                            };
+                            out.write_all(&chunk)
+                                .await
+                                .map_err(|e| Error::local_io(dest, e))?;
+                            n += chunk.len() as u64;
+                            written.store(n, Ordering::SeqCst);
+                        }
+                        out.flush().await.map_err(|e| Error::local_io(dest, e))?;
+                        Ok(n)
+                    }
+                })
+                .await;
+            match r {
+                Ok(n) => return Ok(n),
+                // Broke off mid-body after the retries: continue from what arrived, as long
+                // as something did (otherwise the error stands).
+                Err(e) if e.is_transient() && written.load(Ordering::SeqCst) > at => {
+                    at = written.load(Ordering::SeqCst);
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     // --- external links -------------------------------------------------------------

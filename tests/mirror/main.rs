@@ -19,4 +19,5 @@ mod hostile;
 mod initial;
 mod links;
 mod network;
+mod restore;
 mod sources;

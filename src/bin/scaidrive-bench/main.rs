@@ -231,11 +231,11 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let selected =
         |id: &str| args.only.is_empty() || args.only.iter().any(|o| o.eq_ignore_ascii_case(id));
     for o in &args.only {
-        if !["W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W10"]
+        if !["W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W10", "W11"]
             .iter()
             .any(|w| w.eq_ignore_ascii_case(o))
         {
-            anyhow::bail!("unknown workload {o:?} (W1..W8, W10)");
+            anyhow::bail!("unknown workload {o:?} (W1..W8, W10, W11)");
         }
     }
     let machine = sys::Machine::read();
@@ -274,7 +274,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     };
     let mut reports: Vec<Report> = Vec::new();
     type Job = (&'static str, &'static [&'static str]);
-    let jobs: [Job; 8] = [
+    let jobs: [Job; 9] = [
         ("W1", &["W1"]),
         ("W2", &["W2"]),
         ("W3", &["W3"]),
@@ -283,6 +283,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         ("W7", &["W7"]),
         ("W8", &["W8"]),
         ("W10", &["W10"]),
+        ("W11", &["W11"]),
     ];
     for (first, ids) in jobs {
         let wanted: Vec<&str> = ids.iter().copied().filter(|i| selected(i)).collect();
@@ -309,6 +310,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
                 };
                 vec![workloads::w8(&ctx, w8).await]
             }
+            "W11" => vec![workloads::w11(&ctx).await],
             _ => vec![workloads::w10(&ctx).await],
         };
         for r in &out {

@@ -5,7 +5,7 @@
 //!
 //! One file per kind of measurement: `throughput` (W1, W2), `latency` (W3), `restart`
 //! (W4 with W6, which share a setup), `rename` (W5), `rate_limit` (W7), `units` (W8, API
-//! units per change against the documented floor, issue 19), `bandwidth` (W10, issue 21);
+//! units per change against the documented floor, issue 19), `bandwidth` (W10, issue 21), `restore` (W11, issue 22);
 //! here the context
 //! and the steps they share (generate a tree, mirror it once, check the upload count).
 
@@ -14,6 +14,7 @@ mod latency;
 mod rate_limit;
 mod rename;
 mod restart;
+mod restore;
 mod throughput;
 mod units;
 
@@ -22,6 +23,7 @@ pub use latency::w3;
 pub use rate_limit::w7;
 pub use rename::w5;
 pub use restart::w4_w6;
+pub use restore::w11;
 pub use throughput::{w1, w2};
 pub use units::{W8_FULL, W8_QUICK, w8};
 
