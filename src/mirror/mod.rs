@@ -11,10 +11,15 @@
 //! - `pause`: why the mirror is paused, what lifts it, the root's identity;
 //! - `failures`: failed items and their backoff; `verify`: `scaidrivectl verify`;
 //! - `progress`: the once-a-second transfer figures; [`status`]: what the task shows;
-//! - `watching`: the event source for `[mirror] watch`, and the parts of the root polled
-//!   because their changes raise no events (network and FUSE mounts);
+//! - `watching`: the event source for `[mirror] watch`, the watcher's start-up, and the
+//!   parts of the root polled because their changes raise no events (network and FUSE
+//!   mounts);
+//! - `drift`: the share's change log followed, others' changes repaired toward the local
+//!   root; `logtree`: the remote tree read from the log (for `verify`);
+//! - `commands`: what each control command does;
 //! - [`error`]: the engine's error type, [`MirrorError`].
 
+mod commands;
 mod drift;
 pub mod error;
 mod failures;
@@ -40,13 +45,12 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{MirrorConfig, WatchMode};
 use crate::queue::gate::{DeleteGate, DeleteGateConfig};
 use crate::queue::{Queue, QueueConfig};
-use crate::relpath::Escaped;
 use crate::remote::Client;
 use crate::store::{self, Entry, Store};
 use crate::upload::{Counters, MirrorTarget, Uploader};
-use crate::watch::{self as local, IgnoreRules, WatchError, Watcher};
+use crate::watch::{self as local, IgnoreRules, Watcher};
 
-use error::{Context, ErrorKind};
+use error::ErrorKind;
 use failures::Failures;
 use pause::{Lift, Pause, root_identity};
 use recovery::{HELD_RECHECK, OpenIntents};
@@ -557,148 +561,6 @@ impl Engine {
             .as_ref()
             .and_then(|c| c.last())
             .map(Instant::from_std)
-    }
-
-    /// Sets up the watcher on a blocking thread (it walks the whole tree to add watches).
-    fn spawn_watcher(&self) -> tokio::task::JoinHandle<(watching::Started, Duration)> {
-        let (root, rules, mode) = (self.root(), (*self.ignore).clone(), self.cfg.watch);
-        tokio::task::spawn_blocking(move || {
-            let starting = std::time::Instant::now();
-            let w = watching::start(&root, rules, mode);
-            (w, starting.elapsed())
-        })
-    }
-
-    /// Starts the file watcher (or takes the one `start` set going). When it cannot run
-    /// (watch limit reached, a directory it cannot watch, the root unavailable) the mirror
-    /// is kept in sync by periodic full scans instead (`poll_every`), after one error line
-    /// that says why.
-    async fn start_watcher(
-        &mut self,
-        poll_every: &mut Option<Duration>,
-    ) -> Result<Option<Watcher>, MirrorError> {
-        let pending = match self.watcher_starting.take() {
-            Some(pending) => pending,
-            None => self.spawn_watcher(),
-        };
-        let (started, took) = pending.await.context("watcher task")?;
-        tracing::debug!(mirror = %self.name, "watcher started in {} ms", took.as_millis());
-        self.note_polled(&started);
-        self.mounts.seen(started.mounts);
-        let Some(started) = started.watcher else {
-            // Polled whole: a full pass every poll interval, no events.
-            *poll_every = Some(Duration::from_secs(self.cfg.poll_interval_secs.max(1)));
-            return Ok(None);
-        };
-        match started {
-            Ok(w) => {
-                self.removals = Some(w.removals());
-                self.note_unwatched(&w);
-                Ok(Some(w))
-            }
-            Err(e) => {
-                let every = fallback_scan_interval(&self.cfg);
-                match &e {
-                    WatchError::RootUnavailable { .. } => {
-                        tracing::warn!(mirror = %self.name, "{}; the next scan decides whether to pause", Escaped(&e.to_string()))
-                    }
-                    _ => {
-                        tracing::error!(mirror = %self.name, "{}; keeping this mirror in sync by a full scan every {} s instead", Escaped(&e.to_string()), every.as_secs())
-                    }
-                }
-                *poll_every = Some(every);
-                Ok(None)
-            }
-        }
-    }
-
-    /// Shows the parts of the root that are polled, and says so in the log when that changes.
-    fn note_polled(&mut self, started: &watching::Started) {
-        let now: Vec<String> = started.polled.iter().map(|b| b.describe()).collect();
-        if now != self.polled && !now.is_empty() {
-            let shown: Vec<String> = now.iter().map(|d| Escaped(d).to_string()).collect();
-            tracing::info!(mirror = %self.name, "polling every {} s: {}", self.cfg.poll_interval_secs, shown.join(", "));
-        }
-        self.status_tx.send_modify(|s| s.polled = now.clone());
-        self.polled = now;
-        self.polled_subtrees = watching::polled_subtrees(&started.polled);
-    }
-
-    /// Shows the folders a watcher could not watch; the loop rebuilds it while any are left.
-    fn note_unwatched(&mut self, w: &Watcher) {
-        let shown = |p: &std::path::Path| Escaped(&p.display().to_string()).to_string();
-        let now: Vec<String> = w
-            .unwatched()
-            .iter()
-            .map(|(p, why)| {
-                let rel = p.strip_prefix(w.root()).unwrap_or(p);
-                format!("{}: {why}", shown(rel))
-            })
-            .collect();
-        if now != self.unwatched && !now.is_empty() {
-            let list: Vec<String> = w
-                .unwatched()
-                .iter()
-                .map(|(p, why)| format!("{} ({why})", shown(p)))
-                .collect();
-            tracing::warn!(mirror = %self.name, "cannot watch {}; watching the rest of the tree, trying again every {} s", list.join(", "), fallback_scan_interval(&self.cfg).as_secs());
-        } else if now.is_empty() && !self.unwatched.is_empty() {
-            tracing::info!(mirror = %self.name, "every folder is watched again");
-        }
-        self.status_tx.send_modify(|s| s.unwatched = now.clone());
-        self.unwatched = now;
-    }
-
-    async fn command(&mut self, cmd: MirrorCmd) {
-        match cmd {
-            MirrorCmd::Pause(reply) => {
-                self.paused = Some(Pause::User);
-                self.set_state(MirrorState::Paused, Some(Pause::User.reason()));
-                let _ = reply.send(());
-            }
-            MirrorCmd::Resume {
-                allow_deletes,
-                reply,
-            } => {
-                self.resume(allow_deletes).await;
-                let _ = reply.send(());
-            }
-            MirrorCmd::CredentialsRenewed => {
-                if self.lift_if(Lift::CredentialsRenewed) {
-                    tracing::info!(mirror = %self.name, "credentials reloaded; resuming");
-                }
-            }
-            MirrorCmd::Rescan(reply) => {
-                self.needs_full_pass = true;
-                let _ = reply.send(());
-            }
-            MirrorCmd::Retry(reply) => {
-                if let Some(t) = &self.target {
-                    let _ = self.deps.store.retry_failures_now(t.mirror).await;
-                }
-                self.failures.clear();
-                self.needs_full_pass = true;
-                let _ = reply.send(());
-            }
-            MirrorCmd::Verify {
-                checksums,
-                repair,
-                reply,
-            } => {
-                let report = self.verify(checksums, repair).await;
-                if report.repaired > 0 {
-                    self.needs_full_pass = true;
-                }
-                let _ = reply.send(report);
-            }
-            MirrorCmd::Failures(reply) => {
-                let list = match &self.target {
-                    Some(t) => self.deps.store.failures(t.mirror).await.unwrap_or_default(),
-                    None => Vec::new(),
-                };
-                let _ = reply.send(list);
-            }
-        }
     }
 }
 

@@ -11,6 +11,11 @@
 //! write within the second of the last poll is never reported.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::error::Context;
+use super::{Engine, MirrorError, fallback_scan_interval};
+use crate::relpath::Escaped;
 
 use crate::config::WatchMode;
 use crate::watch::RelPath;
@@ -102,4 +107,96 @@ pub(super) fn polled_subtrees(polled: &[BlindSpot]) -> Vec<RelPath> {
         .filter(|b| !b.rel.is_empty())
         .filter_map(|b| RelPath::new(&b.rel).ok())
         .collect()
+}
+
+impl Engine {
+    /// Sets up the watcher on a blocking thread (it walks the whole tree to add watches).
+    pub(super) fn spawn_watcher(&self) -> tokio::task::JoinHandle<(Started, Duration)> {
+        let (root, rules, mode) = (self.root(), (*self.ignore).clone(), self.cfg.watch);
+        tokio::task::spawn_blocking(move || {
+            let starting = std::time::Instant::now();
+            let w = start(&root, rules, mode);
+            (w, starting.elapsed())
+        })
+    }
+
+    /// Starts the file watcher (or takes the one `start` set going). When it cannot run
+    /// (watch limit reached, a directory it cannot watch, the root unavailable) the mirror
+    /// is kept in sync by periodic full scans instead (`poll_every`), after one error line
+    /// that says why.
+    pub(super) async fn start_watcher(
+        &mut self,
+        poll_every: &mut Option<Duration>,
+    ) -> Result<Option<Watcher>, MirrorError> {
+        let pending = match self.watcher_starting.take() {
+            Some(pending) => pending,
+            None => self.spawn_watcher(),
+        };
+        let (started, took) = pending.await.context("watcher task")?;
+        tracing::debug!(mirror = %self.name, "watcher started in {} ms", took.as_millis());
+        self.note_polled(&started);
+        self.mounts.seen(started.mounts);
+        let Some(started) = started.watcher else {
+            // Polled whole: a full pass every poll interval, no events.
+            *poll_every = Some(Duration::from_secs(self.cfg.poll_interval_secs.max(1)));
+            return Ok(None);
+        };
+        match started {
+            Ok(w) => {
+                self.removals = Some(w.removals());
+                self.note_unwatched(&w);
+                Ok(Some(w))
+            }
+            Err(e) => {
+                let every = fallback_scan_interval(&self.cfg);
+                match &e {
+                    WatchError::RootUnavailable { .. } => {
+                        tracing::warn!(mirror = %self.name, "{}; the next scan decides whether to pause", Escaped(&e.to_string()))
+                    }
+                    _ => {
+                        tracing::error!(mirror = %self.name, "{}; keeping this mirror in sync by a full scan every {} s instead", Escaped(&e.to_string()), every.as_secs())
+                    }
+                }
+                *poll_every = Some(every);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Shows the parts of the root that are polled, and says so in the log when that changes.
+    pub(super) fn note_polled(&mut self, started: &Started) {
+        let now: Vec<String> = started.polled.iter().map(|b| b.describe()).collect();
+        if now != self.polled && !now.is_empty() {
+            let shown: Vec<String> = now.iter().map(|d| Escaped(d).to_string()).collect();
+            tracing::info!(mirror = %self.name, "polling every {} s: {}", self.cfg.poll_interval_secs, shown.join(", "));
+        }
+        self.status_tx.send_modify(|s| s.polled = now.clone());
+        self.polled = now;
+        self.polled_subtrees = polled_subtrees(&started.polled);
+    }
+
+    /// Shows the folders a watcher could not watch; the loop rebuilds it while any are left.
+    pub(super) fn note_unwatched(&mut self, w: &Watcher) {
+        let shown = |p: &std::path::Path| Escaped(&p.display().to_string()).to_string();
+        let now: Vec<String> = w
+            .unwatched()
+            .iter()
+            .map(|(p, why)| {
+                let rel = p.strip_prefix(w.root()).unwrap_or(p);
+                format!("{}: {why}", shown(rel))
+            })
+            .collect();
+        if now != self.unwatched && !now.is_empty() {
+            let list: Vec<String> = w
+                .unwatched()
+                .iter()
+                .map(|(p, why)| format!("{} ({why})", shown(p)))
+                .collect();
+            tracing::warn!(mirror = %self.name, "cannot watch {}; watching the rest of the tree, trying again every {} s", list.join(", "), fallback_scan_interval(&self.cfg).as_secs());
+        } else if now.is_empty() && !self.unwatched.is_empty() {
+            tracing::info!(mirror = %self.name, "every folder is watched again");
+        }
+        self.status_tx.send_modify(|s| s.unwatched = now.clone());
+        self.unwatched = now;
+    }
 }
