@@ -7,7 +7,8 @@
 //! never look at body text, and so is the `Retry-After` header ([`parse_retry_after`]).
 //! Whether an error is worth retrying is decided by [`Error::is_transient`] and nowhere
 //! else; the retry loop in `retry.rs` asks it. This module imports nothing else of the
-//! client, so the retry loop depends on it and never the other way round.
+//! client but the budget names of `pace` (which import nothing back), so the retry loop
+//! depends on it and never the other way round.
 
 use std::time::{Duration, SystemTime};
 

@@ -40,6 +40,11 @@ mod error;
 
 use error::{Error, ErrorBody, ErrorKind};
 
+/// `error.rs` names the budget a 429 spent with `super::pace::RateDimension`.
+mod pace {
+    pub use scaidrive::remote::pace::*;
+}
+
 struct Input<'a> {
     status: u16,
     headers: HeaderMap,
