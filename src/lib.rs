@@ -29,7 +29,8 @@
 //!   commands. Its rooms: `recovery` (start-up, base folder, adoption, settling crash
 //!   intents), `pass` (full pass, batch, scope; plan → gate → run → apply), `pause` (the
 //!   one `Pause` enum, what lifts each, the root's identity), `failures`, `verify`,
-//!   `progress`, `status`, `error` (`MirrorError`).
+//!   `progress`, `status`, `error` (`MirrorError`), `mounts` (mount points below the root,
+//!   remembered: an unmounted one keeps its remote copy).
 //! - [`daemon`]: the process: config, instance lock, signals, systemd notify, logging (a
 //!   log sink that drops what it cannot write), wiring of mirrors and the control socket;
 //!   [`demo`] is `scaidrived --demo` (feature `devserver`).

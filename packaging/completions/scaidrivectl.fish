@@ -61,7 +61,7 @@ complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand pause" -s c -l
 complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand pause" -s h -l help -d 'Print help'
 complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand resume" -l socket -d 'The daemon\'s control socket (default: from the configuration\'s runtime directory)' -r -F
 complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand resume" -s c -l config -d 'The daemon\'s configuration file (to find its socket and state directory)' -r -F
-complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand resume" -l allow-deletes -d 'Let the next pass execute the deletes that paused the mirror'
+complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand resume" -l allow-deletes -d 'Let the next pass execute the deletes that paused the mirror, and forget the mount points below the root that are no longer mounted (their folders are then mirrored as they are)'
 complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand resume" -s h -l help -d 'Print help'
 complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand rescan" -l socket -d 'The daemon\'s control socket (default: from the configuration\'s runtime directory)' -r -F
 complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand rescan" -s c -l config -d 'The daemon\'s configuration file (to find its socket and state directory)' -r -F

@@ -59,7 +59,9 @@ pub enum Cmd {
     /// Resume a paused mirror.
     Resume {
         mirror: Option<String>,
-        /// Let the next pass execute the deletes that paused the mirror.
+        /// Let the next pass execute the deletes that paused the mirror, and forget the
+        /// mount points below the root that are no longer mounted (their folders are then
+        /// mirrored as they are).
         #[arg(long)]
         allow_deletes: bool,
     },
@@ -652,6 +654,13 @@ fn print_status(v: &StatusResponse) {
         }
         for p in &s.polled {
             println!("{:<12} polled: {}", "", Escaped(p));
+        }
+        for m in &s.unmounted {
+            println!(
+                "{:<12} not mounted (its remote copy is kept): {}",
+                "",
+                Escaped(m)
+            );
         }
         for u in &s.unwatched {
             println!(

@@ -24,6 +24,7 @@ mod drift;
 pub mod error;
 mod failures;
 mod logtree;
+mod mounts;
 mod pass;
 mod pause;
 mod progress;
@@ -151,6 +152,8 @@ struct Engine {
     polled_subtrees: Vec<local::RelPath>,
     /// The mount points below the root, to rebuild the watcher when they change.
     mounts: watching::Mounts,
+    /// The mount points below the root ever seen, and which are gone now.
+    mount_memory: mounts::MountMemory,
     /// The root directory the mirror was synced from (kept in the store): a pass over
     /// another directory at the same path is refused.
     root_anchor: Option<store::RootIdentity>,
@@ -199,6 +202,7 @@ impl Engine {
             polled: Vec::new(),
             polled_subtrees: Vec::new(),
             mounts: watching::Mounts::default(),
+            mount_memory: mounts::MountMemory::default(),
             root_anchor: None,
             removals: None,
             watcher_starting: None,

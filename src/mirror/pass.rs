@@ -262,6 +262,8 @@ impl Engine {
         stop: &CancellationToken,
     ) {
         let Some(t) = self.target.clone() else { return };
+        let (mut disk, mut renames) = (disk, renames);
+        let known = self.hide_gone_mounts(known, &mut disk, &mut renames).await;
         let Some(planned) = self.plan(&t, known, disk, renames).await else {
             return;
         };

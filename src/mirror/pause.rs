@@ -214,6 +214,9 @@ impl Engine {
         }
         self.paused = None;
         self.allow_deletes = allow_deletes;
+        if allow_deletes {
+            self.forget_gone_mounts().await;
+        }
         self.needs_full_pass = true;
         self.rewatch = true;
         if self.deps.store.is_full() {

@@ -79,6 +79,11 @@ pub struct MirrorStatus {
     /// of the JSON when empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub polled: Vec<String>,
+    /// Mount points below the root that are not mounted now (relative path and the
+    /// filesystem they had): what was mirrored from them is kept remotely until they are
+    /// back. Left out of the JSON when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unmounted: Vec<String>,
     pub first_pass_done: bool,
     /// Unix seconds of the last time the mirror went idle.
     pub last_sync_at: Option<i64>,
@@ -140,6 +145,7 @@ impl MirrorStatus {
             skipped: Vec::new(),
             unwatched: Vec::new(),
             polled: Vec::new(),
+            unmounted: Vec::new(),
             first_pass_done: false,
             last_sync_at: None,
             remote_drift: 0,

@@ -130,3 +130,148 @@ async fn a_fuse_mount_below_the_root_is_found_and_polled() {
     w.assert_mirrored().await;
     d.stop().await;
 }
+
+/// Unmounts `at` now (the mount's drop only unmounts lazily, at the end of the test).
+fn unmount(at: &Path) {
+    let st = Command::new("umount").arg(at).status().unwrap();
+    assert!(st.success(), "umount {}", at.display());
+}
+
+async fn rescan(d: &crate::world::Daemon) {
+    d.handle.ask(scaidrive::mirror::MirrorCmd::Rescan).await;
+}
+
+/// Waits until `rel` is on the remote (`converge` does not apply: while a mount is gone
+/// the remote keeps what the local root no longer shows).
+async fn until_remote(w: &World, d: &crate::world::Daemon, rel: &str) {
+    let until = std::time::Instant::now() + Duration::from_secs(60);
+    while w.remote_id(rel).await.is_none() {
+        assert!(
+            std::time::Instant::now() < until,
+            "{rel} never reached the remote: {:?}",
+            d.handle.status()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// An unmounted NAS leaves an empty directory (or, after an automounter, none): what was
+/// mirrored from it is unknown, not deleted, with the daemon running, after a restart, in
+/// every watch mode, until it is mounted again or the operator says it is gone for good.
+/// Few enough items that the mass-delete guard does not step in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unmounted_mount_below_the_root_deletes_nothing_remotely() {
+    if let Some(why) = skip_reason() {
+        println!("SKIPPED an_unmounted_mount_below_the_root_deletes_nothing_remotely: {why}");
+        return;
+    }
+    let w = World::new().await;
+    let far = w.dir.path().join("far");
+    std::fs::create_dir_all(far.join("sub")).unwrap();
+    std::fs::write(far.join("a.txt"), b"on the share").unwrap();
+    std::fs::write(far.join("sub/b.txt"), b"deeper on the share").unwrap();
+    for i in 0..20 {
+        w.write(&format!("local{i}.txt"), b"local");
+    }
+    let nas_at = w.root.join("nas");
+    let nas = match Bind::try_mount(&far, &nas_at) {
+        Ok(b) => b,
+        Err(e) => {
+            println!(
+                "SKIPPED an_unmounted_mount_below_the_root_deletes_nothing_remotely: cannot mount FUSE here: {e}"
+            );
+            return;
+        }
+    };
+    let mut m = w.mirror_config();
+    m.poll_interval_secs = 1;
+    let d = w
+        .start_config(w.config_with(m.clone()), RunOptions::default())
+        .await;
+    converge(&w, &d).await;
+    let on_nas = ["nas", "nas/a.txt", "nas/sub", "nas/sub/b.txt"];
+    for p in on_nas {
+        assert!(w.remote_id(p).await.is_some(), "{p} mirrored");
+    }
+
+    // Unmounted while the daemon runs (auto: the mount change starts a full pass at once).
+    unmount(&nas_at);
+    let s = d
+        .until("the unmount to show", |s| !s.unmounted.is_empty())
+        .await;
+    assert_eq!(s.unmounted, ["nas (was fuse)"]);
+    // A file written into the bare mount point is hidden by the mount when it is back: it
+    // is not uploaded. The rest of the root is still mirrored (written after it, so once
+    // that is remote the batch that saw the first is done).
+    std::fs::write(nas_at.join("underneath.txt"), b"shadowed").unwrap();
+    w.write("after.txt", b"the rest is still mirrored");
+    until_remote(&w, &d, "after.txt").await;
+    rescan(&d).await;
+    d.settled().await;
+    for p in on_nas {
+        assert!(w.remote_id(p).await.is_some(), "{p} kept while unmounted");
+    }
+    assert!(w.remote_id("nas/underneath.txt").await.is_none());
+    d.stop().await;
+
+    // A restart while it is unmounted, with events only: the start-up pass deletes nothing
+    // and uploads nothing from the bare mount point.
+    m.watch = WatchMode::Events;
+    let d = w
+        .start_config(w.config_with(m.clone()), RunOptions::default())
+        .await;
+    let s = d.settled().await;
+    assert_eq!(s.unmounted, ["nas (was fuse)"], "{s:?}");
+    assert!(w.remote_id("nas/underneath.txt").await.is_none());
+    for p in on_nas {
+        assert!(w.remote_id(p).await.is_some(), "{p} kept after a restart");
+    }
+    d.stop().await;
+    std::fs::remove_file(nas_at.join("underneath.txt")).unwrap();
+
+    // The mount point removed too (as an automounter does): still nothing deleted, and
+    // status still says why.
+    std::fs::remove_dir(&nas_at).unwrap();
+    let d = w
+        .start_config(w.config_with(m.clone()), RunOptions::default())
+        .await;
+    let s = d.settled().await;
+    assert_eq!(s.unmounted, ["nas (was fuse)"], "{s:?}");
+    for p in on_nas {
+        assert!(w.remote_id(p).await.is_some(), "{p} kept after a restart");
+    }
+    assert!(w.trashed().await.is_empty(), "{:?}", w.trashed().await);
+    d.stop().await;
+
+    // Mounted again: mirrored as before, with the change made on the share meanwhile.
+    drop(nas);
+    std::fs::write(far.join("c.txt"), b"added while unmounted").unwrap();
+    let nas = Bind::mount(&far, &nas_at);
+    m.watch = WatchMode::Auto;
+    let d = w
+        .start_config(w.config_with(m.clone()), RunOptions::default())
+        .await;
+    converge(&w, &d).await;
+    assert!(d.handle.status().unmounted.is_empty());
+    assert!(w.remote_id("nas/c.txt").await.is_some());
+    w.assert_mirrored().await;
+
+    // Gone for good: the operator says so, and the folder is mirrored as it is.
+    unmount(&nas_at);
+    drop(nas);
+    d.until("the unmount to show", |s| !s.unmounted.is_empty())
+        .await;
+    assert!(w.remote_id("nas/a.txt").await.is_some());
+    d.handle
+        .ask(|reply| scaidrive::mirror::MirrorCmd::Resume {
+            allow_deletes: true,
+            reply,
+        })
+        .await;
+    converge(&w, &d).await;
+    assert!(d.handle.status().unmounted.is_empty());
+    assert!(w.remote_id("nas/a.txt").await.is_none());
+    assert!(w.remote_id("nas").await.is_some(), "the empty mount point");
+    w.assert_mirrored().await;
+    d.stop().await;
+}
