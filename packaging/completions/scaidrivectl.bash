@@ -854,7 +854,7 @@ _scaidrivectl() {
             return 0
             ;;
         scaidrivectl__subcmd__restore)
-            opts="-c -h --to --as-of --version --mirror --dry-run --socket --config --help"
+            opts="-c -h --to --as-of --version --mirror --dry-run --from-trash --socket --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -131,6 +131,7 @@ complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand restore" -l mi
 complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand restore" -l socket -d 'The daemon\'s control socket (default: from the configuration\'s runtime directory)' -r -F
 complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand restore" -s c -l config -d 'The daemon\'s configuration file (to find its socket and state directory)' -r -F
 complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand restore" -l dry-run -d 'Print what would be restored and the units it would cost; download nothing'
+complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand restore" -l from-trash -d 'Also restore files whose content is only in ScaiDrive\'s trash: each is taken out of the trash where it was for the download and put back afterwards (4 more units per item; the share\'s change log shows the round trip)'
 complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand restore" -s h -l help -d 'Print help'
 complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand versions" -l mirror -r
 complete -c scaidrivectl -n "__fish_scaidrivectl_using_subcommand versions" -l socket -d 'The daemon\'s control socket (default: from the configuration\'s runtime directory)' -r -F

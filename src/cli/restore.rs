@@ -39,6 +39,11 @@ pub struct RestoreArgs {
     /// Print what would be restored and the units it would cost; download nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Also restore files whose content is only in ScaiDrive's trash: each is taken out of
+    /// the trash where it was for the download and put back afterwards (4 more units per
+    /// item; the share's change log shows the round trip).
+    #[arg(long)]
+    pub from_trash: bool,
 }
 
 #[derive(ClapArgs, Debug)]
@@ -315,7 +320,10 @@ pub async fn restore(config: Option<&Path>, a: &RestoreArgs) -> R<u8> {
         }
     }
     let client = client(&ctx)?;
-    let (plan, _) = plan_for(&client, &ctx, as_of).await?;
+    let (mut plan, _) = plan_for(&client, &ctx, as_of).await?;
+    if a.from_trash {
+        plan.take_from_trash();
+    }
     if a.dry_run {
         print_plan(&plan, as_of);
         return Ok(0);
@@ -377,6 +385,7 @@ async fn one_version(
                 .as_deref()
                 .and_then(restore::timeline::parse_time),
             source: (id, n),
+            untrash: Vec::new(),
         }],
         ..Plan::default()
     };
@@ -462,13 +471,22 @@ fn print_plan(plan: &Plan, as_of: Option<OffsetDateTime>) {
     for m in &plan.missing {
         println!("cannot  {}: {}", m.rel, m.why);
     }
+    let trash = if plan.untrash.is_empty() {
+        String::new()
+    } else {
+        format!(
+            ", {} item(s) taken out of the trash and put back × {}",
+            plan.untrash.len(),
+            restore::trash::UNTRASH_UNITS + restore::trash::RETRASH_UNITS
+        )
+    };
     println!(
-        "would restore {} files ({} bytes) and {} folders as of {}; cost {} units ({} downloads × {}), the change log took {} units",
+        "would restore {} files ({} bytes) and {} folders as of {}; cost {} units ({} downloads × {}{trash}), the change log took {} units",
         plan.files.len(),
         plan.bytes(),
         plan.folders.iter().filter(|(r, _)| !r.is_empty()).count(),
         restore::fmt_moment(as_of),
-        plan.download_units(),
+        plan.download_units() + plan.trash_units(),
         plan.files.len(),
         restore::DOWNLOAD_UNITS,
         plan.log_pages * restore::LOG_PAGE_UNITS
@@ -488,6 +506,18 @@ fn print_summary(s: &restore::Summary, to: &Path, as_of: Option<OffsetDateTime>,
         s.downloads,
         log_pages
     );
+    if s.untrashed > 0 {
+        println!(
+            "took {} item(s) out of ScaiDrive's trash for the download and put them back ({} units)",
+            s.untrashed,
+            s.untrashed * (restore::trash::UNTRASH_UNITS + restore::trash::RETRASH_UNITS)
+        );
+    }
+    for (id, why) in &s.not_put_back {
+        println!(
+            "could not put {id} back in the trash ({why}); running this restore again puts it back"
+        );
+    }
     if !s.missing.is_empty() {
         println!("not restorable: {}", s.missing.len());
         for m in &s.missing {

@@ -46,6 +46,14 @@ impl Client {
         self.call_json(call).await
     }
 
+    /// `PATCH /api/v1/files/{id}` `{"restore": true}`: takes a soft-deleted file out of
+    /// the trash where it was (its folder must be live).
+    pub async fn untrash_file(&self, file_id: &str) -> Result<RemoteFile, Error> {
+        let call = Call::new(Method::PATCH, format!("/api/v1/files/{}", seg(file_id)))
+            .json(&json!({ "restore": true }));
+        self.call_json(call).await
+    }
+
     /// `PATCH /api/v1/files/{id}` `{"restore": true, "folder_id", "name"}`: takes a
     /// soft-deleted file out of the trash into `folder_id` (`None` = share root) under
     /// `name` (its folder may have been created anew since it was trashed).

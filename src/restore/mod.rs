@@ -12,8 +12,12 @@
 //!    SHA-256, sets the mtime from the remote `modified_at` then, and renames into place. A
 //!    rerun skips files already in place with the right checksum and continues partial
 //!    downloads with `Range`.
+//!
+//! With `--from-trash` ([`Plan::take_from_trash`]) a file whose content is only in the
+//! trash is taken out of it for the download and put back ([`trash`]).
 
 pub mod timeline;
+pub mod trash;
 pub mod when;
 
 use std::path::{Path, PathBuf};
@@ -111,6 +115,8 @@ pub struct FilePlan {
     /// Where the content is read: (file id, version); another file's when the file
     /// itself is in the trash now.
     pub source: (String, u64),
+    /// The trashed items that must come out of the trash first (`--from-trash`).
+    pub untrash: Vec<String>,
 }
 
 /// An item that existed at the moment but cannot be restored, and why.
@@ -128,6 +134,11 @@ pub struct Plan {
     pub missing: Vec<Missing>,
     /// Change-log pages read to build it.
     pub log_pages: u64,
+    /// Files whose content is only in the trash (listed in `missing` too), with the items
+    /// to take out of the trash for each: what [`Plan::take_from_trash`] restores.
+    pub in_trash: Vec<(FilePlan, Vec<trash::Untrash>)>,
+    /// Items taken out of the trash for the download and put back afterwards.
+    pub untrash: std::collections::BTreeSet<trash::Untrash>,
 }
 
 impl Plan {
@@ -137,6 +148,22 @@ impl Plan {
     /// Units the downloads cost (the log pages are already spent).
     pub fn download_units(&self) -> u64 {
         self.files.len() as u64 * DOWNLOAD_UNITS
+    }
+
+    /// Units of taking items out of the trash and putting them back.
+    pub fn trash_units(&self) -> u64 {
+        self.untrash.len() as u64 * (trash::UNTRASH_UNITS + trash::RETRASH_UNITS)
+    }
+
+    /// `--from-trash`: the files only the trash holds are restored too, by taking them
+    /// out of the trash for the download (see [`trash`]).
+    pub fn take_from_trash(&mut self) {
+        for (file, chain) in std::mem::take(&mut self.in_trash) {
+            self.missing.retain(|m| m.rel != file.rel);
+            self.untrash.extend(chain);
+            self.files.push(file);
+        }
+        self.files.sort_by(|a, b| a.rel.cmp(&b.rel));
     }
 }
 
@@ -228,8 +255,26 @@ pub fn plan(
                 size: it.size,
                 mtime,
                 source,
+                untrash: Vec::new(),
             }),
-            Err(why) => plan.missing.push(Missing { rel, why }),
+            Err(why) => {
+                if let (Some(sha), Ok(chain)) = (&it.sha256, trash::chain(&now, id))
+                    && !chain.is_empty()
+                {
+                    let file = FilePlan {
+                        rel: rel.clone(),
+                        id: id.clone(),
+                        version: it.version,
+                        sha256: sha.clone(),
+                        size: it.size,
+                        mtime,
+                        source: (id.clone(), it.version),
+                        untrash: chain.iter().map(|u| u.id.clone()).collect(),
+                    };
+                    plan.in_trash.push((file, chain));
+                }
+                plan.missing.push(Missing { rel, why })
+            }
         }
     }
     if !single_file && root.is_empty() {
@@ -258,7 +303,8 @@ fn file_source(now: &Timeline, id: &str, it: &timeline::Item) -> Result<(String,
     } else {
         format!(
             "in ScaiDrive's trash (deleted at {when}, it or a folder above it); the API serves no \
-             content of trashed items: restore it from the trash, then run this again"
+             content of trashed items: run this again with --from-trash (it takes the item out \
+             of the trash for the download and puts it back)"
         )
     })
 }
@@ -291,6 +337,11 @@ pub struct Summary {
     pub downloaded: u64,
     pub downloads: u64,
     pub missing: Vec<Missing>,
+    /// Items taken out of the trash for the download and put back (`--from-trash`).
+    pub untrashed: u64,
+    /// Items taken out of the trash that could not be put back: (id, why). They are put
+    /// back by the next run into the same DIR.
+    pub not_put_back: Vec<(String, String)>,
 }
 
 /// Downloads `plan` into `dir` (created if absent). The caller checked that `dir` is
@@ -307,14 +358,34 @@ pub async fn execute(
         let p = dir.join(rel);
         tokio::fs::create_dir_all(&p).await.map_err(io(&p))?;
     }
+    let taken = trash::take_out(client, &plan.untrash, &work).await?;
+    let refused = |f: &FilePlan| {
+        taken
+            .refused
+            .iter()
+            .find(|(id, _)| f.untrash.contains(id))
+            .map(|(id, why)| Missing {
+                rel: f.rel.clone(),
+                why: format!("in the trash, and {id} could not be taken out of it: {why}"),
+            })
+    };
+    let (work_ref, refused) = (&work, &refused);
     let results: Vec<Result<Outcome, RestoreError>> = futures_util::stream::iter(&plan.files)
-        .map(|f| fetch_one(client, f, dir, &work, progress))
+        .map(|f| async move {
+            match refused(f) {
+                Some(m) => Ok(Outcome::Missing(m)),
+                None => fetch_one(client, f, dir, work_ref, progress).await,
+            }
+        })
         .buffer_unordered(PARALLEL)
         .collect()
         .await;
+    let not_put_back = trash::put_back(client, &taken.to_put_back, &work).await;
     let mut s = Summary {
         folders: plan.folders.iter().filter(|(r, _)| !r.is_empty()).count() as u64,
         missing: plan.missing.clone(),
+        untrashed: (taken.to_put_back.len() - not_put_back.len()) as u64,
+        not_put_back,
         ..Summary::default()
     };
     for r in results {
@@ -340,7 +411,7 @@ pub async fn execute(
             set_mtime(&p, *t).map_err(io(&p))?;
         }
     }
-    if s.missing.iter().all(|m| !m.why.starts_with("checksum")) {
+    if s.missing.iter().all(|m| !m.why.starts_with("checksum")) && s.not_put_back.is_empty() {
         let _ = tokio::fs::remove_dir_all(&work).await;
     }
     s.missing.sort_by(|a, b| a.rel.cmp(&b.rel));

@@ -401,3 +401,183 @@ async fn a_killed_restore_resumes_with_ranges_and_skips_what_is_done() {
     );
     d.stop().await;
 }
+
+const FILE_PATCH: &str = "PATCH /api/v1/files/{file_id}";
+const FOLDER_PATCH: &str = "PATCH /api/v1/folders/{folder_id}";
+const FILE_DELETE: &str = "DELETE /api/v1/files/{file_id}";
+const FOLDER_DELETE: &str = "DELETE /api/v1/folders/{folder_id}";
+
+/// Files whose only copy is in the trash (deleted on their own, and with their folder,
+/// one of them both) come back with `--from-trash`: taken out of the trash where they
+/// were, downloaded, put back; the trash and the live tree end as they were, the daemon
+/// running beside it keeps the mirror as it was, and the dry run's units are the units
+/// spent. A run killed between taking out and putting back is finished by the next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn from_trash_takes_files_out_of_the_trash_and_puts_them_back() {
+    let w = World::new().await;
+    w.write("a.txt", b"alpha");
+    w.write("lost.txt", b"only copy, trashed on its own");
+    w.write("dir/x.txt", b"trashed on its own, then with its folder");
+    w.write("dir/y.txt", b"trashed with its folder");
+    w.write("dir/deep/z.txt", b"trashed with its folder, deeper");
+    let d = w.start().await;
+    converge(&w, &d).await;
+    let s1 = w.local_tree();
+    let t1 = next_moment(&w).await;
+    std::fs::remove_file(w.root.join("lost.txt")).unwrap();
+    std::fs::remove_file(w.root.join("dir/x.txt")).unwrap();
+    converge(&w, &d).await;
+    std::fs::remove_dir_all(w.root.join("dir")).unwrap();
+    converge(&w, &d).await;
+    let mut trashed_before = w.trashed().await;
+    trashed_before.sort();
+    assert_eq!(trashed_before, ["dir", "lost.txt"]);
+
+    let config = w.config_file().write();
+    let out = w.dir.path().join("out");
+    let plain = ctl(
+        &config,
+        &[
+            "restore",
+            "--to",
+            out.join("plain").to_str().unwrap(),
+            "--as-of",
+            &t1,
+        ],
+    );
+    assert_eq!(plain.status.code(), Some(4), "{}", stdout(&plain));
+    assert!(
+        stdout(&plain).contains("not restorable: 4"),
+        "{}",
+        stdout(&plain)
+    );
+    assert!(
+        stdout(&plain).contains("--from-trash"),
+        "{}",
+        stdout(&plain)
+    );
+
+    // The dry run prices it: 5 downloads × 5, and dir, lost.txt and x.txt (trashed on its
+    // own before its folder) out and back × 4.
+    let to = out.join("full");
+    let dry = ctl(
+        &config,
+        &[
+            "restore",
+            "--to",
+            to.to_str().unwrap(),
+            "--as-of",
+            &t1,
+            "--from-trash",
+            "--dry-run",
+        ],
+    );
+    assert_eq!(dry.status.code(), Some(0), "{}", stdout(&dry));
+    assert!(
+        stdout(&dry).contains(
+            "cost 37 units (5 downloads × 5, 3 item(s) taken out of the trash and put back × 4)"
+        ),
+        "{}",
+        stdout(&dry)
+    );
+
+    w.reset_stats().await;
+    let r = ctl(
+        &config,
+        &[
+            "restore",
+            "--to",
+            to.to_str().unwrap(),
+            "--as-of",
+            &t1,
+            "--from-trash",
+        ],
+    );
+    assert_eq!(r.status.code(), Some(0), "{}{}", stdout(&r), stderr(&r));
+    assert!(
+        stdout(&r).contains(
+            "took 3 item(s) out of ScaiDrive's trash for the download and put them back (12 units)"
+        ),
+        "{}",
+        stdout(&r)
+    );
+    assert_eq!(tree(&to), s1, "the tree as of moment 1, byte for byte");
+    assert!(!to.join(".scaidrive-restore").exists());
+    assert_eq!(w.count(FILE_PATCH).await, 2, "lost.txt and x.txt out");
+    assert_eq!(w.count(FOLDER_PATCH).await, 1, "dir out, with y and deep/z");
+    assert_eq!(w.count(FILE_DELETE).await, 2);
+    assert_eq!(w.count(FOLDER_DELETE).await, 1);
+    assert_eq!(w.count(CONTENT).await, 5);
+    let mut trashed_after = w.trashed().await;
+    trashed_after.sort();
+    assert_eq!(
+        trashed_after, trashed_before,
+        "the trash holds what it held"
+    );
+    converge(&w, &d).await;
+    w.assert_mirrored().await;
+
+    // Killed after taking out, before putting back: the items are live meanwhile and the
+    // journal names them; the next run puts them back.
+    let again = out.join("again");
+    w.faults(json!({ "latency_ms": 700, "path_prefix": "/api/v1/files/" }))
+        .await;
+    let mut child = scaidrivectl()
+        .env("SCAIDRIVE_TOKEN", TOKEN)
+        .arg("--config")
+        .arg(&config)
+        .args([
+            "restore",
+            "--to",
+            again.to_str().unwrap(),
+            "--as-of",
+            &t1,
+            "--from-trash",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while tree(&again).values().filter(|v| v.is_some()).count() == 0 {
+        assert!(std::time::Instant::now() < deadline, "no file restored");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    w.faults(json!({})).await;
+    assert!(again.join(".scaidrive-restore/untrashed").exists());
+    assert!(
+        w.trashed().await.is_empty(),
+        "killed while dir and lost.txt were out of the trash: {:?}",
+        w.trashed().await
+    );
+    let r = ctl(
+        &config,
+        &[
+            "restore",
+            "--to",
+            again.to_str().unwrap(),
+            "--as-of",
+            &t1,
+            "--from-trash",
+        ],
+    );
+    assert_eq!(r.status.code(), Some(0), "{}{}", stdout(&r), stderr(&r));
+    assert!(
+        stderr(&r).contains("continuing the interrupted restore"),
+        "{}",
+        stderr(&r)
+    );
+    assert_eq!(tree(&again), s1);
+    assert!(
+        !again.join(".scaidrive-restore").exists(),
+        "the journal went"
+    );
+    let mut trashed_after = w.trashed().await;
+    trashed_after.sort();
+    assert_eq!(trashed_after, trashed_before, "put back by the second run");
+    converge(&w, &d).await;
+    w.assert_mirrored().await;
+    d.stop().await;
+}
