@@ -75,6 +75,26 @@ async fn next_moment(w: &World) -> String {
 
 const CONTENT: &str = "GET /api/v1/files/{file_id}/content";
 
+/// Runs `scaidrivectl ARGS` and kills it (SIGKILL) as soon as a file is in place in `to`.
+async fn kill_when_a_file_lands(config: &Path, to: &Path, args: &[&str]) {
+    let mut child = scaidrivectl()
+        .env("SCAIDRIVE_TOKEN", TOKEN)
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while tree(to).values().filter(|v| v.is_some()).count() == 0 {
+        assert!(std::time::Instant::now() < deadline, "no file restored");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restores_the_tree_as_of_three_moments() {
     let w = World::new().await;
@@ -339,22 +359,7 @@ async fn a_killed_restore_resumes_with_ranges_and_skips_what_is_done() {
     // Slow downloads, then kill -9 once the first file is in place.
     w.faults(json!({ "latency_ms": 700, "path_prefix": "/api/v1/files/" }))
         .await;
-    let mut child = scaidrivectl()
-        .env("SCAIDRIVE_TOKEN", TOKEN)
-        .arg("--config")
-        .arg(&config)
-        .args(["restore", "--to", to.to_str().unwrap()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while tree(&to).values().filter(|v| v.is_some()).count() == 0 {
-        assert!(std::time::Instant::now() < deadline, "no file restored");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    kill_when_a_file_lands(&config, &to, &["restore", "--to", to.to_str().unwrap()]).await;
     w.faults(json!({})).await;
     let done = tree(&to).values().filter(|v| v.is_some()).count() as u64;
     assert!(done < 12, "killed before the end");
@@ -522,29 +527,15 @@ async fn from_trash_takes_files_out_of_the_trash_and_puts_them_back() {
     let again = out.join("again");
     w.faults(json!({ "latency_ms": 700, "path_prefix": "/api/v1/files/" }))
         .await;
-    let mut child = scaidrivectl()
-        .env("SCAIDRIVE_TOKEN", TOKEN)
-        .arg("--config")
-        .arg(&config)
-        .args([
-            "restore",
-            "--to",
-            again.to_str().unwrap(),
-            "--as-of",
-            &t1,
-            "--from-trash",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while tree(&again).values().filter(|v| v.is_some()).count() == 0 {
-        assert!(std::time::Instant::now() < deadline, "no file restored");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let args = [
+        "restore",
+        "--to",
+        again.to_str().unwrap(),
+        "--as-of",
+        &t1,
+        "--from-trash",
+    ];
+    kill_when_a_file_lands(&config, &again, &args).await;
     w.faults(json!({})).await;
     assert!(again.join(".scaidrive-restore/untrashed").exists());
     assert!(
