@@ -161,11 +161,14 @@ struct Engine {
     /// (not when the loop reads them: no events are read while a pass runs, and "still
     /// coming in" must not go stale during a long one).
     removals: Option<Arc<local::RemovalClock>>,
-    /// The watcher being set up (a walk of the whole tree), started as soon as the ignore
-    /// rules are known so that it overlaps with loading the store.
+    /// The watcher being set up (on the root alone: the first full pass adds the watches
+    /// below), started as soon as the ignore rules are known.
     watcher_starting: Option<tokio::task::JoinHandle<(watching::Started, Duration)>>,
     /// Following the share's change log (`drift`).
     drift: drift::Follow,
+    /// The running watcher's handle for the full pass's scan, which adds the watches
+    /// directory by directory as it lists them (`watching`).
+    dir_watches: Option<local::DirWatches>,
 }
 
 impl Engine {
@@ -207,6 +210,7 @@ impl Engine {
             removals: None,
             watcher_starting: None,
             drift: drift::Follow::default(),
+            dir_watches: None,
         }
     }
 
@@ -371,6 +375,8 @@ impl Engine {
                 // Resumed after a pause: the root may be a new mount (the old watches died
                 // with the old one), and the watch limit may have been raised.
                 self.rewatch = false;
+                // A new watcher watches the root alone until a full pass lists the rest.
+                self.needs_full_pass = true;
                 drop(watcher.take());
                 poll_every = None;
                 watcher = self.start_watcher(&mut poll_every).await?;
@@ -381,6 +387,9 @@ impl Engine {
             if self.needs_full_pass && self.paused.is_none() {
                 self.needs_full_pass = false;
                 self.full_pass(&shutdown).await;
+                if self.watched_pass_done(watcher.as_ref(), &mut poll_every) {
+                    rescan_every = poll_every.unwrap_or(normal_rescan);
+                }
                 next_rescan = Instant::now() + jitter(rescan_every);
             }
             let mut deadline = next_rescan.min(next_retry).min(next_root_check);

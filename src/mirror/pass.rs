@@ -48,8 +48,10 @@ impl Engine {
         }
         self.set_state(MirrorState::Scanning, None);
         let (root, ignore) = (t.root.clone(), self.ignore.clone());
+        let watches = self.dir_watches.clone();
         let scanning = std::time::Instant::now();
-        let scanned = tokio::task::spawn_blocking(move || scan_root(&root, &ignore)).await;
+        let scanned =
+            tokio::task::spawn_blocking(move || scan_root(&root, &ignore, watches.as_ref())).await;
         let Scanned {
             disk,
             skipped,
@@ -538,10 +540,14 @@ struct Scanned {
     unmirrorable: BTreeMap<String, String>,
 }
 
-/// The whole root, scanned on a few threads.
-fn scan_root(root: &std::path::Path, ignore: &IgnoreRules) -> Result<Scanned, ScanError> {
+/// The whole root, scanned on a few threads, adding the watcher's watches as it goes.
+fn scan_root(
+    root: &std::path::Path,
+    ignore: &IgnoreRules,
+    watches: Option<&local::DirWatches>,
+) -> Result<Scanned, ScanError> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
-    let items = local::scan_parallel(root, ignore, threads)?;
+    let items = local::scan_parallel_watching(root, ignore, threads, watches)?;
     let mut found = Scanned {
         disk: BTreeMap::new(),
         skipped: Vec::new(),

@@ -30,21 +30,20 @@ pub(super) struct Started {
     pub mounts: Vec<PathBuf>,
 }
 
-/// Starts the watch for `mode`. Blocking: backends walk the tree.
+/// Starts the watch for `mode`: on the root alone, the full pass adds the rest. Blocking.
 pub(super) fn start(root: &Path, rules: IgnoreRules, mode: WatchMode) -> Started {
     let cap = local::DEFAULT_CHANNEL_CAPACITY;
     let canon = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
     let mountinfo = local::read_mountinfo();
     let mounts = mount_points(&mountinfo, &canon);
     let mut polled = Vec::new();
+    // Deferred: the first full pass adds the watches below the root as it lists each
+    // directory (one walk of the tree for both).
     let watcher = match mode {
-        WatchMode::Events => Some(Watcher::new(root, rules, cap)),
-        WatchMode::EventsUnpaired => Some(Watcher::with_source(
-            root,
-            rules,
-            cap,
-            EventSource::Unpaired,
-        )),
+        WatchMode::Events => Some(Watcher::deferred(root, rules, cap, EventSource::Native)),
+        WatchMode::EventsUnpaired => {
+            Some(Watcher::deferred(root, rules, cap, EventSource::Unpaired))
+        }
         WatchMode::Poll => {
             polled.push(BlindSpot {
                 rel: String::new(),
@@ -57,7 +56,7 @@ pub(super) fn start(root: &Path, rules: IgnoreRules, mode: WatchMode) -> Started
             if polled.iter().any(|b| b.rel.is_empty()) {
                 None
             } else {
-                Some(Watcher::new(root, rules, cap))
+                Some(Watcher::deferred(root, rules, cap, EventSource::Native))
             }
         }
     };
@@ -110,7 +109,7 @@ pub(super) fn polled_subtrees(polled: &[BlindSpot]) -> Vec<RelPath> {
 }
 
 impl Engine {
-    /// Sets up the watcher on a blocking thread (it walks the whole tree to add watches).
+    /// Sets up the watcher on a blocking thread (it reads the mount table and watches the root).
     pub(super) fn spawn_watcher(&self) -> tokio::task::JoinHandle<(Started, Duration)> {
         let (root, rules, mode) = (self.root(), (*self.ignore).clone(), self.cfg.watch);
         tokio::task::spawn_blocking(move || {
@@ -133,6 +132,7 @@ impl Engine {
             None => self.spawn_watcher(),
         };
         let (started, took) = pending.await.context("watcher task")?;
+        self.dir_watches = None;
         tracing::debug!(mirror = %self.name, "watcher started in {} ms", took.as_millis());
         self.note_polled(&started);
         self.mounts.seen(started.mounts);
@@ -143,6 +143,7 @@ impl Engine {
         };
         match started {
             Ok(w) => {
+                self.dir_watches = Some(w.dir_watches());
                 self.removals = Some(w.removals());
                 self.note_unwatched(&w);
                 Ok(Some(w))
@@ -161,6 +162,28 @@ impl Engine {
                 Ok(None)
             }
         }
+    }
+
+    /// After a full pass, which added the watches as it listed the tree: shows the folders
+    /// it could not watch, and when the watch limit stopped it, says so once and keeps the
+    /// mirror in sync by periodic full scans (`poll_every`; returns `true` when it set it).
+    pub(super) fn watched_pass_done(
+        &mut self,
+        watcher: Option<&Watcher>,
+        poll_every: &mut Option<Duration>,
+    ) -> bool {
+        let Some(w) = watcher else { return false };
+        self.note_unwatched(w);
+        if poll_every.is_some() || !w.watch_limit_reached() {
+            return false;
+        }
+        let every = fallback_scan_interval(&self.cfg);
+        let e = WatchError::WatchLimit {
+            root: self.cfg.path.clone(),
+        };
+        tracing::error!(mirror = %self.name, "{}; keeping this mirror in sync by a full scan every {} s instead", Escaped(&e.to_string()), every.as_secs());
+        *poll_every = Some(every);
+        true
     }
 
     /// Shows the parts of the root that are polled, and says so in the log when that changes.

@@ -7,7 +7,7 @@ use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use super::{IgnoreRules, RelPath};
+use super::{BeforeListing, DirWatches, IgnoreRules, RelPath};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
@@ -101,7 +101,23 @@ pub fn scan_parallel(
     rules: &IgnoreRules,
     threads: usize,
 ) -> Result<Vec<ScanItem>, ScanError> {
+    scan_parallel_watching(root, rules, threads, None::<&DirWatches>)
+}
+
+/// [`scan_parallel`] that also adds the watcher's watches as it goes (`watches`, usually
+/// a [`DirWatches`]): each directory it lists (the root included) is watched just before
+/// it is listed, so a change there is either in the listing or raises an event; the tree
+/// is walked once for both.
+pub fn scan_parallel_watching<H: BeforeListing + Sync + ?Sized>(
+    root: &Path,
+    rules: &IgnoreRules,
+    threads: usize,
+    watches: Option<&H>,
+) -> Result<Vec<ScanItem>, ScanError> {
     check_root(root)?;
+    if let Some(w) = watches {
+        w.before_listing(&RelPath::root());
+    }
     let children = list_dir(root).map_err(|e| ScanError::RootUnavailable {
         root: root.to_path_buf(),
         reason: format!("cannot list it: {e}"),
@@ -134,7 +150,7 @@ pub fn scan_parallel(
     let threads = threads.clamp(1, jobs.len().max(1));
     if threads == 1 {
         for job in &jobs {
-            out.extend(scan_subtree(root, job, rules)?);
+            out.extend(walk(root, job, rules, watches)?);
         }
         return Ok(out);
     }
@@ -149,7 +165,7 @@ pub fn scan_parallel(
                         let Some(job) = jobs.get(i) else {
                             return Ok(mine);
                         };
-                        mine.extend(scan_subtree(root, job, rules)?);
+                        mine.extend(walk(root, job, rules, watches)?);
                     }
                 })
             })
@@ -217,6 +233,21 @@ pub fn scan_subtree(
     start: &RelPath,
     rules: &IgnoreRules,
 ) -> Result<Vec<ScanItem>, ScanError> {
+    walk(root, start, rules, None::<&DirWatches>)
+}
+
+/// [`scan_subtree`], adding each directory's watch before listing it when `watches` is set.
+fn walk<H: BeforeListing + ?Sized>(
+    root: &Path,
+    start: &RelPath,
+    rules: &IgnoreRules,
+    watches: Option<&H>,
+) -> Result<Vec<ScanItem>, ScanError> {
+    let watch = |dir: &RelPath| {
+        if let Some(w) = watches {
+            w.before_listing(dir);
+        }
+    };
     check_root(root)?;
     let mut out = Vec::new();
     let mut top_entry = None;
@@ -250,6 +281,7 @@ pub fn scan_subtree(
         }
     };
 
+    watch(&top);
     let children = match list_dir(&top.to_path(root)) {
         Ok(c) => {
             out.extend(top_entry.map(ScanItem::Entry));
@@ -289,7 +321,10 @@ pub fn scan_subtree(
             continue;
         }
         match classify(&path, &meta) {
-            Ok(entry) if entry.kind == Kind::Dir => match list_dir(&path.to_path(root)) {
+            Ok(entry) if entry.kind == Kind::Dir => match {
+                watch(&path);
+                list_dir(&path.to_path(root))
+            } {
                 Ok(children) => {
                     out.push(ScanItem::Entry(entry));
                     stack.push((path, children));

@@ -8,7 +8,7 @@ use std::collections::{HashSet, VecDeque};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use notify::event::{AccessKind, AccessMode, CreateKind, MetadataKind, ModifyKind, RemoveKind};
@@ -16,7 +16,12 @@ use notify::event::{EventKind, RenameMode};
 use notify::{Event, RecommendedWatcher, RecursiveMode, Watcher as _};
 use tokio::sync::mpsc;
 
+use super::dirwatch::{Added, DirWatches, NewDir, Outbox, Shared, spawn_adder};
 use super::{IgnoreRules, RelPath, RelPathError};
+
+/// inotify watches one directory at a time cheaply, so watches follow the scan; other
+/// backends (FSEvents restarts its stream per watched path) watch the tree as a whole.
+const PER_DIRECTORY: bool = cfg!(any(target_os = "linux", target_os = "android"));
 
 /// Default capacity of the event channel between the notify thread and the engine.
 pub const DEFAULT_CHANNEL_CAPACITY: usize = 4096;
@@ -176,12 +181,10 @@ pub enum EventSource {
     Unpaired,
 }
 
-/// A recursive watch on one root. Dropping it stops the watch.
+/// The watch on one root: a watch per directory (see [`super::dirwatch`]). Dropping it
+/// stops the watch.
 pub struct Watcher {
-    _backend: RecommendedWatcher,
-    /// Folders that could not be watched (the backend refused them, e.g. unreadable):
-    /// everything around them is watched; the engine builds the watcher again later.
-    unwatched: Vec<(PathBuf, String)>,
+    shared: Arc<Shared>,
     rx: mpsc::Receiver<WatchEvent>,
     removals: Arc<RemovalClock>,
     rescan_needed: Arc<AtomicBool>,
@@ -201,15 +204,39 @@ impl fmt::Debug for Watcher {
 }
 
 impl Watcher {
-    /// Starts watching `root` recursively. Blocking (the backend walks the tree to add
-    /// watches): call it from `spawn_blocking`. Directories created later are added by the
-    /// backend as they appear.
+    /// Starts watching `root` and every directory below it (not ignored ones). Blocking
+    /// (it walks the tree to add the watches): call it from `spawn_blocking`. Directories
+    /// created later are watched as their events arrive.
     pub fn new(root: &Path, rules: IgnoreRules, capacity: usize) -> Result<Self, WatchError> {
         Self::with_source(root, rules, capacity, EventSource::Native)
     }
 
     /// [`Watcher::new`] with a chosen event source.
     pub fn with_source(
+        root: &Path,
+        rules: IgnoreRules,
+        capacity: usize,
+        source: EventSource,
+    ) -> Result<Self, WatchError> {
+        let w = Self::deferred(root, rules, capacity, source)?;
+        if w.shared.per_dir {
+            let rules = w.rules.read().unwrap_or_else(|e| e.into_inner()).clone();
+            w.shared.watch_tree(&w.root, &rules, |_, _, _| {});
+            if w.watch_limit.load(Ordering::Acquire) {
+                return Err(WatchError::WatchLimit {
+                    root: root.to_path_buf(),
+                });
+            }
+        }
+        Ok(w)
+    }
+
+    /// Starts a watch on `root` that covers only the root's own entries until the scan adds
+    /// the directories below, each before listing it ([`Watcher::dir_watches`],
+    /// [`super::scan_parallel_watching`]): the start-up walks the tree once, not twice.
+    /// Directories created later are watched as their events arrive. Where the backend
+    /// cannot watch one directory at a time (not inotify), the whole tree is watched here.
+    pub fn deferred(
         root: &Path,
         rules: IgnoreRules,
         capacity: usize,
@@ -229,11 +256,14 @@ impl Watcher {
                 reason: "not a directory".into(),
             });
         }
+        let per_dir = PER_DIRECTORY;
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let rescan_needed = Arc::new(AtomicBool::new(false));
         let watch_limit = Arc::new(AtomicBool::new(false));
         let rules = Arc::new(RwLock::new(Arc::new(rules)));
         let removals = Arc::new(RemovalClock::new());
+        let unpaired = source == EventSource::Unpaired;
+        let (add_tx, add_rx) = std::sync::mpsc::channel();
         let mut bridge = Bridge {
             mapper: Mapper {
                 root: canon.clone(),
@@ -241,30 +271,69 @@ impl Watcher {
                 seen_non_utf8: HashSet::new(),
                 recent_dir_moves: VecDeque::new(),
             },
-            tx,
+            tx: tx.clone(),
             removals: removals.clone(),
             rescan_needed: rescan_needed.clone(),
             watch_limit: watch_limit.clone(),
-            unpaired: source == EventSource::Unpaired,
+            unpaired,
+            adder: per_dir.then_some(add_tx),
         };
-        let mut backend = RecommendedWatcher::new(
+        let backend = RecommendedWatcher::new(
             move |res: notify::Result<Event>| bridge.handle(res),
             backend_config(),
         )
         .map_err(|e| WatchError::from_notify(root, e))?;
-        let mut unwatched = Vec::new();
-        if let Err(e) = backend.watch(&canon, RecursiveMode::Recursive) {
-            // inotify's recursive watch fails as a whole on one folder it may not read;
-            // anything else (the watch limit, the root gone) is the whole watcher's error.
-            if !is_refused(&e) {
-                return Err(WatchError::from_notify(root, e));
+        let shared = Arc::new(Shared {
+            backend: Mutex::new(backend),
+            root: canon.clone(),
+            unwatched: Mutex::new(Vec::new()),
+            watch_limit: watch_limit.clone(),
+            per_dir,
+        });
+        if per_dir {
+            let out = Outbox {
+                tx,
+                rescan_needed: rescan_needed.clone(),
+                rules: rules.clone(),
+                unpaired,
+            };
+            spawn_adder(&shared, add_rx, out).map_err(|e| WatchError::Backend {
+                root: root.to_path_buf(),
+                source: notify::Error::io(e),
+            })?;
+            match shared.add(&canon) {
+                Added::Watched => {}
+                Added::Gone => {
+                    return Err(WatchError::RootUnavailable {
+                        root: root.to_path_buf(),
+                        reason: "no such directory".into(),
+                    });
+                }
+                Added::Failed if watch_limit.load(Ordering::Acquire) => {
+                    return Err(WatchError::WatchLimit {
+                        root: root.to_path_buf(),
+                    });
+                }
+                // Refused: listed in `unwatched`, the rest of the tree is still watched.
+                Added::Failed => {}
             }
-            watch_around(&mut backend, &canon, &mut unwatched)
-                .map_err(|e| WatchError::from_notify(root, e))?;
+        } else {
+            let mut backend = shared.backend.lock().unwrap_or_else(|e| e.into_inner());
+            let mut unwatched = Vec::new();
+            if let Err(e) = backend.watch(&canon, RecursiveMode::Recursive) {
+                // A recursive watch fails as a whole on one folder it may not read;
+                // anything else (the watch limit, the root gone) is the whole watcher's error.
+                if !is_refused(&e) {
+                    return Err(WatchError::from_notify(root, e));
+                }
+                watch_around(&mut backend, &canon, &mut unwatched)
+                    .map_err(|e| WatchError::from_notify(root, e))?;
+            }
+            drop(backend);
+            *shared.unwatched.lock().unwrap_or_else(|e| e.into_inner()) = unwatched;
         }
         Ok(Watcher {
-            _backend: backend,
-            unwatched,
+            shared,
             rx,
             removals,
             rescan_needed,
@@ -274,14 +343,25 @@ impl Watcher {
         })
     }
 
+    /// The scan's handle for adding watches directory by directory (a no-op where the
+    /// backend watches the tree as a whole).
+    pub fn dir_watches(&self) -> DirWatches {
+        DirWatches::new(&self.shared)
+    }
+
     /// The canonical root being watched.
     pub fn root(&self) -> &Path {
         &self.root
     }
 
     /// The folders that could not be watched, with why (empty when the whole tree is).
-    pub fn unwatched(&self) -> &[(PathBuf, String)] {
-        &self.unwatched
+    /// Folders the scan adds are listed as it reaches them.
+    pub fn unwatched(&self) -> Vec<(PathBuf, String)> {
+        self.shared
+            .unwatched
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Next event. A pending "rescan needed" (set when the channel overflowed) is reported
@@ -406,6 +486,42 @@ struct Bridge {
     watch_limit: Arc<AtomicBool>,
     /// [`EventSource::Unpaired`]: renames go out as a removal and a creation.
     unpaired: bool,
+    /// Watches one directory at a time: new directories go to the adder thread, and a
+    /// directory's own move (`IN_MOVE_SELF`, which every per-directory watch reports on
+    /// top of its parent's paired `IN_MOVED_FROM`) is dropped.
+    adder: Option<std::sync::mpsc::Sender<NewDir>>,
+}
+
+/// `IN_MOVE_SELF` of a directory below the root, as notify reports it: a rename's source
+/// end without the kernel's cookie.
+fn is_self_move(ev: &Event, root: &Path) -> bool {
+    matches!(
+        ev.kind,
+        EventKind::Modify(ModifyKind::Name(RenameMode::From))
+    ) && ev.attrs.tracker().is_none()
+        && ev.paths.iter().all(|p| p != root)
+}
+
+/// A directory that appeared below the root: created, or the destination of a move.
+fn new_dir(ev: &Event, root: &Path) -> Option<NewDir> {
+    let created = match ev.kind {
+        EventKind::Create(CreateKind::Folder) => true,
+        EventKind::Modify(ModifyKind::Name(RenameMode::To)) => false,
+        _ => return None,
+    };
+    let [abs] = ev.paths.as_slice() else {
+        return None;
+    };
+    if abs == root || !abs.starts_with(root) {
+        return None;
+    }
+    if !created && !std::fs::symlink_metadata(abs).is_ok_and(|m| m.is_dir()) {
+        return None;
+    }
+    Some(NewDir {
+        abs: abs.clone(),
+        created,
+    })
 }
 
 /// A rename as FSEvents and kqueue report it: two unrelated paths.
@@ -428,6 +544,16 @@ fn unpair(ev: WatchEvent) -> Vec<WatchEvent> {
 
 impl Bridge {
     fn handle(&mut self, res: notify::Result<Event>) {
+        if let (Some(adder), Ok(ev)) = (&self.adder, &res) {
+            if is_self_move(ev, &self.mapper.root) {
+                return;
+            }
+            // Before the overflow check below: a directory is watched even while a
+            // rescan is owed (the rescan lists it, but only the watch sees what follows).
+            if let Some(new) = new_dir(ev, &self.mapper.root) {
+                let _ = adder.send(new);
+            }
+        }
         if let Err(e) = &res
             && matches!(e.kind, notify::ErrorKind::MaxFilesWatch)
         {
@@ -921,6 +1047,7 @@ mod tests {
             rescan_needed: Arc::new(AtomicBool::new(false)),
             watch_limit: Arc::new(AtomicBool::new(false)),
             unpaired: true,
+            adder: None,
         };
         let both = EventKind::Modify(ModifyKind::Name(RenameMode::Both));
         bridge.handle(ev(both, &[&root.join("old"), &root.join("new")]));
@@ -958,6 +1085,7 @@ mod tests {
             rescan_needed: Arc::new(AtomicBool::new(false)),
             watch_limit: Arc::new(AtomicBool::new(false)),
             unpaired: false,
+            adder: None,
         };
         let create = |name: &str| ev(EventKind::Create(CreateKind::File), &[&root.join(name)]);
         bridge.handle(create("a"));
@@ -990,6 +1118,7 @@ mod tests {
             rescan_needed: Arc::new(AtomicBool::new(false)),
             watch_limit: Arc::new(AtomicBool::new(false)),
             unpaired: false,
+            adder: None,
         };
         let at = |kind: EventKind, name: &str| ev(kind, &[&root.join(name)]);
         bridge.handle(at(EventKind::Create(CreateKind::File), "a"));

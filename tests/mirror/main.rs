@@ -21,3 +21,4 @@ mod links;
 mod network;
 mod restore;
 mod sources;
+mod startup;

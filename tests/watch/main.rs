@@ -14,8 +14,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use scaidrive::watch::{
-    IgnoreRules, Kind, PathStat, RelPath, RescanReason, ScanError, ScanItem, SkipReason,
-    WatchEvent, Watcher, scan, scan_parallel, scan_subtree, stat_path, stat_path_detailed,
+    BeforeListing, IgnoreRules, Kind, PathStat, RelPath, RescanReason, ScanError, ScanItem,
+    SkipReason, WatchEvent, Watcher, scan, scan_parallel, scan_subtree, stat_path,
+    stat_path_detailed,
 };
 use support::write_file as write;
 
@@ -596,4 +597,135 @@ async fn removing_the_root_asks_for_a_rescan() {
         scan(&root, &rules()),
         Err(ScanError::RootUnavailable { .. })
     ));
+}
+
+/// The scan's hook that adds each directory's watch before listing it, and at one point of
+/// the walk (just before it lists `trigger`) runs `writes`: the changes a user makes while
+/// the daemon starts.
+struct WritesDuringScan<F: Fn() + Sync> {
+    watches: scaidrive::watch::DirWatches,
+    trigger: RelPath,
+    writes: F,
+    listed: std::sync::Mutex<Vec<String>>,
+}
+
+impl<F: Fn() + Sync> BeforeListing for WritesDuringScan<F> {
+    fn before_listing(&self, dir: &RelPath) {
+        self.watches.add(dir);
+        self.listed.lock().unwrap().push(dir.as_str().to_string());
+        if *dir == self.trigger {
+            (self.writes)();
+        }
+    }
+}
+
+/// Start-up without a window (issue 20 item 3): the watcher starts on the root alone and
+/// the scan adds the watches as it lists each directory. Files written while the scan runs
+/// (into directories it has listed, the one it is about to list, and ones it has not
+/// reached) and a directory created and filled during the scan are all either in the
+/// scan's listing or reported by the watcher; the ones behind the scan can only come from
+/// the watcher, so the test fails if a directory is watched after it is listed, or a new
+/// directory's early files are not reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_that_adds_the_watches_misses_no_change_made_during_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    for d in 0..20 {
+        for f in 0..3 {
+            write(&root, &format!("d{d:02}/f{f}.txt"), b"old");
+        }
+    }
+    write(&root, "d15/sub/s.txt", b"old");
+    let r = root.clone();
+    let mut w = tokio::task::spawn_blocking(move || {
+        Watcher::deferred(&r, rules(), 1024, scaidrive::watch::EventSource::Native)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let writes = {
+        let root = root.clone();
+        move || {
+            // Behind the scan: only an event can report these.
+            fs::write(root.join("d02/late.txt"), b"late").unwrap();
+            fs::write(root.join("d01/f1.txt"), b"edited after its listing").unwrap();
+            // The directory about to be listed: watched already, not yet listed.
+            fs::write(root.join("d10/during.txt"), b"during").unwrap();
+            // Ahead of the scan: its listing finds them.
+            fs::write(root.join("d15/early.txt"), b"early").unwrap();
+            fs::write(root.join("d15/sub/early.txt"), b"early").unwrap();
+            // A new directory in the (already listed) root, filled at once: its files
+            // land before anything can have watched it.
+            fs::create_dir_all(root.join("fresh/deep")).unwrap();
+            fs::write(root.join("fresh/a.txt"), b"a").unwrap();
+            fs::write(root.join("fresh/deep/b.txt"), b"b").unwrap();
+        }
+    };
+    let hook = std::sync::Arc::new(WritesDuringScan {
+        watches: w.dir_watches(),
+        trigger: rp("d10"),
+        writes,
+        listed: Default::default(),
+    });
+    let (r, h) = (root.clone(), hook.clone());
+    // One thread: the top-level folders are listed in name order, so d02 is behind the
+    // scan when d10 is reached and d15 is ahead of it.
+    let items = tokio::task::spawn_blocking(move || {
+        scaidrive::watch::scan_parallel_watching(&r, &rules(), 1, Some(&*h))
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let listed = hook.listed.lock().unwrap().clone();
+    assert_eq!(listed.first().map(String::as_str), Some(""), "root first");
+    assert!(listed.contains(&"d15/sub".to_string()), "{listed:?}");
+    let scanned: std::collections::BTreeSet<String> =
+        entries(&items).into_iter().map(|(p, _)| p).collect();
+    for p in ["d10/during.txt", "d15/early.txt", "d15/sub/early.txt"] {
+        assert!(scanned.contains(p), "the scan lists {p}");
+    }
+    for p in ["d02/late.txt", "fresh/a.txt", "fresh/deep/b.txt"] {
+        assert!(!scanned.contains(p), "{p} was written behind the scan");
+    }
+
+    // After the scan, every directory (the new ones too) is watched: later writes are
+    // reported as well.
+    let after = ["d00/after.txt", "d19/after.txt", "d15/sub/after.txt"];
+    for p in after {
+        fs::write(root.join(p), b"after").unwrap();
+    }
+    let mut need: std::collections::BTreeSet<String> = [
+        "d02/late.txt",
+        "d01/f1.txt",
+        "d10/during.txt",
+        "fresh",
+        "fresh/deep",
+        "fresh/a.txt",
+        "fresh/deep/b.txt",
+    ]
+    .into_iter()
+    .chain(after)
+    .map(String::from)
+    .collect();
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !need.is_empty() {
+        match tokio::time::timeout_at(deadline, w.recv()).await {
+            Ok(Some(ev)) => {
+                if let WatchEvent::Changed(p) | WatchEvent::MoveEnd { path: p, .. } = &ev {
+                    need.remove(p.as_str());
+                }
+                assert!(
+                    !matches!(ev, WatchEvent::Rescan { .. } | WatchEvent::Error(_)),
+                    "{ev:?}"
+                );
+                seen.push(ev);
+            }
+            Ok(None) => panic!("watcher closed; seen {seen:#?}"),
+            Err(_) => panic!("never reported {need:?}; seen {seen:#?}"),
+        }
+    }
+    // And the new directories are watched for what comes next.
+    probe_until_seen(&mut w, &root, "fresh/deep").await;
+    assert!(w.unwatched().is_empty(), "{:?}", w.unwatched());
 }
