@@ -169,6 +169,9 @@ struct Engine {
     /// The running watcher's handle for the full pass's scan, which adds the watches
     /// directory by directory as it lists them (`watching`).
     dir_watches: Option<local::DirWatches>,
+    /// The full scan made right after the watcher started (overlapping the store load),
+    /// for the full pass that follows; dropped unless that pass comes next.
+    prescanned: Option<Result<pass::Scanned, local::ScanError>>,
 }
 
 impl Engine {
@@ -211,6 +214,7 @@ impl Engine {
             watcher_starting: None,
             drift: drift::Follow::default(),
             dir_watches: None,
+            prescanned: None,
         }
     }
 
@@ -392,6 +396,9 @@ impl Engine {
                 }
                 next_rescan = Instant::now() + jitter(rescan_every);
             }
+            // Only the pass right after the watcher started may use its scan: events
+            // dropped later (while paused) would make it stale.
+            self.prescanned = None;
             let mut deadline = next_rescan.min(next_retry).min(next_root_check);
             if let Some(d) = queue.next_deadline() {
                 deadline = deadline.min(d);

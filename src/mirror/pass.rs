@@ -50,8 +50,14 @@ impl Engine {
         let (root, ignore) = (t.root.clone(), self.ignore.clone());
         let watches = self.dir_watches.clone();
         let scanning = std::time::Instant::now();
-        let scanned =
-            tokio::task::spawn_blocking(move || scan_root(&root, &ignore, watches.as_ref())).await;
+        // The watcher's start-up scan, when it is still current (`watching`).
+        let scanned = match self.prescanned.take() {
+            Some(found) => Ok(found),
+            None => {
+                tokio::task::spawn_blocking(move || scan_root(&root, &ignore, watches.as_ref()))
+                    .await
+            }
+        };
         let Scanned {
             disk,
             skipped,
@@ -534,14 +540,14 @@ const NON_UTF8_REASON: &str = "the name is not valid UTF-8 (shown with \\xNN for
 
 /// What a full scan found: the disk view, what was skipped (symlinks, special files,
 /// unreadable directories), and the unmirrorable names (escaped path → reason).
-struct Scanned {
+pub(super) struct Scanned {
     disk: BTreeMap<String, DiskItem>,
     skipped: Vec<(String, local::SkipReason)>,
     unmirrorable: BTreeMap<String, String>,
 }
 
 /// The whole root, scanned on a few threads, adding the watcher's watches as it goes.
-fn scan_root(
+pub(super) fn scan_root(
     root: &std::path::Path,
     ignore: &IgnoreRules,
     watches: Option<&local::DirWatches>,

@@ -28,6 +28,9 @@ pub(super) struct Started {
     pub polled: Vec<BlindSpot>,
     /// The mount points at or below the root when it started.
     pub mounts: Vec<PathBuf>,
+    /// The full scan made right after the watcher started, which added its watches
+    /// (`None` when not asked for).
+    pub scanned: Option<Result<super::pass::Scanned, local::ScanError>>,
 }
 
 /// Starts the watch for `mode`: on the root alone, the full pass adds the rest. Blocking.
@@ -64,6 +67,7 @@ pub(super) fn start(root: &Path, rules: IgnoreRules, mode: WatchMode) -> Started
         watcher,
         polled,
         mounts,
+        scanned: None,
     }
 }
 
@@ -109,12 +113,20 @@ pub(super) fn polled_subtrees(polled: &[BlindSpot]) -> Vec<RelPath> {
 }
 
 impl Engine {
-    /// Sets up the watcher on a blocking thread (it reads the mount table and watches the root).
+    /// Sets up the watcher on a blocking thread, then scans the whole root there, adding
+    /// the watches directory by directory as the scan lists them: the full pass that
+    /// follows takes that scan (`prescanned`), so a start walks the tree once, and the
+    /// walk overlaps with loading the store.
     pub(super) fn spawn_watcher(&self) -> tokio::task::JoinHandle<(Started, Duration)> {
-        let (root, rules, mode) = (self.root(), (*self.ignore).clone(), self.cfg.watch);
+        let (root, ignore, mode) = (self.root(), self.ignore.clone(), self.cfg.watch);
         tokio::task::spawn_blocking(move || {
             let starting = std::time::Instant::now();
-            let w = start(&root, rules, mode);
+            let mut w = start(&root, (*ignore).clone(), mode);
+            let watches = match &w.watcher {
+                Some(Ok(w)) => Some(w.dir_watches()),
+                _ => None,
+            };
+            w.scanned = Some(super::pass::scan_root(&root, &ignore, watches.as_ref()));
             (w, starting.elapsed())
         })
     }
@@ -131,9 +143,10 @@ impl Engine {
             Some(pending) => pending,
             None => self.spawn_watcher(),
         };
-        let (started, took) = pending.await.context("watcher task")?;
+        let (mut started, took) = pending.await.context("watcher task")?;
         self.dir_watches = None;
-        tracing::debug!(mirror = %self.name, "watcher started in {} ms", took.as_millis());
+        self.prescanned = started.scanned.take();
+        tracing::debug!(mirror = %self.name, "watcher started and root scanned in {} ms", took.as_millis());
         self.note_polled(&started);
         self.mounts.seen(started.mounts);
         let Some(started) = started.watcher else {

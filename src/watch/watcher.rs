@@ -1074,6 +1074,37 @@ mod tests {
     }
 
     #[test]
+    fn per_directory_watches_drop_self_moves_and_hand_new_directories_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir(root.join("moved")).unwrap();
+        std::fs::write(root.join("file.txt"), b"x").unwrap();
+        let from = EventKind::Modify(ModifyKind::Name(RenameMode::From));
+        let to = EventKind::Modify(ModifyKind::Name(RenameMode::To));
+        let self_move = ev(from, &[&root.join("sub")]).unwrap();
+        assert!(is_self_move(&self_move, root), "IN_MOVE_SELF of a folder");
+        let mut paired = ev(from, &[&root.join("sub")]).unwrap();
+        paired.attrs.set_tracker(3);
+        assert!(!is_self_move(&paired, root), "a paired end is kept");
+        let root_moved = ev(from, &[root]).unwrap();
+        assert!(
+            !is_self_move(&root_moved, root),
+            "the root's own move is kept"
+        );
+
+        let new = |kind, p: &Path| new_dir(&ev(kind, &[p]).unwrap(), root);
+        let created = new(EventKind::Create(CreateKind::Folder), &root.join("fresh"));
+        assert!(matches!(created, Some(NewDir { created: true, .. })));
+        let moved = new(to, &root.join("moved"));
+        assert!(matches!(&moved, Some(NewDir { created: false, abs }) if abs.ends_with("moved")));
+        assert!(new(to, &root.join("file.txt")).is_none(), "a file");
+        assert!(new(EventKind::Create(CreateKind::File), &root.join("f")).is_none());
+        assert!(new(EventKind::Create(CreateKind::Folder), root).is_none());
+        let outside = Path::new("/elsewhere/d");
+        assert!(new(EventKind::Create(CreateKind::Folder), outside).is_none());
+    }
+
+    #[test]
     fn bridge_never_blocks_and_turns_overflow_into_flags() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
