@@ -9,6 +9,7 @@
 //! thread delivers events and cannot wait on itself), the same way: watch, then list, and
 //! hints for what the listing found, sent after the watch is in place.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
@@ -28,6 +29,44 @@ pub(super) struct Shared {
     /// Whether watches are added one directory at a time; `false` where the backend
     /// watches the root recursively, and [`Shared::add`] has nothing to do.
     pub per_dir: bool,
+    /// The directories watched, so that a later full pass adds only the missing ones: a
+    /// round trip per directory on every rescan would slow the rescans that run during an
+    /// `rm -rf` (behind the backend's flood of events) past what the delete gate allows.
+    pub watched: Arc<Watched>,
+}
+
+/// The paths watched one by one. The backend drops a directory's watches (its subtree's
+/// too) when the directory is deleted or moved away; [`Watched::forget`] follows it.
+#[derive(Default)]
+pub(super) struct Watched(Mutex<BTreeSet<PathBuf>>);
+
+impl Watched {
+    fn contains(&self, abs: &Path) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(abs)
+    }
+
+    fn insert(&self, abs: &Path) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(abs.to_path_buf());
+    }
+
+    /// Forgets `abs` and everything below it.
+    pub fn forget(&self, abs: &Path) {
+        let mut set = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let below: Vec<PathBuf> = set
+            .range(abs.to_path_buf()..)
+            .take_while(|p| p.starts_with(abs))
+            .cloned()
+            .collect();
+        for p in below {
+            set.remove(&p);
+        }
+    }
 }
 
 /// What adding one directory's watch came to.
@@ -54,7 +93,10 @@ impl Shared {
             let mut backend = self.backend.lock().unwrap_or_else(|e| e.into_inner());
             backend.watch(abs, RecursiveMode::NonRecursive)
         };
-        let Err(e) = res else { return Added::Watched };
+        let Err(e) = res else {
+            self.watched.insert(abs);
+            return Added::Watched;
+        };
         match &e.kind {
             notify::ErrorKind::MaxFilesWatch => {}
             notify::ErrorKind::Io(io) if io.raw_os_error() == Some(28) => {}
@@ -82,6 +124,15 @@ impl Shared {
         // ENOSPC from inotify_add_watch is the watch limit, not a full disk.
         self.watch_limit.store(true, Ordering::Release);
         Added::Failed
+    }
+
+    /// [`Shared::add`] unless `abs` is watched already (a later full pass over a watched
+    /// tree costs a lookup per directory, not a round trip).
+    pub fn add_if_missing(&self, abs: &Path) -> Added {
+        if self.per_dir && self.watched.contains(abs) {
+            return Added::Watched;
+        }
+        self.add(abs)
     }
 
     /// Watches `top` and every directory below it (not ignored, not through a symlink),
@@ -162,7 +213,7 @@ impl DirWatches {
     /// directory: a change after this is an event, one before is in the listing. Blocking.
     pub fn add(&self, rel: &RelPath) {
         if let Some(shared) = self.shared.upgrade() {
-            shared.add(&rel.to_path(&shared.root));
+            shared.add_if_missing(&rel.to_path(&shared.root));
         }
     }
 }
@@ -252,5 +303,29 @@ fn add_new_dir(shared: &Shared, new: &NewDir, out: &Outbox) {
     });
     for rel in hints {
         out.send(WatchEvent::Changed(rel));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forgetting_a_directory_forgets_its_subtree_only() {
+        let w = Watched::default();
+        for p in ["/r", "/r/a", "/r/a/b", "/r/a/b/c", "/r/ab", "/r/c"] {
+            w.insert(Path::new(p));
+        }
+        w.forget(Path::new("/r/a"));
+        for (p, kept) in [
+            ("/r", true),
+            ("/r/a", false),
+            ("/r/a/b", false),
+            ("/r/a/b/c", false),
+            ("/r/ab", true),
+            ("/r/c", true),
+        ] {
+            assert_eq!(w.contains(Path::new(p)), kept, "{p}");
+        }
     }
 }

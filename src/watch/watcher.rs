@@ -16,7 +16,7 @@ use notify::event::{EventKind, RenameMode};
 use notify::{Event, RecommendedWatcher, RecursiveMode, Watcher as _};
 use tokio::sync::mpsc;
 
-use super::dirwatch::{Added, DirWatches, NewDir, Outbox, Shared, spawn_adder};
+use super::dirwatch::{Added, DirWatches, NewDir, Outbox, Shared, Watched, spawn_adder};
 use super::{IgnoreRules, RelPath, RelPathError};
 
 /// inotify watches one directory at a time cheaply, so watches follow the scan; other
@@ -264,6 +264,7 @@ impl Watcher {
         let removals = Arc::new(RemovalClock::new());
         let unpaired = source == EventSource::Unpaired;
         let (add_tx, add_rx) = std::sync::mpsc::channel();
+        let watched = Arc::new(Watched::default());
         let mut bridge = Bridge {
             mapper: Mapper {
                 root: canon.clone(),
@@ -276,7 +277,7 @@ impl Watcher {
             rescan_needed: rescan_needed.clone(),
             watch_limit: watch_limit.clone(),
             unpaired,
-            adder: per_dir.then_some(add_tx),
+            adder: per_dir.then_some((add_tx, watched.clone())),
         };
         let backend = RecommendedWatcher::new(
             move |res: notify::Result<Event>| bridge.handle(res),
@@ -289,6 +290,7 @@ impl Watcher {
             unwatched: Mutex::new(Vec::new()),
             watch_limit: watch_limit.clone(),
             per_dir,
+            watched,
         });
         if per_dir {
             let out = Outbox {
@@ -489,7 +491,7 @@ struct Bridge {
     /// Watches one directory at a time: new directories go to the adder thread, and a
     /// directory's own move (`IN_MOVE_SELF`, which every per-directory watch reports on
     /// top of its parent's paired `IN_MOVED_FROM`) is dropped.
-    adder: Option<std::sync::mpsc::Sender<NewDir>>,
+    adder: Option<(std::sync::mpsc::Sender<NewDir>, Arc<Watched>)>,
 }
 
 /// `IN_MOVE_SELF` of a directory below the root, as notify reports it: a rename's source
@@ -544,7 +546,18 @@ fn unpair(ev: WatchEvent) -> Vec<WatchEvent> {
 
 impl Bridge {
     fn handle(&mut self, res: notify::Result<Event>) {
-        if let (Some(adder), Ok(ev)) = (&self.adder, &res) {
+        if let (Some((adder, watched)), Ok(ev)) = (&self.adder, &res) {
+            // The backend drops the watches of a directory deleted or moved away; a
+            // directory created at a path is a new one, whatever was watched there.
+            if matches!(
+                ev.kind,
+                EventKind::Remove(_)
+                    | EventKind::Modify(ModifyKind::Name(_))
+                    | EventKind::Create(_)
+            ) && let Some(gone) = ev.paths.first()
+            {
+                watched.forget(gone);
+            }
             if is_self_move(ev, &self.mapper.root) {
                 return;
             }
