@@ -281,8 +281,13 @@ fn walk<H: BeforeListing + ?Sized>(
         }
     };
 
-    watch(&top);
-    let children = match list_dir(&top.to_path(root)) {
+    // Each directory is watched just before it is listed: a change after the watch
+    // raises an event, one before it is in the listing.
+    let watch_and_list = |dir: &RelPath| {
+        watch(dir);
+        list_dir(&dir.to_path(root))
+    };
+    let children = match watch_and_list(&top) {
         Ok(c) => {
             out.extend(top_entry.map(ScanItem::Entry));
             c
@@ -321,10 +326,7 @@ fn walk<H: BeforeListing + ?Sized>(
             continue;
         }
         match classify(&path, &meta) {
-            Ok(entry) if entry.kind == Kind::Dir => match {
-                watch(&path);
-                list_dir(&path.to_path(root))
-            } {
+            Ok(entry) if entry.kind == Kind::Dir => match watch_and_list(&path) {
                 Ok(children) => {
                     out.push(ScanItem::Entry(entry));
                     stack.push((path, children));
