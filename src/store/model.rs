@@ -158,7 +158,7 @@ pub struct Failure {
     pub next_retry_at: i64,
 }
 
-fn entry_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Entry, String)> {
+pub(super) fn entry_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Entry, String)> {
     let kind: String = r.get(1)?;
     Ok((
         Entry {
@@ -176,10 +176,10 @@ fn entry_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Entry, String)> {
     ))
 }
 
-const ENTRY_COLS: &str =
+pub(super) const ENTRY_COLS: &str =
     "path, kind, remote_id, size, mtime_ns, inode, sha256, remote_version, ctime_ns";
 
-fn finish_entry((mut e, kind): (Entry, String)) -> Result<Entry, StoreError> {
+pub(super) fn finish_entry((mut e, kind): (Entry, String)) -> Result<Entry, StoreError> {
     e.kind = EntryKind::parse(&kind)?;
     Ok(e)
 }
@@ -410,29 +410,6 @@ impl Store {
             for r in rows {
                 out.push(finish_entry(r?)?);
             }
-            Ok(out)
-        })
-        .await
-    }
-
-    /// Every entry of a mirror keyed by path, built on the store's thread straight from
-    /// the rows (in path order) and packed ([`compact_map`]): what the engine keeps in
-    /// memory, without a vector of all entries next to it while it is built.
-    pub async fn entries_map(
-        &self,
-        mirror: MirrorId,
-    ) -> Result<std::collections::BTreeMap<String, Entry>, StoreError> {
-        self.call(move |c| {
-            let mut stmt = c.prepare_cached(&format!(
-                "SELECT {ENTRY_COLS} FROM entries WHERE mirror_id = ?1 ORDER BY path"
-            ))?;
-            let rows = stmt.query_map([mirror], entry_from_row)?;
-            let mut out = std::collections::BTreeMap::new();
-            for r in rows {
-                let e = finish_entry(r?)?;
-                out.insert(e.path.clone(), e);
-            }
-            compact_map(&mut out);
             Ok(out)
         })
         .await
@@ -755,24 +732,6 @@ pub fn apply_to_map(map: &mut std::collections::BTreeMap<String, Entry>, effect:
     }
 }
 
-/// Rebuilds a mirror's in-memory entries with full tree nodes. A `BTreeMap` filled one
-/// insert at a time in ascending order (as a pass applies its results in path order, or
-/// the store's rows are loaded) splits each full node in two and leaves it a little over
-/// half full for good: ~290 bytes of node per entry instead of ~170. `append` into a
-/// non-empty map merges both sides in order and packs every node full, freeing the old
-/// nodes as it goes (no copy of all entries at once, unlike `collect`, which gathers
-/// them in a vector and sorts it with a scratch buffer of half its size). Same entries,
-/// same order.
-pub fn compact_map(map: &mut std::collections::BTreeMap<String, Entry>) {
-    let Some((k, v)) = map.pop_first() else {
-        return;
-    };
-    let mut packed = std::collections::BTreeMap::new();
-    packed.insert(k, v);
-    packed.append(map);
-    *map = packed;
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -789,21 +748,6 @@ mod tests {
             remote_version: Some(1),
             ctime_ns: Some(4),
         }
-    }
-
-    #[test]
-    fn compacting_the_map_keeps_every_entry_in_order() {
-        let mut map = std::collections::BTreeMap::new();
-        for i in 0..5_000 {
-            let e = entry(&format!("d{:02}/f{i:05}", i % 37), EntryKind::File);
-            map.insert(e.path.clone(), e);
-        }
-        let before: Vec<(String, Entry)> = map.clone().into_iter().collect();
-        compact_map(&mut map);
-        let after: Vec<(String, Entry)> = map.clone().into_iter().collect();
-        assert_eq!(after.len(), 5_000);
-        assert_eq!(before, after);
-        assert_eq!(map.get("d00/f00000").map(|e| e.size), Some(1));
     }
 
     async fn store() -> (tempfile::TempDir, Store, MirrorId) {
@@ -842,26 +786,6 @@ mod tests {
             .collect();
         paths.sort();
         assert_eq!(paths, ["a_b/z", "ab", "b/c", "b/c/x/y.txt"]);
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_entries_map_holds_every_row_keyed_by_path() {
-        let (_d, s, m) = store().await;
-        // More than one tree node's worth, in an order that is not the path order.
-        let effects = (0..300)
-            .rev()
-            .map(|i| Effect::Upsert(entry(&format!("d{}/f{i}", i % 7), EntryKind::File)))
-            .collect();
-        s.apply(m, effects).await.unwrap();
-        let map = s.entries_map(m).await.unwrap();
-        let rows = s.entries(m).await.unwrap();
-        assert_eq!(map.len(), 300);
-        assert_eq!(
-            map.into_iter().collect::<Vec<_>>(),
-            rows.into_iter()
-                .map(|e| (e.path.clone(), e))
-                .collect::<Vec<_>>()
-        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
