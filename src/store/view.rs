@@ -10,8 +10,10 @@ use super::{Entry, MirrorId, Store, StoreError};
 
 impl Store {
     /// Every entry of a mirror keyed by path, built on the store's thread straight from
-    /// the rows (in path order) and packed ([`compact_map`]): what the engine keeps in
-    /// memory, without a vector of all entries next to it while it is built.
+    /// the rows, which come in path order: collected from sorted order, the map is built
+    /// in one sweep with every node full (inserting them one by one would search the tree
+    /// for each row and leave half-full nodes). No `Vec<Entry>` is handed over to be keyed
+    /// by the caller.
     pub async fn entries_map(
         &self,
         mirror: MirrorId,
@@ -21,21 +23,20 @@ impl Store {
                 "SELECT {ENTRY_COLS} FROM entries WHERE mirror_id = ?1 ORDER BY path"
             ))?;
             let rows = stmt.query_map([mirror], entry_from_row)?;
-            let mut out = BTreeMap::new();
+            let mut out = Vec::new();
             for r in rows {
                 let e = finish_entry(r?)?;
-                out.insert(e.path.clone(), e);
+                out.push((e.path.clone(), e));
             }
-            compact_map(&mut out);
-            Ok(out)
+            Ok(out.into_iter().collect())
         })
         .await
     }
 }
 
 /// Rebuilds a mirror's in-memory entries with full tree nodes. A `BTreeMap` filled one
-/// insert at a time in ascending order (as a pass applies its results in path order, or
-/// the store's rows are loaded) splits each full node in two and leaves it a little over
+/// insert at a time in ascending order (as a pass applies its results in path order)
+/// splits each full node in two and leaves it a little over
 /// half full for good: ~290 bytes of node per entry instead of ~170. `append` into a
 /// non-empty map merges both sides in order and packs every node full, freeing the old
 /// nodes as it goes (no copy of all entries at once, unlike `collect`, which gathers
