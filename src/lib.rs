@@ -22,15 +22,17 @@
 //!   `jiff`).
 //! - [`store`]: the daemon state (SQLite, one owning thread, group commit): entries, the
 //!   typed intent journal ([`store::journal`]), upload sessions, failures, links, the
-//!   root's identity, and the content the remote holds ([`store::known`]: versions the
-//!   mirror uploaded, files it trashed).
+//!   root's identity, the content the remote holds ([`store::known`]: versions the
+//!   mirror uploaded, files it trashed), and the engine's packed in-memory view of the
+//!   entries (`store::view`).
 //! - [`mirror`]: the conductor, one task per mirror: its run loop (commands, watcher
 //!   hints, the deadlines of queue, gate, retries, rescans, root and quota checks) and
 //!   commands. Its rooms: `recovery` (start-up, base folder, adoption, settling crash
 //!   intents), `pass` (full pass, batch, scope; plan → gate → run → apply), `pause` (the
 //!   one `Pause` enum, what lifts each, the root's identity), `failures`, `verify`,
 //!   `progress`, `status`, `error` (`MirrorError`), `mounts` (mount points below the root,
-//!   remembered: an unmounted one keeps its remote copy).
+//!   remembered: an unmounted one keeps its remote copy), `memory` (free pages back to
+//!   the kernel after a big pass).
 //! - [`daemon`]: the process: config, instance lock, signals, systemd notify, logging (a
 //!   log sink that drops what it cannot write), wiring of mirrors and the control socket;
 //!   [`demo`] is `scaidrived --demo` (feature `devserver`).

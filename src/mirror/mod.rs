@@ -24,6 +24,7 @@ mod drift;
 pub mod error;
 mod failures;
 mod logtree;
+mod memory;
 mod mounts;
 mod pass;
 mod pause;
@@ -44,12 +45,15 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{MirrorConfig, WatchMode};
+
 use crate::queue::gate::{DeleteGate, DeleteGateConfig};
 use crate::queue::{Queue, QueueConfig};
 use crate::remote::Client;
 use crate::store::{self, Entry, Store};
 use crate::upload::{Counters, MirrorTarget, Uploader};
 use crate::watch::{self as local, IgnoreRules, Watcher};
+/// How many ops a pass runs before it applies their outcomes (see the `pass` module).
+pub use pass::CHUNK_OPS;
 
 use error::ErrorKind;
 use failures::Failures;

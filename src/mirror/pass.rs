@@ -124,6 +124,13 @@ impl Engine {
         };
         self.plan_and_execute(known, disk, Vec::new(), false, stop)
             .await;
+        if self.known.len() >= COMPACT_AFTER_GROWTH {
+            // The pass over a big tree freed its listing, plan and results: give the
+            // pages back rather than keep the pass's peak as the idle size.
+            let trimming = std::time::Instant::now();
+            let released = super::memory::release_free_memory();
+            tracing::debug!(mirror = %self.name, released, "returned free memory in {} ms", trimming.elapsed().as_millis());
+        }
         if self.paused.is_none() {
             let _ = self.deps.store.set_first_pass_done(t.mirror).await;
             self.status_tx.send_modify(|s| s.first_pass_done = true);
@@ -287,8 +294,76 @@ impl Engine {
             }
             return;
         }
-        let results = self.run_ops(&t, ops, stop).await;
-        self.apply(&t, results).await;
+        let known_before = self.known.len();
+        self.run_in_chunks(&t, ops, stop).await;
+        if self.known.len() >= known_before + COMPACT_AFTER_GROWTH {
+            // Entries inserted one by one in path order leave the map's nodes about half
+            // full (a first pass of a million files); rebuilt from sorted order they are
+            // full, which is what the daemon keeps while idle.
+            let compacting = std::time::Instant::now();
+            store::compact_map(Arc::make_mut(&mut self.known));
+            tracing::debug!(mirror = %self.name, "compacted {} known entries in {} ms", self.known.len(), compacting.elapsed().as_millis());
+        }
+    }
+
+    /// Steps 3 and 4 in chunks of [`CHUNK_OPS`] ops, in plan order: each chunk runs to its
+    /// end and its outcomes are applied before the next starts, so a pass holds one
+    /// chunk's results at a time (a first pass of a million files held a million results
+    /// and their effects until the end). The ops not yet run are kept reversed and taken
+    /// from the end, so each chunk is freed as it goes and the list's buffer shrinks.
+    /// Parents still come first: a chunk's folders exist (in `known`) before the next
+    /// chunk's ops are sent; a move or delete still runs alone.
+    async fn run_in_chunks(
+        &mut self,
+        t: &Arc<MirrorTarget>,
+        ops: Vec<Op>,
+        stop: &CancellationToken,
+    ) {
+        let mut later = ops;
+        later.reverse();
+        let (files, bytes) = later.iter().fold((0u64, 0u64), |(f, b), op| match op {
+            Op::Upload { item, .. } | Op::Replace { item, .. } => (f + 1, b + item.size),
+            _ => (f, b),
+        });
+        let (mut files_later, mut bytes_later) = (files, bytes);
+        let paused_before = self.paused.is_some();
+        loop {
+            let chunk: Vec<Op> = later
+                .drain(later.len().saturating_sub(CHUNK_OPS)..)
+                .rev()
+                .collect();
+            if later.len() < later.capacity() / 2 {
+                later.shrink_to_fit();
+            }
+            for op in &chunk {
+                if let Op::Upload { item, .. } | Op::Replace { item, .. } = op {
+                    files_later -= 1;
+                    bytes_later -= item.size;
+                }
+            }
+            // What later chunks will send, shown with the running chunk's in progress.
+            self.counters
+                .files_later
+                .store(files_later, std::sync::atomic::Ordering::Relaxed);
+            self.counters
+                .bytes_later
+                .store(bytes_later, std::sync::atomic::Ordering::Relaxed);
+            let queued = chunk.len() + later.len();
+            let results = self.run_ops(t, chunk, queued, stop).await;
+            let last = later.is_empty() || stop.is_cancelled();
+            self.apply(t, results, last).await;
+            // A pause (credentials, quota) stops the pass: the rest is planned again once
+            // it lifts.
+            if last || (!paused_before && self.paused.is_some()) {
+                break;
+            }
+        }
+        self.counters
+            .files_later
+            .store(0, std::sync::atomic::Ordering::Relaxed);
+        self.counters
+            .bytes_later
+            .store(0, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Step 1: the planner, on a blocking thread (it hashes what changed). Paths it could
@@ -402,10 +477,11 @@ impl Engine {
         &mut self,
         t: &Arc<MirrorTarget>,
         ops: Vec<Op>,
+        queued: usize,
         stop: &CancellationToken,
     ) -> Vec<OpResult> {
         self.set_state(MirrorState::Syncing, None);
-        self.status_tx.send_modify(|s| s.queue_depth = ops.len());
+        self.status_tx.send_modify(|s| s.queue_depth = queued);
         self.deps
             .uploader
             .run_batch(t, &self.counters, &self.known, ops, stop)
@@ -414,7 +490,8 @@ impl Engine {
 
     /// Step 4: the outcomes. What the ops committed updates the known entries; failures
     /// are recorded; refused credentials or a full quota pause the whole mirror.
-    async fn apply(&mut self, t: &MirrorTarget, results: Vec<OpResult>) {
+    /// `last` is false for a chunk with more to come: the state stays "syncing".
+    async fn apply(&mut self, t: &MirrorTarget, results: Vec<OpResult>, last: bool) {
         let mut requeue = false;
         let mut credentials_refused = None;
         let mut quota_full = None;
@@ -520,7 +597,9 @@ impl Engine {
             self.blocked = false;
             self.needs_full_pass = true;
         }
-        self.show_settled();
+        if last {
+            self.show_settled();
+        }
     }
 
     /// The state after a pass: paused, a pass still to come (not idle: a `wait` must not
@@ -533,6 +612,15 @@ impl Engine {
         }
     }
 }
+
+/// Ops per chunk of a pass (see `run_in_chunks`): large enough that the pause between
+/// chunks (the last op of one must end before the next chunk starts) is rare, small enough
+/// that a chunk's results are a few MiB.
+pub const CHUNK_OPS: usize = 4096;
+
+/// How many entries a pass must add before the known map is rebuilt compactly: a
+/// rebuild costs a copy of the map's entries for a moment, worth it only for a big pass.
+const COMPACT_AFTER_GROWTH: usize = 16_384;
 
 /// Why a name that is not UTF-8 is a failure (not a skip): the file exists and is not on
 /// the remote, so the mirror is not in sync until it is renamed.
@@ -562,7 +650,10 @@ pub(super) fn scan_root(
     for item in items {
         match item {
             ScanItem::Entry(e) => {
-                let d = disk_item(e.path.as_str(), &e);
+                // The scan's path string becomes the item's (one copy for the key, not
+                // two: this map holds the whole tree while the pass plans).
+                let mut d = disk_item("", &e);
+                d.path = String::from(e.path);
                 found.disk.insert(d.path.clone(), d);
             }
             ScanItem::Skipped {

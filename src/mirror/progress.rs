@@ -34,7 +34,7 @@ pub(super) async fn sample_progress(
         let done = counters.bytes_done.load(Relaxed);
         rate = 0.7 * rate + 0.3 * (done.saturating_sub(last) as f64);
         last = done;
-        let remaining = counters.bytes_remaining.load(Relaxed);
+        let remaining = counters.bytes_remaining.load(Relaxed) + counters.bytes_later.load(Relaxed);
         status.send_if_modified(|s| {
             let before = (
                 s.files_done,
@@ -57,7 +57,8 @@ pub(super) async fn sample_progress(
             s.files_done = counters.files_done.load(Relaxed);
             s.bytes_done = done;
             s.in_flight = counters.in_flight.load(Relaxed);
-            s.files_remaining = counters.files_remaining.load(Relaxed);
+            s.files_remaining =
+                counters.files_remaining.load(Relaxed) + counters.files_later.load(Relaxed);
             s.bytes_remaining = remaining;
             s.bytes_per_sec = rate.round() as u64;
             s.eta_secs =

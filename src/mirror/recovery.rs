@@ -166,14 +166,7 @@ impl Engine {
             delete_mode: self.cfg.delete,
         }));
         let loading = std::time::Instant::now();
-        self.known = Arc::new(
-            store
-                .entries(rec.id)
-                .await?
-                .into_iter()
-                .map(|e| (e.path.clone(), e))
-                .collect(),
-        );
+        self.known = Arc::new(store.entries_map(rec.id).await?);
         tracing::debug!(mirror = %self.name, "loaded {} entries from the store in {} ms", self.known.len(), loading.elapsed().as_millis());
         self.failures
             .load(&store.failures(rec.id).await?, unix_now());

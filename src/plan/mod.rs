@@ -91,14 +91,16 @@ pub fn plan(
     // for only after the moves, at the paths the moves produced (a folder inside a renamed
     // folder that became a file changes kind at its new path).
     let mut chain: Vec<Op> = Vec::new();
+    // Only a known entry can move, and it looks its inode up here: with nothing known (a
+    // first pass) the maps stay empty rather than index the whole disk for nothing.
     let by_inode = |kind: EntryKind| {
-        disk.values().filter(|d| d.kind == kind).fold(
-            HashMap::new(),
-            |mut m: HashMap<u64, Vec<&DiskItem>>, d| {
+        let mut m: HashMap<u64, Vec<&DiskItem>> = HashMap::new();
+        if !known.is_empty() {
+            for d in disk.values().filter(|d| d.kind == kind) {
                 m.entry(d.inode).or_default().push(d);
-                m
-            },
-        )
+            }
+        }
+        m
     };
     let dirs_by_inode = by_inode(EntryKind::Dir);
     let files_by_inode = by_inode(EntryKind::File);

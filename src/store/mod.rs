@@ -15,6 +15,7 @@ pub mod links;
 pub mod model;
 mod sql;
 pub mod sync;
+mod view;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -27,6 +28,7 @@ pub use journal::{Intent, IntentOp};
 pub use links::{LinkRecord, StoredOptions};
 pub use model::*;
 pub use sync::SyncCursor;
+pub use view::compact_map;
 
 /// A mirror's row id: every request to the store names the mirror it is about.
 pub type MirrorId = i64;

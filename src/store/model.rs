@@ -158,7 +158,7 @@ pub struct Failure {
     pub next_retry_at: i64,
 }
 
-fn entry_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Entry, String)> {
+pub(super) fn entry_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Entry, String)> {
     let kind: String = r.get(1)?;
     Ok((
         Entry {
@@ -176,10 +176,10 @@ fn entry_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Entry, String)> {
     ))
 }
 
-const ENTRY_COLS: &str =
+pub(super) const ENTRY_COLS: &str =
     "path, kind, remote_id, size, mtime_ns, inode, sha256, remote_version, ctime_ns";
 
-fn finish_entry((mut e, kind): (Entry, String)) -> Result<Entry, StoreError> {
+pub(super) fn finish_entry((mut e, kind): (Entry, String)) -> Result<Entry, StoreError> {
     e.kind = EntryKind::parse(&kind)?;
     Ok(e)
 }

@@ -61,6 +61,10 @@ pub struct Counters {
     /// Bytes and files the running batch still has to upload (for progress and ETA).
     pub bytes_remaining: AtomicU64,
     pub files_remaining: AtomicU64,
+    /// The same for the pass's chunks after the running batch (the mirror runs a large
+    /// pass in chunks and sets these; progress adds them to the batch's own).
+    pub bytes_later: AtomicU64,
+    pub files_later: AtomicU64,
 }
 
 /// How one op ended.

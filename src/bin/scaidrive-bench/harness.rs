@@ -366,7 +366,7 @@ impl Daemon {
 
     /// SIGTERM (graceful drain), then SIGKILL if it has not exited after 30 s.
     pub async fn stop(mut self) -> Result<()> {
-        // `kill(1)` because the crate forbids the unsafe a direct kill(2) would need.
+        // `kill(1)` because the crate denies the unsafe a direct kill(2) would need.
         let _ = tokio::process::Command::new("kill")
             .arg("-TERM")
             .arg(self.pid.to_string())

@@ -72,7 +72,7 @@ pub fn ctxt_switches_between(a: &ProcSample, b: &ProcSample) -> u64 {
 }
 
 /// Clock ticks per second for `/proc/<pid>/stat`. Asked of `getconf` once because the
-/// crate forbids the `unsafe` a `sysconf` call would need; 100 is the Linux default.
+/// crate denies the `unsafe` a `sysconf` call would need; 100 is the Linux default.
 pub fn clock_ticks() -> f64 {
     static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
     *TICKS.get_or_init(|| {

@@ -5,12 +5,14 @@
 //!
 //! One file per kind of measurement: `throughput` (W1, W2), `latency` (W3), `restart`
 //! (W4 with W6, which share a setup), `rename` (W5), `rate_limit` (W7), `units` (W8, API
-//! units per change against the documented floor, issue 19), `bandwidth` (W10, issue 21), `restore` (W11, issue 22);
+//! units per change against the documented floor, issue 19), `bandwidth` (W10, issue 21), `restore` (W11, issue 22),
+//! `million` (W9, issue 20: a million files, behind `--long`);
 //! here the context
 //! and the steps they share (generate a tree, mirror it once, check the upload count).
 
 mod bandwidth;
 mod latency;
+mod million;
 mod rate_limit;
 mod rename;
 mod restart;
@@ -20,6 +22,7 @@ mod units;
 
 pub use bandwidth::w10;
 pub use latency::w3;
+pub use million::w9;
 pub use rate_limit::w7;
 pub use rename::w5;
 pub use restart::w4_w6;

@@ -1,0 +1,114 @@
+//! The engine's in-memory view of a mirror's entries (`BTreeMap<String, Entry>`, what a
+//! pass plans against and keeps while idle): loading it from the store and keeping its
+//! tree nodes packed. It is the daemon's largest resident structure (W9: a million files),
+//! so how it is built matters as much as what an entry holds.
+
+use std::collections::BTreeMap;
+
+use super::model::{ENTRY_COLS, entry_from_row, finish_entry};
+use super::{Entry, MirrorId, Store, StoreError};
+
+impl Store {
+    /// Every entry of a mirror keyed by path, built on the store's thread straight from
+    /// the rows, which come in path order: collected from sorted order, the map is built
+    /// in one sweep with every node full (inserting them one by one would search the tree
+    /// for each row and leave half-full nodes). No `Vec<Entry>` is handed over to be keyed
+    /// by the caller.
+    pub async fn entries_map(
+        &self,
+        mirror: MirrorId,
+    ) -> Result<BTreeMap<String, Entry>, StoreError> {
+        self.call(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {ENTRY_COLS} FROM entries WHERE mirror_id = ?1 ORDER BY path"
+            ))?;
+            let rows = stmt.query_map([mirror], entry_from_row)?;
+            let mut out = Vec::new();
+            for r in rows {
+                let e = finish_entry(r?)?;
+                out.push((e.path.clone(), e));
+            }
+            Ok(out.into_iter().collect())
+        })
+        .await
+    }
+}
+
+/// Rebuilds a mirror's in-memory entries with full tree nodes. A `BTreeMap` filled one
+/// insert at a time in ascending order (as a pass applies its results in path order)
+/// splits each full node in two and leaves it a little over
+/// half full for good: ~290 bytes of node per entry instead of ~170. `append` into a
+/// non-empty map merges both sides in order and packs every node full, freeing the old
+/// nodes as it goes (no copy of all entries at once, unlike `collect`, which gathers
+/// them in a vector and sorts it with a scratch buffer of half its size). Same entries,
+/// same order.
+pub fn compact_map(map: &mut BTreeMap<String, Entry>) {
+    let Some((k, v)) = map.pop_first() else {
+        return;
+    };
+    let mut packed = BTreeMap::new();
+    packed.insert(k, v);
+    packed.append(map);
+    *map = packed;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Effect, EntryKind};
+
+    fn entry(path: &str) -> Entry {
+        Entry {
+            path: path.into(),
+            kind: EntryKind::File,
+            remote_id: format!("id-{path}"),
+            size: 1,
+            mtime_ns: 2,
+            inode: 3,
+            sha256: None,
+            remote_version: Some(1),
+            ctime_ns: Some(4),
+        }
+    }
+
+    #[test]
+    fn compacting_the_map_keeps_every_entry_in_order() {
+        let mut map = BTreeMap::new();
+        for i in 0..5_000 {
+            let e = entry(&format!("d{:02}/f{i:05}", i % 37));
+            map.insert(e.path.clone(), e);
+        }
+        let before: Vec<(String, Entry)> = map.clone().into_iter().collect();
+        compact_map(&mut map);
+        let after: Vec<(String, Entry)> = map.clone().into_iter().collect();
+        assert_eq!(after.len(), 5_000);
+        assert_eq!(before, after);
+        assert_eq!(map.get("d00/f00000").map(|e| e.size), Some(1));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_entries_map_holds_every_row_keyed_by_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("state.db")).unwrap();
+        let m = s
+            .ensure_mirror("docs", "/data/docs", "shr_1", "")
+            .await
+            .unwrap()
+            .id;
+        // More than one tree node's worth, in an order that is not the path order.
+        let effects = (0..300)
+            .rev()
+            .map(|i| Effect::Upsert(entry(&format!("d{}/f{i}", i % 7))))
+            .collect();
+        s.apply(m, effects).await.unwrap();
+        let map = s.entries_map(m).await.unwrap();
+        let rows = s.entries(m).await.unwrap();
+        assert_eq!(map.len(), 300);
+        assert_eq!(
+            map.into_iter().collect::<Vec<_>>(),
+            rows.into_iter()
+                .map(|e| (e.path.clone(), e))
+                .collect::<Vec<_>>()
+        );
+    }
+}
