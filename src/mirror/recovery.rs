@@ -138,6 +138,9 @@ impl Engine {
             None => {
                 let (id, existed) = self.ensure_base_folder().await?;
                 base_existed = existed;
+                if !existed {
+                    self.note_fresh_base();
+                }
                 store
                     .set_base_folder(rec.id, id.as_deref().unwrap_or(""))
                     .await?;
@@ -164,6 +167,7 @@ impl Engine {
             share_id: self.cfg.share_id.clone(),
             base_folder_id: base,
             delete_mode: self.cfg.delete,
+            remote_extras: self.cfg.remote_extras,
         }));
         let loading = std::time::Instant::now();
         self.known = Arc::new(

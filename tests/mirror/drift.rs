@@ -16,12 +16,12 @@ use serde_json::{Value, json};
 use crate::world::{Daemon, World};
 
 /// Another user, contributor on the share, with a token: the colleague.
-struct Colleague {
+pub(crate) struct Colleague {
     id: String,
     token: String,
 }
 
-async fn colleague(w: &World) -> Colleague {
+pub(crate) async fn colleague(w: &World) -> Colleague {
     let user = w
         .admin(Method::POST, "/users", json!({ "name": "colleague" }))
         .await;
@@ -42,7 +42,13 @@ async fn colleague(w: &World) -> Colleague {
 }
 
 impl Colleague {
-    async fn send(&self, w: &World, method: Method, path: &str, body: Option<Value>) -> Value {
+    pub(crate) async fn send(
+        &self,
+        w: &World,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Value {
         let mut rb = w
             .http
             .request(method.clone(), format!("{}/api/v1{path}", w.url))
@@ -86,7 +92,7 @@ impl Colleague {
         .await;
     }
 
-    async fn upload(&self, w: &World, folder: &str, name: &str, data: &[u8]) -> String {
+    pub(crate) async fn upload(&self, w: &World, folder: &str, name: &str, data: &[u8]) -> String {
         let form = reqwest::multipart::Form::new()
             .text("share_id", w.share.clone())
             .text("folder_id", folder.to_string())

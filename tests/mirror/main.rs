@@ -9,6 +9,7 @@ mod world;
 mod changes;
 mod crashes;
 mod drift;
+mod drift_keep;
 mod economy;
 mod economy_budgets;
 mod economy_known;

@@ -35,6 +35,7 @@ use rand::Rng;
 use tokio::time::Instant;
 
 mod fold;
+mod others;
 
 use fold::{Repair, fold, plan};
 
@@ -84,6 +85,12 @@ pub(super) struct Follow {
     /// or a first run cut short before the position was stored): what others changed
     /// meanwhile is found by one listing.
     resync: bool,
+    /// Others' items under the mirror's folder (see `others`); `None` = unknown.
+    others: Option<crate::upload::RemoteOthers>,
+    /// What their folder deletes took along, by folder id (back with a restore).
+    hidden_others: std::collections::HashMap<String, crate::upload::RemoteOthers>,
+    /// This start created the remote base folder.
+    fresh_base: bool,
 }
 
 impl Follow {
@@ -112,7 +119,7 @@ fn host_name() -> String {
 }
 
 impl Engine {
-    fn poll_every(&self) -> Option<Duration> {
+    pub(super) fn poll_every(&self) -> Option<Duration> {
         (self.cfg.remote_poll_secs > 0).then(|| Duration::from_secs(self.cfg.remote_poll_secs))
     }
 
@@ -230,6 +237,9 @@ impl Engine {
                     // Entries recorded before this position: changes made to them in
                     // between are not in the log from here.
                     self.drift.resync = !self.known.is_empty();
+                    if !self.drift.resync && self.drift.fresh_base {
+                        self.drift.others = Some(Default::default());
+                    }
                     self.save_cursor().await;
                 }
                 Err(e) => fail(e),
@@ -382,6 +392,7 @@ impl Engine {
         self.drift.read_failures = 0;
         self.drift.unreadable_listings = 0;
         self.drift.last_read = Some(Instant::now());
+        self.follow_others_rows(&rows);
         let mut seen = BTreeMap::new();
         fold(&rows, &mut seen);
         let failed = if seen.is_empty() {
