@@ -226,6 +226,14 @@ impl Engine {
             return Ok(());
         };
         let started = std::time::Instant::now();
+        if let Some((same, differing)) = self.adopt_from_log(&t).await? {
+            tracing::info!(
+                mirror = %self.name,
+                "no saved state for this mirror: adopted {same} remote items that match the disk and {differing} files to update, from the change log, in {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
+            return Ok(());
+        }
         let (mut same, mut differing) = (0usize, 0usize);
         let mut stack: Vec<(Option<String>, String)> =
             vec![(t.base_folder_id.clone(), String::new())];
@@ -262,7 +270,7 @@ impl Engine {
                     same += 1;
                     continue;
                 }
-                let Some((entry, matches)) = self.adopt_file(&t, &d, &item).await else {
+                let Some((entry, matches)) = self.adopt_file(&t, &d, &item, None).await else {
                     continue;
                 };
                 if matches {
@@ -294,14 +302,28 @@ impl Engine {
     /// content matches, else the remote's (which no local file has: the planner hashes the
     /// local file and uploads it as a new version of this remote file). Says whether the
     /// content matched.
-    async fn adopt_file(
+    ///
+    /// `logged`: the remote content as the change log told it (SHA-256, version), which
+    /// saves the metadata GET.
+    pub(super) async fn adopt_file(
         &self,
         t: &MirrorTarget,
         d: &plan::DiskItem,
         item: &crate::remote::ChildItem,
+        logged: Option<(String, Option<i64>)>,
     ) -> Option<(Entry, bool)> {
         let (mut remote_sha, mut version) = (None, None);
-        if item.size == Some(d.size) {
+        if let (Some((sha, v)), true) = (&logged, item.size == Some(d.size)) {
+            let local_sha = hash_off_thread(t.root.join(&d.path)).await;
+            if local_sha.as_deref() == Some(sha.as_str()) {
+                return Some((entry_of(d, &item.id, Some(sha.clone()), *v), true));
+            }
+            remote_sha = Some(sha.clone());
+            version = *v;
+        } else if let Some((sha, v)) = logged {
+            remote_sha = Some(sha);
+            version = v;
+        } else if item.size == Some(d.size) {
             match self.deps.client.file(&item.id).await {
                 Ok(f) => {
                     let local_sha = hash_off_thread(t.root.join(&d.path)).await;
@@ -628,7 +650,7 @@ impl Engine {
 
 /// The remote children whose local counterpart exists, is not ignored and is of the same
 /// kind (run on a blocking thread: it stats every one).
-fn local_matches(
+pub(super) fn local_matches(
     root: &std::path::Path,
     ignore: &IgnoreRules,
     items: Vec<(String, crate::remote::ChildItem)>,

@@ -91,6 +91,8 @@ pub(super) struct Follow {
     hidden_others: std::collections::HashMap<String, crate::upload::RemoteOthers>,
     /// This start created the remote base folder.
     fresh_base: bool,
+    /// A rebuild from the log: its last position, and the items it left to others.
+    adopted: Option<(Cursor, crate::upload::RemoteOthers)>,
 }
 
 impl Follow {
@@ -228,6 +230,13 @@ impl Engine {
                     self.drift.read_at = Some(c.read_at);
                     self.drift.repairs = c.repairs;
                     self.drift.overwrites = c.overwrites;
+                }
+                Ok(_) if self.drift.adopted.is_some() => {
+                    let (head, others) = self.drift.adopted.take().expect("checked");
+                    self.drift.cursor = Some(head);
+                    self.drift.read_at = Some(unix_now());
+                    self.drift.others = Some(others);
+                    self.save_cursor().await;
                 }
                 Ok(_) => {
                     let dev = self.drift.device_id.clone().unwrap_or_default();

@@ -24,6 +24,17 @@ impl Engine {
         self.drift.fresh_base = true;
     }
 
+    /// A rebuild read the log from its start up to `head`: the follower continues from
+    /// there (the entries were recorded from the tree as of `head`), and the items it left
+    /// unadopted are others'.
+    pub(in crate::mirror) fn note_adopted_at(
+        &mut self,
+        head: crate::remote::Cursor,
+        others: RemoteOthers,
+    ) {
+        self.drift.adopted = Some((head, others));
+    }
+
     /// Brings the view up to date with `rows` (read after the cursor, in order).
     pub(super) fn follow_others_rows(&mut self, rows: &[Change]) {
         let base = self.base_abs();
