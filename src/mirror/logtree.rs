@@ -405,6 +405,101 @@ impl Engine {
     }
 }
 
+/// An item a create left, as the rows say: (id, SHA-256, version, size).
+pub(super) type Logged = (String, Option<String>, Option<i64>, Option<u64>);
+
+impl LogTree {
+    /// The live item called `name` of the given kind in the folder at absolute `parent`
+    /// (`""` = the share root): (id, SHA-256, version, size) as the rows last said.
+    pub(super) fn created_in(&self, parent: &str, name: &str, dir: bool) -> Option<Logged> {
+        let want = format!("{parent}/{name}");
+        self.items
+            .iter()
+            .find(|(_, it)| it.live && it.dir == dir && it.path == want)
+            .map(|(id, it)| (id.clone(), it.sha.clone(), it.version, it.size))
+    }
+
+    /// Where the rows last put folder `id` (absolute), if they name it.
+    pub(super) fn folder_path(&self, id: &str) -> Option<&str> {
+        self.items
+            .get(id)
+            .filter(|it| it.dir && it.live)
+            .map(|it| it.path.as_str())
+    }
+}
+
+impl Engine {
+    /// The rows after the mirror's stored position, folded, for settling the create
+    /// intents opened after that position was read (so a create that landed is among the
+    /// rows): read while they cost at most `budget` units (what settling by listing
+    /// would), else `None` (list instead), as for a position the server refuses.
+    /// The absolute path of remote folder `parent` as the rows after the stored position
+    /// leave it, else as the mirror holds it (`None`: not known, so list).
+    pub(super) fn parent_abs(&self, log: &LogTree, parent: &Option<String>) -> Option<String> {
+        let t = self.target.as_ref()?;
+        let Some(id) = parent else {
+            return Some(String::new());
+        };
+        if let Some(p) = log.folder_path(id) {
+            return Some(p.to_string());
+        }
+        if t.base_folder_id.as_deref() == Some(id.as_str()) {
+            return Some(self.base_abs());
+        }
+        self.known
+            .values()
+            .find(|e| e.kind == EntryKind::Dir && e.remote_id == *id)
+            .map(|e| format!("{}/{}", self.base_abs(), e.path))
+    }
+
+    pub(super) async fn log_since_cursor(
+        &mut self,
+        t: &MirrorTarget,
+        opened_from: i64,
+        budget: u64,
+    ) -> Option<LogTree> {
+        let from = match self.intents.log_from.clone() {
+            Some(c) => c,
+            None => {
+                let stored = self.deps.store.sync_cursor(t.mirror).await.ok()??;
+                if stored.share_id != t.share_id || stored.read_at >= opened_from {
+                    return None;
+                }
+                let c = Cursor(stored.cursor);
+                self.intents.log_from = Some(c.clone());
+                c
+            }
+        };
+        let (mut cursor, mut spent) = (from, 0u64);
+        let mut tree = LogTree::default();
+        loop {
+            if spent + 2 > budget {
+                return None;
+            }
+            let page = match self
+                .deps
+                .client
+                .changes(&t.share_id, Some(&cursor), Some(WHOLE_LOG_PAGE))
+                .await
+            {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::info!(mirror = %self.name, "cannot read the change log to settle open operations ({e}); listing instead");
+                    return None;
+                }
+            };
+            spent += 2;
+            for c in &page.changes {
+                tree.apply(c);
+            }
+            cursor = page.cursor;
+            if !page.has_more {
+                return Some(tree);
+            }
+        }
+    }
+}
+
 /// Directories under `root` (not following symlinks), counted up to `cap`.
 fn count_dirs(root: &std::path::Path, cap: u64) -> u64 {
     let mut n = 0;

@@ -45,6 +45,9 @@ pub(super) struct OpenIntents {
     /// Intents whose create or replace may still land, with when this run first found
     /// it missing. Counted as work to do: the mirror is not in sync while one is held.
     held: HashMap<i64, Instant>,
+    /// The log position the creates open now are settled from (the follower's stored
+    /// position, read before they were opened; it moves on meanwhile).
+    pub(super) log_from: Option<crate::remote::Cursor>,
 }
 
 impl OpenIntents {
@@ -111,6 +114,9 @@ struct Settling {
     now: Instant,
     window: Duration,
     listings: HashMap<Option<String>, Children>,
+    /// The change log after the stored position, when it settles the creates for less
+    /// than listing their folders (see `logtree`).
+    log: Option<super::logtree::LogTree>,
 }
 
 impl Engine {
@@ -373,11 +379,38 @@ impl Engine {
         }
         let open: BTreeSet<i64> = intents.iter().map(|i| i.id).collect();
         self.intents.held.retain(|id, _| open.contains(id));
+        // Creates opened after the follower's stored position are settled from the log
+        // read after it, when that costs no more than listing their folders and
+        // fetching their files.
+        let mut creates: Vec<(&Option<String>, i64, bool)> = Vec::new();
+        for i in &intents {
+            match &i.op {
+                IntentOp::Mkdir(d) => creates.push((&d.parent_id, i.opened_at, false)),
+                IntentOp::Upload(f) => creates.push((&f.parent_id, i.opened_at, true)),
+                IntentOp::Copy(k) | IntentOp::Untrash(k) => {
+                    creates.push((&k.file.parent_id, i.opened_at, true))
+                }
+                _ => {}
+            }
+        }
+        if creates.is_empty() {
+            self.intents.log_from = None;
+        }
+        let log = match creates.iter().map(|c| c.1).min() {
+            Some(first) if first > 0 => {
+                let folders: HashSet<&Option<String>> = creates.iter().map(|c| c.0).collect();
+                let files = creates.iter().filter(|c| c.2).count() as u64;
+                let budget = 2 * folders.len() as u64 + files;
+                self.log_since_cursor(&target, first, budget).await
+            }
+            _ => None,
+        };
         let mut s = Settling {
             target,
             now: Instant::now(),
             window: self.deps.client.request_timeout() + LANDING_MARGIN,
             listings: HashMap::new(),
+            log,
         };
         let mut recorded = 0;
         for intent in intents {
@@ -448,6 +481,35 @@ impl Engine {
         } else {
             ItemKind::Folder
         };
+        let mut logged = None;
+        if let Some(log) = &s.log
+            && let Some(abs) = self.parent_abs(log, parent)
+        {
+            match log.created_in(&abs, name, sent.is_none()) {
+                Some(found) => logged = Some(found),
+                None => return self.hold_or_close(s, intent),
+            }
+        }
+        let id = match &logged {
+            Some((id, ..)) => id.clone(),
+            None => match self.listed(s, intent, parent, name, kind).await {
+                Ok(id) => id,
+                Err(v) => return v,
+            },
+        };
+        self.settle_found(s, intent, id, logged, fingerprint, sent)
+            .await
+    }
+
+    /// The id of the item called `name` in `parent` by listing it (once per folder).
+    async fn listed(
+        &mut self,
+        s: &mut Settling,
+        intent: &Intent,
+        parent: &Option<String>,
+        name: &str,
+        kind: ItemKind,
+    ) -> Result<String, Verdict> {
         if !s.listings.contains_key(parent) {
             match self
                 .deps
@@ -462,18 +524,36 @@ impl Engine {
                 // was is deleted with it.
                 Err(e) if e.is_absent() => {
                     tracing::debug!(mirror = %self.name, path = %Escaped(&intent.path), "settled: its folder is gone ({e})");
-                    return Verdict::Close(vec![]);
+                    return Err(Verdict::Close(vec![]));
                 }
                 Err(e) => {
                     // Left open for the next settle; the pass's create-or-adopt calls
                     // cannot duplicate meanwhile.
                     tracing::warn!(mirror = %self.name, path = %Escaped(&intent.path), "cannot look up an operation left open: {e}");
-                    return Verdict::LookAgain;
+                    return Err(Verdict::LookAgain);
                 }
             }
         }
-        let Some(id) = s.listings[parent].find(name, kind).map(|i| i.id.clone()) else {
-            return self.hold_or_close(s, intent);
+        match s.listings[parent].find(name, kind).map(|i| i.id.clone()) {
+            Some(id) => Ok(id),
+            None => Err(self.hold_or_close(s, intent)),
+        }
+    }
+
+    /// The created item `id` found (with what the log said of it): is it ours?
+    async fn settle_found(
+        &mut self,
+        s: &Settling,
+        intent: &Intent,
+        id: String,
+        logged: Option<super::logtree::Logged>,
+        fingerprint: (u64, i64),
+        sent: Option<&SendFile>,
+    ) -> Verdict {
+        let kind = if sent.is_some() {
+            ItemKind::File
+        } else {
+            ItemKind::Folder
         };
         match self.known.get(&intent.path) {
             // Recorded since (the pass created or adopted it): nothing to do.
@@ -484,9 +564,17 @@ impl Engine {
             }
             None => {}
         }
-        let remote = match sent {
-            None => None,
-            Some(_) => match self.deps.client.file(&id).await {
+        let remote = match (sent, logged) {
+            (None, _) => None,
+            // The rows carry the content: no metadata GET.
+            (Some(_), Some((_, Some(sha), version, size))) => Some(RemoteFile {
+                id: id.clone(),
+                size: size.unwrap_or(0),
+                checksum_sha256: Some(sha),
+                version: version.unwrap_or(1).max(1) as u64,
+                ..RemoteFile::default()
+            }),
+            (Some(_), _) => match self.deps.client.file(&id).await {
                 Ok(f) => Some(f),
                 // Listed a moment ago, deleted since: nothing to record.
                 Err(e) if e.is_absent() => return Verdict::Close(vec![]),
@@ -736,6 +824,7 @@ mod tests {
                 remote_id: "x".into(),
             }),
             uncertain,
+            opened_at: 0,
         }
     }
 

@@ -10,6 +10,7 @@ mod changes;
 mod crashes;
 mod drift;
 mod drift_keep;
+mod drift_settle;
 mod economy;
 mod economy_budgets;
 mod economy_known;
