@@ -129,3 +129,57 @@ async fn open_creates_after_a_kill_are_settled_from_the_log_without_listing() {
     }
     d.stop().await;
 }
+
+/// Item 2 of issue 18: after a batch, the log is read at once when the pacer has budget to
+/// spare (half or more of the token's units left) and the last read is over 5 s old, so a
+/// colleague's change is repaired long before the next interval (an hour here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_is_read_early_after_a_batch_with_budget_to_spare() {
+    use reqwest::Method;
+    let w = World::new().await;
+    w.write("keep.txt", b"keep");
+    w.write("theirs-to-delete.txt", b"ours");
+    let mut m = w.mirror_config();
+    m.remote_poll_secs = 3600;
+    let d = w.start_with(m).await;
+    d.settled().await;
+    // The first read comes right after the first pass; the next is an hour away.
+    let first = d
+        .until("the first change-log read", |s| s.cursor_read_at.is_some())
+        .await
+        .cursor_read_at;
+    let ids = w.remote_ids().await;
+    let c = crate::drift::colleague(&w).await;
+    c.send(
+        &w,
+        Method::DELETE,
+        &format!("/files/{}", ids["theirs-to-delete.txt"]),
+        None,
+    )
+    .await;
+    // Past the 5 s gap between early reads, nothing is read without a batch.
+    tokio::time::sleep(Duration::from_millis(5500)).await;
+    assert_eq!(d.handle.status().remote_repairs, 0);
+    assert_eq!(d.handle.status().cursor_read_at, first);
+    w.reset_stats().await;
+    // A local change makes a batch; the budget is untouched (no limit spent), so the log
+    // is read right after it and the delete repaired (a restore from the trash).
+    w.write("new.txt", b"a batch");
+    let s = d
+        .until("the early read's repair", |s| {
+            s.remote_repairs == 1 && s.in_sync() && s.cursor_read_at > first
+        })
+        .await;
+    assert_eq!(s.remote_drift, 0);
+    let stats = w.stats().await["by_route"].clone();
+    let n = |route: &str| stats[route].as_u64().unwrap_or(0);
+    assert_eq!(n("POST /api/v1/files"), 1, "{stats}");
+    assert_eq!(n("PATCH /api/v1/files/{file_id}"), 1, "{stats}");
+    assert_eq!(n("GET /api/v1/sync/changes"), 1, "{stats}");
+    w.assert_mirrored().await;
+    assert_eq!(
+        w.remote_ids().await["theirs-to-delete.txt"],
+        ids["theirs-to-delete.txt"]
+    );
+    d.stop().await;
+}
