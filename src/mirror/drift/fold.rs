@@ -96,6 +96,37 @@ pub(super) fn fold(rows: &[Change], seen: &mut BTreeMap<String, Seen>) {
     }
 }
 
+/// Drops from `seen` the mirrored items whose folded state agrees with the store (our own
+/// uploads, renames, deletes): they need no repair, whatever later rows say starts them
+/// afresh. Keeps everything [`plan`] may act on: others' items, deletes, moves, newer
+/// content, and what a folder delete in the rows hid.
+pub(super) fn prune(seen: &mut BTreeMap<String, Seen>, by_id: &HashMap<&str, &Entry>, base: &str) {
+    seen.retain(|id, s| {
+        let Some(e) = by_id.get(id.as_str()) else {
+            return true;
+        };
+        if s.deleted || s.hidden_by.is_some() {
+            return true;
+        }
+        if s.path
+            .as_deref()
+            .is_some_and(|p| relative(base, p).as_deref() != Some(e.path.as_str()))
+        {
+            return true;
+        }
+        match (&s.content, e.kind) {
+            (Some((version, sha, _)), EntryKind::File) => {
+                let newer = match (version, e.remote_version) {
+                    (Some(v), Some(r)) => *v > r,
+                    _ => true,
+                };
+                newer && (sha.is_none() || *sha != e.sha256)
+            }
+            _ => false,
+        }
+    });
+}
+
 /// What one poll does about what it read.
 #[derive(Clone, Debug, PartialEq)]
 pub(super) enum Repair {
@@ -707,6 +738,48 @@ mod tests {
             Some("usr_me"),
         );
         assert_eq!(view(&others), ["n"]);
+    }
+
+    #[test]
+    fn prune_keeps_only_what_may_need_a_repair() {
+        let known: BTreeMap<String, Entry> = [
+            entry("d", "fld_d", true, "", 0),
+            entry("d/f", "fil_f", false, "aaa", 2),
+            entry("g", "fil_g", false, "ggg", 1),
+        ]
+        .into_iter()
+        .map(|e| (e.path.clone(), e))
+        .collect();
+        let by_id: HashMap<&str, &Entry> =
+            known.values().map(|e| (e.remote_id.as_str(), e)).collect();
+        let v = |n: i64, sha: &str| json!({ "version": n, "checksum_sha256": sha });
+        let mut seen = BTreeMap::new();
+        fold(
+            &[
+                // Ours, agreeing with the store: dropped.
+                change("created", "folder", "fld_d", Some("/base/d"), json!({})),
+                change("updated", "file", "fil_f", Some("/base/d/f"), v(2, "aaa")),
+                // A newer version by someone else, and an unknown item: kept.
+                change("updated", "file", "fil_g", Some("/base/g"), v(2, "zzz")),
+                change("created", "file", "fil_x", Some("/base/x"), json!({})),
+            ],
+            &mut seen,
+        );
+        prune(&mut seen, &by_id, "/base");
+        assert_eq!(seen.keys().collect::<Vec<_>>(), ["fil_g", "fil_x"]);
+        // A later page deletes a pruned item: folded afresh, it asks for a restore.
+        fold(
+            &[change("deleted", "file", "fil_f", None, json!({}))],
+            &mut seen,
+        );
+        prune(&mut seen, &by_id, "/base");
+        let on_disk = |_: &str| true;
+        let got = plan(&seen, &known, "/base", None, Some("usr_me"), &on_disk);
+        assert!(got.contains(&Repair::Restore {
+            path: "d/f".into(),
+            id: "fil_f".into(),
+            dir: false
+        }));
     }
 
     #[test]
