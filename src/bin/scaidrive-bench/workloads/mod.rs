@@ -11,6 +11,7 @@
 
 mod bandwidth;
 mod latency;
+mod log_units;
 mod rate_limit;
 mod rename;
 mod restart;
