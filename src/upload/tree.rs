@@ -178,7 +178,7 @@ impl OpCtx {
             Ok(i) => i,
             Err(e) => return self.store_failed(e),
         };
-        let others = match &self.keeping {
+        let (others, mine) = match &self.keeping {
             Some(k) => match self.others_inside(remote_id, path, k).await {
                 Ok(o) => o,
                 Err(e) => {
@@ -186,10 +186,10 @@ impl OpCtx {
                     return self.fail(&e);
                 }
             },
-            None => Vec::new(),
+            None => (Vec::new(), Vec::new()),
         };
         if let (Some(k), false) = (&self.keeping, others.is_empty()) {
-            return match self.trash_ours(path, k, &others).await {
+            return match self.trash_ours(path, k, &others, &mine).await {
                 Ok(trashed) => {
                     effects.splice(0..0, trashed.into_iter().map(Effect::Trashed));
                     match self.store.commit(m, intent, effects.clone()).await {
@@ -228,19 +228,24 @@ impl OpCtx {
 }
 
 impl OpCtx {
-    /// Others' items inside folder `path` (mirror-relative paths): the follower's view, or
-    /// else one listing of the folder and of each mirrored folder in it.
+    /// Others' items inside folder `path` (mirror-relative paths), and items of the
+    /// daemon's own user the store does not know (a create a killed run left open):
+    /// the follower's view, or else one listing of the folder and of each folder in it,
+    /// with one metadata GET per file the store does not know (its `created_by`).
     async fn others_inside(
         &self,
         remote_id: &str,
         path: &str,
         k: &Keeping,
-    ) -> Result<Vec<String>, crate::remote::Error> {
+    ) -> Result<(Vec<String>, Vec<(String, String, bool)>), crate::remote::Error> {
         if let Some(o) = &k.others {
-            return Ok(o.clone());
+            return Ok((o.clone(), Vec::new()));
         }
         let ours: HashSet<&str> = k.ours.iter().map(|(_, id, _)| id.as_str()).collect();
+        let mut me: Option<String> = None;
         let mut found = Vec::new();
+        let mut mine = Vec::new();
+        let mut unknown_dirs = Vec::new();
         let mut stack = vec![(remote_id.to_string(), path.to_string())];
         while let Some((folder, prefix)) = stack.pop() {
             let list = self
@@ -253,15 +258,40 @@ impl OpCtx {
                 .filter(|i| i.is_deleted != Some(true))
             {
                 let rel = join(&prefix, &item.name);
-                if !ours.contains(item.id.as_str()) {
-                    found.push(rel);
-                } else if item.kind == crate::remote::ItemKind::Folder {
+                let dir = item.kind == crate::remote::ItemKind::Folder;
+                if ours.contains(item.id.as_str()) {
+                    if dir {
+                        stack.push((item.id, rel));
+                    }
+                } else if dir {
+                    // Theirs if anything of theirs is inside, else ours (below).
+                    unknown_dirs.push((rel.clone(), item.id.clone()));
                     stack.push((item.id, rel));
+                } else {
+                    if me.is_none() {
+                        me = Some(self.client.me().await?.id);
+                    }
+                    match self.client.file(&item.id).await {
+                        Ok(f) if f.created_by.is_some() && f.created_by == me => {
+                            mine.push((rel, item.id, false))
+                        }
+                        Ok(_) => found.push(rel),
+                        Err(e) if is_gone(&e) => {}
+                        Err(e) => return Err(e),
+                    }
                 }
             }
         }
+        for (rel, id) in unknown_dirs {
+            if found.iter().any(|o| is_within(o, &rel)) {
+                found.push(rel);
+            } else {
+                mine.push((rel, id, true));
+            }
+        }
         found.sort();
-        Ok(found)
+        mine.sort();
+        Ok((found, mine))
     }
 
     /// Trashes what the mirror holds in folder `path` around `others` (their items, which
@@ -271,10 +301,13 @@ impl OpCtx {
         path: &str,
         k: &Keeping,
         others: &[String],
+        mine: &[(String, String, bool)],
     ) -> Result<Vec<String>, crate::remote::Error> {
         let holds_theirs = |dir: &str| others.iter().any(|o| is_within(o, dir) && o != dir);
         let mut trashed: Vec<String> = Vec::new();
-        for (rel, id, dir) in &k.ours {
+        let mut all: Vec<&(String, String, bool)> = k.ours.iter().chain(mine).collect();
+        all.sort();
+        for (rel, id, dir) in all {
             if trashed.iter().any(|t| is_within(rel, t)) || others.contains(rel) {
                 continue;
             }

@@ -1,7 +1,8 @@
 //! A local folder delete with `remote_extras = "keep"` (issue 18): a colleague added a
 //! file to the mirrored folder remotely; deleting the folder locally trashes what the
 //! mirror holds in it and leaves the folder holding their file. The daemon knows their
-//! items from the change log (0 listings) or, with the log off, lists the folder once.
+//! items from the change log (0 listings) or, with the log off, lists the folder once and
+//! asks who created what the store does not know (a killed run's upload is ours).
 //! With `"trash"` the folder goes to the trash in one call, as before.
 
 use std::collections::BTreeMap;
@@ -103,12 +104,16 @@ async fn folder_delete_lists_once_when_the_log_is_off() {
 
     delete_local(&w, &d, "d").await;
     let (by, units, stats) = routes(&w).await;
-    // One listing of d (2 units), two file deletes (2 each); the folder stays.
+    // One listing of d (2 units), who created the file it does not know (the daemon's
+    // user once, the file's metadata: 1 unit each), two file deletes (2 each); the folder
+    // stays.
     assert_eq!(by.get(LIST), Some(&1), "{stats}");
+    assert_eq!(by.get("GET /api/v1/users/me"), Some(&1), "{stats}");
+    assert_eq!(by.get("GET /api/v1/files/{file_id}"), Some(&1), "{stats}");
     assert_eq!(by.get(DELETE_FILE), Some(&2), "{stats}");
     assert_eq!(by.get(DELETE_FOLDER), None, "{stats}");
-    assert_eq!(stats["requests_total"].as_u64(), Some(3), "{stats}");
-    assert_eq!(units, 6, "{stats}");
+    assert_eq!(stats["requests_total"].as_u64(), Some(5), "{stats}");
+    assert_eq!(units, 8, "{stats}");
     assert!(w.api_live(&format!("/files/{theirs}")).await.is_some());
     let mut remote = w.remote_tree().await;
     assert!(remote.remove("d/theirs.txt").is_some());
