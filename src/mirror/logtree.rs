@@ -9,12 +9,16 @@
 //! its top folder only — such folders are reported in [`LogTree::foreign`] so the caller
 //! lists them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use super::Engine;
+use super::error::{Context, MirrorError};
+use super::pass::{disk_item, entry_of};
+use super::recovery::local_matches;
 use super::verify::list_subtree;
-use crate::remote::{Change, Cursor};
-use crate::store::EntryKind;
+use crate::remote::{Change, ChildItem, Cursor, ItemKind};
+use crate::store::{self, Effect, EntryKind};
 use crate::upload::MirrorTarget;
 
 /// Changes asked for per page when reading the whole log (the documented maximum).
@@ -31,6 +35,10 @@ struct Item {
     /// The folder whose delete took this item with it.
     hidden_by: Option<String>,
     size: Option<u64>,
+    /// The file's content as the last row that named it said (`checksum_sha256`,
+    /// `version` in the row's metadata, where the server fills them).
+    sha: Option<String>,
+    version: Option<i64>,
 }
 
 /// One remote item: (is a folder, id, size).
@@ -55,6 +63,23 @@ impl LogTree {
         let id = c.resource_id.as_str();
         let dir = c.resource_type == "folder";
         let size = c.metadata.get("size").and_then(|v| v.as_u64());
+        let sha = c
+            .metadata
+            .get("checksum_sha256")
+            .and_then(|v| v.as_str())
+            .map(str::to_string);
+        let version = c.metadata.get("version").and_then(|v| v.as_i64());
+        self.apply_placement(c, id, dir, size);
+        if let Some(it) = self.items.get_mut(id)
+            && !dir
+            && (sha.is_some() || version.is_some())
+        {
+            it.sha = sha;
+            it.version = version;
+        }
+    }
+
+    fn apply_placement(&mut self, c: &Change, id: &str, dir: bool, size: Option<u64>) {
         match c.change_type.as_str() {
             "created" => {
                 let Some(path) = c.new_path.clone() else {
@@ -67,6 +92,8 @@ impl LogTree {
                     live: true,
                     hidden_by: None,
                     size,
+                    sha: None,
+                    version: None,
                 });
                 it.live = true;
                 it.hidden_by = None;
@@ -102,6 +129,8 @@ impl LogTree {
                             live: true,
                             hidden_by: None,
                             size,
+                            sha: None,
+                            version: None,
                         },
                     );
                     if dir {
@@ -208,6 +237,13 @@ impl Engine {
             .values()
             .filter(|e| e.kind == EntryKind::Dir)
             .count() as u64;
+        self.whole_log(t, folders).await.map(|w| w.items)
+    }
+
+    /// The change log read from its start while that costs less than half of listing
+    /// `folders` folders; `None` when it is longer, cannot be read, or `folders` is too
+    /// few for it to pay.
+    pub(super) async fn whole_log(&self, t: &MirrorTarget, folders: u64) -> Option<WholeLog> {
         if folders < MIN_FOLDERS {
             return None;
         }
@@ -250,8 +286,248 @@ impl Engine {
             }
         }
         tracing::info!(mirror = %self.name, "read the remote tree from the change log: {pages} page(s) instead of listing {folders} folder(s)");
-        Some(items)
+        let content = items
+            .values()
+            .filter_map(|(dir, id, _)| {
+                let it = tree.items.get(id).filter(|_| !dir)?;
+                Some((id.clone(), (it.sha.clone(), it.version)))
+            })
+            .collect();
+        Some(WholeLog {
+            items,
+            content,
+            head: cursor,
+        })
     }
+}
+
+impl Engine {
+    /// The rebuild of a lost state database from the change log read from its start,
+    /// when that costs less than half of listing the folders there may be (the local
+    /// root's directories, counted without reading a file, plus the base): every remote
+    /// item whose local counterpart has the same path and kind is adopted as
+    /// `adopt_remote` does, with the content the log names (no metadata GET where the
+    /// rows carry `checksum_sha256`). The position after the log's last row becomes the
+    /// follower's, with the items left unadopted as others' (see `drift`). `None`: list.
+    pub(super) async fn adopt_from_log(
+        &mut self,
+        t: &Arc<MirrorTarget>,
+    ) -> Result<Option<(usize, usize)>, MirrorError> {
+        let root = t.root.clone();
+        let dirs = tokio::task::spawn_blocking(move || count_dirs(&root, 1_000_000))
+            .await
+            .unwrap_or(0);
+        let Some(log) = self.whole_log(t, dirs + 1).await else {
+            return Ok(None);
+        };
+        let items: Vec<(String, ChildItem)> = log
+            .items
+            .iter()
+            .map(|(rel, (dir, id, size))| {
+                let item = ChildItem {
+                    id: id.clone(),
+                    name: crate::relpath::name_of(rel).to_string(),
+                    kind: if *dir {
+                        ItemKind::Folder
+                    } else {
+                        ItemKind::File
+                    },
+                    size: *size,
+                    ..ChildItem::default()
+                };
+                (rel.clone(), item)
+            })
+            .collect();
+        let (root, ignore) = (t.root.clone(), self.ignore.clone());
+        let looked = tokio::task::spawn_blocking(move || local_matches(&root, &ignore, items))
+            .await
+            .context("adopting the remote tree")?;
+        let (mut same, mut differing) = (0usize, 0usize);
+        let mut effects = Vec::new();
+        for (path, item, local) in looked {
+            let d = disk_item(&path, &local);
+            if item.kind == ItemKind::Folder {
+                effects.push(Effect::Upsert(entry_of(&d, &item.id, None, None)));
+                same += 1;
+                continue;
+            }
+            let logged = log
+                .content
+                .get(&item.id)
+                .and_then(|(sha, v)| sha.clone().map(|s| (s, *v)));
+            let Some((entry, matches)) = self.adopt_file(t, &d, &item, logged).await else {
+                continue;
+            };
+            if matches {
+                same += 1;
+            } else {
+                differing += 1;
+            }
+            effects.push(Effect::Upsert(entry));
+        }
+        // A folder is adopted only with its parent (a listing walks down from the base).
+        let adopted: HashSet<String> = effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Upsert(e) => Some(e.path.clone()),
+                _ => None,
+            })
+            .collect();
+        effects.retain(|e| match e {
+            Effect::Upsert(e) => {
+                let mut p = e.path.as_str();
+                loop {
+                    match p.rsplit_once('/') {
+                        Some((parent, _)) if !adopted.contains(parent) => break false,
+                        Some((parent, _)) => p = parent,
+                        None => break true,
+                    }
+                }
+            }
+            _ => true,
+        });
+        if !effects.is_empty() {
+            self.deps.store.apply(t.mirror, effects.clone()).await?;
+            let known = Arc::make_mut(&mut self.known);
+            for e in &effects {
+                store::apply_to_map(known, e);
+            }
+        }
+        let ours: HashSet<&str> = self.known.values().map(|e| e.remote_id.as_str()).collect();
+        let others = log
+            .items
+            .iter()
+            .filter(|(_, (_, id, _))| !ours.contains(id.as_str()))
+            .map(|(rel, (dir, id, _))| (id.clone(), (rel.clone(), *dir)))
+            .collect();
+        self.note_adopted_at(log.head, others);
+        Ok(Some((same, differing)))
+    }
+}
+
+/// An item a create left, as the rows say: (id, SHA-256, version, size).
+pub(super) type Logged = (String, Option<String>, Option<i64>, Option<u64>);
+
+impl LogTree {
+    /// The live item called `name` of the given kind in the folder at absolute `parent`
+    /// (`""` = the share root): (id, SHA-256, version, size) as the rows last said.
+    pub(super) fn created_in(&self, parent: &str, name: &str, dir: bool) -> Option<Logged> {
+        let want = format!("{parent}/{name}");
+        self.items
+            .iter()
+            .find(|(_, it)| it.live && it.dir == dir && it.path == want)
+            .map(|(id, it)| (id.clone(), it.sha.clone(), it.version, it.size))
+    }
+
+    /// Where the rows last put folder `id` (absolute), if they name it.
+    pub(super) fn folder_path(&self, id: &str) -> Option<&str> {
+        self.items
+            .get(id)
+            .filter(|it| it.dir && it.live)
+            .map(|it| it.path.as_str())
+    }
+}
+
+impl Engine {
+    /// The rows after the mirror's stored position, folded, for settling the create
+    /// intents opened after that position was read (so a create that landed is among the
+    /// rows): read while they cost at most `budget` units (what settling by listing
+    /// would), else `None` (list instead), as for a position the server refuses.
+    /// The absolute path of remote folder `parent` as the rows after the stored position
+    /// leave it, else as the mirror holds it (`None`: not known, so list).
+    pub(super) fn parent_abs(&self, log: &LogTree, parent: &Option<String>) -> Option<String> {
+        let t = self.target.as_ref()?;
+        let Some(id) = parent else {
+            return Some(String::new());
+        };
+        if let Some(p) = log.folder_path(id) {
+            return Some(p.to_string());
+        }
+        if t.base_folder_id.as_deref() == Some(id.as_str()) {
+            return Some(self.base_abs());
+        }
+        self.known
+            .values()
+            .find(|e| e.kind == EntryKind::Dir && e.remote_id == *id)
+            .map(|e| format!("{}/{}", self.base_abs(), e.path))
+    }
+
+    pub(super) async fn log_since_cursor(
+        &mut self,
+        t: &MirrorTarget,
+        opened_from: i64,
+        budget: u64,
+    ) -> Option<LogTree> {
+        let from = match self.intents.log_from.clone() {
+            Some(c) => c,
+            None => {
+                let stored = self.deps.store.sync_cursor(t.mirror).await.ok()??;
+                if stored.share_id != t.share_id || stored.read_at >= opened_from {
+                    return None;
+                }
+                let c = Cursor(stored.cursor);
+                self.intents.log_from = Some(c.clone());
+                c
+            }
+        };
+        let (mut cursor, mut spent) = (from, 0u64);
+        let mut tree = LogTree::default();
+        loop {
+            if spent + 2 > budget {
+                return None;
+            }
+            let page = match self
+                .deps
+                .client
+                .changes(&t.share_id, Some(&cursor), Some(WHOLE_LOG_PAGE))
+                .await
+            {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::info!(mirror = %self.name, "cannot read the change log to settle open operations ({e}); listing instead");
+                    return None;
+                }
+            };
+            spent += 2;
+            for c in &page.changes {
+                tree.apply(c);
+            }
+            cursor = page.cursor;
+            if !page.has_more {
+                return Some(tree);
+            }
+        }
+    }
+}
+
+/// Directories under `root` (not following symlinks), counted up to `cap`.
+fn count_dirs(root: &std::path::Path, cap: u64) -> u64 {
+    let mut n = 0;
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                n += 1;
+                if n >= cap {
+                    return n;
+                }
+                stack.push(e.path());
+            }
+        }
+    }
+    n
+}
+
+/// The log read from its start: the remote tree under the mirror's folder, what the rows
+/// said of each file's content ((SHA-256, version), where they said it), and the position
+/// after the last row.
+pub(super) struct WholeLog {
+    pub(super) items: BTreeMap<String, Remote>,
+    pub(super) content: HashMap<String, (Option<String>, Option<i64>)>,
+    pub(super) head: Cursor,
 }
 
 #[cfg(test)]

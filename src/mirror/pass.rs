@@ -482,9 +482,16 @@ impl Engine {
     ) -> Vec<OpResult> {
         self.set_state(MirrorState::Syncing, None);
         self.status_tx.send_modify(|s| s.queue_depth = queued);
+        // A folder delete that must leave others' items in place learns them first.
+        let keeps = t.remote_extras == crate::config::RemoteExtras::Keep
+            && t.delete_mode == crate::config::DeleteMode::Trash
+            && ops
+                .iter()
+                .any(|o| matches!(o, Op::Delete { kind, .. } if *kind == store::EntryKind::Dir));
+        let others = if keeps { self.others_now().await } else { None };
         self.deps
             .uploader
-            .run_batch(t, &self.counters, &self.known, ops, stop)
+            .run_batch_knowing(t, &self.counters, &self.known, others.as_ref(), ops, stop)
             .await
     }
 

@@ -45,6 +45,9 @@ pub(super) struct OpenIntents {
     /// Intents whose create or replace may still land, with when this run first found
     /// it missing. Counted as work to do: the mirror is not in sync while one is held.
     held: HashMap<i64, Instant>,
+    /// The log position the creates open now are settled from (the follower's stored
+    /// position, read before they were opened; it moves on meanwhile).
+    pub(super) log_from: Option<crate::remote::Cursor>,
 }
 
 impl OpenIntents {
@@ -111,6 +114,9 @@ struct Settling {
     now: Instant,
     window: Duration,
     listings: HashMap<Option<String>, Children>,
+    /// The change log after the stored position, when it settles the creates for less
+    /// than listing their folders (see `logtree`).
+    log: Option<super::logtree::LogTree>,
 }
 
 impl Engine {
@@ -138,6 +144,9 @@ impl Engine {
             None => {
                 let (id, existed) = self.ensure_base_folder().await?;
                 base_existed = existed;
+                if !existed {
+                    self.note_fresh_base();
+                }
                 store
                     .set_base_folder(rec.id, id.as_deref().unwrap_or(""))
                     .await?;
@@ -164,6 +173,7 @@ impl Engine {
             share_id: self.cfg.share_id.clone(),
             base_folder_id: base,
             delete_mode: self.cfg.delete,
+            remote_extras: self.cfg.remote_extras,
         }));
         let loading = std::time::Instant::now();
         self.known = Arc::new(store.entries_map(rec.id).await?);
@@ -215,6 +225,14 @@ impl Engine {
             return Ok(());
         };
         let started = std::time::Instant::now();
+        if let Some((same, differing)) = self.adopt_from_log(&t).await? {
+            tracing::info!(
+                mirror = %self.name,
+                "no saved state for this mirror: adopted {same} remote items that match the disk and {differing} files to update, from the change log, in {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
+            return Ok(());
+        }
         let (mut same, mut differing) = (0usize, 0usize);
         let mut stack: Vec<(Option<String>, String)> =
             vec![(t.base_folder_id.clone(), String::new())];
@@ -251,7 +269,7 @@ impl Engine {
                     same += 1;
                     continue;
                 }
-                let Some((entry, matches)) = self.adopt_file(&t, &d, &item).await else {
+                let Some((entry, matches)) = self.adopt_file(&t, &d, &item, None).await else {
                     continue;
                 };
                 if matches {
@@ -283,14 +301,28 @@ impl Engine {
     /// content matches, else the remote's (which no local file has: the planner hashes the
     /// local file and uploads it as a new version of this remote file). Says whether the
     /// content matched.
-    async fn adopt_file(
+    ///
+    /// `logged`: the remote content as the change log told it (SHA-256, version), which
+    /// saves the metadata GET.
+    pub(super) async fn adopt_file(
         &self,
         t: &MirrorTarget,
         d: &plan::DiskItem,
         item: &crate::remote::ChildItem,
+        logged: Option<(String, Option<i64>)>,
     ) -> Option<(Entry, bool)> {
         let (mut remote_sha, mut version) = (None, None);
-        if item.size == Some(d.size) {
+        if let (Some((sha, v)), true) = (&logged, item.size == Some(d.size)) {
+            let local_sha = hash_off_thread(t.root.join(&d.path)).await;
+            if local_sha.as_deref() == Some(sha.as_str()) {
+                return Some((entry_of(d, &item.id, Some(sha.clone()), *v), true));
+            }
+            remote_sha = Some(sha.clone());
+            version = *v;
+        } else if let Some((sha, v)) = logged {
+            remote_sha = Some(sha);
+            version = v;
+        } else if item.size == Some(d.size) {
             match self.deps.client.file(&item.id).await {
                 Ok(f) => {
                     let local_sha = hash_off_thread(t.root.join(&d.path)).await;
@@ -340,11 +372,38 @@ impl Engine {
         }
         let open: BTreeSet<i64> = intents.iter().map(|i| i.id).collect();
         self.intents.held.retain(|id, _| open.contains(id));
+        // Creates opened after the follower's stored position are settled from the log
+        // read after it, when that costs no more than listing their folders and
+        // fetching their files.
+        let mut creates: Vec<(&Option<String>, i64, bool)> = Vec::new();
+        for i in &intents {
+            match &i.op {
+                IntentOp::Mkdir(d) => creates.push((&d.parent_id, i.opened_at, false)),
+                IntentOp::Upload(f) => creates.push((&f.parent_id, i.opened_at, true)),
+                IntentOp::Copy(k) | IntentOp::Untrash(k) => {
+                    creates.push((&k.file.parent_id, i.opened_at, true))
+                }
+                _ => {}
+            }
+        }
+        if creates.is_empty() {
+            self.intents.log_from = None;
+        }
+        let log = match creates.iter().map(|c| c.1).min() {
+            Some(first) if first > 0 => {
+                let folders: HashSet<&Option<String>> = creates.iter().map(|c| c.0).collect();
+                let files = creates.iter().filter(|c| c.2).count() as u64;
+                let budget = 2 * folders.len() as u64 + files;
+                self.log_since_cursor(&target, first, budget).await
+            }
+            _ => None,
+        };
         let mut s = Settling {
             target,
             now: Instant::now(),
             window: self.deps.client.request_timeout() + LANDING_MARGIN,
             listings: HashMap::new(),
+            log,
         };
         let mut recorded = 0;
         for intent in intents {
@@ -415,6 +474,35 @@ impl Engine {
         } else {
             ItemKind::Folder
         };
+        let mut logged = None;
+        if let Some(log) = &s.log
+            && let Some(abs) = self.parent_abs(log, parent)
+        {
+            match log.created_in(&abs, name, sent.is_none()) {
+                Some(found) => logged = Some(found),
+                None => return self.hold_or_close(s, intent),
+            }
+        }
+        let id = match &logged {
+            Some((id, ..)) => id.clone(),
+            None => match self.listed(s, intent, parent, name, kind).await {
+                Ok(id) => id,
+                Err(v) => return v,
+            },
+        };
+        self.settle_found(s, intent, id, logged, fingerprint, sent)
+            .await
+    }
+
+    /// The id of the item called `name` in `parent` by listing it (once per folder).
+    async fn listed(
+        &mut self,
+        s: &mut Settling,
+        intent: &Intent,
+        parent: &Option<String>,
+        name: &str,
+        kind: ItemKind,
+    ) -> Result<String, Verdict> {
         if !s.listings.contains_key(parent) {
             match self
                 .deps
@@ -429,18 +517,36 @@ impl Engine {
                 // was is deleted with it.
                 Err(e) if e.is_absent() => {
                     tracing::debug!(mirror = %self.name, path = %Escaped(&intent.path), "settled: its folder is gone ({e})");
-                    return Verdict::Close(vec![]);
+                    return Err(Verdict::Close(vec![]));
                 }
                 Err(e) => {
                     // Left open for the next settle; the pass's create-or-adopt calls
                     // cannot duplicate meanwhile.
                     tracing::warn!(mirror = %self.name, path = %Escaped(&intent.path), "cannot look up an operation left open: {e}");
-                    return Verdict::LookAgain;
+                    return Err(Verdict::LookAgain);
                 }
             }
         }
-        let Some(id) = s.listings[parent].find(name, kind).map(|i| i.id.clone()) else {
-            return self.hold_or_close(s, intent);
+        match s.listings[parent].find(name, kind).map(|i| i.id.clone()) {
+            Some(id) => Ok(id),
+            None => Err(self.hold_or_close(s, intent)),
+        }
+    }
+
+    /// The created item `id` found (with what the log said of it): is it ours?
+    async fn settle_found(
+        &mut self,
+        s: &Settling,
+        intent: &Intent,
+        id: String,
+        logged: Option<super::logtree::Logged>,
+        fingerprint: (u64, i64),
+        sent: Option<&SendFile>,
+    ) -> Verdict {
+        let kind = if sent.is_some() {
+            ItemKind::File
+        } else {
+            ItemKind::Folder
         };
         match self.known.get(&intent.path) {
             // Recorded since (the pass created or adopted it): nothing to do.
@@ -451,9 +557,17 @@ impl Engine {
             }
             None => {}
         }
-        let remote = match sent {
-            None => None,
-            Some(_) => match self.deps.client.file(&id).await {
+        let remote = match (sent, logged) {
+            (None, _) => None,
+            // The rows carry the content: no metadata GET.
+            (Some(_), Some((_, Some(sha), version, size))) => Some(RemoteFile {
+                id: id.clone(),
+                size: size.unwrap_or(0),
+                checksum_sha256: Some(sha),
+                version: version.unwrap_or(1).max(1) as u64,
+                ..RemoteFile::default()
+            }),
+            (Some(_), _) => match self.deps.client.file(&id).await {
                 Ok(f) => Some(f),
                 // Listed a moment ago, deleted since: nothing to record.
                 Err(e) if e.is_absent() => return Verdict::Close(vec![]),
@@ -617,7 +731,7 @@ impl Engine {
 
 /// The remote children whose local counterpart exists, is not ignored and is of the same
 /// kind (run on a blocking thread: it stats every one).
-fn local_matches(
+pub(super) fn local_matches(
     root: &std::path::Path,
     ignore: &IgnoreRules,
     items: Vec<(String, crate::remote::ChildItem)>,
@@ -703,6 +817,7 @@ mod tests {
                 remote_id: "x".into(),
             }),
             uncertain,
+            opened_at: 0,
         }
     }
 

@@ -94,6 +94,7 @@ impl Engine {
                 }
             }
         }
+        self.seed_others(&remote);
         report.extra_remotely = remote
             .keys()
             .filter(|p| !self.known.contains_key(*p))

@@ -131,6 +131,8 @@ pub struct Intent {
     pub op: IntentOp,
     /// Its request ended without an answer: the server may still apply it.
     pub uncertain: bool,
+    /// Unix seconds when it was journaled (0 for intents from before the typed journal).
+    pub opened_at: i64,
 }
 
 /// The flag [`Store::mark_uncertain`] adds to a row's details.
@@ -222,7 +224,7 @@ impl Store {
     pub async fn intents(&self, mirror: MirrorId) -> Result<Vec<Intent>, StoreError> {
         self.call(move |c| {
             let mut stmt = c.prepare_cached(
-                "SELECT id, mirror_id, op, path, detail FROM journal WHERE mirror_id = ?1 ORDER BY id",
+                "SELECT id, mirror_id, op, path, detail, created_at FROM journal WHERE mirror_id = ?1 ORDER BY id",
             )?;
             let rows = stmt.query_map([mirror], |r| {
                 Ok((
@@ -231,11 +233,12 @@ impl Store {
                     r.get::<_, String>(2)?,
                     r.get::<_, String>(3)?,
                     r.get::<_, String>(4)?,
+                    r.get::<_, i64>(5)?,
                 ))
             })?;
             let mut out = Vec::new();
             for r in rows {
-                let (id, mirror_id, op, path, detail) = r?;
+                let (id, mirror_id, op, path, detail, opened_at) = r?;
                 let detail: serde_json::Value = serde_json::from_str(&detail)
                     .map_err(|e| StoreError::Corrupt(format!("intent {id}: {e}")))?;
                 let uncertain = serde_json::from_value::<Flags>(detail.clone())
@@ -246,6 +249,7 @@ impl Store {
                     path,
                     op: IntentOp::from_row(&op, &detail),
                     uncertain,
+                    opened_at,
                 });
             }
             Ok(out)

@@ -30,7 +30,7 @@ mod tree;
 
 pub use op::{DiskItem, Op};
 
-use crate::config::DeleteMode;
+use crate::config::{DeleteMode, RemoteExtras};
 use crate::relpath::{is_within, join, name_of, parent};
 use crate::remote::{Client, Destination, ErrorKind, Placed, ResumableUpload};
 use crate::store::journal::{CreateFolder, DeleteItem, IntentOp, MoveItem, SendFile};
@@ -46,7 +46,14 @@ pub struct MirrorTarget {
     /// Remote folder the mirror root maps to (`None` = share root).
     pub base_folder_id: Option<String>,
     pub delete_mode: DeleteMode,
+    /// Items others added under the mirror's folder: a local folder delete leaves them
+    /// (and the folders holding them) in place with `keep`.
+    pub remote_extras: RemoteExtras,
 }
+
+/// Items others added remotely under the mirror's folder, as the change-log follower
+/// knows them: remote id → (mirror-relative path, is a folder).
+pub type RemoteOthers = BTreeMap<String, (String, bool)>;
 
 /// Live counters of one mirror's transfers, read by `status`.
 #[derive(Debug, Default)]
@@ -159,6 +166,22 @@ impl Uploader {
         ops: Vec<Op>,
         stop: &CancellationToken,
     ) -> Vec<OpResult> {
+        self.run_batch_knowing(target, counters, known, None, ops, stop)
+            .await
+    }
+
+    /// [`Uploader::run_batch`] with what the mirror knows of others' items under its
+    /// folder (`None`: unknown; a folder delete under `remote_extras = "keep"` then lists
+    /// the folder first).
+    pub async fn run_batch_knowing(
+        &self,
+        target: &Arc<MirrorTarget>,
+        counters: &Arc<Counters>,
+        known: &BTreeMap<String, Entry>,
+        others: Option<&RemoteOthers>,
+        ops: Vec<Op>,
+        stop: &CancellationToken,
+    ) -> Vec<OpResult> {
         // Folder ids by path, updated as folder ops complete within the batch.
         let mut dirs: BTreeMap<String, String> = known
             .values()
@@ -230,12 +253,25 @@ impl Uploader {
                     if exclusive {
                         exclusive_running += 1;
                     }
+                    let keeping = match &op {
+                        Op::Delete {
+                            path,
+                            kind: EntryKind::Dir,
+                            ..
+                        } if target.delete_mode == DeleteMode::Trash
+                            && target.remote_extras == RemoteExtras::Keep =>
+                        {
+                            Some(tree::Keeping::new(known, others, path))
+                        }
+                        _ => None,
+                    };
                     let ctx = OpCtx {
                         client: self.client.clone(),
                         store: self.store.clone(),
                         target: target.clone(),
                         counters: counters.clone(),
                         sending: self.sending.clone(),
+                        keeping,
                     };
                     counters.in_flight.fetch_add(1, Ordering::Relaxed);
                     let halt = halted.clone();
@@ -340,6 +376,8 @@ struct OpCtx {
     target: Arc<MirrorTarget>,
     counters: Arc<Counters>,
     sending: known::ContentGate,
+    /// For a folder delete that must leave others' items in place.
+    keeping: Option<tree::Keeping>,
 }
 
 /// The local fingerprint of a path now (lstat), if it is still a regular file.

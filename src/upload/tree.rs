@@ -1,8 +1,47 @@
 //! The uploader's moves and deletes: an item renamed and moved to its new folder (one call
 //! each, journaled as a move), and a delete that trashes (or, with `delete = "keep"`,
 //! only forgets) the remote item. Split from `mod.rs`, which runs them from `execute`.
+//!
+//! A folder deleted locally is trashed in one call, unless `remote_extras = "keep"` and
+//! others added items to it remotely: then only what the mirror holds is trashed (files
+//! one by one, its subfolders that hold nothing of theirs in one call each) and the
+//! folders holding their items stay. Their items are known from the change log (the
+//! follower's view); where it is not known, the folder is listed first (2 units per
+//! mirrored folder in it), never trashed on a guess.
 
 use super::*;
+
+/// A folder delete that must not take others' items with it.
+#[derive(Debug)]
+pub(super) struct Keeping {
+    /// What the mirror holds inside (mirror-relative path, remote id, is a folder), parents
+    /// first.
+    ours: Vec<(String, String, bool)>,
+    /// Others' items inside, from the follower's view (`None`: unknown, so listed).
+    others: Option<Vec<String>>,
+}
+
+impl Keeping {
+    pub(super) fn new(
+        known: &BTreeMap<String, Entry>,
+        others: Option<&RemoteOthers>,
+        path: &str,
+    ) -> Keeping {
+        let prefix = format!("{path}/");
+        let ours = known
+            .range(prefix.clone()..)
+            .take_while(|(p, _)| p.starts_with(&prefix))
+            .map(|(p, e)| (p.clone(), e.remote_id.clone(), e.kind == EntryKind::Dir))
+            .collect();
+        let others = others.map(|o| {
+            o.values()
+                .filter(|(rel, _)| is_within(rel, path) && rel != path)
+                .map(|(rel, _)| rel.clone())
+                .collect()
+        });
+        Keeping { ours, others }
+    }
+}
 
 impl OpCtx {
     /// `target_parent` is the remote id of the destination folder (`None` = share root).
@@ -139,6 +178,32 @@ impl OpCtx {
             Ok(i) => i,
             Err(e) => return self.store_failed(e),
         };
+        let (others, mine) = match &self.keeping {
+            Some(k) => match self.others_inside(remote_id, path, k).await {
+                Ok(o) => o,
+                Err(e) => {
+                    let _ = self.store.commit(m, intent, vec![]).await;
+                    return self.fail(&e);
+                }
+            },
+            None => (Vec::new(), Vec::new()),
+        };
+        if let (Some(k), false) = (&self.keeping, others.is_empty()) {
+            return match self.trash_ours(path, k, &others, &mine).await {
+                Ok(trashed) => {
+                    effects.splice(0..0, trashed.into_iter().map(Effect::Trashed));
+                    match self.store.commit(m, intent, effects.clone()).await {
+                        Ok(()) => Outcome::Done(effects),
+                        Err(e) => self.store_failed(e),
+                    }
+                }
+                Err(e) => {
+                    // A retry trashes the rest (what is already trashed answers 404/410).
+                    let _ = self.store.commit(m, intent, vec![]).await;
+                    self.fail(&e)
+                }
+            };
+        }
         let r = if kind == EntryKind::Dir {
             self.client.delete_folder(remote_id, false).await
         } else {
@@ -159,5 +224,120 @@ impl OpCtx {
                 Err(e) => self.store_failed(e),
             },
         }
+    }
+}
+
+impl OpCtx {
+    /// Others' items inside folder `path` (mirror-relative paths), and items of the
+    /// daemon's own user the store does not know (a create a killed run left open):
+    /// the follower's view, or else one listing of the folder and of each folder in it,
+    /// with one metadata GET per file the store does not know (its `created_by`).
+    async fn others_inside(
+        &self,
+        remote_id: &str,
+        path: &str,
+        k: &Keeping,
+    ) -> Result<(Vec<String>, Vec<(String, String, bool)>), crate::remote::Error> {
+        if let Some(o) = &k.others {
+            return Ok((o.clone(), Vec::new()));
+        }
+        let ours: HashSet<&str> = k.ours.iter().map(|(_, id, _)| id.as_str()).collect();
+        let mut me: Option<String> = None;
+        let mut found = Vec::new();
+        let mut mine = Vec::new();
+        let mut unknown_dirs = Vec::new();
+        let mut stack = vec![(remote_id.to_string(), path.to_string())];
+        while let Some((folder, prefix)) = stack.pop() {
+            let list = self
+                .client
+                .children(&self.target.share_id, Some(&folder))
+                .await?;
+            for item in list
+                .items
+                .into_iter()
+                .filter(|i| i.is_deleted != Some(true))
+            {
+                let rel = join(&prefix, &item.name);
+                let dir = item.kind == crate::remote::ItemKind::Folder;
+                if ours.contains(item.id.as_str()) {
+                    if dir {
+                        stack.push((item.id, rel));
+                    }
+                } else if dir {
+                    // Theirs if anything of theirs is inside, else ours (below).
+                    unknown_dirs.push((rel.clone(), item.id.clone()));
+                    stack.push((item.id, rel));
+                } else {
+                    if me.is_none() {
+                        me = Some(self.client.me().await?.id);
+                    }
+                    match self.client.file(&item.id).await {
+                        Ok(f) if f.created_by.is_some() && f.created_by == me => {
+                            mine.push((rel, item.id, false))
+                        }
+                        Ok(_) => found.push(rel),
+                        Err(e) if is_gone(&e) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+        for (rel, id) in unknown_dirs {
+            if found.iter().any(|o| is_within(o, &rel)) {
+                found.push(rel);
+            } else {
+                mine.push((rel, id, true));
+            }
+        }
+        found.sort();
+        mine.sort();
+        Ok((found, mine))
+    }
+
+    /// Trashes what the mirror holds in folder `path` around `others` (their items, which
+    /// stay with the folders holding them); returns the paths trashed.
+    async fn trash_ours(
+        &self,
+        path: &str,
+        k: &Keeping,
+        others: &[String],
+        mine: &[(String, String, bool)],
+    ) -> Result<Vec<String>, crate::remote::Error> {
+        let holds_theirs = |dir: &str| others.iter().any(|o| is_within(o, dir) && o != dir);
+        let mut trashed: Vec<String> = Vec::new();
+        let mut all: Vec<&(String, String, bool)> = k.ours.iter().chain(mine).collect();
+        all.sort();
+        for (rel, id, dir) in all {
+            if trashed.iter().any(|t| is_within(rel, t)) || others.contains(rel) {
+                continue;
+            }
+            if *dir && holds_theirs(rel) {
+                continue;
+            }
+            let r = if *dir {
+                self.client.delete_folder(id, false).await
+            } else {
+                self.client.delete_file(id, false).await
+            };
+            match r {
+                Ok(()) => trashed.push(rel.clone()),
+                Err(e) if is_gone(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let shown: Vec<&str> = others.iter().take(3).map(String::as_str).collect();
+        let more = if others.len() > shown.len() {
+            ", …"
+        } else {
+            ""
+        };
+        tracing::warn!(
+            mirror = %self.target.name,
+            "{path}: deleted locally, but others added {} item(s) to its remote folder ({}{more}); trashed the {} mirrored item(s) and kept the folder with theirs (remote_extras = \"keep\")",
+            others.len(),
+            shown.join(", "),
+            trashed.len()
+        );
+        Ok(trashed)
     }
 }

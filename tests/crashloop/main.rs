@@ -11,7 +11,8 @@
 //! trashes mirrored files, renames mirrored folders, saves new versions of mirrored files
 //! and adds files of its own under the mirror's folder, which the daemon (following the
 //! change log every second) repairs toward the local tree. The final check allows the
-//! colleague's own files and nothing else, and for each of its versions one more version
+//! colleague's own files (and the folders deleted locally that were kept for them) and
+//! nothing else, and for each of its versions one more version
 //! of ours (the local content put back over it).
 //!
 //! `cargo test --test crashloop` runs 25 kills. `SCAIDRIVE_LONG=1` runs 200 kills with a
@@ -650,6 +651,21 @@ async fn sigkill_loop_under_faults_loses_and_duplicates_nothing() {
         .collect();
     for p in &extras {
         remote.remove(p);
+    }
+    // A folder deleted locally that the colleague had added files to stays remotely with
+    // them (`remote_extras = "keep"`): such a folder is allowed once nothing but theirs
+    // was in it.
+    let kept: Vec<String> = remote
+        .keys()
+        .filter(|p| !local.contains_key(*p))
+        .filter(|p| extras.iter().any(|e| e.starts_with(&format!("{p}/"))))
+        .cloned()
+        .collect();
+    for p in kept.iter().rev() {
+        let prefix = format!("{p}/");
+        if !remote.keys().any(|k| k.starts_with(&prefix)) {
+            remote.remove(p);
+        }
     }
     if remote != local {
         // Say what the daemon did about each differing path before failing.

@@ -130,6 +130,7 @@ async fn a_planned_hash_is_not_computed_again_by_the_uploader() {
             share_id: server.share.clone(),
             base_folder_id: None,
             delete_mode: DeleteMode::Trash,
+            remote_extras: Default::default(),
         }),
         counters: Arc::new(Counters::default()),
     };

@@ -9,6 +9,8 @@ mod world;
 mod changes;
 mod crashes;
 mod drift;
+mod drift_keep;
+mod drift_settle;
 mod economy;
 mod economy_budgets;
 mod economy_known;

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::remote::Change;
 use crate::store::{Entry, EntryKind};
+use crate::upload::RemoteOthers;
 
 /// One resource's rows folded into its final state.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -93,6 +94,37 @@ pub(super) fn fold(rows: &[Change], seen: &mut BTreeMap<String, Seen>) {
             _ => {}
         }
     }
+}
+
+/// Drops from `seen` the mirrored items whose folded state agrees with the store (our own
+/// uploads, renames, deletes): they need no repair, whatever later rows say starts them
+/// afresh. Keeps everything [`plan`] may act on: others' items, deletes, moves, newer
+/// content, and what a folder delete in the rows hid.
+pub(super) fn prune(seen: &mut BTreeMap<String, Seen>, by_id: &HashMap<&str, &Entry>, base: &str) {
+    seen.retain(|id, s| {
+        let Some(e) = by_id.get(id.as_str()) else {
+            return true;
+        };
+        if s.deleted || s.hidden_by.is_some() {
+            return true;
+        }
+        if s.path
+            .as_deref()
+            .is_some_and(|p| relative(base, p).as_deref() != Some(e.path.as_str()))
+        {
+            return true;
+        }
+        match (&s.content, e.kind) {
+            (Some((version, sha, _)), EntryKind::File) => {
+                let newer = match (version, e.remote_version) {
+                    (Some(v), Some(r)) => *v > r,
+                    _ => true,
+                };
+                newer && (sha.is_none() || *sha != e.sha256)
+            }
+            _ => false,
+        }
+    });
 }
 
 /// What one poll does about what it read.
@@ -256,6 +288,94 @@ pub(super) fn plan(
         });
     }
     out
+}
+
+/// Others' items under the mirror's folder ([`RemoteOthers`]: id → (relative path, is a
+/// folder)) brought up to date with `rows`, in order. `ours` says whether an id is one the
+/// mirror holds; an item this daemon's user created is never theirs (as in [`plan`]). What
+/// a folder delete takes along is kept in `hidden` by the folder's id and comes back with
+/// its restore. Applying the same rows twice gives the same view (a poll may read again
+/// rows a catch-up already applied).
+pub(super) fn follow_others(
+    rows: &[Change],
+    others: &mut RemoteOthers,
+    hidden: &mut HashMap<String, RemoteOthers>,
+    ours: &dyn Fn(&str) -> bool,
+    base: &str,
+    me: Option<&str>,
+) {
+    let rel = |abs: &Option<String>| abs.as_deref().and_then(|p| relative(base, p));
+    let within = |p: &str, top: &str| p.strip_prefix(top).is_some_and(|r| r.starts_with('/'));
+    for c in rows {
+        if c.resource_type == "share" {
+            continue;
+        }
+        let id = c.resource_id.as_str();
+        let dir = c.resource_type == "folder";
+        let (old, new) = (rel(&c.old_path), rel(&c.new_path));
+        match c.change_type.as_str() {
+            "created" | "renamed" | "moved" => {
+                if dir
+                    && c.change_type != "created"
+                    && let Some(o) = old.as_deref().filter(|o| !o.is_empty())
+                {
+                    // The folder's subtree follows it (a move is one row).
+                    let inside: Vec<String> = others
+                        .iter()
+                        .filter(|(_, (p, _))| within(p, o))
+                        .map(|(k, _)| k.clone())
+                        .collect();
+                    for k in inside {
+                        match new.as_deref().filter(|n| !n.is_empty()) {
+                            Some(n) => {
+                                if let Some((p, _)) = others.get_mut(&k) {
+                                    *p = format!("{n}{}", &p[o.len()..]);
+                                }
+                            }
+                            None => {
+                                others.remove(&k);
+                            }
+                        }
+                    }
+                }
+                if dir
+                    && c.change_type == "created"
+                    && let Some(back) = hidden.remove(id)
+                {
+                    others.extend(back);
+                }
+                let mine =
+                    c.change_type == "created" && me.is_some() && c.changed_by.as_deref() == me;
+                match new.filter(|r| !r.is_empty()) {
+                    Some(r) if !ours(id) && !mine => {
+                        others.insert(id.to_string(), (r, dir));
+                    }
+                    _ => {
+                        others.remove(id);
+                    }
+                }
+            }
+            "deleted" => {
+                // A delete row without its old path: where the view had it.
+                let top = old.or_else(|| others.get(id).map(|(p, _)| p.clone()));
+                others.remove(id);
+                if dir && let Some(top) = top {
+                    let inside: RemoteOthers = others
+                        .iter()
+                        .filter(|(_, (p, _))| top.is_empty() || within(p, &top))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect();
+                    for k in inside.keys() {
+                        others.remove(k);
+                    }
+                    if !inside.is_empty() {
+                        hidden.entry(id.to_string()).or_default().extend(inside);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 /// `dev_` and 26 random characters: the client-generated device id.
@@ -527,6 +647,139 @@ mod tests {
             )
             .is_empty()
         );
+    }
+
+    #[test]
+    fn others_view_follows_moves_deletes_and_restores() {
+        let mut others = RemoteOthers::new();
+        let mut hidden = HashMap::new();
+        let ours = |id: &str| id.starts_with("our_");
+        let rows = [
+            change("created", "folder", "our_d", Some("/base/d"), json!({})),
+            change("created", "file", "fil_t", Some("/base/d/t"), json!({})),
+            change("created", "file", "fil_o", Some("/outside/o"), json!({})),
+            moved("created", "file", "fil_m", "/x", Some("/base/m"), "usr_me"),
+            moved(
+                "moved",
+                "folder",
+                "our_d",
+                "/base/d",
+                Some("/base/e"),
+                "usr_me",
+            ),
+        ];
+        follow_others(
+            &rows,
+            &mut others,
+            &mut hidden,
+            &ours,
+            "/base",
+            Some("usr_me"),
+        );
+        let view = |o: &RemoteOthers| o.values().map(|(p, _)| p.clone()).collect::<Vec<_>>();
+        assert_eq!(view(&others), ["e/t"]);
+        // Their folder delete takes the file along; its restore brings it back.
+        let rows = [
+            moved(
+                "deleted",
+                "folder",
+                "our_d",
+                "/base/e",
+                None,
+                "usr_colleague",
+            ),
+            change("created", "folder", "our_d", Some("/base/e"), json!({})),
+        ];
+        follow_others(
+            &rows[..1],
+            &mut others,
+            &mut hidden,
+            &ours,
+            "/base",
+            Some("usr_me"),
+        );
+        assert!(others.is_empty());
+        follow_others(
+            &rows[1..],
+            &mut others,
+            &mut hidden,
+            &ours,
+            "/base",
+            Some("usr_me"),
+        );
+        assert_eq!(view(&others), ["e/t"]);
+        // Moved out of the mirror's folder, then deleted: gone from the view; rows read
+        // twice give the same view.
+        let rows = [
+            moved(
+                "moved",
+                "file",
+                "fil_t",
+                "/base/e/t",
+                Some("/outside/t"),
+                "usr_colleague",
+            ),
+            change("created", "file", "fil_n", Some("/base/n"), json!({})),
+        ];
+        follow_others(
+            &rows,
+            &mut others,
+            &mut hidden,
+            &ours,
+            "/base",
+            Some("usr_me"),
+        );
+        follow_others(
+            &rows,
+            &mut others,
+            &mut hidden,
+            &ours,
+            "/base",
+            Some("usr_me"),
+        );
+        assert_eq!(view(&others), ["n"]);
+    }
+
+    #[test]
+    fn prune_keeps_only_what_may_need_a_repair() {
+        let known: BTreeMap<String, Entry> = [
+            entry("d", "fld_d", true, "", 0),
+            entry("d/f", "fil_f", false, "aaa", 2),
+            entry("g", "fil_g", false, "ggg", 1),
+        ]
+        .into_iter()
+        .map(|e| (e.path.clone(), e))
+        .collect();
+        let by_id: HashMap<&str, &Entry> =
+            known.values().map(|e| (e.remote_id.as_str(), e)).collect();
+        let v = |n: i64, sha: &str| json!({ "version": n, "checksum_sha256": sha });
+        let mut seen = BTreeMap::new();
+        fold(
+            &[
+                // Ours, agreeing with the store: dropped.
+                change("created", "folder", "fld_d", Some("/base/d"), json!({})),
+                change("updated", "file", "fil_f", Some("/base/d/f"), v(2, "aaa")),
+                // A newer version by someone else, and an unknown item: kept.
+                change("updated", "file", "fil_g", Some("/base/g"), v(2, "zzz")),
+                change("created", "file", "fil_x", Some("/base/x"), json!({})),
+            ],
+            &mut seen,
+        );
+        prune(&mut seen, &by_id, "/base");
+        assert_eq!(seen.keys().collect::<Vec<_>>(), ["fil_g", "fil_x"]);
+        // A later page deletes a pruned item: folded afresh, it asks for a restore.
+        fold(
+            &[change("deleted", "file", "fil_f", None, json!({}))],
+            &mut seen,
+        );
+        prune(&mut seen, &by_id, "/base");
+        let on_disk = |_: &str| true;
+        let got = plan(&seen, &known, "/base", None, Some("usr_me"), &on_disk);
+        assert!(got.contains(&Repair::Restore {
+            path: "d/f".into(),
+            id: "fil_f".into(),
+            dir: false
+        }));
     }
 
     #[test]

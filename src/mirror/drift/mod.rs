@@ -35,6 +35,7 @@ use rand::Rng;
 use tokio::time::Instant;
 
 mod fold;
+mod others;
 
 use fold::{Repair, fold, plan};
 
@@ -44,8 +45,9 @@ use crate::remote::follow::NewDevice;
 use crate::remote::{Cursor, Error as RemoteError};
 use crate::store::{Effect, EntryKind, SyncCursor};
 
-/// Rows asked for per `/sync/changes` call (the documented default).
-const PAGE: u32 = 1000;
+/// Rows asked for per `/sync/changes` call (the documented maximum): each page is folded
+/// and dropped before the next is read, and what agrees with the store is not kept.
+const PAGE: u32 = 5000;
 /// Pages read in one poll before the rows are acted on (the next poll continues).
 const MAX_PAGES: usize = 20;
 /// The server-side cursor is stored when it moved, and at least this often while the
@@ -84,6 +86,14 @@ pub(super) struct Follow {
     /// or a first run cut short before the position was stored): what others changed
     /// meanwhile is found by one listing.
     resync: bool,
+    /// Others' items under the mirror's folder (see `others`); `None` = unknown.
+    others: Option<crate::upload::RemoteOthers>,
+    /// What their folder deletes took along, by folder id (back with a restore).
+    hidden_others: std::collections::HashMap<String, crate::upload::RemoteOthers>,
+    /// This start created the remote base folder.
+    fresh_base: bool,
+    /// A rebuild from the log: its last position, and the items it left to others.
+    adopted: Option<(Cursor, crate::upload::RemoteOthers)>,
 }
 
 impl Follow {
@@ -112,7 +122,7 @@ fn host_name() -> String {
 }
 
 impl Engine {
-    fn poll_every(&self) -> Option<Duration> {
+    pub(super) fn poll_every(&self) -> Option<Duration> {
         (self.cfg.remote_poll_secs > 0).then(|| Duration::from_secs(self.cfg.remote_poll_secs))
     }
 
@@ -222,6 +232,13 @@ impl Engine {
                     self.drift.repairs = c.repairs;
                     self.drift.overwrites = c.overwrites;
                 }
+                Ok(_) if self.drift.adopted.is_some() => {
+                    let (head, others) = self.drift.adopted.take().expect("checked");
+                    self.drift.cursor = Some(head);
+                    self.drift.read_at = Some(unix_now());
+                    self.drift.others = Some(others);
+                    self.save_cursor().await;
+                }
                 Ok(_) => {
                     let dev = self.drift.device_id.clone().unwrap_or_default();
                     let st = client.sync_status(&t.share_id, &dev).await?;
@@ -230,6 +247,9 @@ impl Engine {
                     // Entries recorded before this position: changes made to them in
                     // between are not in the log from here.
                     self.drift.resync = !self.known.is_empty();
+                    if !self.drift.resync && self.drift.fresh_base {
+                        self.drift.others = Some(Default::default());
+                    }
                     self.save_cursor().await;
                 }
                 Err(e) => fail(e),
@@ -337,7 +357,15 @@ impl Engine {
         let Some(mut cursor) = self.drift.cursor.clone() else {
             return;
         };
-        let mut rows = Vec::new();
+        // Folded page by page: a restart after a large first pass reads the mirror's own
+        // upload rows (about 105,000 on W4's tree), which agree with the store and are
+        // dropped as they are folded; only what may need a repair stays in `seen`.
+        let known = Arc::clone(&self.known);
+        let by_id: std::collections::HashMap<&str, &crate::store::Entry> =
+            known.values().map(|e| (e.remote_id.as_str(), e)).collect();
+        let base = self.base_abs();
+        let mut seen = BTreeMap::new();
+        let mut read = 0usize;
         let mut more = false;
         for _ in 0..MAX_PAGES {
             match self
@@ -347,7 +375,10 @@ impl Engine {
                 .await
             {
                 Ok(page) => {
-                    rows.extend(page.changes);
+                    read += page.changes.len();
+                    self.follow_others_rows(&page.changes);
+                    fold(&page.changes, &mut seen);
+                    fold::prune(&mut seen, &by_id, &base);
                     cursor = page.cursor;
                     more = page.has_more;
                     if !more {
@@ -382,8 +413,9 @@ impl Engine {
         self.drift.read_failures = 0;
         self.drift.unreadable_listings = 0;
         self.drift.last_read = Some(Instant::now());
-        let mut seen = BTreeMap::new();
-        fold(&rows, &mut seen);
+        tracing::debug!(mirror = %self.name, "change log: {read} row(s) read, {} to look at", seen.len());
+        drop(by_id);
+        drop(known);
         let failed = if seen.is_empty() {
             0
         } else {

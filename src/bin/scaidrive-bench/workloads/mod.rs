@@ -12,6 +12,7 @@
 
 mod bandwidth;
 mod latency;
+mod log_units;
 mod million;
 mod rate_limit;
 mod rename;

@@ -100,7 +100,7 @@ async fn w4_w6_body(ctx: &Ctx, w4: &mut Report, w6: &mut Report, run_w6: bool) -
     let find_secs = finds[1];
 
     server.reset_stats().await?;
-    let (mut d, idle_secs) = {
+    let (d, idle_secs) = {
         let mut d = Daemon::spawn(
             &ctx.daemon,
             &scratch.path,
@@ -187,6 +187,8 @@ async fn w4_w6_body(ctx: &Ctx, w4: &mut Report, w6: &mut Report, run_w6: bool) -
         });
         w6.problems.extend(d.log_problems());
     }
+    // Issue 18's units of verify and of the rebuild, from the log and by listing.
+    let mut d = super::log_units::rows(ctx, &scratch.path, &server, &root, d, w4).await?;
     d.wait_in_sync(Duration::from_secs(60), POLL).await?;
     d.stop().await?;
     server.shutdown().await;
