@@ -78,7 +78,8 @@ impl MountMemory {
         n
     }
 
-    fn hides(&self, path: &str) -> bool {
+    /// Whether `path` lies in a gone mount's subtree (the mount point included).
+    pub fn hides(&self, path: &str) -> bool {
         self.gone.iter().any(|g| is_within(path, g))
     }
 

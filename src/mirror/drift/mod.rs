@@ -623,6 +623,11 @@ impl Engine {
                         tracing::info!(mirror = %self.name, "{rel}: created remotely by {by}; not in the local root, left alone (remote_extras = \"keep\")");
                         continue;
                     }
+                    if self.mount_memory.hides(&rel) {
+                        // Below a mount that is not mounted: the local side is unknown.
+                        tracing::info!(mirror = %self.name, "{rel}: created remotely by {by} below a mount point that is not mounted; left alone until it is back");
+                        continue;
+                    }
                     let res = if dir {
                         client.delete_folder(&id, false).await
                     } else {
