@@ -361,8 +361,9 @@ impl Engine {
         // upload rows (about 105,000 on W4's tree), which agree with the store and are
         // dropped as they are folded; only what may need a repair stays in `seen`.
         let known = Arc::clone(&self.known);
-        let by_id: std::collections::HashMap<&str, &crate::store::Entry> =
-            known.values().map(|e| (e.remote_id.as_str(), e)).collect();
+        // Built on the first page that has rows: an idle poll (no rows) must not walk and
+        // hash every entry (W6: 0.7 s of CPU a minute on 100,000 entries).
+        let mut by_id: Option<std::collections::HashMap<&str, &crate::store::Entry>> = None;
         let base = self.base_abs();
         let mut seen = BTreeMap::new();
         let mut read = 0usize;
@@ -378,7 +379,12 @@ impl Engine {
                     read += page.changes.len();
                     self.follow_others_rows(&page.changes);
                     fold(&page.changes, &mut seen);
-                    fold::prune(&mut seen, &by_id, &base);
+                    if !page.changes.is_empty() {
+                        let by_id = by_id.get_or_insert_with(|| {
+                            known.values().map(|e| (e.remote_id.as_str(), e)).collect()
+                        });
+                        fold::prune(&mut seen, by_id, &base);
+                    }
                     cursor = page.cursor;
                     more = page.has_more;
                     if !more {
