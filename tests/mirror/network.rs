@@ -275,3 +275,59 @@ async fn an_unmounted_mount_below_the_root_deletes_nothing_remotely() {
     w.assert_mirrored().await;
     d.stop().await;
 }
+
+/// With `remote_extras = "trash"`, what a colleague adds below a mount point that is not
+/// mounted is left alone (the local side is unknown there), while an item they add
+/// elsewhere is trashed as a strict mirror should.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_strict_mirror_leaves_others_items_below_an_unmounted_mount_alone() {
+    const NAME: &str = "a_strict_mirror_leaves_others_items_below_an_unmounted_mount_alone";
+    if let Some(why) = skip_reason() {
+        println!("SKIPPED {NAME}: {why}");
+        return;
+    }
+    let w = World::new().await;
+    let far = w.dir.path().join("far");
+    std::fs::create_dir(&far).unwrap();
+    std::fs::write(far.join("a.txt"), b"on the share").unwrap();
+    w.write("local.txt", b"local");
+    let nas_at = w.root.join("nas");
+    let _nas = match Bind::try_mount(&far, &nas_at) {
+        Ok(b) => b,
+        Err(e) => {
+            println!("SKIPPED {NAME}: cannot mount FUSE here: {e}");
+            return;
+        }
+    };
+    let mut m = w.mirror_config();
+    m.remote_extras = scaidrive::config::RemoteExtras::Trash;
+    m.remote_poll_secs = 1;
+    let d = w
+        .start_config(w.config_with(m.clone()), RunOptions::default())
+        .await;
+    converge(&w, &d).await;
+    unmount(&nas_at);
+    d.until("the unmount to show", |s| !s.unmounted.is_empty())
+        .await;
+
+    let c = crate::drift::colleague(&w).await;
+    let nas_id = w.remote_id("nas").await.unwrap();
+    let base_id = w.remote_base_id().await.unwrap();
+    c.upload(&w, &nas_id, "theirs.txt", b"added on the share")
+        .await;
+    c.upload(&w, &base_id, "stray.txt", b"added at the root")
+        .await;
+    // The stray one is trashed by the same or a later read of the log than theirs.txt.
+    let until = std::time::Instant::now() + Duration::from_secs(60);
+    while w.remote_id("stray.txt").await.is_some() {
+        assert!(
+            std::time::Instant::now() < until,
+            "stray.txt never trashed: {:?}",
+            d.handle.status()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(w.remote_id("nas/theirs.txt").await.is_some());
+    assert!(w.remote_id("nas/a.txt").await.is_some());
+    d.stop().await;
+}
