@@ -469,11 +469,7 @@ impl Engine {
         fingerprint: (u64, i64),
         sent: Option<&SendFile>,
     ) -> Verdict {
-        let kind = if sent.is_some() {
-            ItemKind::File
-        } else {
-            ItemKind::Folder
-        };
+        let kind = created_kind(sent);
         let mut logged = None;
         if let Some(log) = &s.log
             && let Some(abs) = self.parent_abs(log, parent)
@@ -543,11 +539,7 @@ impl Engine {
         fingerprint: (u64, i64),
         sent: Option<&SendFile>,
     ) -> Verdict {
-        let kind = if sent.is_some() {
-            ItemKind::File
-        } else {
-            ItemKind::Folder
-        };
+        let kind = created_kind(sent);
         match self.known.get(&intent.path) {
             // Recorded since (the pass created or adopted it): nothing to do.
             Some(k) if k.remote_id == id => return Verdict::Close(vec![]),
@@ -801,6 +793,15 @@ fn created_entry(
         e.remote_version = Some(f.version as i64);
     }
     Some(e)
+}
+
+/// What a create intent made: a file when it sent content, else a folder.
+fn created_kind(sent: Option<&SendFile>) -> ItemKind {
+    if sent.is_some() {
+        ItemKind::File
+    } else {
+        ItemKind::Folder
+    }
 }
 
 #[cfg(test)]

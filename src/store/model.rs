@@ -401,18 +401,7 @@ impl Store {
 
     /// Every entry of a mirror, parents before children.
     pub async fn entries(&self, mirror: MirrorId) -> Result<Vec<Entry>, StoreError> {
-        self.call(move |c| {
-            let mut stmt = c.prepare_cached(&format!(
-                "SELECT {ENTRY_COLS} FROM entries WHERE mirror_id = ?1 ORDER BY path"
-            ))?;
-            let rows = stmt.query_map([mirror], entry_from_row)?;
-            let mut out = Vec::new();
-            for r in rows {
-                out.push(finish_entry(r?)?);
-            }
-            Ok(out)
-        })
-        .await
+        Ok(self.entries_map(mirror).await?.into_values().collect())
     }
 
     pub async fn entry(&self, mirror: MirrorId, path: &str) -> Result<Option<Entry>, StoreError> {

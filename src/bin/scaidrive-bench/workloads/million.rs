@@ -12,10 +12,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use serde_json::json;
 
-use super::{Ctx, POLL, STALL, check_uploads, generate, guarded, mib, with_count};
+use super::{Ctx, POLL, STALL, check_uploads, find_times, generate, guarded, mib, with_count};
 use crate::harness::{Daemon, MirrorOpts, Scratch, Server, ServerSetup};
 use crate::sys::ProcSample;
 use crate::tree::TreeSpec;
@@ -144,22 +144,7 @@ async fn body(
     check_uploads(r, &first_stats, tree.files.len() as u64);
     eprintln!("W9: first sync {first_secs:.0} s");
 
-    let mut finds = Vec::new();
-    for _ in 0..3 {
-        let t = Instant::now();
-        let st = tokio::process::Command::new("find")
-            .arg(&root)
-            .args(["-printf", "%s %T@ %i\n"])
-            .stdout(std::process::Stdio::null())
-            .status()
-            .await?;
-        if !st.success() {
-            bail!("find failed: {st}");
-        }
-        finds.push(t.elapsed().as_secs_f64());
-    }
-    finds.sort_by(f64::total_cmp);
-    let find_secs = finds[1];
+    let (finds, find_secs) = find_times(&root).await?;
 
     server.reset_stats().await?;
     let (restart_secs, restart_sync, restart_idle, restart_tl) =

@@ -85,6 +85,28 @@ async fn guarded(mut report: Report, body: impl AsyncFnOnce(&mut Report) -> Resu
     report
 }
 
+/// `find` over `root` printing size, mtime and inode (one stat per entry, what any restart
+/// must at least do), three runs with a warm cache: every time, sorted, and the median.
+async fn find_times(root: &Path) -> Result<(Vec<f64>, f64)> {
+    let mut finds = Vec::new();
+    for _ in 0..3 {
+        let t = Instant::now();
+        let st = tokio::process::Command::new("find")
+            .arg(root)
+            .args(["-printf", "%s %T@ %i\n"])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .await?;
+        if !st.success() {
+            anyhow::bail!("find failed: {st}");
+        }
+        finds.push(t.elapsed().as_secs_f64());
+    }
+    finds.sort_by(f64::total_cmp);
+    let median = finds[1];
+    Ok((finds, median))
+}
+
 async fn generate(root: PathBuf, spec: TreeSpec) -> Result<tree::Tree> {
     tokio::task::spawn_blocking(move || tree::generate(&root, spec)).await?
 }

@@ -3,10 +3,12 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use serde_json::json;
 
-use super::{Ctx, KIB, POLL, STALL, check_uploads, generate, mib, mirror_once, with_count};
+use super::{
+    Ctx, KIB, POLL, STALL, check_uploads, find_times, generate, mib, mirror_once, with_count,
+};
 use crate::harness::{Daemon, MirrorOpts, Scratch, Server, ServerSetup};
 use crate::tree::TreeSpec;
 use crate::{Report, Row};
@@ -82,22 +84,7 @@ async fn w4_w6_body(ctx: &Ctx, w4: &mut Report, w6: &mut Report, run_w6: bool) -
 
     // The reference: one stat per entry, what any restart must at least do. Three runs,
     // median, all with a warm cache, as the daemon's run will be.
-    let mut finds = Vec::new();
-    for _ in 0..3 {
-        let t = Instant::now();
-        let st = tokio::process::Command::new("find")
-            .arg(&root)
-            .args(["-printf", "%s %T@ %i\n"])
-            .stdout(std::process::Stdio::null())
-            .status()
-            .await?;
-        if !st.success() {
-            bail!("find failed: {st}");
-        }
-        finds.push(t.elapsed().as_secs_f64());
-    }
-    finds.sort_by(f64::total_cmp);
-    let find_secs = finds[1];
+    let (finds, find_secs) = find_times(&root).await?;
 
     server.reset_stats().await?;
     let (d, idle_secs) = {
