@@ -228,6 +228,13 @@ pub struct MirrorConfig {
     /// How often polled parts of the root (all of it with `watch = "poll"`) are stat'ed.
     #[serde(default = "defaults::poll_interval_secs")]
     pub poll_interval_secs: u64,
+    /// A mirror holding at least `unload_min_entries` entries drops them from memory after
+    /// this many seconds with nothing to do (0 = keep them loaded); they are read back from
+    /// the state database when work comes.
+    #[serde(default = "defaults::unload_idle_secs")]
+    pub unload_idle_secs: u64,
+    #[serde(default = "defaults::unload_min_entries")]
+    pub unload_min_entries: usize,
     /// A pass that would delete more than this many entries AND more than
     /// `mass_delete_percent` of them pauses the mirror instead.
     #[serde(default = "defaults::mass_delete_count")]
@@ -271,6 +278,12 @@ mod defaults {
     }
     pub fn poll_interval_secs() -> u64 {
         60
+    }
+    pub fn unload_idle_secs() -> u64 {
+        30
+    }
+    pub fn unload_min_entries() -> usize {
+        50_000
     }
     pub fn mass_delete_count() -> usize {
         500
@@ -387,6 +400,8 @@ impl Config {
                 rescan_interval_secs: defaults::rescan_interval_secs(),
                 watch: WatchMode::Auto,
                 poll_interval_secs: 60,
+                unload_idle_secs: defaults::unload_idle_secs(),
+                unload_min_entries: defaults::unload_min_entries(),
                 mass_delete_count: defaults::mass_delete_count(),
                 mass_delete_percent: defaults::mass_delete_percent(),
                 link: None,
@@ -800,6 +815,8 @@ mod tests {
                 rescan_interval_secs: 3600,
                 watch: WatchMode::Auto,
                 poll_interval_secs: 60,
+                unload_idle_secs: 30,
+                unload_min_entries: 50_000,
                 mass_delete_count: 500,
                 mass_delete_percent: 25,
                 link: None,
@@ -913,6 +930,8 @@ mod tests {
             rescan_interval_secs: 3600,
             watch: WatchMode::Auto,
             poll_interval_secs: 60,
+            unload_idle_secs: 30,
+            unload_min_entries: 50_000,
             mass_delete_count: 500,
             mass_delete_percent: 25,
             link: None,

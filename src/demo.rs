@@ -120,6 +120,8 @@ pub async fn run(
         rescan_interval_secs: 3600,
         watch: crate::config::WatchMode::Auto,
         poll_interval_secs: 60,
+        unload_idle_secs: 30,
+        unload_min_entries: 50_000,
         mass_delete_count: 500,
         mass_delete_percent: 25,
         link: None,

@@ -23,6 +23,7 @@ mod commands;
 mod drift;
 pub mod error;
 mod failures;
+mod known;
 mod logtree;
 mod memory;
 mod mounts;
@@ -34,7 +35,6 @@ pub mod status;
 mod verify;
 mod watching;
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,7 +49,7 @@ use crate::config::{MirrorConfig, WatchMode};
 use crate::queue::gate::{DeleteGate, DeleteGateConfig};
 use crate::queue::{Queue, QueueConfig};
 use crate::remote::Client;
-use crate::store::{self, Entry, Store};
+use crate::store::{self, Store};
 use crate::upload::{Counters, MirrorTarget, Uploader};
 use crate::watch::{self as local, IgnoreRules, Watcher};
 /// How many ops a pass runs before it applies their outcomes (see the `pass` module).
@@ -128,8 +128,9 @@ struct Engine {
     deps: MirrorDeps,
     target: Option<Arc<MirrorTarget>>,
     counters: Arc<Counters>,
-    /// What the store knows, shared copy-on-write with the blocking planner tasks.
-    known: Arc<BTreeMap<String, Entry>>,
+    /// What the store knows, shared copy-on-write with the blocking planner tasks;
+    /// unloaded while a big mirror is idle (`known`).
+    known: known::Known,
     ignore: Arc<IgnoreRules>,
     status_tx: Arc<watch::Sender<MirrorStatus>>,
     /// Why no remote work is done, if none is.
@@ -197,7 +198,7 @@ impl Engine {
             deps,
             target: None,
             counters,
-            known: Arc::new(BTreeMap::new()),
+            known: known::Known::default(),
             status_tx,
             paused: None,
             allow_deletes: false,
@@ -230,7 +231,7 @@ impl Engine {
         // Deletes waiting out their grace are work still to do: never idle with them
         // counted as done (the loop refreshes the exact depth on its next turn).
         let waiting = self.gate.len() + self.intents.held();
-        let known = self.known.len();
+        let (known, loaded) = (self.known.count(), self.known.is_loaded());
         let (failures, retrying) = (self.failures.len(), self.failures.retrying());
         let skipped = self.skipped.clone();
         let c = self.counters.clone();
@@ -244,6 +245,7 @@ impl Engine {
             s.reason = reason;
             s.queue_depth = s.queue_depth.max(waiting);
             s.entries = known;
+            s.entries_loaded = loaded;
             s.failures = failures;
             s.retrying = retrying;
             s.skipped = skipped;
@@ -374,6 +376,8 @@ impl Engine {
         let mut next_rewatch = Instant::now() + fallback_scan_interval(&self.cfg);
         let poll_interval = Duration::from_secs(self.cfg.poll_interval_secs.max(1));
         let mut next_poll = Instant::now() + poll_interval;
+        // When work last used the known entries (they are unloaded after a quiet spell).
+        let mut last_use = Instant::now();
 
         loop {
             if self.paused.is_none() && self.deps.store.is_full() {
@@ -403,7 +407,14 @@ impl Engine {
             // Only the pass right after the watcher started may use its scan: events
             // dropped later (while paused) would make it stale.
             self.prescanned = None;
+            if self.known.take_touched() {
+                last_use = Instant::now();
+            }
+            let unload_at = self.unload_due(last_use, queue.is_empty());
             let mut deadline = next_rescan.min(next_retry).min(next_root_check);
+            if let Some(at) = unload_at {
+                deadline = deadline.min(at);
+            }
             if let Some(d) = queue.next_deadline() {
                 deadline = deadline.min(d);
             }
@@ -555,6 +566,10 @@ impl Engine {
                     }
                     if self.drift.due().is_some_and(|d| now >= d) && queue.is_empty() {
                         self.poll_remote().await;
+                        continue;
+                    }
+                    if unload_at.is_some_and(|at| now >= at) {
+                        self.unload_known();
                         continue;
                     }
                     let settled = queue.drain_ready(now);

@@ -38,6 +38,10 @@ impl Engine {
         self.gate
             .full_pass_starts(self.last_removal(), Instant::now());
         let Some(t) = self.target.clone() else { return };
+        if !self.ensure_known().await {
+            self.needs_full_pass = true;
+            return;
+        }
         if !self.check_root().await {
             return;
         }
@@ -116,7 +120,7 @@ impl Engine {
         let known = if self.skipped.is_empty() {
             Arc::clone(&self.known)
         } else {
-            let mut known = (*self.known).clone();
+            let mut known = (**self.known).clone();
             for item in &self.skipped {
                 known.retain(|k, _| !plan::is_within(k, &item.path));
             }
@@ -178,6 +182,11 @@ impl Engine {
     /// Plans and executes one batch of settled paths.
     pub(super) async fn batch(&mut self, settled: Vec<Settled>, stop: &CancellationToken) {
         let Some(t) = self.target.clone() else { return };
+        if !self.ensure_known().await {
+            // The settled paths are not lost: the full pass looks at everything.
+            self.needs_full_pass = true;
+            return;
+        }
         if root_identity(&t.root).is_none() {
             self.pause_for_root(format!(
                 "root {} vanished or is not a directory; nothing is deleted remotely",

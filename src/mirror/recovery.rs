@@ -176,7 +176,7 @@ impl Engine {
             remote_extras: self.cfg.remote_extras,
         }));
         let loading = std::time::Instant::now();
-        self.known = Arc::new(store.entries_map(rec.id).await?);
+        self.known.set(store.entries_map(rec.id).await?);
         tracing::debug!(mirror = %self.name, "loaded {} entries from the store in {} ms", self.known.len(), loading.elapsed().as_millis());
         self.failures
             .load(&store.failures(rec.id).await?, unix_now());
@@ -362,6 +362,9 @@ impl Engine {
         let Some(target) = self.target.clone() else {
             return Ok(0);
         };
+        if !self.ensure_known().await {
+            return Ok(0);
+        }
         let intents = self.deps.store.intents(target.mirror).await?;
         let fresh = intents
             .iter()

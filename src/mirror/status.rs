@@ -42,6 +42,10 @@ pub struct SkippedItem {
     pub reason: String,
 }
 
+fn loaded() -> bool {
+    true
+}
+
 /// One mirror's status; the `--json` schema of `scaidrivectl status` is built from it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct MirrorStatus {
@@ -64,6 +68,10 @@ pub struct MirrorStatus {
     pub bytes_per_sec: u64,
     pub eta_secs: Option<u64>,
     pub entries: usize,
+    /// Whether the entries are in memory (`false`: unloaded while idle, see
+    /// `unload_idle_secs`; read back from the state database when work comes).
+    #[serde(default = "loaded")]
+    pub entries_loaded: bool,
     pub failures: usize,
     /// How many of `failures` are transient and will be retried on their own.
     pub retrying: usize,
@@ -140,6 +148,7 @@ impl MirrorStatus {
             bytes_per_sec: 0,
             eta_secs: None,
             entries: 0,
+            entries_loaded: true,
             failures: 0,
             retrying: 0,
             skipped: Vec::new(),

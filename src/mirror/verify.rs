@@ -19,15 +19,23 @@ impl Engine {
     /// Reads the remote folder of the mirror (the change log, or a walk) and compares it
     /// with the known entries (plus one metadata GET per file with `checksums`).
     pub(super) async fn verify(&mut self, checksums: bool, repair: bool) -> VerifyReport {
+        let loaded = self.ensure_known().await;
         let mut report = VerifyReport {
             mirror: self.name.clone(),
-            known_items: self.known.len(),
+            known_items: self.known.count(),
             ..Default::default()
         };
         let Some(t) = self.target.clone() else {
             report.error = Some("the mirror has not started".into());
             return report;
         };
+        if !loaded {
+            report.error = Some(format!(
+                "cannot read the mirror's entries from the state database {}",
+                self.deps.store.path().display()
+            ));
+            return report;
+        }
         let client = self.deps.client.clone();
         // path → (is_dir, id, size): from the change log when that is cheaper, else listed.
         let remote: BTreeMap<String, Remote> = match self.remote_from_log(&t).await {

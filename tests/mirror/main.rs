@@ -24,3 +24,4 @@ mod network;
 mod restore;
 mod sources;
 mod startup;
+mod unload;

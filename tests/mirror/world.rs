@@ -115,6 +115,8 @@ impl World {
             rescan_interval_secs: 3600,
             watch: scaidrive::config::WatchMode::Auto,
             poll_interval_secs: 60,
+            unload_idle_secs: 30,
+            unload_min_entries: 50_000,
             mass_delete_count: 50,
             mass_delete_percent: 50,
             link: None,

@@ -246,7 +246,7 @@ impl Engine {
                     self.drift.read_at = Some(unix_now());
                     // Entries recorded before this position: changes made to them in
                     // between are not in the log from here.
-                    self.drift.resync = !self.known.is_empty();
+                    self.drift.resync = self.known.count() > 0;
                     if !self.drift.resync && self.drift.fresh_base {
                         self.drift.others = Some(Default::default());
                     }
@@ -346,6 +346,9 @@ impl Engine {
         }
         let Some(t) = self.target.clone() else { return };
         if self.drift.resync {
+            if !self.ensure_known().await {
+                return;
+            }
             if self
                 .log_gap("no position in the change log was stored with these entries")
                 .await
@@ -360,9 +363,11 @@ impl Engine {
         // Folded page by page: a restart after a large first pass reads the mirror's own
         // upload rows (about 105,000 on W4's tree), which agree with the store and are
         // dropped as they are folded; only what may need a repair stays in `seen`.
-        let known = Arc::clone(&self.known);
-        // Built on the first page that has rows: an idle poll (no rows) must not walk and
-        // hash every entry (W6: 0.7 s of CPU a minute on 100,000 entries).
+        // Loaded (if unloaded while idle) and indexed on the first page that has rows: an
+        // idle poll (no rows) must not read the store back, nor walk and hash every entry
+        // (W6: 0.7 s of CPU a minute on 100,000 entries).
+        let known: std::sync::OnceLock<Arc<BTreeMap<String, crate::store::Entry>>> =
+            std::sync::OnceLock::new();
         let mut by_id: Option<std::collections::HashMap<&str, &crate::store::Entry>> = None;
         let base = self.base_abs();
         let mut seen = BTreeMap::new();
@@ -377,9 +382,15 @@ impl Engine {
             {
                 Ok(page) => {
                     read += page.changes.len();
+                    if !page.changes.is_empty() && known.get().is_none() {
+                        if !self.ensure_known().await {
+                            return;
+                        }
+                        let _ = known.set(Arc::clone(&self.known));
+                    }
                     self.follow_others_rows(&page.changes);
                     fold(&page.changes, &mut seen);
-                    if !page.changes.is_empty() {
+                    if let Some(known) = known.get() {
                         let by_id = by_id.get_or_insert_with(|| {
                             known.values().map(|e| (e.remote_id.as_str(), e)).collect()
                         });
@@ -424,6 +435,8 @@ impl Engine {
         drop(known);
         let failed = if seen.is_empty() {
             0
+        } else if !self.ensure_known().await {
+            return;
         } else {
             let root = t.root.clone();
             let on_disk = move |rel: &str| std::fs::symlink_metadata(root.join(rel)).is_ok();

@@ -37,6 +37,9 @@ impl Engine {
 
     /// Brings the view up to date with `rows` (read after the cursor, in order).
     pub(super) fn follow_others_rows(&mut self, rows: &[Change]) {
+        if rows.is_empty() {
+            return;
+        }
         let base = self.base_abs();
         let me = self.drift.user_id.clone();
         let Some(others) = self.drift.others.as_mut() else {

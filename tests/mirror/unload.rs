@@ -1,0 +1,116 @@
+//! A big mirror drops its in-memory entries while idle (`unload_idle_secs`,
+//! `unload_min_entries`; issue 20 item 4) and reads them back from the state database when
+//! work comes. Here the threshold is lowered to this small tree: every kind of work that
+//! follows an unload (local changes, someone else's change in the log) must come out as it
+//! would with the entries loaded: a folder rename is one move, nothing is uploaded twice,
+//! nothing is listed. An idle read of the change log must not load them.
+
+use std::time::Duration;
+
+use reqwest::Method;
+
+use crate::drift::colleague;
+use crate::world::{Daemon, World};
+
+async fn unloaded(d: &Daemon, entries: usize) {
+    let s = d
+        .until("entries unloaded while in sync", |s| {
+            !s.entries_loaded && s.in_sync() && s.entries == entries
+        })
+        .await;
+    assert_eq!(s.failures, 0, "{s:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_mirror_unloads_its_entries_and_syncs_the_same_after() {
+    let w = World::new().await;
+    w.write("a/x.txt", b"x");
+    w.write("a/sub/y.txt", b"y");
+    w.write("top.txt", b"top");
+    w.write("gone.txt", b"to be deleted");
+    let mut m = w.mirror_config();
+    m.unload_idle_secs = 1;
+    // 4 files and 2 folders: at the threshold.
+    m.unload_min_entries = 6;
+    m.remote_poll_secs = 1;
+    let d = w.start_with(m).await;
+    d.settled().await;
+    w.assert_mirrored().await;
+    let ids = w.remote_ids().await;
+    unloaded(&d, 6).await;
+
+    // The change log is read every second while idle; with nothing in it the entries stay
+    // unloaded (a status sample every 50 ms for 3 s).
+    for _ in 0..60 {
+        let s = d.handle.status();
+        assert!(
+            !s.entries_loaded,
+            "an idle log read loaded the entries: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    w.reset_stats().await;
+
+    // Local changes while unloaded: a folder renamed, a file edited, one deleted, one added.
+    std::fs::rename(w.root.join("a"), w.root.join("b")).unwrap();
+    w.write("top.txt", b"top, edited");
+    std::fs::remove_file(w.root.join("gone.txt")).unwrap();
+    w.write("new.txt", b"new");
+    // The batch reads the entries back (the unload waits out a second of idleness)...
+    d.until("entries read back", |s| s.entries_loaded).await;
+    // ...and once done and idle drops them again: b, b/sub, b/x.txt, b/sub/y.txt,
+    // top.txt, new.txt.
+    unloaded(&d, 6).await;
+    let stats = w.stats().await["by_route"].clone();
+    let n = |route: &str| stats[route].as_u64().unwrap_or(0);
+    // The rename is one PATCH of the folder, the delete one DELETE, the new file one
+    // upload and the edit one upload session (a new version of the same file): nothing
+    // else is uploaded, nothing listed.
+    assert_eq!(n("PATCH /api/v1/folders/{folder_id}"), 1, "{stats}");
+    assert_eq!(n("DELETE /api/v1/files/{file_id}"), 1, "{stats}");
+    assert_eq!(n("POST /api/v1/files"), 1, "{stats}");
+    assert_eq!(n("POST /api/v1/uploads"), 1, "{stats}");
+    assert_eq!(n("POST /api/v1/uploads/{session_id}/complete"), 1, "{stats}");
+    assert_eq!(n("POST /api/v1/folders"), 0, "{stats}");
+    assert_eq!(n("GET /api/v1/folders/{folder_id}/children"), 0, "{stats}");
+    w.assert_mirrored().await;
+    let after = w.remote_ids().await;
+    for (was, now) in [
+        ("a", "b"),
+        ("a/x.txt", "b/x.txt"),
+        ("a/sub/y.txt", "b/sub/y.txt"),
+    ] {
+        assert_eq!(
+            after[now], ids[was],
+            "{now} is {was} moved, not a new upload"
+        );
+    }
+    assert_eq!(after["top.txt"], ids["top.txt"], "an edit is a new version");
+
+    // Someone else's change, read from the log while unloaded: put right by id.
+    let c = colleague(&w).await;
+    w.reset_stats().await;
+    c.send(
+        &w,
+        Method::DELETE,
+        &format!("/files/{}", after["top.txt"]),
+        None,
+    )
+    .await;
+    d.until("the colleague's delete repaired", |s| {
+        s.remote_repairs >= 1 && s.in_sync()
+    })
+    .await;
+    assert_eq!(w.stats().await["by_route"]["PATCH /api/v1/files/{file_id}"], 1);
+    unloaded(&d, 6).await;
+    let stats = w.stats().await["by_route"].clone();
+    let n = |route: &str| stats[route].as_u64().unwrap_or(0);
+    // Their DELETE, our restore (a PATCH): no upload.
+    assert_eq!(n("DELETE /api/v1/files/{file_id}"), 1, "{stats}");
+    assert_eq!(n("PATCH /api/v1/files/{file_id}"), 1, "{stats}");
+    assert_eq!(n("POST /api/v1/files"), 0, "{stats}");
+    assert_eq!(n("POST /api/v1/uploads"), 0, "{stats}");
+    w.assert_mirrored().await;
+    assert_eq!(w.remote_ids().await, after);
+    d.stop().await;
+}
