@@ -173,6 +173,9 @@ impl Engine {
         let Ok(recorded) = self.deps.store.failures(t.mirror).await else {
             return;
         };
+        if !recorded.is_empty() && !self.ensure_known().await {
+            return;
+        }
         let mut gone = Vec::new();
         for f in &recorded {
             let there = disk.contains_key(&f.path)

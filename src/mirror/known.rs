@@ -21,7 +21,9 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::Engine;
+use crate::plan::{self, DiskItem};
 use crate::store::Entry;
+use crate::upload::MirrorTarget;
 
 type Map = Arc<BTreeMap<String, Entry>>;
 
@@ -65,6 +67,13 @@ impl Known {
         self.map = Arc::new(map);
         self.loaded = true;
         self.touched = true;
+    }
+
+    /// Unloaded from the start: the store holds `count` entries.
+    pub fn set_unloaded(&mut self, count: usize) {
+        self.map = Arc::new(BTreeMap::new());
+        self.loaded = false;
+        self.count = count;
     }
 
     /// Drops the map; the store keeps every entry.
@@ -130,15 +139,71 @@ impl Engine {
         }
     }
 
+    /// A full pass over an unloaded mirror: the disk compared with the store row by row
+    /// in path order, with no map of the entries. `None`: the disk is as the store has it
+    /// and the pass has nothing to do (the entries stay unloaded: a restart or an hourly
+    /// rescan of a big, quiet tree never builds the map). `Some(disk)`: the pass goes on
+    /// the full way, loaded. Only the plain case is taken this way: nothing skipped,
+    /// no delete waiting or allowed, no open intent, no unmounted mount point.
+    pub(super) async fn unless_unchanged(
+        &mut self,
+        t: &MirrorTarget,
+        disk: BTreeMap<String, DiskItem>,
+    ) -> Option<BTreeMap<String, DiskItem>> {
+        if self.known.loaded
+            || !self.skipped.is_empty()
+            || !self.gate.is_empty()
+            || self.allow_deletes
+            || self.intents.held() > 0
+        {
+            return Some(disk);
+        }
+        // As the plan would: a mount point that went is the full way's to handle.
+        self.look_at_mounts().await;
+        if self.mount_memory.any_gone() || self.known.loaded {
+            return Some(disk);
+        }
+        let comparing = std::time::Instant::now();
+        let (n, disk) = (disk.len(), Arc::new(disk));
+        let theirs = Arc::clone(&disk);
+        let same = self
+            .deps
+            .store
+            .visit_entries(t.mirror, move |rows| {
+                plan::unchanged_in_order(rows, &theirs)
+            })
+            .await;
+        // The store's thread dropped its handle with the closure.
+        let disk = Arc::try_unwrap(disk).unwrap_or_else(|shared| (*shared).clone());
+        match same {
+            Ok(true) => {
+                tracing::debug!(mirror = %self.name, "full pass: the disk is as the store has it ({n} items compared row by row in {} ms)", comparing.elapsed().as_millis());
+                // The listing was most of the pass's memory: give its pages back.
+                drop(disk);
+                super::memory::release_free_memory();
+                None
+            }
+            Ok(false) => Some(disk),
+            Err(e) => {
+                tracing::warn!(mirror = %self.name, "comparing the disk with the state database {}: {e}; loading the entries instead", self.deps.store.path().display());
+                Some(disk)
+            }
+        }
+    }
+
+    /// Whether a mirror of `count` entries is one that unloads them while idle.
+    pub(super) fn unloads(&self, count: usize) -> bool {
+        self.cfg.unload_idle_secs > 0 && count >= self.cfg.unload_min_entries.max(1)
+    }
+
     /// When the idle map should be dropped (`None`: not now). `last_use` is when work last
     /// used it; `quiet` says nothing is queued, held or failing.
     pub(super) fn unload_due(&self, last_use: Instant, quiet: bool) -> Option<Instant> {
         let secs = self.cfg.unload_idle_secs;
-        (secs > 0
-            && quiet
+        (quiet
             && self.known.loaded
             && self.target.is_some()
-            && self.known.map.len() >= self.cfg.unload_min_entries.max(1)
+            && self.unloads(self.known.map.len())
             && self.intents.held() == 0
             && self.failures.len() == 0
             && self.gate.is_empty())

@@ -78,6 +78,11 @@ impl MountMemory {
         n
     }
 
+    /// Whether some remembered mount point is not mounted now.
+    pub fn any_gone(&self) -> bool {
+        !self.gone.is_empty()
+    }
+
     /// Whether `path` lies in a gone mount's subtree (the mount point included).
     pub fn hides(&self, path: &str) -> bool {
         self.gone.iter().any(|g| is_within(path, g))
@@ -166,6 +171,9 @@ impl Engine {
         let looked = self.mount_memory.observe(&now);
         if looked.learned {
             self.save_mounts().await;
+        }
+        if !looked.went.is_empty() && !self.ensure_known().await {
+            return;
         }
         for rel in &looked.went {
             let n = self.known.keys().filter(|k| is_within(k, rel)).count();

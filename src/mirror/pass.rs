@@ -38,10 +38,6 @@ impl Engine {
         self.gate
             .full_pass_starts(self.last_removal(), Instant::now());
         let Some(t) = self.target.clone() else { return };
-        if !self.ensure_known().await {
-            self.needs_full_pass = true;
-            return;
-        }
         if !self.check_root().await {
             return;
         }
@@ -100,17 +96,25 @@ impl Engine {
                 reason: reason.to_string(),
             });
         }
-        if disk.is_empty() && !self.known.is_empty() {
+        if disk.is_empty() && self.known.count() > 0 {
             let reason = format!(
                 "root {} is empty but {} items were mirrored (unmounted disk?); nothing is deleted remotely",
                 t.root.display(),
-                self.known.len()
+                self.known.count()
             );
             self.pause(Pause::Root {
                 reason,
                 lifts_when_back: false,
             })
             .await;
+            return;
+        }
+        let Some(disk) = self.unless_unchanged(&t, disk).await else {
+            self.pass_found_nothing();
+            return self.full_pass_done(&t).await;
+        };
+        if !self.ensure_known().await {
+            self.needs_full_pass = true;
             return;
         }
         self.fill_ctimes(&t, &disk).await;
@@ -135,9 +139,21 @@ impl Engine {
             let released = super::memory::release_free_memory();
             tracing::debug!(mirror = %self.name, released, "returned free memory in {} ms", trimming.elapsed().as_millis());
         }
+        self.full_pass_done(&t).await;
+    }
+
+    async fn full_pass_done(&mut self, t: &MirrorTarget) {
         if self.paused.is_none() {
             let _ = self.deps.store.set_first_pass_done(t.mirror).await;
             self.status_tx.send_modify(|s| s.first_pass_done = true);
+        }
+    }
+
+    /// The state a pass that sends nothing leaves the mirror in.
+    fn pass_found_nothing(&mut self) {
+        match &self.paused {
+            Some(p) => self.set_state(p.state(), Some(p.reason())),
+            None => self.set_state(MirrorState::Idle, None),
         }
     }
 
@@ -297,10 +313,7 @@ impl Engine {
         if ops.is_empty() {
             // Nothing to send: idle even if a pass was asked for meanwhile (as before the
             // split; the loop runs that pass next).
-            match &self.paused {
-                Some(p) => self.set_state(p.state(), Some(p.reason())),
-                None => self.set_state(MirrorState::Idle, None),
-            }
+            self.pass_found_nothing();
             return;
         }
         let known_before = self.known.len();

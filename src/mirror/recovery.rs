@@ -176,8 +176,16 @@ impl Engine {
             remote_extras: self.cfg.remote_extras,
         }));
         let loading = std::time::Instant::now();
-        self.known.set(store.entries_map(rec.id).await?);
-        tracing::debug!(mirror = %self.name, "loaded {} entries from the store in {} ms", self.known.len(), loading.elapsed().as_millis());
+        let count = store.entry_count(rec.id).await?;
+        if self.unloads(count) {
+            // A big mirror starts unloaded: a restart that finds the disk as the store
+            // has it compares the two row by row and never builds the map (`known`).
+            self.known.set_unloaded(count);
+            tracing::debug!(mirror = %self.name, "{count} entries stay in the store until work needs them");
+        } else {
+            self.known.set(store.entries_map(rec.id).await?);
+            tracing::debug!(mirror = %self.name, "loaded {} entries from the store in {} ms", self.known.len(), loading.elapsed().as_millis());
+        }
         self.failures
             .load(&store.failures(rec.id).await?, unix_now());
         // No op of this run has begun yet: every open intent is an earlier run's.
@@ -188,7 +196,7 @@ impl Engine {
             .map(|i| i.id)
             .collect();
         self.resolve_intents().await?;
-        if self.known.is_empty() && base_existed {
+        if self.known.count() == 0 && base_existed {
             self.adopt_remote().await?;
         }
         Ok(())
@@ -362,10 +370,10 @@ impl Engine {
         let Some(target) = self.target.clone() else {
             return Ok(0);
         };
-        if !self.ensure_known().await {
+        let intents = self.deps.store.intents(target.mirror).await?;
+        if !intents.is_empty() && !self.ensure_known().await {
             return Ok(0);
         }
-        let intents = self.deps.store.intents(target.mirror).await?;
         let fresh = intents
             .iter()
             .filter(|i| !self.intents.held.contains_key(&i.id))

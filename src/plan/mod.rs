@@ -394,12 +394,38 @@ fn has_ancestor_in(path: &str, dirs: &BTreeSet<&str>) -> bool {
 /// needs none of the lookups below. Directories compare by inode only, as in [`plan`].
 fn unchanged(known: &BTreeMap<String, Entry>, disk: &BTreeMap<String, DiskItem>) -> bool {
     known.len() == disk.len()
-        && known.iter().zip(disk).all(|((kp, k), (dp, d))| {
-            kp == dp
-                && k.kind == d.kind
-                && k.inode == d.inode
-                && (k.kind == EntryKind::Dir || same_file(k, d))
-        })
+        && known
+            .iter()
+            .zip(disk)
+            .all(|((kp, k), (dp, d))| kp == dp && unchanged_item(k, d))
+}
+
+fn unchanged_item(k: &Entry, d: &DiskItem) -> bool {
+    k.kind == d.kind && k.inode == d.inode && (k.kind == EntryKind::Dir || same_file(k, d))
+}
+
+/// [`unchanged`] for entries read one by one in path order (from the store, without a map
+/// of them all), and stricter: a file whose ctime the store does not have yet counts as
+/// changed, so the pass that records it runs. `true` means a full pass has nothing to do.
+pub fn unchanged_in_order(
+    known: &mut dyn Iterator<Item = Entry>,
+    disk: &BTreeMap<String, DiskItem>,
+) -> bool {
+    let mut disk = disk.iter();
+    loop {
+        match (known.next(), disk.next()) {
+            (None, None) => return true,
+            (Some(k), Some((dp, d))) => {
+                if k.path != *dp
+                    || !unchanged_item(&k, d)
+                    || (k.kind == EntryKind::File && k.ctime_ns.is_none())
+                {
+                    return false;
+                }
+            }
+            _ => return false,
+        }
+    }
 }
 
 /// Whether a file is as it was synced, without reading it: same size, mtime and inode,

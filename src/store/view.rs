@@ -34,6 +34,56 @@ impl Store {
     }
 }
 
+impl Store {
+    /// How many entries a mirror has.
+    pub async fn entry_count(&self, mirror: MirrorId) -> Result<usize, StoreError> {
+        self.call(move |c| {
+            let n: i64 = c.query_row(
+                "SELECT COUNT(*) FROM entries WHERE mirror_id = ?1",
+                [mirror],
+                |r| r.get(0),
+            )?;
+            Ok(n as usize)
+        })
+        .await
+    }
+
+    /// Hands `f` the mirror's entries in path order, one row at a time, on the store's
+    /// thread: a comparison with the disk that needs no map of them all (an unloaded
+    /// mirror's full pass). A row that cannot be read ends the walk with its error.
+    pub async fn visit_entries<T, F>(&self, mirror: MirrorId, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn Iterator<Item = Entry>) -> T + Send + 'static,
+    {
+        self.call(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {ENTRY_COLS} FROM entries WHERE mirror_id = ?1 ORDER BY path"
+            ))?;
+            let mut failed: Option<StoreError> = None;
+            let out = {
+                let rows = stmt.query_map([mirror], entry_from_row)?;
+                let mut entries =
+                    rows.map_while(
+                        |r| match r.map_err(StoreError::from).and_then(finish_entry) {
+                            Ok(e) => Some(e),
+                            Err(e) => {
+                                failed = Some(e);
+                                None
+                            }
+                        },
+                    );
+                f(&mut entries)
+            };
+            match failed {
+                Some(e) => Err(e),
+                None => Ok(out),
+            }
+        })
+        .await
+    }
+}
+
 /// Rebuilds a mirror's in-memory entries with full tree nodes. A `BTreeMap` filled one
 /// insert at a time in ascending order (as a pass applies its results in path order)
 /// splits each full node in two and leaves it a little over

@@ -70,7 +70,11 @@ async fn an_idle_mirror_unloads_its_entries_and_syncs_the_same_after() {
     assert_eq!(n("DELETE /api/v1/files/{file_id}"), 1, "{stats}");
     assert_eq!(n("POST /api/v1/files"), 1, "{stats}");
     assert_eq!(n("POST /api/v1/uploads"), 1, "{stats}");
-    assert_eq!(n("POST /api/v1/uploads/{session_id}/complete"), 1, "{stats}");
+    assert_eq!(
+        n("POST /api/v1/uploads/{session_id}/complete"),
+        1,
+        "{stats}"
+    );
     assert_eq!(n("POST /api/v1/folders"), 0, "{stats}");
     assert_eq!(n("GET /api/v1/folders/{folder_id}/children"), 0, "{stats}");
     w.assert_mirrored().await;
@@ -101,7 +105,10 @@ async fn an_idle_mirror_unloads_its_entries_and_syncs_the_same_after() {
         s.remote_repairs >= 1 && s.in_sync()
     })
     .await;
-    assert_eq!(w.stats().await["by_route"]["PATCH /api/v1/files/{file_id}"], 1);
+    assert_eq!(
+        w.stats().await["by_route"]["PATCH /api/v1/files/{file_id}"],
+        1
+    );
     unloaded(&d, 6).await;
     let stats = w.stats().await["by_route"].clone();
     let n = |route: &str| stats[route].as_u64().unwrap_or(0);
@@ -112,5 +119,64 @@ async fn an_idle_mirror_unloads_its_entries_and_syncs_the_same_after() {
     assert_eq!(n("POST /api/v1/uploads"), 0, "{stats}");
     w.assert_mirrored().await;
     assert_eq!(w.remote_ids().await, after);
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_of_a_big_quiet_mirror_compares_with_the_store_without_loading() {
+    let w = World::new().await;
+    w.write("a/x.txt", b"x");
+    w.write("a/sub/y.txt", b"y");
+    w.write("top.txt", b"top");
+    w.write("more.txt", b"more");
+    let mut m = w.mirror_config();
+    // No unload while idle here: only the one at start is looked at.
+    m.unload_idle_secs = 3600;
+    m.unload_min_entries = 6;
+    let d = w.start_with(m.clone()).await;
+    let s = d.settled().await;
+    // A first sync starts from nothing: the entries are built in memory as it goes.
+    assert!(s.entries_loaded, "{s:?}");
+    w.assert_mirrored().await;
+    d.stop().await;
+
+    // Restarted with nothing changed: the scan is compared with the store row by row and
+    // the entries are never loaded; nothing is sent.
+    w.reset_stats().await;
+    let d = w.start_with(m.clone()).await;
+    let s = d.until("in sync after the restart", |s| s.in_sync()).await;
+    assert!(!s.entries_loaded, "{s:?}");
+    assert_eq!((s.entries, s.failures), (6, 0), "{s:?}");
+    let stats = w.stats().await["by_route"].clone();
+    let n = |route: &str| stats[route].as_u64().unwrap_or(0);
+    for route in [
+        "POST /api/v1/files",
+        "POST /api/v1/uploads",
+        "POST /api/v1/folders",
+        "PATCH /api/v1/files/{file_id}",
+        "DELETE /api/v1/files/{file_id}",
+        "GET /api/v1/folders/{folder_id}/children",
+    ] {
+        assert_eq!(n(route), 0, "{route}: {stats}");
+    }
+    d.stop().await;
+
+    // Edited while stopped: the row-by-row comparison sees it, the pass loads the entries
+    // and sends that one file as a new version, nothing else.
+    w.write("top.txt", b"edited while the daemon was down");
+    w.reset_stats().await;
+    let d = w.start_with(m).await;
+    let s = d
+        .until("in sync after the restart", |s| {
+            s.in_sync() && s.files_done >= 1
+        })
+        .await;
+    assert!(s.entries_loaded, "{s:?}");
+    let stats = w.stats().await["by_route"].clone();
+    let n = |route: &str| stats[route].as_u64().unwrap_or(0);
+    assert_eq!(n("POST /api/v1/uploads"), 1, "{stats}");
+    assert_eq!(n("POST /api/v1/files"), 0, "{stats}");
+    assert_eq!(n("POST /api/v1/folders"), 0, "{stats}");
+    w.assert_mirrored().await;
     d.stop().await;
 }
