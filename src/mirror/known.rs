@@ -24,6 +24,7 @@ use super::Engine;
 use crate::plan::{self, DiskItem};
 use crate::store::Entry;
 use crate::upload::MirrorTarget;
+use tokio_util::sync::CancellationToken;
 
 type Map = Arc<BTreeMap<String, Entry>>;
 
@@ -81,6 +82,13 @@ impl Known {
         self.count = self.map.len();
         self.map = Arc::new(BTreeMap::new());
         self.loaded = false;
+    }
+
+    /// Entries recorded in the store while unloaded (a big first sync), for the count.
+    pub fn note_added(&mut self, n: usize) {
+        if !self.loaded {
+            self.count += n;
+        }
     }
 
     /// Whether work used the map since the last call.
@@ -191,6 +199,81 @@ impl Engine {
         }
     }
 
+    /// The first sync of a big tree (nothing known, `unload_min_entries` items or more on
+    /// disk), planned and run [`SLICE_ITEMS`] items at a time in path order and without
+    /// the map: every item is new, so a slice's plan is the whole plan's part for it
+    /// (folders before what is in them, nothing moved or deleted); the results go to the
+    /// store only, and each slice is dropped once planned, so the pass never holds a
+    /// million ops, nor the disk listing and a million entries at once.
+    pub(super) async fn first_sync_in_slices(
+        &mut self,
+        t: &Arc<MirrorTarget>,
+        disk: BTreeMap<String, DiskItem>,
+        stop: &CancellationToken,
+    ) {
+        if self.known.loaded {
+            self.known.set_unloaded(0);
+        }
+        tracing::debug!(mirror = %self.name, "first sync of {} items, {SLICE_ITEMS} at a time, without the map of entries", disk.len());
+        let mut rest = disk;
+        while !rest.is_empty() {
+            let slice = take_first(&mut rest, SLICE_ITEMS);
+            let Some(planned) = self
+                .plan(t, Arc::new(BTreeMap::new()), slice, Vec::new())
+                .await
+            else {
+                return;
+            };
+            let Some(ops) = self.gate_ops(planned, false).await else {
+                return;
+            };
+            let more = !rest.is_empty();
+            if !ops.is_empty() {
+                self.run_in_chunks(t, ops, more, stop).await;
+            }
+            if stop.is_cancelled() || self.paused.is_some() {
+                break;
+            }
+            if !more {
+                self.show_settled();
+            }
+        }
+        // Counted as the ops landed; now exactly.
+        if !self.known.loaded
+            && let Ok(n) = self.deps.store.entry_count(t.mirror).await
+        {
+            self.known.count = n;
+        }
+    }
+
+    /// The known folders that `ops` create into, read from the store (an unloaded
+    /// mirror's first sync: those made by the slices before).
+    pub(super) async fn parents_from_store(
+        &self,
+        t: &MirrorTarget,
+        ops: &[crate::upload::Op],
+    ) -> BTreeMap<String, Entry> {
+        let paths: std::collections::BTreeSet<String> = ops
+            .iter()
+            .map(|o| crate::relpath::parent(o.path()))
+            .filter(|p| !p.is_empty())
+            .map(str::to_string)
+            .collect();
+        match self
+            .deps
+            .store
+            .entries_at(t.mirror, paths.into_iter().collect())
+            .await
+        {
+            Ok(found) => found,
+            Err(e) => {
+                // The ops whose folder is not found wait (`Blocked`) for the next pass.
+                tracing::error!(mirror = %self.name, "cannot read folders from the state database {}: {e}", self.deps.store.path().display());
+                BTreeMap::new()
+            }
+        }
+    }
+
     /// Whether a mirror of `count` entries is one that unloads them while idle.
     pub(super) fn unloads(&self, count: usize) -> bool {
         self.cfg.unload_idle_secs > 0 && count >= self.cfg.unload_min_entries.max(1)
@@ -217,6 +300,20 @@ impl Engine {
         let trimmed = super::memory::release_free_memory();
         tracing::debug!(mirror = %self.name, "idle: {n} entries unloaded (kept in the store; memory returned: {trimmed})");
         self.status_tx.send_modify(|s| s.entries_loaded = false);
+    }
+}
+
+/// Items a big first sync plans at a time (one chunk of ops).
+const SLICE_ITEMS: usize = super::pass::CHUNK_OPS;
+
+/// The first `n` items of `rest` (in path order), taken out of it.
+fn take_first(rest: &mut BTreeMap<String, DiskItem>, n: usize) -> BTreeMap<String, DiskItem> {
+    match rest.keys().nth(n).cloned() {
+        Some(first_after) => {
+            let after = rest.split_off(&first_after);
+            std::mem::replace(rest, after)
+        }
+        None => std::mem::take(rest),
     }
 }
 

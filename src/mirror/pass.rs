@@ -27,7 +27,7 @@ use crate::watch::{self as local, IgnoreRules, Kind, LocalEntry, RelPath, ScanEr
 
 /// A planned pass: the planner's ops, and the paths that changed kind (their delete frees
 /// the name for the new item, so it does not wait out the grace period).
-struct Planned {
+pub(super) struct Planned {
     plan: Plan,
     kind_changed: BTreeSet<String>,
 }
@@ -132,7 +132,7 @@ impl Engine {
         };
         self.plan_and_execute(known, disk, Vec::new(), false, stop)
             .await;
-        if self.known.len() >= COMPACT_AFTER_GROWTH {
+        if self.known.count() >= COMPACT_AFTER_GROWTH {
             // The pass over a big tree freed its listing, plan and results: give the
             // pages back rather than keep the pass's peak as the idle size.
             let trimming = std::time::Instant::now();
@@ -304,6 +304,10 @@ impl Engine {
         let Some(t) = self.target.clone() else { return };
         let (mut disk, mut renames) = (disk, renames);
         let known = self.hide_gone_mounts(known, &mut disk, &mut renames).await;
+        if known.is_empty() && renames.is_empty() && !from_events && self.unloads(disk.len()) {
+            drop(known);
+            return self.first_sync_in_slices(&t, disk, stop).await;
+        }
         let Some(planned) = self.plan(&t, known, disk, renames).await else {
             return;
         };
@@ -317,7 +321,7 @@ impl Engine {
             return;
         }
         let known_before = self.known.len();
-        self.run_in_chunks(&t, ops, stop).await;
+        self.run_in_chunks(&t, ops, false, stop).await;
         if self.known.len() >= known_before + COMPACT_AFTER_GROWTH {
             // Entries inserted one by one in path order leave the map's nodes about half
             // full (a first pass of a million files); rebuilt from sorted order they are
@@ -335,10 +339,13 @@ impl Engine {
     /// from the end, so each chunk is freed as it goes and the list's buffer shrinks.
     /// Parents still come first: a chunk's folders exist (in `known`) before the next
     /// chunk's ops are sent; a move or delete still runs alone.
-    async fn run_in_chunks(
+    /// `more_after`: another slice of the same pass follows (a big first sync), so the
+    /// last chunk does not show the mirror settled.
+    pub(super) async fn run_in_chunks(
         &mut self,
         t: &Arc<MirrorTarget>,
         ops: Vec<Op>,
+        more_after: bool,
         stop: &CancellationToken,
     ) {
         let mut later = ops;
@@ -373,7 +380,7 @@ impl Engine {
             let queued = chunk.len() + later.len();
             let results = self.run_ops(t, chunk, queued, stop).await;
             let last = later.is_empty() || stop.is_cancelled();
-            self.apply(t, results, last).await;
+            self.apply(t, results, last && !more_after).await;
             // A pause (credentials, quota) stops the pass: the rest is planned again once
             // it lifts.
             if last || (!paused_before && self.paused.is_some()) {
@@ -390,7 +397,7 @@ impl Engine {
 
     /// Step 1: the planner, on a blocking thread (it hashes what changed). Paths it could
     /// not examine are recorded as failures.
-    async fn plan(
+    pub(super) async fn plan(
         &mut self,
         t: &MirrorTarget,
         known: Arc<BTreeMap<String, Entry>>,
@@ -438,10 +445,14 @@ impl Engine {
     }
 
     /// Step 2: what may run now. `None` if the mass-delete guard paused the mirror.
-    async fn gate_ops(&mut self, planned: Planned, from_events: bool) -> Option<Vec<Op>> {
+    pub(super) async fn gate_ops(
+        &mut self,
+        planned: Planned,
+        from_events: bool,
+    ) -> Option<Vec<Op>> {
         let Planned { plan, kind_changed } = planned;
         // Mass-delete guard: count AND share of what is mirrored.
-        let known_count = self.known.len();
+        let known_count = self.known.count();
         let limit_pct = (known_count * usize::from(self.cfg.mass_delete_percent)) / 100;
         if !self.allow_deletes
             && plan.deleted_entries > self.cfg.mass_delete_count
@@ -489,8 +500,14 @@ impl Engine {
                 _ => None,
             })
             .collect();
+        if !self.gate.is_empty() {
+            self.ensure_known().await;
+        }
         let known = &self.known;
-        self.gate.settle(|p| known.contains_key(p), &deleting);
+        // (Unloaded only if the store could not be read: the waiting deletes are dropped
+        // and the next full pass finds them again.)
+        self.gate
+            .settle(|p| known.is_loaded() && known.contains_key(p), &deleting);
         Some(ops)
     }
 
@@ -511,9 +528,24 @@ impl Engine {
                 .iter()
                 .any(|o| matches!(o, Op::Delete { kind, .. } if *kind == store::EntryKind::Dir));
         let others = if keeps { self.others_now().await } else { None };
+        let structural = ops
+            .iter()
+            .any(|o| matches!(o, Op::Move { .. } | Op::Delete { .. }));
+        if structural {
+            self.ensure_known().await;
+        }
+        let parents;
+        let known: &BTreeMap<String, Entry> = if self.known.is_loaded() {
+            &self.known
+        } else {
+            // A big first sync runs without the map: the folders its creates go into
+            // are read from the store (those made by earlier chunks).
+            parents = self.parents_from_store(t, &ops).await;
+            &parents
+        };
         self.deps
             .uploader
-            .run_batch_knowing(t, &self.counters, &self.known, others.as_ref(), ops, stop)
+            .run_batch_knowing(t, &self.counters, known, others.as_ref(), ops, stop)
             .await
     }
 
@@ -540,8 +572,17 @@ impl Engine {
             tracing::debug!(mirror = %self.name, op = op_label(&r.op), path = r.op.path(), outcome = ?r.outcome, "op finished");
             match r.outcome {
                 Outcome::Done(effects) => {
-                    for e in &effects {
-                        store::apply_to_map(Arc::make_mut(&mut self.known), e);
+                    if self.known.is_loaded() {
+                        for e in &effects {
+                            store::apply_to_map(Arc::make_mut(&mut self.known), e);
+                        }
+                    } else {
+                        // A big first sync (`first_sync_in_slices`): every item is new.
+                        let added = effects
+                            .iter()
+                            .filter(|e| matches!(e, store::Effect::Upsert(_)))
+                            .count();
+                        self.known.note_added(added);
                     }
                     self.failures.forget(r.op.path());
                     if let Some(kind) = done_event(&r.op) {
@@ -549,8 +590,10 @@ impl Engine {
                     }
                 }
                 Outcome::Changed(effects) => {
-                    for e in &effects {
-                        store::apply_to_map(Arc::make_mut(&mut self.known), e);
+                    if self.known.is_loaded() {
+                        for e in &effects {
+                            store::apply_to_map(Arc::make_mut(&mut self.known), e);
+                        }
                     }
                     requeue = true;
                 }
@@ -627,13 +670,19 @@ impl Engine {
             self.needs_full_pass = true;
         }
         if last {
+            if self.paused.is_none() && self.deps.store.is_full() {
+                // Not "in sync" for a moment before the loop pauses: ops failed for
+                // lack of room for the state database.
+                self.pause_for_space();
+                return;
+            }
             self.show_settled();
         }
     }
 
     /// The state after a pass: paused, a pass still to come (not idle: a `wait` must not
     /// see "in sync" in between), or idle.
-    fn show_settled(&self) {
+    pub(super) fn show_settled(&self) {
         match &self.paused {
             Some(p) => self.set_state(p.state(), Some(p.reason())),
             None if self.needs_full_pass => self.set_state(MirrorState::Scanning, None),

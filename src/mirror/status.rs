@@ -46,6 +46,10 @@ fn loaded() -> bool {
     true
 }
 
+fn is_loaded(loaded: &bool) -> bool {
+    *loaded
+}
+
 /// One mirror's status; the `--json` schema of `scaidrivectl status` is built from it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct MirrorStatus {
@@ -69,8 +73,10 @@ pub struct MirrorStatus {
     pub eta_secs: Option<u64>,
     pub entries: usize,
     /// Whether the entries are in memory (`false`: unloaded while idle, see
-    /// `unload_idle_secs`; read back from the state database when work comes).
-    #[serde(default = "loaded")]
+    /// `unload_idle_secs`; read back from the state database when work comes). Left out
+    /// of the JSON when loaded: the `status --json` schema of a small mirror stays what
+    /// it was.
+    #[serde(default = "loaded", skip_serializing_if = "is_loaded")]
     pub entries_loaded: bool,
     pub failures: usize,
     /// How many of `failures` are transient and will be retried on their own.

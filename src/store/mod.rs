@@ -91,6 +91,9 @@ fn migrations() -> rusqlite_migration::Migrations<'static> {
         rusqlite_migration::M::up(include_str!("../../migrations/04-pause-kind/up.sql")),
         rusqlite_migration::M::up(include_str!("../../migrations/05-sync-cursor/up.sql")),
         rusqlite_migration::M::up(include_str!("../../migrations/06-known-content/up.sql")),
+        rusqlite_migration::M::up(include_str!(
+            "../../migrations/07-entries-by-remote-id/up.sql"
+        )),
     ])
 }
 
@@ -105,6 +108,12 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "synchronous", "FULL")
         .map_err(open_err)?;
     conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(open_err)?;
+    // The WAL is checkpointed every 256 pages (1 MiB) instead of SQLite's 1,000 (4 MiB):
+    // a first sync commits thousands of small transactions, and on a nearly full disk
+    // (a small state partition) a WAL that grows to 4 MiB before its first checkpoint
+    // is what runs out of room.
+    conn.pragma_update(None, "wal_autocheckpoint", 256)
         .map_err(open_err)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(open_err)?;

@@ -3,7 +3,7 @@
 //! tree nodes packed. It is the daemon's largest resident structure (W9: a million files),
 //! so how it is built matters as much as what an entry holds.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::model::{ENTRY_COLS, entry_from_row, finish_entry};
 use super::{Entry, MirrorId, Store, StoreError};
@@ -44,6 +44,51 @@ impl Store {
                 |r| r.get(0),
             )?;
             Ok(n as usize)
+        })
+        .await
+    }
+
+    /// The mirror's entries at these paths (those it has), by path.
+    pub async fn entries_at(
+        &self,
+        mirror: MirrorId,
+        paths: Vec<String>,
+    ) -> Result<BTreeMap<String, Entry>, StoreError> {
+        self.call(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {ENTRY_COLS} FROM entries WHERE mirror_id = ?1 AND path = ?2"
+            ))?;
+            let mut out = BTreeMap::new();
+            for p in paths {
+                for r in stmt.query_map(rusqlite::params![mirror, p], entry_from_row)? {
+                    let e = finish_entry(r?)?;
+                    out.insert(e.path.clone(), e);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// The mirror's entries with these remote ids, by remote id (ids it does not hold are
+    /// left out): what the change-log follower needs of an unloaded mirror for one page.
+    pub async fn entries_by_remote_id(
+        &self,
+        mirror: MirrorId,
+        ids: Vec<String>,
+    ) -> Result<HashMap<String, Entry>, StoreError> {
+        self.call(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {ENTRY_COLS} FROM entries WHERE mirror_id = ?1 AND remote_id = ?2"
+            ))?;
+            let mut out = HashMap::new();
+            for id in ids {
+                for r in stmt.query_map(rusqlite::params![mirror, id], entry_from_row)? {
+                    let e = finish_entry(r?)?;
+                    out.insert(e.remote_id.clone(), e);
+                }
+            }
+            Ok(out)
         })
         .await
     }

@@ -135,8 +135,8 @@ async fn a_restart_of_a_big_quiet_mirror_compares_with_the_store_without_loading
     m.unload_min_entries = 6;
     let d = w.start_with(m.clone()).await;
     let s = d.settled().await;
-    // A first sync starts from nothing: the entries are built in memory as it goes.
-    assert!(s.entries_loaded, "{s:?}");
+    // A first sync of a big tree runs without the map (`first_sync_in_slices`).
+    assert!(!s.entries_loaded, "{s:?}");
     w.assert_mirrored().await;
     d.stop().await;
 
@@ -178,5 +178,49 @@ async fn a_restart_of_a_big_quiet_mirror_compares_with_the_store_without_loading
     assert_eq!(n("POST /api/v1/files"), 0, "{stats}");
     assert_eq!(n("POST /api/v1/folders"), 0, "{stats}");
     w.assert_mirrored().await;
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_big_first_sync_runs_slice_by_slice_without_the_map() {
+    let w = World::new().await;
+    // 5,000 files in 50 folders: 5,050 items, two slices of at most 4,096.
+    for i in 0..5_000 {
+        w.write(
+            &format!("d{:02}/f{i:04}.txt", i % 50),
+            format!("file {i}").as_bytes(),
+        );
+    }
+    let mut m = w.mirror_config();
+    m.unload_min_entries = 1_000;
+    m.unload_idle_secs = 3600;
+    let d = w.start_with(m.clone()).await;
+    let s = d.settled().await;
+    // Each created item went to the store only: the first sync built no map.
+    assert!(!s.entries_loaded, "{s:?}");
+    assert_eq!((s.entries, s.failures), (5_050, 0), "{s:?}");
+    let stats = w.stats().await["by_route"].clone();
+    let n = |route: &str| stats[route].as_u64().unwrap_or(0);
+    // One create per item, no second try, no listing: the second slice found the
+    // folders the first one made in the store.
+    assert_eq!(n("POST /api/v1/files"), 5_000, "{stats}");
+    assert_eq!(n("POST /api/v1/folders"), 50 + 2, "{stats}");
+    assert_eq!(n("POST /api/v1/uploads"), 0, "{stats}");
+    assert_eq!(n("GET /api/v1/folders/{folder_id}/children"), 0, "{stats}");
+    w.assert_mirrored().await;
+    d.stop().await;
+
+    // The restart compares the disk with the store and sends nothing.
+    w.reset_stats().await;
+    let d = w.start_with(m).await;
+    let s = d.until("in sync after the restart", |s| s.in_sync()).await;
+    assert!(!s.entries_loaded, "{s:?}");
+    let stats = w.stats().await["by_route"].clone();
+    let n = |route: &str| stats[route].as_u64().unwrap_or(0);
+    assert_eq!(
+        n("POST /api/v1/files") + n("POST /api/v1/folders"),
+        0,
+        "{stats}"
+    );
     d.stop().await;
 }

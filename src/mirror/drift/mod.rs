@@ -27,7 +27,7 @@
 //! 4xx: retention ran out, an unknown cursor) is a log gap: the mirror lists its remote
 //! folder once, puts back what it can and continues from the current position.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -363,9 +363,10 @@ impl Engine {
         // Folded page by page: a restart after a large first pass reads the mirror's own
         // upload rows (about 105,000 on W4's tree), which agree with the store and are
         // dropped as they are folded; only what may need a repair stays in `seen`.
-        // Loaded (if unloaded while idle) and indexed on the first page that has rows: an
-        // idle poll (no rows) must not read the store back, nor walk and hash every entry
-        // (W6: 0.7 s of CPU a minute on 100,000 entries).
+        // Indexed on the first page that has rows: an idle poll (no rows) must not walk and
+        // hash every entry (W6: 0.7 s of CPU a minute on 100,000 entries). An unloaded
+        // mirror is not loaded for them: each page's items are read from the store by
+        // remote id (a million own upload rows after a first sync need no map).
         let known: std::sync::OnceLock<Arc<BTreeMap<String, crate::store::Entry>>> =
             std::sync::OnceLock::new();
         let mut by_id: Option<std::collections::HashMap<&str, &crate::store::Entry>> = None;
@@ -382,19 +383,38 @@ impl Engine {
             {
                 Ok(page) => {
                     read += page.changes.len();
-                    if !page.changes.is_empty() && known.get().is_none() {
-                        if !self.ensure_known().await {
-                            return;
+                    if page.changes.is_empty() {
+                    } else if self.known.is_loaded() || known.get().is_some() {
+                        if known.get().is_none() {
+                            let _ = known.set(Arc::clone(&self.known));
                         }
-                        let _ = known.set(Arc::clone(&self.known));
-                    }
-                    self.follow_others_rows(&page.changes);
-                    fold(&page.changes, &mut seen);
-                    if let Some(known) = known.get() {
+                        self.follow_others_rows(&page.changes);
+                        fold(&page.changes, &mut seen);
+                        let known = known.get().expect("set above");
                         let by_id = by_id.get_or_insert_with(|| {
                             known.values().map(|e| (e.remote_id.as_str(), e)).collect()
                         });
                         fold::prune(&mut seen, by_id, &base);
+                    } else {
+                        let ids: BTreeSet<String> =
+                            page.changes.iter().map(|c| c.resource_id.clone()).collect();
+                        let mine = match self
+                            .deps
+                            .store
+                            .entries_by_remote_id(t.mirror, ids.into_iter().collect())
+                            .await
+                        {
+                            Ok(m) => m,
+                            Err(e) => {
+                                tracing::error!(mirror = %self.name, "change log: cannot read the mirror's entries from the state database {}: {e}", self.deps.store.path().display());
+                                return;
+                            }
+                        };
+                        self.follow_others_rows_by(&page.changes, &|id| mine.contains_key(id));
+                        fold(&page.changes, &mut seen);
+                        let page_ids: std::collections::HashMap<&str, &crate::store::Entry> =
+                            mine.iter().map(|(id, e)| (id.as_str(), e)).collect();
+                        fold::prune(&mut seen, &page_ids, &base);
                     }
                     cursor = page.cursor;
                     more = page.has_more;

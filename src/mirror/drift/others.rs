@@ -10,6 +10,7 @@
 //! view is unknown and the uploader lists the folder before deleting it.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use super::fold::follow_others;
 use super::{MAX_PAGES, PAGE};
@@ -37,26 +38,32 @@ impl Engine {
 
     /// Brings the view up to date with `rows` (read after the cursor, in order).
     pub(super) fn follow_others_rows(&mut self, rows: &[Change]) {
-        if rows.is_empty() {
+        if rows.is_empty() || self.drift.others.is_none() {
             return;
         }
+        let ids: HashSet<&str> = rows.iter().map(|c| c.resource_id.as_str()).collect();
+        let known = Arc::clone(&self.known);
+        let ours: HashSet<&str> = known
+            .values()
+            .map(|e| e.remote_id.as_str())
+            .filter(|id| ids.contains(id))
+            .collect();
+        self.follow_others_rows_by(rows, &|id| ours.contains(id));
+    }
+
+    /// [`Self::follow_others_rows`] with the mirror's own items told by `ours` (for an
+    /// unloaded mirror: the page's items read from the store).
+    pub(super) fn follow_others_rows_by(&mut self, rows: &[Change], ours: &dyn Fn(&str) -> bool) {
         let base = self.base_abs();
         let me = self.drift.user_id.clone();
         let Some(others) = self.drift.others.as_mut() else {
             return;
         };
-        let ids: HashSet<&str> = rows.iter().map(|c| c.resource_id.as_str()).collect();
-        let ours: HashSet<&str> = self
-            .known
-            .values()
-            .map(|e| e.remote_id.as_str())
-            .filter(|id| ids.contains(id))
-            .collect();
         follow_others(
             rows,
             others,
             &mut self.drift.hidden_others,
-            &|id| ours.contains(id),
+            ours,
             &base,
             me.as_deref(),
         );
