@@ -14,15 +14,57 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 
-use notify::{RecommendedWatcher, RecursiveMode, Watcher as _};
+use notify::{Event, RecommendedWatcher, RecursiveMode, Watcher as _};
 use tokio::sync::mpsc;
 
 use super::{IgnoreRules, RelPath, WatchEvent};
 
-/// What the watcher and its helpers share: the backend (behind a lock: notify adds a
-/// watch through `&mut self`), the folders it refused, and the watch-limit flag.
+/// Where the events come from.
+pub(super) enum Backend {
+    /// Our own inotify backend (Linux, one directory at a time): a watch is added on the
+    /// calling thread, with no lock of ours around it and no wait on the reader thread.
+    #[cfg(target_os = "linux")]
+    Inotify(super::inotify::DirInotify),
+    /// notify's recommended backend: elsewhere, and for a whole-tree (recursive) watch. It
+    /// adds a watch through `&mut self`, hence the lock.
+    Notify(Mutex<RecommendedWatcher>),
+}
+
+impl Backend {
+    /// The backend for watches added one directory at a time: ours on Linux, notify's
+    /// elsewhere.
+    pub fn per_directory(
+        handler: impl FnMut(notify::Result<Event>) + Send + 'static,
+        config: notify::Config,
+    ) -> notify::Result<Self> {
+        #[cfg(target_os = "linux")]
+        {
+            let _ = config;
+            super::inotify::DirInotify::new(handler).map(Backend::Inotify)
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            RecommendedWatcher::new(handler, config).map(|w| Backend::Notify(Mutex::new(w)))
+        }
+    }
+
+    /// Watches one directory's own entries.
+    fn watch_dir(&self, abs: &Path) -> notify::Result<()> {
+        match self {
+            #[cfg(target_os = "linux")]
+            Backend::Inotify(w) => w.watch_dir(abs),
+            Backend::Notify(w) => w
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .watch(abs, RecursiveMode::NonRecursive),
+        }
+    }
+}
+
+/// What the watcher and its helpers share: the backend, the folders it refused, and the
+/// watch-limit flag.
 pub(super) struct Shared {
-    pub backend: Mutex<RecommendedWatcher>,
+    pub backend: Backend,
     pub root: PathBuf,
     pub unwatched: Mutex<Vec<(PathBuf, String)>>,
     pub watch_limit: Arc<AtomicBool>,
@@ -80,8 +122,9 @@ pub(super) enum Added {
 }
 
 impl Shared {
-    /// Adds the non-recursive watch on `abs`. Blocking (a round trip to the backend's
-    /// thread). Once the watch limit is reached nothing more is tried.
+    /// Adds the non-recursive watch on `abs`. Blocking (one `inotify_add_watch` with our
+    /// backend; a round trip to notify's thread with notify's). Once the watch limit is
+    /// reached nothing more is tried.
     pub fn add(&self, abs: &Path) -> Added {
         if !self.per_dir {
             return Added::Watched;
@@ -89,10 +132,7 @@ impl Shared {
         if self.watch_limit.load(Ordering::Acquire) {
             return Added::Failed;
         }
-        let res = {
-            let mut backend = self.backend.lock().unwrap_or_else(|e| e.into_inner());
-            backend.watch(abs, RecursiveMode::NonRecursive)
-        };
+        let res = self.backend.watch_dir(abs);
         let Err(e) = res else {
             self.watched.insert(abs);
             return Added::Watched;

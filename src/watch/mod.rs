@@ -6,6 +6,8 @@
 
 mod dirwatch;
 mod fs;
+#[cfg(target_os = "linux")]
+mod inotify;
 mod rules;
 mod scan;
 mod watcher;

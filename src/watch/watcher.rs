@@ -1,5 +1,6 @@
-//! The live watch on one mirror root: an event source ([`EventSource`]: `notify`'s recommended
-//! backend, inotify here, with renames paired or reported unpaired) turned into
+//! The live watch on one mirror root: an event source ([`EventSource`]: on Linux our own
+//! inotify backend ([`super::inotify`]), elsewhere `notify`'s recommended one, with renames
+//! paired or reported unpaired) turned into
 //! [`WatchEvent`]s on a bounded tokio channel. Owns the mapping from the backend's
 //! event kinds to path hints, the backpressure rule (a full channel becomes one "rescan
 //! needed", never a blocked notify thread and never a silent drop) and the watch-limit error.
@@ -16,7 +17,7 @@ use notify::event::{EventKind, RenameMode};
 use notify::{Event, RecommendedWatcher, RecursiveMode, Watcher as _};
 use tokio::sync::mpsc;
 
-use super::dirwatch::{Added, DirWatches, NewDir, Outbox, Shared, Watched, spawn_adder};
+use super::dirwatch::{Added, Backend, DirWatches, NewDir, Outbox, Shared, Watched, spawn_adder};
 use super::{IgnoreRules, RelPath, RelPathError};
 
 /// inotify watches one directory at a time cheaply, so watches follow the scan; other
@@ -279,15 +280,29 @@ impl Watcher {
             unpaired,
             adder: per_dir.then_some((add_tx, watched.clone())),
         };
-        let backend = RecommendedWatcher::new(
-            move |res: notify::Result<Event>| bridge.handle(res),
-            backend_config(),
-        )
-        .map_err(|e| WatchError::from_notify(root, e))?;
+        let handler = move |res: notify::Result<Event>| bridge.handle(res);
+        let mut unwatched = Vec::new();
+        let backend = if per_dir {
+            Backend::per_directory(handler, backend_config())
+                .map_err(|e| WatchError::from_notify(root, e))?
+        } else {
+            let mut backend = RecommendedWatcher::new(handler, backend_config())
+                .map_err(|e| WatchError::from_notify(root, e))?;
+            if let Err(e) = backend.watch(&canon, RecursiveMode::Recursive) {
+                // A recursive watch fails as a whole on one folder it may not read;
+                // anything else (the watch limit, the root gone) is the whole watcher's error.
+                if !is_refused(&e) {
+                    return Err(WatchError::from_notify(root, e));
+                }
+                watch_around(&mut backend, &canon, &mut unwatched)
+                    .map_err(|e| WatchError::from_notify(root, e))?;
+            }
+            Backend::Notify(Mutex::new(backend))
+        };
         let shared = Arc::new(Shared {
-            backend: Mutex::new(backend),
+            backend,
             root: canon.clone(),
-            unwatched: Mutex::new(Vec::new()),
+            unwatched: Mutex::new(unwatched),
             watch_limit: watch_limit.clone(),
             per_dir,
             watched,
@@ -319,20 +334,6 @@ impl Watcher {
                 // Refused: listed in `unwatched`, the rest of the tree is still watched.
                 Added::Failed => {}
             }
-        } else {
-            let mut backend = shared.backend.lock().unwrap_or_else(|e| e.into_inner());
-            let mut unwatched = Vec::new();
-            if let Err(e) = backend.watch(&canon, RecursiveMode::Recursive) {
-                // A recursive watch fails as a whole on one folder it may not read;
-                // anything else (the watch limit, the root gone) is the whole watcher's error.
-                if !is_refused(&e) {
-                    return Err(WatchError::from_notify(root, e));
-                }
-                watch_around(&mut backend, &canon, &mut unwatched)
-                    .map_err(|e| WatchError::from_notify(root, e))?;
-            }
-            drop(backend);
-            *shared.unwatched.lock().unwrap_or_else(|e| e.into_inner()) = unwatched;
         }
         Ok(Watcher {
             shared,
@@ -617,10 +618,11 @@ struct Mapper {
     /// Non-UTF-8 paths already turned into a rescan: the scan reports them once; rescanning
     /// on every write to such a file would walk the whole tree again and again.
     seen_non_utf8: HashSet<PathBuf>,
-    /// Recent directory moves inside the root (absolute from → to). The inotify backend
+    /// Recent directory moves inside the root (absolute from → to). notify's inotify backend
     /// re-points its watches only after it has delivered the whole batch that contained the
-    /// move, so a file written into the directory right after the move can still be reported
-    /// under the old name; such paths are rewritten to the new one.
+    /// move (ours at once, but only when the two ends are read back to back), so a file
+    /// written into the directory right after the move can still be reported under the old
+    /// name; such paths are rewritten to the new one.
     recent_dir_moves: VecDeque<(PathBuf, PathBuf)>,
 }
 
