@@ -173,21 +173,22 @@ impl Engine {
         let Ok(recorded) = self.deps.store.failures(t.mirror).await else {
             return;
         };
-        if !recorded.is_empty() && !self.ensure_known().await {
+        // Still there without asking the entries: on disk, unmirrorable, or below a
+        // folder the scan could not read. The entries are read only for the rest (a big
+        // mirror with a permanent failure must not load them on every rescan).
+        let seen = |path: &str| {
+            disk.contains_key(path)
+                || unmirrorable.contains_key(path)
+                || unreadable.iter().any(|u| crate::plan::is_within(path, u))
+        };
+        if recorded.iter().any(|f| !seen(&f.path)) && !self.ensure_known().await {
             return;
         }
-        let mut gone = Vec::new();
-        for f in &recorded {
-            let there = disk.contains_key(&f.path)
-                || self.known.contains_key(&f.path)
-                || unmirrorable.contains_key(&f.path)
-                || unreadable
-                    .iter()
-                    .any(|u| crate::plan::is_within(&f.path, u));
-            if !there {
-                gone.push(f.path.clone());
-            }
-        }
+        let gone: Vec<String> = recorded
+            .iter()
+            .filter(|f| !seen(&f.path) && !self.known.contains_key(&f.path))
+            .map(|f| f.path.clone())
+            .collect();
         for (path, reason) in &unmirrorable {
             // Recorded once, not once per pass: its attempts would count hourly rescans.
             if recorded

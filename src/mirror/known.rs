@@ -280,7 +280,7 @@ impl Engine {
     }
 
     /// When the idle map should be dropped (`None`: not now). `last_use` is when work last
-    /// used it; `quiet` says nothing is queued, held or failing.
+    /// used it; `quiet` says nothing is queued. (A failure waiting for its retry does not keep them: the retry reads them back.)
     pub(super) fn unload_due(&self, last_use: Instant, quiet: bool) -> Option<Instant> {
         let secs = self.cfg.unload_idle_secs;
         (quiet
@@ -288,7 +288,6 @@ impl Engine {
             && self.target.is_some()
             && self.unloads(self.known.map.len())
             && self.intents.held() == 0
-            && self.failures.len() == 0
             && self.gate.is_empty())
         .then(|| last_use + Duration::from_secs(secs))
     }

@@ -224,3 +224,35 @@ async fn a_big_first_sync_runs_slice_by_slice_without_the_map() {
     );
     d.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permanent_failure_does_not_keep_a_big_mirror_loaded() {
+    use std::os::unix::ffi::OsStrExt;
+    let w = World::new().await;
+    w.write("a.txt", b"a");
+    w.write("d/b.txt", b"b");
+    // A name the API cannot take: a permanent failure until it is renamed.
+    std::fs::write(
+        w.root.join(std::ffi::OsStr::from_bytes(b"bad\xff.txt")),
+        b"x",
+    )
+    .unwrap();
+    let mut m = w.mirror_config();
+    m.unload_idle_secs = 1;
+    m.unload_min_entries = 3;
+    let d = w.start_with(m.clone()).await;
+    let s = d
+        .until("unloaded with the failure standing", |s| {
+            !s.entries_loaded && s.in_sync() && s.failures == 1 && s.entries == 3
+        })
+        .await;
+    assert_eq!(s.entries, 3);
+    d.stop().await;
+
+    // The restart's rescan finds the failing name as it was: no need to read the entries.
+    let d = w.start_with(m).await;
+    let s = d.until("in sync after the restart", |s| s.in_sync()).await;
+    assert!(!s.entries_loaded, "{s:?}");
+    assert_eq!((s.entries, s.failures), (3, 1), "{s:?}");
+    d.stop().await;
+}
