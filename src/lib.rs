@@ -4,8 +4,9 @@
 //! module, saying what it owns:
 //!
 //! - [`watch`]: the input side of a mirror: ignore rules, the full scan (and the one way
-//!   an mtime is read, [`watch::mtime_ns`]), and the notify watcher bridged into a bounded
-//!   tokio channel (overflow → rescan).
+//!   an mtime is read, [`watch::mtime_ns`]), and the watcher (on Linux our own inotify
+//!   backend, `watch::inotify`, one watch per folder added by the scan; `notify`
+//!   elsewhere) bridged into a bounded tokio channel (overflow → rescan).
 //! - [`queue`]: debounce and coalescing of watch hints (quiet period, max delay, rename
 //!   pairing, parent-first / creates-before-deletes order); [`queue::gate`] holds deletes
 //!   for two quiet periods and while removals keep coming in, so the mass-delete guard
@@ -24,11 +25,13 @@
 //!   typed intent journal ([`store::journal`]), upload sessions, failures, links, the
 //!   root's identity, the content the remote holds ([`store::known`]: versions the
 //!   mirror uploaded, files it trashed), and the engine's packed in-memory view of the
-//!   entries (`store::view`).
+//!   entries and the row-by-row reads that stand in for it (`store::view`).
 //! - [`mirror`]: the conductor, one task per mirror: its run loop (commands, watcher
 //!   hints, the deadlines of queue, gate, retries, rescans, root and quota checks) and
 //!   commands. Its rooms: `recovery` (start-up, base folder, adoption, settling crash
-//!   intents), `pass` (full pass, batch, scope; plan → gate → run → apply), `pause` (the
+//!   intents), `pass` (full pass, batch, scope; plan → gate → run), `outcomes` (apply:
+//!   what the ops' results change), `known` (the entries in memory, unloaded while a big
+//!   mirror is idle; its first sync in slices; a rescan compared row by row), `pause` (the
 //!   one `Pause` enum, what lifts each, the root's identity), `failures`, `verify`,
 //!   `progress`, `status`, `error` (`MirrorError`), `mounts` (mount points below the root,
 //!   remembered: an unmounted one keeps its remote copy), `memory` (free pages back to

@@ -27,6 +27,7 @@ mod known;
 mod logtree;
 mod memory;
 mod mounts;
+mod outcomes;
 mod pass;
 mod pause;
 mod progress;
