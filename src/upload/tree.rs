@@ -12,6 +12,18 @@
 use super::*;
 
 /// A folder delete that must not take others' items with it.
+/// What a folder delete under `remote_extras = "keep"` found inside the folder.
+#[derive(Debug, Default)]
+pub(super) struct Inside {
+    /// Others' items (mirror-relative paths, as named remotely).
+    others: Vec<String>,
+    /// Items of the daemon's own user the store does not know (path, id, is a folder).
+    mine: Vec<(String, String, bool)>,
+    /// Ids of the folders (ours included, whatever their remote name) with others' items
+    /// below them, from a listing.
+    holding: HashSet<String>,
+}
+
 #[derive(Debug)]
 pub(super) struct Keeping {
     /// What the mirror holds inside (mirror-relative path, remote id, is a folder), parents
@@ -178,7 +190,11 @@ impl OpCtx {
             Ok(i) => i,
             Err(e) => return self.store_failed(e),
         };
-        let (others, mine) = match &self.keeping {
+        let Inside {
+            others,
+            mine,
+            holding,
+        } = match &self.keeping {
             Some(k) => match self.others_inside(remote_id, path, k).await {
                 Ok(o) => o,
                 Err(e) => {
@@ -186,10 +202,10 @@ impl OpCtx {
                     return self.fail(&e);
                 }
             },
-            None => (Vec::new(), Vec::new()),
+            None => Inside::default(),
         };
         if let (Some(k), false) = (&self.keeping, others.is_empty()) {
-            return match self.trash_ours(path, k, &others, &mine).await {
+            return match self.trash_ours(path, k, &others, &mine, &holding).await {
                 Ok(trashed) => {
                     effects.splice(0..0, trashed.into_iter().map(Effect::Trashed));
                     match self.store.commit(m, intent, effects.clone()).await {
@@ -232,22 +248,50 @@ impl OpCtx {
     /// daemon's own user the store does not know (a create a killed run left open):
     /// the follower's view, or else one listing of the folder and of each folder in it,
     /// with one metadata GET per file the store does not know (its `created_by`).
+    ///
+    /// The view names items by their remote paths; it is taken only when each folder on
+    /// the way to their items is one the mirror holds at that path, or theirs. A folder of
+    /// ours that someone renamed and put their items in is found by the listing, which
+    /// goes by ids and says which of our folders hold theirs (`holding`).
     async fn others_inside(
         &self,
         remote_id: &str,
         path: &str,
         k: &Keeping,
-    ) -> Result<(Vec<String>, Vec<(String, String, bool)>), crate::remote::Error> {
+    ) -> Result<Inside, crate::remote::Error> {
         if let Some(o) = &k.others {
-            return Ok((o.clone(), Vec::new()));
+            let ours: HashSet<&str> = k.ours.iter().map(|(rel, _, _)| rel.as_str()).collect();
+            let theirs: HashSet<&str> = o.iter().map(String::as_str).collect();
+            let explained = o.iter().all(|rel| {
+                let mut at = crate::relpath::parent(rel);
+                while at != path && is_within(at, path) {
+                    if !ours.contains(at) && !theirs.contains(at) {
+                        return false;
+                    }
+                    at = crate::relpath::parent(at);
+                }
+                true
+            });
+            if explained {
+                return Ok(Inside {
+                    others: o.clone(),
+                    ..Inside::default()
+                });
+            }
         }
         let ours: HashSet<&str> = k.ours.iter().map(|(_, id, _)| id.as_str()).collect();
         let mut me: Option<String> = None;
         let mut found = Vec::new();
         let mut mine = Vec::new();
+        let mut holding = HashSet::new();
         let mut unknown_dirs = Vec::new();
-        let mut stack = vec![(remote_id.to_string(), path.to_string())];
-        while let Some((folder, prefix)) = stack.pop() {
+        // Each folder to list with the ids of the folders on the way down to it.
+        let mut stack = vec![(
+            remote_id.to_string(),
+            path.to_string(),
+            Vec::<String>::new(),
+        )];
+        while let Some((folder, prefix, above)) = stack.pop() {
             let list = self
                 .client
                 .children(&self.target.share_id, Some(&folder))
@@ -259,14 +303,19 @@ impl OpCtx {
             {
                 let rel = join(&prefix, &item.name);
                 let dir = item.kind == crate::remote::ItemKind::Folder;
+                let below = || {
+                    let mut ids = above.clone();
+                    ids.push(item.id.clone());
+                    ids
+                };
                 if ours.contains(item.id.as_str()) {
                     if dir {
-                        stack.push((item.id, rel));
+                        stack.push((item.id.clone(), rel, below()));
                     }
                 } else if dir {
                     // Theirs if anything of theirs is inside, else ours (below).
                     unknown_dirs.push((rel.clone(), item.id.clone()));
-                    stack.push((item.id, rel));
+                    stack.push((item.id.clone(), rel, below()));
                 } else {
                     if me.is_none() {
                         me = Some(self.client.me().await?.id);
@@ -275,7 +324,10 @@ impl OpCtx {
                         Ok(f) if f.created_by.is_some() && f.created_by == me => {
                             mine.push((rel, item.id, false))
                         }
-                        Ok(_) => found.push(rel),
+                        Ok(_) => {
+                            holding.extend(above.iter().cloned());
+                            found.push(rel)
+                        }
                         Err(e) if is_gone(&e) => {}
                         Err(e) => return Err(e),
                     }
@@ -291,7 +343,11 @@ impl OpCtx {
         }
         found.sort();
         mine.sort();
-        Ok((found, mine))
+        Ok(Inside {
+            others: found,
+            mine,
+            holding,
+        })
     }
 
     /// Trashes what the mirror holds in folder `path` around `others` (their items, which
@@ -302,8 +358,11 @@ impl OpCtx {
         k: &Keeping,
         others: &[String],
         mine: &[(String, String, bool)],
+        holding: &HashSet<String>,
     ) -> Result<Vec<String>, crate::remote::Error> {
-        let holds_theirs = |dir: &str| others.iter().any(|o| is_within(o, dir) && o != dir);
+        let holds_theirs = |dir: &str, id: &str| {
+            holding.contains(id) || others.iter().any(|o| is_within(o, dir) && o != dir)
+        };
         let mut trashed: Vec<String> = Vec::new();
         let mut all: Vec<&(String, String, bool)> = k.ours.iter().chain(mine).collect();
         all.sort();
@@ -311,7 +370,7 @@ impl OpCtx {
             if trashed.iter().any(|t| is_within(rel, t)) || others.contains(rel) {
                 continue;
             }
-            if *dir && holds_theirs(rel) {
+            if *dir && holds_theirs(rel, id) {
                 continue;
             }
             let r = if *dir {

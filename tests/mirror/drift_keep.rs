@@ -149,3 +149,80 @@ async fn strict_mirror_trashes_the_folder_in_one_call() {
     assert_eq!(w.remote_tree().await, w.local_tree());
     d.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subfolder_they_renamed_and_added_to_is_kept_with_theirs() {
+    let w = World::new().await;
+    seed(&w);
+    w.write("d/sub/c.txt", b"c in d/sub");
+    // The change log is not followed (the World's default): the folder is listed, and the
+    // colleague's rename of `d/sub` is not put back before the delete.
+    let d = w.start().await;
+    d.settled().await;
+    let ids = w.remote_ids().await;
+    let c = colleague(&w).await;
+    c.send(
+        &w,
+        reqwest::Method::PATCH,
+        &format!("/folders/{}", ids["d/sub"]),
+        Some(serde_json::json!({ "name": "renamed-by-them" })),
+    )
+    .await;
+    let theirs = c.upload(&w, &ids["d/sub"], "theirs.txt", b"theirs").await;
+    w.reset_stats().await;
+
+    delete_local(&w, &d, "d").await;
+    // Their file was in our folder under the name they gave it: that folder, and d, stay
+    // (with their file live in them); what is ours alone goes to the trash.
+    let f = w.api_live(&format!("/files/{theirs}")).await;
+    assert!(f.is_some(), "their file is still live");
+    assert!(
+        w.api_live(&format!("/folders/{}", ids["d/sub"]))
+            .await
+            .is_some(),
+        "the folder holding their file is kept"
+    );
+    let (by, _, stats) = routes(&w).await;
+    let n = |r: &str| by.get(r).copied().unwrap_or(0);
+    // d/a.txt, d/b.txt and d/sub/c.txt trashed one by one; no folder trashed.
+    assert_eq!(n(DELETE_FILE), 3, "{stats}");
+    assert_eq!(n(DELETE_FOLDER), 0, "{stats}");
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_log_a_renamed_subfolder_of_ours_is_found_by_listing() {
+    let w = World::new().await;
+    seed(&w);
+    w.write("d/sub/c.txt", b"c in d/sub");
+    let mut m = w.mirror_config();
+    m.remote_poll_secs = 3600;
+    let d = w.start_with(m).await;
+    d.settled().await;
+    let ids = w.remote_ids().await;
+    let c = colleague(&w).await;
+    c.send(
+        &w,
+        reqwest::Method::PATCH,
+        &format!("/folders/{}", ids["d/sub"]),
+        Some(serde_json::json!({ "name": "renamed-by-them" })),
+    )
+    .await;
+    let theirs = c.upload(&w, &ids["d/sub"], "theirs.txt", b"theirs").await;
+    w.reset_stats().await;
+
+    delete_local(&w, &d, "d").await;
+    // The log names their file d/renamed-by-them/theirs.txt, in a folder the mirror does
+    // not hold at that path: the folder is listed (by ids) instead of trusting the path.
+    let (by, _, stats) = routes(&w).await;
+    let n = |r: &str| by.get(r).copied().unwrap_or(0);
+    assert!(n(LIST) >= 1, "{stats}");
+    assert_eq!(n(DELETE_FILE), 3, "{stats}");
+    assert_eq!(n(DELETE_FOLDER), 0, "{stats}");
+    assert!(w.api_live(&format!("/files/{theirs}")).await.is_some());
+    assert!(
+        w.api_live(&format!("/folders/{}", ids["d/sub"])).await.is_some(),
+        "the folder holding their file is kept"
+    );
+    d.stop().await;
+}
