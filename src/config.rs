@@ -283,7 +283,9 @@ mod defaults {
         30
     }
     pub fn unload_min_entries() -> usize {
-        50_000
+        // Below this the map is under ~70 MiB, and keeping it saves the CPU of the
+        // row-by-row restart and of reloading it (W4: 0.78 s with it at 100,000 entries).
+        200_000
     }
     pub fn mass_delete_count() -> usize {
         500
@@ -816,7 +818,7 @@ mod tests {
                 watch: WatchMode::Auto,
                 poll_interval_secs: 60,
                 unload_idle_secs: 30,
-                unload_min_entries: 50_000,
+                unload_min_entries: 200_000,
                 mass_delete_count: 500,
                 mass_delete_percent: 25,
                 link: None,
@@ -931,7 +933,7 @@ mod tests {
             watch: WatchMode::Auto,
             poll_interval_secs: 60,
             unload_idle_secs: 30,
-            unload_min_entries: 50_000,
+            unload_min_entries: 200_000,
             mass_delete_count: 500,
             mass_delete_percent: 25,
             link: None,

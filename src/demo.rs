@@ -121,7 +121,7 @@ pub async fn run(
         watch: crate::config::WatchMode::Auto,
         poll_interval_secs: 60,
         unload_idle_secs: 30,
-        unload_min_entries: 50_000,
+        unload_min_entries: 200_000,
         mass_delete_count: 500,
         mass_delete_percent: 25,
         link: None,

@@ -830,7 +830,7 @@ mod tests {
             watch: crate::config::WatchMode::Auto,
             poll_interval_secs: 60,
             unload_idle_secs: 30,
-            unload_min_entries: 50_000,
+            unload_min_entries: 200_000,
             mass_delete_count: 0,
             mass_delete_percent: 0,
             link: None,

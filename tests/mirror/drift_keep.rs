@@ -221,7 +221,9 @@ async fn with_the_log_a_renamed_subfolder_of_ours_is_found_by_listing() {
     assert_eq!(n(DELETE_FOLDER), 0, "{stats}");
     assert!(w.api_live(&format!("/files/{theirs}")).await.is_some());
     assert!(
-        w.api_live(&format!("/folders/{}", ids["d/sub"])).await.is_some(),
+        w.api_live(&format!("/folders/{}", ids["d/sub"]))
+            .await
+            .is_some(),
         "the folder holding their file is kept"
     );
     d.stop().await;

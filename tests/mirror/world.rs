@@ -116,7 +116,7 @@ impl World {
             watch: scaidrive::config::WatchMode::Auto,
             poll_interval_secs: 60,
             unload_idle_secs: 30,
-            unload_min_entries: 50_000,
+            unload_min_entries: 200_000,
             mass_delete_count: 50,
             mass_delete_percent: 50,
             link: None,
