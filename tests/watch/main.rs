@@ -559,6 +559,9 @@ async fn full_channel_sets_rescan_instead_of_blocking_or_dropping() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // Let the backend hand over the rest of the burst (dropped while the rescan is owed):
+    // an event of these writes still on its way after `recv` would rightly owe a new one.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         w.recv().await,
         Some(WatchEvent::Rescan {
