@@ -212,7 +212,10 @@ impl Engine {
         stop: &CancellationToken,
     ) {
         if self.known.loaded {
-            self.known.set_unloaded(0);
+            // (Entries hidden from this pass, below a skipped folder or a gone mount,
+            // stay in the store and in the count.)
+            let n = self.known.count();
+            self.known.set_unloaded(n);
         }
         tracing::debug!(mirror = %self.name, "first sync of {} items, {SLICE_ITEMS} at a time, without the map of entries", disk.len());
         let mut rest = disk;
@@ -228,14 +231,16 @@ impl Engine {
                 return;
             };
             let more = !rest.is_empty();
-            if !ops.is_empty() {
+            if ops.is_empty() {
+                // (A slice with ops shows its end through its last chunk.)
+                if !more {
+                    self.show_settled();
+                }
+            } else {
                 self.run_in_chunks(t, ops, more, stop).await;
             }
             if stop.is_cancelled() || self.paused.is_some() {
                 break;
-            }
-            if !more {
-                self.show_settled();
             }
         }
         // Counted as the ops landed; now exactly.
@@ -322,17 +327,7 @@ mod tests {
     use crate::store::EntryKind;
 
     fn entry(path: &str) -> Entry {
-        Entry {
-            path: path.into(),
-            kind: EntryKind::File,
-            remote_id: format!("id-{path}"),
-            size: 1,
-            mtime_ns: 2,
-            inode: 3,
-            sha256: None,
-            remote_version: Some(1),
-            ctime_ns: Some(4),
-        }
+        crate::store::test_entry(path, EntryKind::File)
     }
 
     #[test]

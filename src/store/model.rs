@@ -721,22 +721,28 @@ pub fn apply_to_map(map: &mut std::collections::BTreeMap<String, Entry>, effect:
     }
 }
 
+/// An entry for unit tests: remote id `id-PATH`, fixed stat data.
+#[cfg(test)]
+pub(crate) fn test_entry(path: &str, kind: EntryKind) -> Entry {
+    Entry {
+        path: path.into(),
+        kind,
+        remote_id: format!("id-{path}"),
+        size: 1,
+        mtime_ns: 2,
+        inode: 3,
+        sha256: None,
+        remote_version: Some(1),
+        ctime_ns: Some(4),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn entry(path: &str, kind: EntryKind) -> Entry {
-        Entry {
-            path: path.into(),
-            kind,
-            remote_id: format!("id-{path}"),
-            size: 1,
-            mtime_ns: 2,
-            inode: 3,
-            sha256: None,
-            remote_version: Some(1),
-            ctime_ns: Some(4),
-        }
+        test_entry(path, kind)
     }
 
     async fn store() -> (tempfile::TempDir, Store, MirrorId) {

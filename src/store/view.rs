@@ -162,17 +162,7 @@ mod tests {
     use crate::store::{Effect, EntryKind};
 
     fn entry(path: &str) -> Entry {
-        Entry {
-            path: path.into(),
-            kind: EntryKind::File,
-            remote_id: format!("id-{path}"),
-            size: 1,
-            mtime_ns: 2,
-            inode: 3,
-            sha256: None,
-            remote_version: Some(1),
-            ctime_ns: Some(4),
-        }
+        super::super::model::test_entry(path, EntryKind::File)
     }
 
     #[test]

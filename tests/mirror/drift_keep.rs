@@ -150,6 +150,22 @@ async fn strict_mirror_trashes_the_folder_in_one_call() {
     d.stop().await;
 }
 
+/// The colleague renames our folder `d/sub` and puts a file of theirs in it; returns the
+/// file's id. Counters are reset afterwards.
+async fn rename_sub_and_add_theirs(w: &World, ids: &BTreeMap<String, String>) -> String {
+    let c = colleague(w).await;
+    c.send(
+        w,
+        reqwest::Method::PATCH,
+        &format!("/folders/{}", ids["d/sub"]),
+        Some(serde_json::json!({ "name": "renamed-by-them" })),
+    )
+    .await;
+    let theirs = c.upload(w, &ids["d/sub"], "theirs.txt", b"theirs").await;
+    w.reset_stats().await;
+    theirs
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subfolder_they_renamed_and_added_to_is_kept_with_theirs() {
     let w = World::new().await;
@@ -160,16 +176,7 @@ async fn a_subfolder_they_renamed_and_added_to_is_kept_with_theirs() {
     let d = w.start().await;
     d.settled().await;
     let ids = w.remote_ids().await;
-    let c = colleague(&w).await;
-    c.send(
-        &w,
-        reqwest::Method::PATCH,
-        &format!("/folders/{}", ids["d/sub"]),
-        Some(serde_json::json!({ "name": "renamed-by-them" })),
-    )
-    .await;
-    let theirs = c.upload(&w, &ids["d/sub"], "theirs.txt", b"theirs").await;
-    w.reset_stats().await;
+    let theirs = rename_sub_and_add_theirs(&w, &ids).await;
 
     delete_local(&w, &d, "d").await;
     // Their file was in our folder under the name they gave it: that folder, and d, stay
@@ -200,16 +207,7 @@ async fn with_the_log_a_renamed_subfolder_of_ours_is_found_by_listing() {
     let d = w.start_with(m).await;
     d.settled().await;
     let ids = w.remote_ids().await;
-    let c = colleague(&w).await;
-    c.send(
-        &w,
-        reqwest::Method::PATCH,
-        &format!("/folders/{}", ids["d/sub"]),
-        Some(serde_json::json!({ "name": "renamed-by-them" })),
-    )
-    .await;
-    let theirs = c.upload(&w, &ids["d/sub"], "theirs.txt", b"theirs").await;
-    w.reset_stats().await;
+    let theirs = rename_sub_and_add_theirs(&w, &ids).await;
 
     delete_local(&w, &d, "d").await;
     // The log names their file d/renamed-by-them/theirs.txt, in a folder the mirror does

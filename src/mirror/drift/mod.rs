@@ -383,8 +383,9 @@ impl Engine {
             {
                 Ok(page) => {
                     read += page.changes.len();
-                    if page.changes.is_empty() {
-                    } else if self.known.is_loaded() || known.get().is_some() {
+                    let rows = !page.changes.is_empty();
+                    let unloaded = !self.known.is_loaded() && known.get().is_none();
+                    if rows && !unloaded {
                         if known.get().is_none() {
                             let _ = known.set(Arc::clone(&self.known));
                         }
@@ -395,7 +396,7 @@ impl Engine {
                             known.values().map(|e| (e.remote_id.as_str(), e)).collect()
                         });
                         fold::prune(&mut seen, by_id, &base);
-                    } else {
+                    } else if rows {
                         let ids: BTreeSet<String> =
                             page.changes.iter().map(|c| c.resource_id.clone()).collect();
                         let mine = match self
